@@ -1,0 +1,55 @@
+"""`qla <command>`: parse, validate, call one function, print. Each command lives in qla_sdk/commands/<name>.py
+with ``register(subparsers)`` (adds its parser and sets ``func``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from qla_sdk.errors import QlaError
+
+# Order is the order of `qla --help`; a module not written yet is skipped.
+COMMANDS = [
+    "finetune",
+    "distill",
+    "lat_train",
+    "search",
+    "quantize",
+    "export",
+    "predict",
+    "eval",
+    "bench",
+    "run",
+    "macs",
+    "demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qla", description="Quantized length-adaptive transformers for Xeon CPUs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module_name = f"qla_sdk.commands.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except (QlaError, ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"qla {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qla {args.command}: interrupted; finished work is kept and --resume continues", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

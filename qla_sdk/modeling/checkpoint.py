@@ -1,0 +1,254 @@
+"""Hugging Face checkpoint folders <-> our modules.
+
+A folder holds ``config.json`` and ``model.safetensors`` (or a sharded safetensors index) in the layout of
+transformers' BERT/RoBERTa models; ours adds ``qla.json`` (task, labels, length config). Weights are read only
+from safetensors: a pickled ``pytorch_model.bin`` can run code when loaded, so it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from qla_sdk.errors import CheckpointError, ConfigError
+from qla_sdk.io import atomic_dir, write_json_atomic
+from qla_sdk.modeling.heads import TASKS, TaskModel
+from qla_sdk.modeling.length import LengthConfig
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta")
+QLA_FILE = "qla.json"
+
+# (Hugging Face name, our name); {i} is a layer index, {p} weight or bias.
+_ENCODER_NAMES = [
+    ("embeddings.word_embeddings.{p}", "encoder.embeddings.word.{p}"),
+    ("embeddings.position_embeddings.{p}", "encoder.embeddings.position.{p}"),
+    ("embeddings.token_type_embeddings.{p}", "encoder.embeddings.token_type.{p}"),
+    ("embeddings.LayerNorm.{p}", "encoder.embeddings.norm.{p}"),
+    ("encoder.layer.{i}.attention.self.query.{p}", "encoder.layers.{i}.query.{p}"),
+    ("encoder.layer.{i}.attention.self.key.{p}", "encoder.layers.{i}.key.{p}"),
+    ("encoder.layer.{i}.attention.self.value.{p}", "encoder.layers.{i}.value.{p}"),
+    ("encoder.layer.{i}.attention.output.dense.{p}", "encoder.layers.{i}.attn_out.{p}"),
+    ("encoder.layer.{i}.attention.output.LayerNorm.{p}", "encoder.layers.{i}.attn_norm.{p}"),
+    ("encoder.layer.{i}.intermediate.dense.{p}", "encoder.layers.{i}.ffn_in.{p}"),
+    ("encoder.layer.{i}.output.dense.{p}", "encoder.layers.{i}.ffn_out.{p}"),
+    ("encoder.layer.{i}.output.LayerNorm.{p}", "encoder.layers.{i}.ffn_norm.{p}"),
+]
+_HEAD_NAMES = {
+    ("bert", "question-answering"): [("qa_outputs.{p}", "head.qa.{p}")],
+    ("roberta", "question-answering"): [("qa_outputs.{p}", "head.qa.{p}")],
+    ("bert", "text-classification"): [
+        ("{base}.pooler.dense.{p}", "head.dense.{p}"),
+        ("classifier.{p}", "head.out.{p}"),
+    ],
+    ("roberta", "text-classification"): [
+        ("classifier.dense.{p}", "head.dense.{p}"),
+        ("classifier.out_proj.{p}", "head.out.{p}"),
+    ],
+}
+_ARCHITECTURES = {
+    ("bert", "question-answering"): "BertForQuestionAnswering",
+    ("bert", "text-classification"): "BertForSequenceClassification",
+    ("roberta", "question-answering"): "RobertaForQuestionAnswering",
+    ("roberta", "text-classification"): "RobertaForSequenceClassification",
+}
+
+
+def _pattern(template: str) -> re.Pattern:
+    escaped = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    return re.compile(escaped.replace(r"\{base\}", r"(?:bert|roberta)") + "$")
+
+
+def _name_pairs(model_type: str, task: str) -> list[tuple[str, str]]:
+    base = [(f"{model_type}.{hf}", ours) for hf, ours in _ENCODER_NAMES]
+    heads = [(hf.replace("{base}", model_type), ours) for hf, ours in _HEAD_NAMES[(model_type, task)]]
+    return base + heads
+
+
+def hf_to_ours(state: dict[str, torch.Tensor], model_type: str, task: str) -> dict[str, torch.Tensor]:
+    """Rename a transformers state dict (with or without the ``bert.``/``roberta.`` prefix) to ours."""
+    pairs = [(_pattern(hf), ours) for hf, ours in _name_pairs(model_type, task)]
+    # Base-model checkpoints (BertModel) have no prefix: accept both.
+    pairs += [(_pattern(hf), ours) for hf, ours in _ENCODER_NAMES]
+    pairs += [(_pattern(hf.replace("{base}.", "")), ours) for hf, ours in _HEAD_NAMES[(model_type, task)]]
+    out = {}
+    for name, tensor in state.items():
+        name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        for pattern, ours in pairs:
+            m = pattern.match(name)
+            if m:
+                out[ours.format(**m.groupdict())] = tensor
+                break
+    return out
+
+
+def ours_to_hf(state: dict[str, torch.Tensor], model_type: str, task: str) -> dict[str, torch.Tensor]:
+    pairs = [(_pattern(ours), hf) for hf, ours in _name_pairs(model_type, task)]
+    out = {}
+    for name, tensor in state.items():
+        for pattern, hf in pairs:
+            m = pattern.match(name)
+            if m:
+                out[hf.format(**m.groupdict())] = tensor.contiguous()
+                break
+        else:
+            raise CheckpointError(f"no Hugging Face name for parameter {name!r}")
+    return out
+
+
+def load_config(path: str | Path):
+    """The transformers config of a local folder, or of a hub id when the network allows."""
+    from transformers import AutoConfig
+
+    folder = Path(path)
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise CheckpointError(
+                f"{folder} has no config.json: point to a Hugging Face checkpoint folder "
+                "(config.json + model.safetensors), e.g. one written by save_pretrained"
+            )
+    elif folder.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") > 1:
+        raise CheckpointError(f"checkpoint folder {path} does not exist (or is not a folder)")
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot load {path!r}: it is no local folder and the Hugging Face hub did not answer ({exc}). "
+            "Download the checkpoint and give its local path"
+        ) from None
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise CheckpointError(
+            f"{path}: model_type {config.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    return config
+
+
+def _weights_file(path: str | Path) -> list[Path]:
+    folder = Path(path)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors", "*.txt"]))
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / s for s in shards]
+    if (folder / "pytorch_model.bin").exists():
+        raise CheckpointError(
+            f"{folder} holds only pytorch_model.bin (a pickle, which can run code when loaded); convert it to "
+            "safetensors first, e.g. transformers' model.save_pretrained(dir, safe_serialization=True)"
+        )
+    raise CheckpointError(f"{folder} has no model.safetensors")
+
+
+def read_qla_metadata(path: str | Path) -> dict:
+    file = Path(path) / QLA_FILE
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{file} is not valid JSON ({exc}); restore it or delete it") from None
+
+
+def from_pretrained(
+    path: str | Path,
+    task: str | None = None,
+    num_labels: int | None = None,
+    labels: list[str] | None = None,
+) -> TaskModel:
+    """Load a BERT/RoBERTa checkpoint as a ``TaskModel`` for ``task`` (question-answering or text-classification).
+
+    Head weights missing from the checkpoint (a base model, or another task's head) start random, with a warning.
+    """
+    config = load_config(path)
+    meta = read_qla_metadata(path) if Path(path).is_dir() else {}
+    task = task or meta.get("task") or _task_from_architectures(config)
+    if task not in TASKS:
+        raise ConfigError(f"task {task!r} is not supported; choose one of {', '.join(TASKS)}")
+    if labels is None and meta.get("labels"):
+        labels = list(meta["labels"])
+    if labels is not None:
+        config.id2label = {i: str(label) for i, label in enumerate(labels)}
+        config.label2id = {str(label): i for i, label in enumerate(labels)}
+    elif num_labels is not None:
+        config.num_labels = num_labels
+    model = TaskModel(config, task)
+    state = {}
+    for file in _weights_file(path):
+        state.update(load_file(str(file)))
+    ours = hf_to_ours(state, config.model_type, task)
+    missing, _unexpected = model.load_state_dict(ours, strict=False)
+    encoder_missing = [k for k in missing if k.startswith("encoder.")]
+    if encoder_missing:
+        raise CheckpointError(f"{path}: encoder weights missing from the checkpoint: {encoder_missing[:5]}")
+    if missing:
+        _init_head(model)
+        model.load_state_dict(ours, strict=False)
+        warnings.warn(f"{path}: no {task} head weights; the head starts random and needs training", stacklevel=2)
+    if meta.get("length_config"):
+        model.length_config = LengthConfig.parse(meta["length_config"])
+    return model
+
+
+def _init_head(model: TaskModel) -> None:
+    std = getattr(model.config, "initializer_range", 0.02)
+    for module in model.head.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=std)
+            torch.nn.init.zeros_(module.bias)
+
+
+def init_weights(model: TaskModel) -> TaskModel:
+    """BERT's initialisation, for models built from a config rather than a checkpoint."""
+    std = getattr(model.config, "initializer_range", 0.02)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+            torch.nn.init.normal_(module.weight, std=std)
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.LayerNorm):
+            torch.nn.init.ones_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    return model
+
+
+def _task_from_architectures(config) -> str:
+    for arch in config.architectures or []:
+        if arch.endswith("ForQuestionAnswering"):
+            return "question-answering"
+        if arch.endswith("ForSequenceClassification"):
+            return "text-classification"
+    raise ConfigError(
+        "the checkpoint does not say its task (no qla.json, no *ForQuestionAnswering/*ForSequenceClassification "
+        "architecture): pass task='question-answering' or task='text-classification'"
+    )
+
+
+def save_pretrained(model: TaskModel, path: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
+    """Write config.json, model.safetensors (transformers layout), tokenizer files and qla.json, atomically."""
+    config = model.config
+    with atomic_dir(path) as tmp:
+        config.architectures = [_ARCHITECTURES[(config.model_type, model.task)]]
+        config.save_pretrained(tmp)
+        state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, config.model_type, model.task)
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        meta = {
+            "task": model.task,
+            "labels": [config.id2label[i] for i in range(config.num_labels)]
+            if model.task != "question-answering"
+            else None,
+            "length_config": model.length_config.to_dict() if model.length_config else None,
+            **(extra or {}),
+        }
+        write_json_atomic(tmp / QLA_FILE, meta)
+    return Path(path)

@@ -1,0 +1,205 @@
+"""A compact BERT/RoBERTa encoder that drops tokens layer by layer and restores them at the end.
+
+Length-Adaptive Transformer (Kim & Cho 2021), on PoWER-BERT: after a layer's self-attention, each token's
+significance is the attention it receives, summed over heads and over real (non-padding) queries. The most
+significant tokens go on to the feed-forward block and the next layers; the rest leave. Padding leaves first.
+A dropped token keeps the last layer output it had, so the final hidden states cover every original position
+(drop-and-restore) and a span head still scores every token.
+
+All shapes are static for an integer length config, so ``torch.export`` sees the pruning as ordinary ops
+(topk, sort, gather, scatter): no graph breaks and no data-dependent Python control flow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qla_sdk.modeling.length import LengthConfig
+
+_ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+@dataclass
+class LayerTrace:
+    """What a layer saw, for distillation: per-head attention probabilities and the q/k/v it attended with."""
+
+    attention_probs: torch.Tensor  # (batch, heads, q_len, k_len)
+    query: torch.Tensor  # (batch, heads, len, head_dim)
+    key: torch.Tensor
+    value: torch.Tensor
+    mask: torch.Tensor  # (batch, len) 1 for real tokens at this layer's input
+    hidden_states: torch.Tensor  # (batch, out_len, hidden) this layer's output
+
+
+@dataclass
+class EncoderOutput:
+    last_hidden_state: torch.Tensor  # (batch, seq, hidden): every original position, dropped ones restored
+    traces: list[LayerTrace | None] = field(default_factory=list)
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # RoBERTa numbers real tokens from padding_idx + 1 and gives padding the padding position.
+        self.roberta_positions = config.model_type == "roberta"
+        self.pad_token_id = config.pad_token_id
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        if self.roberta_positions:
+            not_pad = input_ids.ne(self.pad_token_id).long()
+            positions = torch.cumsum(not_pad, dim=1) * not_pad + self.pad_token_id
+        else:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word(input_ids) + self.position(positions) + self.token_type(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class Layer(nn.Module):
+    """Self-attention, then (optionally) token selection, then the feed-forward block."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        hidden, self.num_heads = config.hidden_size, config.num_attention_heads
+        self.head_dim = hidden // self.num_heads
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+        self.attn_out = nn.Linear(hidden, hidden)
+        self.attn_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(hidden, config.intermediate_size)
+        self.ffn_out = nn.Linear(config.intermediate_size, hidden)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.act = _ACTIVATIONS[config.hidden_act]
+        self.attn_dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def attend(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        # Scaling q (len x head_dim) is cheaper than scaling the scores (len x len).
+        scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-1, -2)
+        bias = (1.0 - mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
+        probs = torch.softmax(scores + bias, dim=-1)
+        context = (self.attn_dropout(probs) @ v).transpose(1, 2).flatten(2)
+        h = self.attn_norm(x + self.dropout(self.attn_out(context)))
+        return h, probs, (q, k, v)
+
+    def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.ffn_norm(h + self.dropout(self.ffn_out(self.act(self.ffn_in(h)))))
+
+
+def significance(probs: torch.Tensor, mask: torch.Tensor, keep_cls: bool) -> torch.Tensor:
+    """Attention each token receives, summed over heads and real queries; padding scores -1 so it goes first."""
+    received = (probs * mask[:, None, :, None].to(probs.dtype)).sum(dim=(1, 2))
+    score = torch.where(mask > 0, received, torch.full_like(received, -1.0))
+    if keep_cls:
+        # A real token's score is at most heads * queries, so this puts the first token above every other.
+        top = float(probs.shape[1] * probs.shape[2] + 1)
+        first = torch.arange(score.shape[1], device=score.device) == 0
+        score = torch.where(first.unsqueeze(0), torch.full_like(score, top), score)
+    return score
+
+
+def select_tokens(
+    score: torch.Tensor, mask: torch.Tensor, width: int, per_sample: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (in original order) of the ``width`` most significant tokens, and the mask after selection.
+
+    ``per_sample`` (batch,) keeps fewer real tokens in some rows (ratio configs): the extra, least significant
+    selected tokens are masked out, which makes each row behave as if it ran alone and unpadded.
+    """
+    by_rank = score.topk(width, dim=-1).indices
+    index, order = by_rank.sort(dim=-1)
+    new_mask = mask.gather(1, index)
+    if per_sample is not None:
+        rank_kept = (torch.arange(width, device=score.device).unsqueeze(0) < per_sample.unsqueeze(1)).to(mask.dtype)
+        new_mask = new_mask * rank_kept.gather(1, order)
+    return index, new_mask
+
+
+class Encoder(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        length_config: LengthConfig | None = None,
+        layer_config: tuple[bool, ...] | None = None,
+        output_traces: bool = False,
+    ) -> EncoderOutput:
+        """Run the layers; ``length_config`` prunes tokens, ``layer_config`` skips layers (LayerDrop).
+
+        A skipped layer passes its input through unchanged and prunes nothing.
+        """
+        batch, seq_len = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        mask = attention_mask.to(torch.float32)
+        x = self.embeddings(input_ids, token_type_ids)
+        widths = per_sample = None
+        if length_config is not None:
+            widths = length_config.resolve(seq_len)
+        positions = None  # original position of each live token; None while nothing was dropped
+        restored = x
+        traces: list[LayerTrace | None] = []
+        for i, layer in enumerate(self.layers):
+            if layer_config is not None and not layer_config[i]:
+                traces.append(None)
+                continue
+            h, probs, qkv = layer.attend(x, mask)
+            mask_in = mask
+            ratio_drops = length_config is not None and length_config.is_ratio and length_config.lengths[i] < 1.0
+            if widths is not None and (widths[i] < x.shape[1] or ratio_drops):
+                if length_config.is_ratio:
+                    real = attention_mask.sum(dim=1)
+                    per_sample = torch.ceil(real.to(torch.float32) * length_config.lengths[i]).clamp(min=1)
+                score = significance(probs, mask, length_config.keep_cls)
+                index, mask = select_tokens(score, mask, widths[i], per_sample)
+                if positions is None:
+                    positions = torch.arange(seq_len, device=x.device).expand(batch, seq_len)
+                # Tokens leaving here keep this layer's input as their final state.
+                restored = restore(restored, positions, x, mask_in)
+                positions = positions.gather(1, index)
+                h = h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+            x = layer.feed_forward(h)
+            if output_traces:
+                traces.append(LayerTrace(probs, *qkv, mask_in, x))
+        if positions is None:
+            restored = x
+        else:
+            restored = restore(restored, positions, x, mask)
+        return EncoderOutput(restored, traces)
+
+
+def restore(restored: torch.Tensor, positions: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Write live tokens' states back to their original positions. Masked tokens (padding, or tokens a ratio
+    config dropped from a shorter row) are left alone: they keep the state they had when they left."""
+    index = positions.unsqueeze(-1).expand_as(x)
+    values = torch.where(mask.unsqueeze(-1) > 0, x, restored.gather(1, index))
+    return restored.scatter(1, index, values)

@@ -1,0 +1,36 @@
+"""Multiply-accumulates of the encoder's matmuls for a given length config.
+
+Counts Q/K/V, attention scores, context, attention output, the feed-forward block and the task head, as the
+Length-Adaptive Transformer reports them (layer norms, softmax and embeddings are left out). A layer's attention
+runs on its input length; its feed-forward block on its output length (selection sits between the two).
+"""
+
+from __future__ import annotations
+
+from qla_sdk.modeling.length import LengthConfig
+
+
+def count_macs(
+    config, seq_len: int, length_config: LengthConfig | str | None = None, task: str = "question-answering"
+) -> int:
+    """MACs of one sequence of ``seq_len`` tokens through a model with transformers ``config``."""
+    hidden, ffn = config.hidden_size, config.intermediate_size
+    layers = config.num_hidden_layers
+    length_config = LengthConfig.parse(length_config)
+    if length_config is not None:
+        length_config.check(layers, seq_len)
+        outputs = length_config.resolve(seq_len)
+    else:
+        outputs = (seq_len,) * layers
+    total, length_in = 0, seq_len
+    for length_out in outputs:
+        length_out = min(length_out, length_in)
+        total += 4 * length_in * hidden * hidden  # q, k, v, attention output
+        total += 2 * length_in * length_in * hidden  # scores and context
+        total += 2 * length_out * hidden * ffn  # feed-forward in and out
+        length_in = length_out
+    if task == "question-answering":
+        total += seq_len * hidden * 2  # restored: the span head scores every position
+    else:
+        total += hidden * hidden + hidden * getattr(config, "num_labels", 2)
+    return total

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny random Hugging Face checkpoints of both families, written by transformers itself."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+TINY = dict(
+    vocab_size=120,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
+
+
+def tiny_hf_model(family: str, task: str, seed: int = 0):
+    from transformers import (
+        BertConfig,
+        BertForQuestionAnswering,
+        BertForSequenceClassification,
+        RobertaConfig,
+        RobertaForQuestionAnswering,
+        RobertaForSequenceClassification,
+    )
+
+    torch.manual_seed(seed)
+    if family == "bert":
+        config = BertConfig(**TINY, pad_token_id=0)
+        cls = BertForQuestionAnswering if task == "question-answering" else BertForSequenceClassification
+    else:
+        config = RobertaConfig(**TINY, pad_token_id=1, type_vocab_size=1)
+        cls = RobertaForQuestionAnswering if task == "question-answering" else RobertaForSequenceClassification
+    return cls(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """``tiny_checkpoint(family, task)`` -> (folder, transformers model)."""
+    cache: dict = {}
+
+    def make(family: str = "bert", task: str = "question-answering"):
+        if (family, task) not in cache:
+            model = tiny_hf_model(family, task)
+            folder = tmp_path_factory.mktemp(f"{family}-{task}")
+            model.save_pretrained(folder)
+            cache[(family, task)] = (folder, model)
+        return cache[(family, task)]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    from qla_sdk.pretrained import minilm_path
+
+    return minilm_path()
+
+
+def padded_batch(vocab_size: int, pad_id: int, lengths=(12, 8, 5), seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    seq = max(lengths)
+    ids = torch.randint(3, vocab_size, (len(lengths), seq), generator=g)
+    mask = torch.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    ids[mask == 0] = pad_id
+    return ids, mask
+
+
+@pytest.fixture(autouse=True)
+def _quiet_head_warnings():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*head starts random.*")
+        yield

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+import torch
+from conftest import padded_batch
+
+from qla_sdk.errors import CheckpointError
+from qla_sdk.modeling import LengthConfig, from_pretrained, save_pretrained
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("task", ["question-answering", "text-classification"])
+def test_save_roundtrip_loads_in_transformers(tiny_checkpoint, tmp_path, family, task):
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    folder, hf_model = tiny_checkpoint(family, task)
+    model = from_pretrained(folder, task)
+    model.length_config = LengthConfig.parse("10,6")
+    save_pretrained(model, tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "qla.json").read_text())
+    assert meta["task"] == task and meta["length_config"]["lengths"] == [10, 6]
+    auto = AutoModelForQuestionAnswering if task == "question-answering" else AutoModelForSequenceClassification
+    back = auto.from_pretrained(tmp_path / "out").eval()
+    ids, mask = padded_batch(hf_model.config.vocab_size, hf_model.config.pad_token_id)
+    with torch.no_grad():
+        a, b = hf_model(input_ids=ids, attention_mask=mask), back(input_ids=ids, attention_mask=mask)
+    key = "start_logits" if task == "question-answering" else "logits"
+    assert torch.equal(a[key], b[key])
+    reloaded = from_pretrained(tmp_path / "out")  # task and length config come from qla.json
+    assert reloaded.task == task and reloaded.length_config == model.length_config
+
+
+def test_missing_config(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        from_pretrained(tmp_path, "question-answering")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        from_pretrained(tmp_path / "nope", "question-answering")
+
+
+def test_unsupported_model_type(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(CheckpointError, match="'gpt2' is not supported; supported: bert, roberta"):
+        from_pretrained(tmp_path, "question-answering")
+
+
+def test_pickle_checkpoint_refused(tiny_checkpoint, tmp_path):
+    folder, _ = tiny_checkpoint("bert", "question-answering")
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(CheckpointError, match="pickle"):
+        from_pretrained(tmp_path, "question-answering")
+
+
+def test_unknown_task(tiny_checkpoint):
+    folder, _ = tiny_checkpoint("bert", "question-answering")
+    with pytest.raises(ValueError, match="'summarization' is not supported"):
+        from_pretrained(folder, "summarization")
+
+
+def test_base_model_gets_random_head_with_warning(minilm_dir):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = from_pretrained(minilm_dir, "text-classification", num_labels=3)
+    assert model.head.out.out_features == 3
+    assert any("head starts random" in str(w.message) for w in caught)

@@ -1,0 +1,37 @@
+import pytest
+from transformers import BertConfig
+
+from qla_sdk.cli import main
+from qla_sdk.modeling import count_macs
+
+BERT_BASE = BertConfig()
+MINILM = BertConfig(hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=12)
+
+
+@pytest.mark.parametrize(
+    "config, length_config, published",
+    [
+        (BERT_BASE, None, 35_340_779_904),  # Length-Adaptive Transformer, bert-base at 1x384
+        (MINILM, "269,253,252,202,104,34", 2_485_456_896),  # MiniLM-L6-H384 with the QuaLA config
+    ],
+)
+def test_agrees_with_published_figures(config, length_config, published):
+    assert abs(count_macs(config, 384, length_config) - published) / published < 0.005
+
+
+def test_pruning_lowers_macs_monotonically():
+    a = count_macs(MINILM, 384, "300,300,300,300,300,300")
+    b = count_macs(MINILM, 384, "300,250,200,150,100,50")
+    assert count_macs(MINILM, 384) > a > b
+
+
+def test_cli(minilm_dir, capsys):
+    assert (
+        main(["macs", "--model", str(minilm_dir), "--seq-len", "384", "--length-config", "269,253,252,202,104,34"]) == 0
+    )
+    assert "2,484,318,720 MACs" in capsys.readouterr().out
+
+
+def test_cli_bad_config(minilm_dir, capsys):
+    assert main(["macs", "--model", str(minilm_dir), "--seq-len", "384", "--length-config", "1,2,3,4,5,6"]) == 2
+    assert "grows" in capsys.readouterr().err
