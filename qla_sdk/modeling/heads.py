@@ -65,8 +65,13 @@ class TaskModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         length_config: LengthConfig | str | None = None,
         layer_config: tuple[bool, ...] | None = None,
+        output_traces: bool = False,
     ):
-        return self.run(input_ids, attention_mask, token_type_ids, length_config, layer_config)[0]
+        """Logits; with ``output_traces`` also the encoder output (a DDP-wrapped model only exposes forward)."""
+        outputs, encoded = self.run(
+            input_ids, attention_mask, token_type_ids, length_config, layer_config, output_traces
+        )
+        return (outputs, encoded) if output_traces else outputs
 
     def run(
         self,
