@@ -22,6 +22,7 @@ COMMANDS = [
     "eval",
     "bench",
     "run",
+    "split_squad",
     "macs",
     "demo",
 ]
