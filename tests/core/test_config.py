@@ -1,0 +1,64 @@
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from qla_sdk.config import from_dict, load_yaml, to_dict
+from qla_sdk.errors import ConfigError
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-4
+    steps: int | None = None
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr} must be > 0")
+
+
+@dataclass
+class Outer:
+    name: str
+    backend: Literal["inductor", "openvino"] = "inductor"
+    layers: tuple[int, ...] = (0, 2)
+    inner: Inner = field(default_factory=Inner)
+    out: Path = Path("runs")
+
+
+def test_roundtrip():
+    cfg = from_dict(Outer, {"name": "x", "layers": [1, 3], "inner": {"lr": 2, "steps": 5}, "out": "o"})
+    assert cfg == Outer("x", "inductor", (1, 3), Inner(2.0, 5), Path("o"))
+    assert to_dict(cfg)["out"] == "o"
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"name": "x", "backnd": "openvino"}, ["unknown key 'backnd'", "did you mean 'backend'"]),
+        ({"name": "x", "backend": "tensorrt"}, ["config.backend", "'tensorrt'", "'inductor'"]),
+        ({"name": "x", "inner": {"lr": "fast"}}, ["config.inner.lr", "expected a number"]),
+        ({"name": "x", "inner": {"lr": -1}}, ["config.inner", "lr=-1.0"]),
+        ({"name": "x", "inner": {"steps": True}}, ["config.inner.steps"]),
+        ({"name": "x", "layers": [1, "a"]}, ["config.layers[1]", "integer"]),
+        ({}, ["missing required key 'name'"]),
+        ([], ["expected a mapping"]),
+    ],
+)
+def test_errors_name_the_key(data, words):
+    with pytest.raises(ConfigError) as err:
+        from_dict(Outer, data)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_yaml_errors(tmp_path):
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "nope.yaml")
