@@ -1,0 +1,81 @@
+"""Run named stages in order, each in its own folder, with a done marker so a re-run skips finished work.
+
+A stage is finished when ``<out>/<stage>/done.json`` exists and records the same options hash; a stage whose
+options changed runs again, and so does every stage after it. A folder without a marker means the stage was
+interrupted: it runs again with ``resume=True`` so long stages (training, search) continue from their last
+checkpoint. ``from_stage`` redoes that stage and the ones after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.io import write_json_atomic
+
+MARKER = "done.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[Path, dict, bool], dict]  # (stage folder, outputs of earlier stages, resume) -> outputs
+    options: object = None  # hashed: a change re-runs this stage and the later ones
+
+
+def options_hash(options: object) -> str:
+    from qla_sdk.config import to_dict
+
+    return hashlib.sha256(json.dumps(to_dict(options), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_marker(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_stages(
+    stages: list[Stage],
+    out_dir: str | Path,
+    from_stage: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
+    """Run ``stages``; return each stage's outputs (read back from markers for skipped ones)."""
+    names = [s.name for s in stages]
+    if from_stage is not None and from_stage not in names:
+        raise ConfigError(f"--from {from_stage!r} is not a stage; stages: {', '.join(names)}")
+    out_dir = Path(out_dir)
+    outputs: dict[str, dict] = {}
+    redo = False
+    for stage in stages:
+        folder = out_dir / stage.name
+        digest = options_hash(stage.options)
+        marker = read_marker(folder)
+        redo = redo or stage.name == from_stage
+        if marker and not redo and marker.get("options_hash") == digest:
+            log(f"[{stage.name}] done earlier, skipped ({folder})")
+            outputs[stage.name] = marker["outputs"]
+            continue
+        if marker and not redo:
+            log(f"[{stage.name}] options changed since it ran: running it and the later stages again")
+        redo = redo or marker is not None
+        resume = folder.exists() and marker is None and not (stage.name == from_stage)
+        if folder.exists() and not resume:
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        log(f"[{stage.name}] {'resuming' if resume else 'running'} -> {folder}")
+        start = time.perf_counter()
+        result = stage.run(folder, outputs, resume)
+        seconds = time.perf_counter() - start
+        write_json_atomic(folder / MARKER, {"options_hash": digest, "outputs": result, "seconds": seconds})
+        outputs[stage.name] = result
+        log(f"[{stage.name}] finished in {seconds:.0f} s")
+    return outputs

@@ -1,0 +1,54 @@
+import pytest
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.recipe.runner import Stage, run_stages
+
+
+def make_stages(calls, options=("a", "b", "c"), fail_at=None):
+    def stage(name):
+        def run(folder, earlier, resume):
+            calls.append((name, resume))
+            if name == fail_at:
+                (folder / "partial").write_text("half")
+                raise KeyboardInterrupt
+            return {"value": name, "saw": sorted(earlier)}
+
+        return run
+
+    return [Stage(n, stage(n), opt) for n, opt in zip(["one", "two", "three"], options, strict=True)]
+
+
+def test_rerun_skips_finished(tmp_path):
+    calls = []
+    first = run_stages(make_stages(calls), tmp_path, log=lambda s: None)
+    assert [c[0] for c in calls] == ["one", "two", "three"]
+    assert first["three"]["saw"] == ["one", "two"]
+    calls.clear()
+    again = run_stages(make_stages(calls), tmp_path, log=lambda s: None)
+    assert calls == [] and again == first
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path):
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(make_stages(calls, fail_at="two"), tmp_path, log=lambda s: None)
+    calls.clear()
+    run_stages(make_stages(calls), tmp_path, log=lambda s: None)
+    assert calls == [("two", True), ("three", False)]
+    assert (tmp_path / "two" / "partial").exists()  # the stage's partial work was handed to it, not deleted
+
+
+def test_from_stage_and_changed_options(tmp_path):
+    calls = []
+    run_stages(make_stages(calls), tmp_path, log=lambda s: None)
+    calls.clear()
+    run_stages(make_stages(calls), tmp_path, from_stage="two", log=lambda s: None)
+    assert calls == [("two", False), ("three", False)]
+    calls.clear()
+    run_stages(make_stages(calls, options=("a", "B", "c")), tmp_path, log=lambda s: None)
+    assert calls == [("two", False), ("three", False)]
+
+
+def test_unknown_from_stage(tmp_path):
+    with pytest.raises(ConfigError, match="'four' is not a stage; stages: one, two, three"):
+        run_stages(make_stages([]), tmp_path, from_stage="four")
