@@ -94,13 +94,23 @@ class Layer(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def attend(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    def attend(
+        self, x: torch.Tensor, mask: torch.Tensor, need_probs: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+        """Self-attention block. Probabilities are materialised only when asked (pruning, distillation);
+        otherwise the fused scaled-dot-product kernel runs, as transformers' own SDPA path does."""
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        # Scaling q (len x head_dim) is cheaper than scaling the scores (len x len).
-        scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-1, -2)
-        bias = (1.0 - mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
-        probs = torch.softmax(scores + bias, dim=-1)
-        context = (self.attn_dropout(probs) @ v).transpose(1, 2).flatten(2)
+        bias = (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min
+        if need_probs:
+            # Scaling q (len x head_dim) is cheaper than scaling the scores (len x len).
+            scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-1, -2)
+            probs = torch.softmax(scores + bias, dim=-1)
+            context = self.attn_dropout(probs) @ v
+        else:
+            probs = None
+            dropout = self.attn_dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        context = context.transpose(1, 2).flatten(2)
         h = self.attn_norm(x + self.dropout(self.attn_out(context)))
         return h, probs, (q, k, v)
 
@@ -172,10 +182,11 @@ class Encoder(nn.Module):
             if layer_config is not None and not layer_config[i]:
                 traces.append(None)
                 continue
-            h, probs, qkv = layer.attend(x, mask)
-            mask_in = mask
             ratio_drops = length_config is not None and length_config.is_ratio and length_config.lengths[i] < 1.0
-            if widths is not None and (widths[i] < x.shape[1] or ratio_drops):
+            prunes = widths is not None and (widths[i] < x.shape[1] or ratio_drops)
+            h, probs, qkv = layer.attend(x, mask, need_probs=prunes or output_traces)
+            mask_in = mask
+            if prunes:
                 if length_config.is_ratio:
                     real = attention_mask.sum(dim=1)
                     per_sample = torch.ceil(real.to(torch.float32) * length_config.lengths[i]).clamp(min=1)
