@@ -1,0 +1,364 @@
+"""Extractive QA in SQuAD v1.1 form: load examples, split a file by article, tokenize into doc-stride windows.
+
+Features follow transformers' run_qa: ``tokenizer(question, context, truncation="only_second", stride=...,
+return_overflowing_tokens=True, return_offsets_mapping=True)``; offsets of non-context tokens are ``None`` so
+post-processing only ever picks context spans; a training window that does not hold the whole answer points at
+the CLS token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.io import write_bytes_atomic
+
+SQUAD_LAYOUT = (
+    '{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers": '
+    '[{"text", "answer_start"}]}]}]}]}'
+)
+
+
+@dataclass
+class QAExample:
+    id: str
+    title: str
+    question: str
+    context: str
+    answers: list[dict] = field(default_factory=list)  # [{"text": str, "answer_start": int}], empty when unknown
+
+
+@dataclass
+class QAFeatures:
+    """One row per doc-stride window; rows are unpadded python lists (tensors are made per batch)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None  # None for tokenizers without segment ids (RoBERTa)
+    example_index: list[int]  # window -> index of its example in the list given to qa_features
+    offset_mapping: list[list[tuple[int, int] | None]]  # character span in the context; None outside the context
+    start_positions: list[int] | None = None  # training labels; 0 (CLS) when the answer is not in the window
+    end_positions: list[int] | None = None
+    pad_token_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def attention_mask(self) -> list[list[int]]:
+        return [[1] * len(ids) for ids in self.input_ids]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def row(self, i: int) -> dict:
+        """The model inputs (and labels) of window ``i``, as ``collate`` takes them."""
+        out: dict = {"input_ids": self.input_ids[i]}
+        if self.token_type_ids is not None:
+            out["token_type_ids"] = self.token_type_ids[i]
+        if self.start_positions is not None and self.end_positions is not None:
+            out["start_positions"] = self.start_positions[i]
+            out["end_positions"] = self.end_positions[i]
+        return out
+
+    def subset(self, indices: Sequence[int]) -> QAFeatures:
+        """Windows ``indices`` (e.g. a calibration sample); ``example_index`` still points into the same examples."""
+
+        def pick(values):
+            return None if values is None else [values[i] for i in indices]
+
+        return QAFeatures(
+            input_ids=pick(self.input_ids),
+            token_type_ids=pick(self.token_type_ids),
+            example_index=pick(self.example_index),
+            offset_mapping=pick(self.offset_mapping),
+            start_positions=pick(self.start_positions),
+            end_positions=pick(self.end_positions),
+            pad_token_id=self.pad_token_id,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def load_squad(path_or_name: str | Path, split: str = "validation", *, cache_dir: str | None = None) -> list[QAExample]:
+    """Examples from a SQuAD v1.1 JSON file, or through ``datasets.load_dataset`` from a hub name (e.g.
+    ``"rajpurkar/squad"``) or a local dataset folder (columns id, title, context, question, answers)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        examples = _examples_from_squad_json(_read_json(path), str(path))
+    elif not path.exists() and _looks_like_file(str(path_or_name)):
+        raise ConfigError(f"SQuAD file {path} does not exist: check the path (or pass a `datasets` name)")
+    else:
+        examples = _examples_from_datasets(str(path_or_name), split, cache_dir)
+    _check_examples(examples, str(path_or_name))
+    return examples
+
+
+def _looks_like_file(text: str) -> bool:
+    return text.endswith((".json", ".jsonl")) or text.startswith((".", "/", "~")) or text.count("/") > 1
+
+
+def _read_json(path: Path) -> object:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
+            f"a SQuAD v1.1 file looks like {SQUAD_LAYOUT}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8 JSON") from exc
+
+
+def _articles(squad: object, source: str) -> list[dict]:
+    if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
+        raise ConfigError(f"{source}: expected a JSON object with a 'data' list of articles, as in {SQUAD_LAYOUT}")
+    return squad["data"]
+
+
+def _get(record: object, key: str, kind: type | tuple[type, ...], where: str) -> object:
+    if not isinstance(record, dict) or key not in record:
+        raise ConfigError(f"{where} has no '{key}' key: every entry must follow {SQUAD_LAYOUT}")
+    value = record[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' is {type(value).__name__}, expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _examples_from_squad_json(squad: object, source: str) -> list[QAExample]:
+    examples = []
+    for a, article in enumerate(_articles(squad, source)):
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        for p, paragraph in enumerate(_get(article, "paragraphs", list, f"{source}: article {a}")):
+            where = f"{source}: article {a} paragraph {p}"
+            context = _get(paragraph, "context", str, where)
+            for q, qa in enumerate(_get(paragraph, "qas", list, where)):
+                at = f"{where} question {q}"
+                answers = []
+                for n, answer in enumerate(_get(qa, "answers", list, at)):
+                    answers.append(
+                        {
+                            "text": _get(answer, "text", str, f"{at} answer {n}"),
+                            "answer_start": _get(answer, "answer_start", int, f"{at} answer {n}"),
+                        }
+                    )
+                examples.append(
+                    QAExample(
+                        id=str(_get(qa, "id", (str, int), at)),
+                        title=str(title),
+                        question=_get(qa, "question", str, at),
+                        context=context,
+                        answers=answers,
+                    )
+                )
+    return examples
+
+
+def _examples_from_datasets(name: str, split: str, cache_dir: str | None) -> list[QAExample]:
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ConfigError(
+            f"{name!r} is not a file, and loading a hub dataset needs the `datasets` package: "
+            "pip install 'qla-sdk[train]' (or pass a SQuAD JSON file)"
+        ) from exc
+    try:
+        dataset = datasets.load_dataset(name, split=split, cache_dir=cache_dir)
+    except Exception as exc:  # datasets raises many types (missing files, unknown split, no network)
+        raise ConfigError(
+            f"cannot load {name!r} split {split!r} with datasets.load_dataset: {exc}. Pass a SQuAD v1.1 JSON file, "
+            "a dataset folder or hub name with id/title/context/question/answers columns"
+        ) from exc
+    expected = {"id", "title", "context", "question", "answers"}
+    missing = expected - set(dataset.column_names)
+    if missing:
+        raise ConfigError(
+            f"dataset {name!r} split {split!r} has columns {dataset.column_names}; SQuAD form needs "
+            f"{sorted(expected)} (missing {sorted(missing)})"
+        )
+    columns = dataset.to_dict()
+    return [
+        QAExample(
+            id=str(columns["id"][i]),
+            title=columns["title"][i],
+            question=columns["question"][i],
+            context=columns["context"][i],
+            answers=[
+                {"text": t, "answer_start": int(s)}
+                for t, s in zip(columns["answers"][i]["text"], columns["answers"][i]["answer_start"], strict=True)
+            ],
+        )
+        for i in range(len(dataset))
+    ]
+
+
+def _check_examples(examples: list[QAExample], source: str) -> None:
+    if not examples:
+        raise ConfigError(f"{source} holds no questions: pass a SQuAD file with at least one article and question")
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.id in seen:
+            raise ConfigError(
+                f"{source}: question id {ex.id!r} appears twice; ids must be unique (predictions are keyed by id)"
+            )
+        seen.add(ex.id)
+    misplaced = [
+        ex.id
+        for ex in examples
+        for a in ex.answers
+        if ex.context[a["answer_start"] : a["answer_start"] + len(a["text"])] != a["text"]
+    ]
+    if misplaced:
+        warnings.warn(
+            f"{source}: {len(misplaced)} answers do not match their context at answer_start (first: question "
+            f"{misplaced[0]!r}); their training labels point at the wrong span",
+            stacklevel=3,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- split
+
+
+def split_squad_by_article(
+    src: str | Path, train_path: str | Path, eval_path: str | Path, train_fraction: float = 0.8, seed: int = 0
+) -> dict[str, dict[str, int]]:
+    """Split a SQuAD file by article into two SQuAD files; no article (so no context) lands in both.
+
+    The order depends only on the articles and the seed (sha256 keys, no RNG whose stream could change between
+    versions), so the same input and seed give byte-identical outputs. Articles keep their source order in each
+    part. Returns ``{"train": {"articles": n, "questions": m}, "eval": {...}}``.
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise ConfigError(f"train_fraction {train_fraction}: must be between 0 and 1 (exclusive), e.g. 0.8")
+    src = Path(src)
+    if not src.is_file():
+        raise ConfigError(f"SQuAD file {src} does not exist: pass the path of a SQuAD v1.1 JSON file")
+    squad = _read_json(src)
+    articles = _articles(squad, str(src))
+    _check_examples(_examples_from_squad_json(squad, str(src)), str(src))  # validates every key before writing
+    if len(articles) < 2:
+        raise ConfigError(f"{src} has {len(articles)} article(s): splitting by article needs at least 2")
+    n_train = min(max(round(train_fraction * len(articles)), 1), len(articles) - 1)
+
+    def key(i: int) -> str:
+        text = json.dumps(articles[i], sort_keys=True, ensure_ascii=True)
+        return hashlib.sha256(f"{seed}\n{i}\n{text}".encode()).hexdigest()
+
+    chosen = set(sorted(range(len(articles)), key=key)[:n_train])
+    parts = {
+        "train": [a for i, a in enumerate(articles) if i in chosen],
+        "eval": [a for i, a in enumerate(articles) if i not in chosen],
+    }
+    version = squad.get("version", "1.1")
+    for name, target in (("train", train_path), ("eval", eval_path)):
+        payload = json.dumps({"data": parts[name], "version": version}).encode()
+        write_bytes_atomic(target, payload)
+    return {
+        name: {
+            "articles": len(part),
+            "questions": sum(len(p["qas"]) for article in part for p in article["paragraphs"]),
+        }
+        for name, part in parts.items()
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- features
+
+
+def qa_features(
+    examples: Sequence[QAExample],
+    tokenizer,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    training: bool = False,
+    *,
+    max_question_length: int = 64,
+) -> QAFeatures:
+    """Doc-stride windows of (question, context); with ``training`` also start/end token labels.
+
+    Questions longer than ``max_question_length`` tokens (or than what ``max_length`` and ``doc_stride`` leave
+    room for) are cut, as in the original BERT SQuAD code; SQuAD questions are far shorter.
+    """
+    if not examples:
+        raise ConfigError("qa_features got no examples: load some with load_squad first")
+    if doc_stride < 0 or max_length < 8:
+        raise ConfigError(f"max_length {max_length} / doc_stride {doc_stride}: need max_length >= 8, doc_stride >= 0")
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    # The tokenizer panics (not raises) unless each window has more context tokens than the stride.
+    question_room = min(max_question_length, max_length - specials - doc_stride - 1)
+    if question_room < 1:
+        raise ConfigError(
+            f"doc_stride {doc_stride} leaves no room for the question in max_length {max_length}: use a "
+            f"doc_stride below {max_length - specials - 2} (run_qa uses 128 for max_length 384)"
+        )
+    questions = _clip_questions([ex.question.lstrip() for ex in examples], tokenizer, question_room)
+    with_segments = "token_type_ids" in tokenizer.model_input_names
+    encoded = tokenizer(
+        questions,
+        [ex.context for ex in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_token_type_ids=with_segments,
+        return_attention_mask=False,
+        padding=False,
+    )
+    example_index = list(encoded["overflow_to_sample_mapping"])
+    offset_mapping = []
+    starts, ends = [], []
+    for i, offsets in enumerate(encoded["offset_mapping"]):
+        sequence_ids = encoded.sequence_ids(i)
+        context = [o if s == 1 else None for o, s in zip(offsets, sequence_ids, strict=True)]
+        offset_mapping.append(context)
+        if training:
+            ids = encoded["input_ids"][i]
+            cls_index = ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0
+            start, end = _token_labels(examples[example_index[i]], context, cls_index)
+            starts.append(start)
+            ends.append(end)
+    return QAFeatures(
+        input_ids=encoded["input_ids"],
+        token_type_ids=encoded["token_type_ids"] if with_segments else None,
+        example_index=example_index,
+        offset_mapping=offset_mapping,
+        start_positions=starts if training else None,
+        end_positions=ends if training else None,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+    )
+
+
+def _clip_questions(questions: list[str], tokenizer, max_tokens: int) -> list[str]:
+    encoded = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    out = list(questions)
+    for i, offsets in enumerate(encoded["offset_mapping"]):
+        keep = max_tokens
+        # Cutting inside a word can re-tokenize into more pieces: shorten until it fits.
+        while len(offsets) > max_tokens and keep > 0:
+            out[i] = questions[i][: offsets[keep - 1][1]]
+            if len(tokenizer(out[i], add_special_tokens=False)["input_ids"]) <= max_tokens:
+                break
+            keep -= 1
+    return out
+
+
+def _token_labels(example: QAExample, context: list[tuple[int, int] | None], cls_index: int) -> tuple[int, int]:
+    """First/last token of the first gold answer, or (cls, cls) when the window does not hold all of it."""
+    if not example.answers:
+        return cls_index, cls_index
+    start_char = example.answers[0]["answer_start"]
+    end_char = start_char + len(example.answers[0]["text"])
+    tokens = [i for i, o in enumerate(context) if o is not None]
+    if not tokens or context[tokens[0]][0] > start_char or context[tokens[-1]][1] < end_char:
+        return cls_index, cls_index
+    start = max(i for i in tokens if context[i][0] <= start_char)
+    end = min(i for i in tokens if context[i][1] >= end_char)
+    return start, max(start, end)

@@ -1,0 +1,359 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qla_sdk.data import (
+    QAExample,
+    best_spans,
+    load_squad,
+    load_tokenizer,
+    nbest_spans,
+    postprocess_qa,
+    qa_features,
+    split_squad_by_article,
+    squad_scores,
+)
+from qla_sdk.errors import ConfigError
+
+SQUAD = Path(__file__).parent.parent / "fixtures" / "squad_tiny.json"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir):
+    return load_tokenizer(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return load_squad(SQUAD)
+
+
+def test_load_squad(examples):
+    assert [e.id for e in examples] == ["n1", "n2", "w1", "w2"]
+    assert [e.title for e in examples] == ["Normans", "Normans", "Warsaw", "Warsaw"]
+    assert examples[0].context is examples[1].context  # a paragraph's context is shared, not copied
+    n2 = examples[1]
+    assert [a["text"] for a in n2.answers] == ["the French language", "French"]
+    for e in examples:
+        for a in e.answers:
+            assert e.context[a["answer_start"] : a["answer_start"] + len(a["text"])] == a["text"]
+
+
+def context_tokens(tokenizer, context: str) -> set[tuple[int, int]]:
+    return set(tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"])
+
+
+@pytest.mark.parametrize("max_length, doc_stride", [(40, 10), (48, 24), (384, 128)])
+def test_windows_cover_the_context(tokenizer, examples, max_length, doc_stride):
+    features = qa_features(examples, tokenizer, max_length, doc_stride)
+    assert sorted(set(features.example_index)) == [0, 1, 2, 3]
+    assert features.start_positions is None and features.token_type_ids is not None
+    for e, example in enumerate(examples):
+        windows = [i for i, owner in enumerate(features.example_index) if owner == e]
+        covered = {o for i in windows for o in features.offset_mapping[i] if o is not None}
+        assert covered == context_tokens(tokenizer, example.context)
+        for i in windows:
+            ids, segments, offsets = features.input_ids[i], features.token_type_ids[i], features.offset_mapping[i]
+            assert len(ids) == len(segments) == len(offsets) <= max_length
+            assert ids[0] == tokenizer.cls_token_id and offsets[0] is None  # specials and question: no offsets
+            assert all(
+                (o is not None) == (s == 1 and t != tokenizer.sep_token_id)
+                for o, s, t in zip(offsets, segments, ids, strict=True)
+            )
+    if max_length == 40:  # the Normans paragraph needs several windows at this length
+        assert features.example_index.count(0) >= 3
+
+
+@pytest.mark.parametrize("max_length, doc_stride", [(40, 10), (48, 24), (384, 128)])
+def test_training_labels_point_at_the_answer(tokenizer, examples, max_length, doc_stride):
+    features = qa_features(examples, tokenizer, max_length, doc_stride, training=True)
+    labelled = 0
+    for i, (s, t) in enumerate(zip(features.start_positions, features.end_positions, strict=True)):
+        example = examples[features.example_index[i]]
+        answer = example.answers[0]
+        offsets = features.offset_mapping[i]
+        if s == 0:  # CLS: the window does not hold the whole first answer
+            assert t == 0
+            spans = [o for o in offsets if o is not None]
+            assert spans[0][0] > answer["answer_start"] or spans[-1][1] < answer["answer_start"] + len(answer["text"])
+        else:
+            labelled += 1
+            assert s <= t
+            assert example.context[offsets[s][0] : offsets[t][1]] == answer["text"]
+    assert labelled >= len(examples)  # every answer sits whole in at least one window
+    if max_length < 384:
+        assert 0 in features.start_positions  # some windows miss the answer
+
+
+def test_question_longer_than_room_is_cut(tokenizer, examples):
+    long = QAExample("long", "", "why " * 200 + "?", examples[0].context, examples[0].answers)
+    features = qa_features([long], tokenizer, 64, 16, max_question_length=20)
+    for ids, segments in zip(features.input_ids, features.token_type_ids, strict=True):
+        assert segments.count(0) == 20 + 2  # [CLS] question [SEP]
+        assert len(ids) <= 64
+
+
+def test_doc_stride_too_large(tokenizer, examples):
+    with pytest.raises(ConfigError, match="doc_stride 60 leaves no room"):
+        qa_features(examples, tokenizer, max_length=64, doc_stride=60)
+
+
+def oracle_logits(features, examples, tokenizer, max_length, doc_stride, seed=0):
+    """Random low logits with the gold answer's tokens highest: post-processing must return the gold text."""
+    train = qa_features(examples, tokenizer, max_length, doc_stride, training=True)
+    assert train.input_ids == features.input_ids
+    g = torch.Generator().manual_seed(seed)
+    starts, ends = [], []
+    for i, ids in enumerate(features.input_ids):
+        s, e = torch.randn(len(ids), generator=g), torch.randn(len(ids), generator=g)
+        if train.start_positions[i] != 0:
+            s[train.start_positions[i]] += 10
+            e[train.end_positions[i]] += 10
+        starts.append(s)
+        ends.append(e)
+    return starts, ends
+
+
+def test_postprocess_recovers_answers(tokenizer, examples):
+    features = qa_features(examples, tokenizer, 40, 10)
+    starts, ends = oracle_logits(features, examples, tokenizer, 40, 10)
+    predictions = postprocess_qa(examples, features, starts, ends)
+    assert predictions == {e.id: e.answers[0]["text"] for e in examples}
+    assert squad_scores(predictions, examples) == {"exact_match": 100.0, "f1": 100.0}
+    spans = best_spans(examples, features, starts, ends)
+    for e in examples:
+        span = spans[e.id]
+        assert (span.start, span.end) == (e.answers[0]["answer_start"], e.answers[0]["answer_start"] + len(span.text))
+        assert e.context[span.start : span.end] == span.text
+        assert 0.5 < span.score <= 1.0
+    # A padded tensor gives the same answers as the ragged rows.
+    width = max(len(ids) for ids in features.input_ids) + 3
+    padded = [torch.nn.functional.pad(r, (0, width - len(r)), value=-1e4) for r in starts]
+    padded_end = [torch.nn.functional.pad(r, (0, width - len(r)), value=-1e4) for r in ends]
+    assert postprocess_qa(examples, features, torch.stack(padded), np.stack(padded_end)) == predictions
+
+
+@pytest.fixture(scope="module")
+def numbers(tokenizer):
+    context = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    example = QAExample("x", "", "which number?", context, [])
+    features = qa_features([example], tokenizer, 384, 128)
+    token = {context[o[0] : o[1]]: i for i, o in enumerate(features.offset_mapping[0]) if o is not None}
+    return example, features, token
+
+
+def answer(numbers, starts: dict, ends: dict, **options):
+    """The best span when only the given positions (word or token index) have logits above -100."""
+    example, features, token = numbers
+    start, end = np.full(len(features.input_ids[0]), -100.0), np.full(len(features.input_ids[0]), -100.0)
+    for row, marks in ((start, starts), (end, ends)):
+        for where, value in marks.items():
+            row[token.get(where, where)] = value
+    return best_spans([example], features, [start], [end], **options)["x"]
+
+
+def test_postprocess_only_context_tokens(numbers):
+    span = answer(numbers, {0: 100, 2: 90, "ten": 5}, {0: 100, 3: 90, "twelve": 5})  # CLS, question tokens
+    assert span.text == "ten eleven twelve" and span.logit == 10.0
+
+
+def test_postprocess_max_answer_length(numbers):
+    starts, ends = {"one": 80, "ten": 5}, {"sixteen": 80, "eleven": 5}
+    assert answer(numbers, starts, ends, max_answer_length=5).text == "ten eleven"
+    assert answer(numbers, starts, ends, max_answer_length=16).text == numbers[0].context
+    assert answer(numbers, starts, ends, max_answer_length=6).text == "ten eleven"
+    assert (
+        answer(numbers, starts, ends, max_answer_length=7).text == "ten eleven twelve thirteen fourteen fifteen sixteen"
+    )
+
+
+def test_postprocess_end_before_start(numbers):
+    span = answer(numbers, {"twelve": 70, "four": 5}, {"three": 70, "five": 5})
+    assert span.text == "four five" and span.logit == 10.0
+
+
+def test_postprocess_nbest(numbers):
+    example, features, token = numbers
+    start, end = np.full(len(features.input_ids[0]), -100.0), np.full(len(features.input_ids[0]), -100.0)
+    start[token["two"]], start[token["seven"]], end[token["three"]], end[token["nine"]] = 3, 2, 3, 1
+    ranked = nbest_spans([example], features, [start], [end], n_best=3)["x"]
+    assert [(s.text, s.logit) for s in ranked] == [
+        ("two three", 6.0),
+        ("two three four five six seven eight nine", 4.0),
+        ("seven eight nine", 3.0),
+    ]
+    assert [s.score for s in ranked] == pytest.approx(np.exp([6, 4, 3]) / np.exp([6, 4, 3]).sum())
+
+
+def test_postprocess_best_window_wins(tokenizer, examples):
+    features = qa_features(examples[:1], tokenizer, 40, 10)
+    windows = len(features)
+    assert windows >= 3
+    starts = [np.zeros(len(ids)) for ids in features.input_ids]
+    ends = [np.zeros(len(ids)) for ids in features.input_ids]
+    for w, score in ((0, 5.0), (windows - 1, 9.0)):
+        first = next(i for i, o in enumerate(features.offset_mapping[w]) if o is not None)
+        starts[w][first] = ends[w][first] = score
+    o = features.offset_mapping[windows - 1]
+    first = next(i for i, x in enumerate(o) if x is not None)
+    assert postprocess_qa(examples[:1], features, starts, ends)["n1"] == examples[0].context[o[first][0] : o[first][1]]
+
+
+def test_postprocess_checks_shapes(tokenizer, examples):
+    features = qa_features(examples, tokenizer, 384, 128)
+    rows = [np.zeros(len(ids)) for ids in features.input_ids]
+    with pytest.raises(ConfigError, match="rows for"):
+        postprocess_qa(examples, features, rows[:-1], rows)
+    with pytest.raises(ConfigError, match="fewer than its"):
+        postprocess_qa(examples, features, [r[:5] for r in rows], rows)
+
+
+# ---------------------------------------------------------------------------------------------------- split
+
+
+def write_articles(path: Path, n: int) -> Path:
+    articles = []
+    for a in range(n):
+        context = f"Article {a} is about topic number {a}."
+        qas = [
+            {
+                "id": f"a{a}q{q}",
+                "question": f"What is article {a} about?",
+                "answers": [{"text": f"{a}", "answer_start": 8}],
+            }
+            for q in range(a % 3 + 1)
+        ]
+        articles.append({"title": f"T{a}", "paragraphs": [{"context": context, "qas": qas}]})
+    path.write_text(json.dumps({"data": articles, "version": "1.1"}))
+    return path
+
+
+def titles(path: Path) -> list[str]:
+    return [a["title"] for a in json.loads(path.read_text())["data"]]
+
+
+def test_split_is_deterministic_and_disjoint(tmp_path):
+    src = write_articles(tmp_path / "src.json", 10)
+    counts = split_squad_by_article(src, tmp_path / "a/train.json", tmp_path / "a/eval.json", 0.8, seed=3)
+    split_squad_by_article(src, tmp_path / "b/train.json", tmp_path / "b/eval.json", 0.8, seed=3)
+    for name in ("train.json", "eval.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    train, held_out = titles(tmp_path / "a/train.json"), titles(tmp_path / "a/eval.json")
+    assert not set(train) & set(held_out)
+    assert sorted(train + held_out, key=lambda t: int(t[1:])) == [f"T{a}" for a in range(10)]
+    assert train == sorted(train, key=lambda t: int(t[1:]))  # source order kept
+    questions = {f"T{a}": a % 3 + 1 for a in range(10)}
+    assert counts == {
+        "train": {"articles": 8, "questions": sum(questions[t] for t in train)},
+        "eval": {"articles": 2, "questions": sum(questions[t] for t in held_out)},
+    }
+    assert len(load_squad(tmp_path / "a/eval.json")) == counts["eval"]["questions"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["eval.json", "train.json"]  # no temp files left
+
+
+def test_split_depends_on_seed(tmp_path):
+    src = write_articles(tmp_path / "src.json", 10)
+    held_out = set()
+    for seed in range(5):
+        split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.8, seed=seed)
+        held_out.add(tuple(titles(tmp_path / "e.json")))
+    assert len(held_out) > 1
+
+
+def test_split_fixture_keeps_one_article_each(tmp_path):
+    counts = split_squad_by_article(SQUAD, tmp_path / "t.json", tmp_path / "e.json", 0.8)
+    assert counts["train"]["articles"] == counts["eval"]["articles"] == 1
+    assert counts["train"]["questions"] + counts["eval"]["questions"] == 4
+
+
+def test_split_squad_command(tmp_path, capsys):
+    from qla_sdk.cli import main
+
+    src = write_articles(tmp_path / "src.json", 5)
+    code = main(["split-squad", str(src), "--train", str(tmp_path / "t.json"), "--eval", str(tmp_path / "e.json")])
+    assert code == 0
+    assert "train: 4 articles" in capsys.readouterr().out
+    assert main(["split-squad", str(tmp_path / "missing.json"), "--train", "t", "--eval", "e"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"version": "1.1"}', "'data' list of articles"),
+        ('{"data": [{"title": "t", "paragraphs": [{"qas": []}]}]}', "paragraph 0 has no 'context' key"),
+        (
+            '{"data": [{"title": "t", "paragraphs": [{"context": "c", "qas": [{"id": "1", "answers": []}]}]}]}',
+            "question 0 has no 'question' key",
+        ),
+        (
+            '{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "1", "question": "q", '
+            '"answers": [{"text": "c", "answer_start": "0"}]}]}]}]}',
+            "'answer_start' is str, expected int",
+        ),
+        ('{"data": []}', "holds no questions"),
+        (
+            '{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "1", "question": "q", "answers": []}, '
+            '{"id": "1", "question": "q", "answers": []}]}]}]}',
+            "appears twice",
+        ),
+    ],
+)
+def test_load_squad_errors(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_squad(path)
+
+
+def test_load_squad_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_squad(tmp_path / "dev-v1.1.json")
+    with pytest.raises(ConfigError, match="cannot load .* with datasets.load_dataset"):
+        load_squad(tmp_path, cache_dir=str(tmp_path / "cache"))
+
+
+def test_load_squad_from_a_dataset_folder(tmp_path):
+    """The `datasets` path (hub names use it too): rows with answers as {"text": [...], "answer_start": [...]}."""
+    pytest.importorskip("datasets")
+    squad = json.loads(SQUAD.read_text())
+    rows = [
+        {
+            "id": qa["id"],
+            "title": article["title"],
+            "context": paragraph["context"],
+            "question": qa["question"],
+            "answers": {k: [a[k] for a in qa["answers"]] for k in ("text", "answer_start")},
+        }
+        for article in squad["data"]
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    ]
+    (tmp_path / "squad").mkdir()
+    (tmp_path / "squad" / "validation.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    examples = load_squad(tmp_path / "squad", "validation", cache_dir=str(tmp_path / "cache"))
+    assert examples == load_squad(SQUAD)
+
+
+def test_misplaced_answer_warns(tmp_path):
+    data = {"data": [{"paragraphs": [{"context": "abc def", "qas": [
+        {"id": "1", "question": "q", "answers": [{"text": "def", "answer_start": 0}]}]}]}]}  # fmt: skip
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="1 answers do not match"):
+        load_squad(tmp_path / "s.json")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
+def test_split_errors(tmp_path, fraction):
+    with pytest.raises(ConfigError, match="train_fraction"):
+        split_squad_by_article(SQUAD, tmp_path / "t.json", tmp_path / "e.json", fraction)
+    src = write_articles(tmp_path / "one.json", 1)
+    with pytest.raises(ConfigError, match="at least 2"):
+        split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json")
