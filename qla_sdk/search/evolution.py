@@ -1,0 +1,416 @@
+"""Evolutionary search of per-layer lengths (Length-Adaptive Transformer, Kim & Cho 2021, section 4).
+
+Model-free: ``evolve`` sees a gene only through ``fitness(gene) -> metric`` (higher is better) and
+``cost(gene) -> float`` (MACs or milliseconds). Each gene is scored once; the cache and the population are saved
+atomically as JSON after the initial population, after every new score and after every iteration, so an
+interrupted search resumes where it stopped and ends exactly where an uninterrupted one would: every iteration
+draws from its own seeded generator, and parents are the front as of the iteration's start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.io import write_json_atomic
+from qla_sdk.search.genes import Gene, check_gene, constant_rate_gene, constant_rate_genes, crossover, mutate
+from qla_sdk.search.pareto import best_within, pareto_front
+
+STATE_VERSION = 1
+SAVE_INTERVAL_S = 2.0  # between saves after single scores; iteration ends and interruptions always save
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Defaults as in the LAT paper's search: 30 iterations of 30 mutations and 30 crossovers."""
+
+    iterations: int = 30
+    mutations: int = 30
+    crossovers: int = 30
+    mutation_prob: float = 0.5
+    length_drop_bound: float = 0.2  # the smallest gene drops this share at every layer, as in LAT training
+    num_constant_rate: int = 20  # constant-rate genes between the full and the smallest gene
+    min_length: int = 1  # no layer keeps fewer tokens (or ratio steps)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "mutations", "crossovers", "num_constant_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name}={value!r}: must be an integer >= 0")
+        if not 0.0 < self.mutation_prob <= 1.0:
+            raise ConfigError(f"mutation_prob={self.mutation_prob}: must lie in (0, 1], e.g. 0.5")
+        if not 0.0 < self.length_drop_bound < 1.0:
+            raise ConfigError(
+                f"length_drop_bound={self.length_drop_bound}: must lie in (0, 1); use the drop rate the model was "
+                "trained with (LAT's default 0.2)"
+            )
+        if not isinstance(self.min_length, int) or self.min_length < 1:
+            raise ConfigError(f"min_length={self.min_length!r}: must be an integer >= 1")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"seed={self.seed!r}: must be an integer")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Keep genes costing within ``[min_cost, max_cost]`` (either bound may be None); ``unit`` names the cost."""
+
+    max_cost: float | None = None
+    min_cost: float | None = None
+    unit: str = "cost"
+
+    def __post_init__(self) -> None:
+        for name in ("max_cost", "min_cost"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value <= 0):
+                raise ConfigError(f"budget {name}={value!r} ({self.unit}): must be a positive number")
+        if self.max_cost is not None and self.min_cost is not None and self.min_cost > self.max_cost:
+            raise ConfigError(
+                f"budget band [{self.min_cost:g}, {self.max_cost:g}] {self.unit} is empty: the lower bound must not "
+                "exceed the upper"
+            )
+
+    def contains(self, cost: float) -> bool:
+        return (self.max_cost is None or cost <= self.max_cost) and (self.min_cost is None or cost >= self.min_cost)
+
+    def check(self, smallest_cost: float, full_cost: float) -> None:
+        """Reject a budget no gene of the search can meet, or one the full-length model already meets."""
+        if self.max_cost is not None and self.max_cost < smallest_cost:
+            raise ConfigError(
+                f"budget of {self.max_cost:g} {self.unit} is below the smallest sub-model searched "
+                f"({smallest_cost:g} {self.unit}, every layer dropping length_drop_bound of its tokens): raise the "
+                "budget, or raise length_drop_bound if the model was trained with a larger drop rate"
+            )
+        if self.max_cost is not None and self.max_cost > full_cost:
+            raise ConfigError(
+                f"budget of {self.max_cost:g} {self.unit} is above the full-length model ({full_cost:g} {self.unit}),"
+                " which fits already: give a budget below the full model's cost, or skip the search"
+            )
+        if self.min_cost is not None and self.min_cost > full_cost:
+            raise ConfigError(
+                f"lower budget bound {self.min_cost:g} {self.unit} is above the full-length model ({full_cost:g}):"
+                " no gene costs that much"
+            )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    gene: Gene
+    cost: float
+    metric: float
+
+    def to_dict(self) -> dict:
+        return {"gene": list(self.gene), "cost": self.cost, "metric": self.metric}
+
+
+@dataclass
+class SearchResult:
+    candidates: dict[Gene, Candidate]  # every scored gene
+    front: list[Candidate]  # by increasing cost
+    best: Candidate | None  # highest metric within the budget
+    full: Candidate
+    smallest: Candidate
+    constant_rate: list[Candidate]  # the initial constant-rate genes, full and smallest included, by cost
+    iterations: int
+    history: list[dict] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget)
+    rejected: int = 0  # offspring outside the budget band, never scored
+
+    def to_dict(self) -> dict:
+        return {
+            "best": self.best.to_dict() if self.best else None,
+            "full": self.full.to_dict(),
+            "smallest": self.smallest.to_dict(),
+            "front": [c.to_dict() for c in self.front],
+            "constant_rate": [c.to_dict() for c in self.constant_rate],
+            "iterations": self.iterations,
+            "scored": len(self.candidates),
+            "rejected": self.rejected,
+            "budget": asdict(self.budget),
+            "history": self.history,
+        }
+
+
+@dataclass
+class _Record:
+    cost: float
+    metric: float | None  # None: cost outside the budget band, never scored
+    born: int  # 0: initial population; k: iteration k
+
+
+class _Search:
+    """The mutable state of one search and its JSON form."""
+
+    def __init__(self, fitness, cost, num_layers, seq_len, config, budget, state_path, context) -> None:
+        self.fitness, self.cost_fn, self.context = fitness, cost, context or {}
+        self.num_layers, self.seq_len, self.config, self.budget = num_layers, seq_len, config, budget
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.records: dict[Gene, _Record] = {}
+        self.completed = -1  # iterations finished; 0 once the initial population is scored
+        self.history: list[dict] = []
+        self.saved_at = -math.inf
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def identity(self) -> dict:
+        config = asdict(self.config)
+        config.pop("iterations")  # a resumed search may run longer
+        return {
+            "num_layers": self.num_layers,
+            "seq_len": self.seq_len,
+            "config": config,
+            "budget": asdict(self.budget),
+            "context": self.context,
+        }
+
+    def save(self, force: bool = True) -> None:
+        if self.state_path is None or (not force and time.monotonic() - self.saved_at < SAVE_INTERVAL_S):
+            return
+        self.saved_at = time.monotonic()
+        write_json_atomic(
+            self.state_path,
+            {
+                "version": STATE_VERSION,
+                "search": self.identity(),
+                "completed_iterations": self.completed,
+                "history": self.history,
+                "genes": [
+                    {"gene": list(g), "cost": r.cost, "metric": r.metric, "born": r.born}
+                    for g, r in self.records.items()
+                ],
+            },
+        )
+
+    def load(self) -> None:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read search state {self.state_path} ({exc}); delete it to start over") from None
+        if state.get("version") != STATE_VERSION:
+            raise ConfigError(f"search state {self.state_path} has version {state.get('version')}; delete it")
+        saved, current = state["search"], json.loads(json.dumps(self.identity()))
+        if saved != current:
+            diff = _diff(saved, current)
+            raise ConfigError(
+                f"search state {self.state_path} belongs to another search ({diff}): rerun with the same options, "
+                "or use another output folder"
+            )
+        self.completed = int(state["completed_iterations"])
+        self.history = list(state["history"])
+        for item in state["genes"]:
+            self.records[tuple(item["gene"])] = _Record(item["cost"], item["metric"], item["born"])
+
+    # -- scoring -----------------------------------------------------------------------------------------------
+    def cost_of(self, gene: Gene, born: int) -> float:
+        record = self.records.get(gene)
+        if record is not None:
+            return record.cost
+        value = float(self.cost_fn(gene))
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"cost of gene {gene} is {value}; a cost must be a finite number >= 0")
+        self.records[gene] = _Record(value, None, born)
+        return value
+
+    def score(self, gene: Gene, born: int) -> float:
+        self.cost_of(gene, born)
+        record = self.records[gene]
+        if record.metric is None:
+            value = float(self.fitness(gene))
+            if math.isnan(value):
+                raise ConfigError(f"fitness of gene {gene} is NaN; check the evaluation data and metric")
+            record.metric = value
+            self.save(force=False)  # long evaluations are not lost
+        return record.metric
+
+    def population(self, upto: int) -> dict[Gene, tuple[float, float]]:
+        return {g: (r.cost, r.metric) for g, r in self.records.items() if r.born <= upto and r.metric is not None}
+
+    def candidate(self, gene: Gene) -> Candidate:
+        r = self.records[gene]
+        return Candidate(gene, r.cost, r.metric)
+
+
+def _diff(saved: dict, current: dict, prefix: str = "") -> str:
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            if a != b:
+                return _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            return f"{prefix}{key} was {a!r}, now {b!r}"
+    return "unknown difference"
+
+
+def initial_genes(num_layers: int, seq_len: int, config: SearchConfig) -> tuple[Gene, Gene, list[Gene]]:
+    """(full, smallest, constant-rate genes between them)."""
+    full = (seq_len,) * num_layers
+    smallest = constant_rate_gene(seq_len, num_layers, config.length_drop_bound, config.min_length)
+    between = constant_rate_genes(
+        seq_len, num_layers, config.length_drop_bound, config.num_constant_rate, config.min_length
+    )
+    return full, smallest, [g for g in between if g not in (full, smallest)]
+
+
+def _parents(points: dict[Gene, tuple[float, float]], budget: Budget) -> list[Gene]:
+    """The front inside the budget band, plus the nearest front gene on either side so children can reach it."""
+    front = pareto_front(points)
+    inside = [g for g in front if budget.contains(points[g][0])]
+    below = [g for g in front if budget.min_cost is not None and points[g][0] < budget.min_cost]
+    above = [g for g in front if budget.max_cost is not None and points[g][0] > budget.max_cost]
+    return below[-1:] + inside + above[:1]
+
+
+def _offspring(search: _Search, iteration: int, parents: list[Gene], lower_cost: float) -> None:
+    """Score up to ``mutations`` new mutants and ``crossovers`` new crosses of ``parents``."""
+    config = search.config
+    rng = random.Random(f"qla-search/{config.seed}/{iteration}")
+    seen = {g for g, r in search.records.items() if r.born < iteration}
+
+    def make(count: int, draw: Callable[[], Gene]) -> None:
+        made, attempts = 0, 0
+        while made < count and attempts < 20 * count:  # small spaces run out of new genes
+            attempts += 1
+            gene = draw()
+            if gene in seen:
+                continue
+            seen.add(gene)
+            cost = search.cost_of(gene, iteration)
+            if cost < lower_cost or not search.budget.contains(cost):
+                continue  # recorded with its cost, never scored
+            search.score(gene, iteration)
+            made += 1
+
+    make(
+        config.mutations,
+        lambda: mutate(rng.choice(parents), rng, search.seq_len, config.mutation_prob, config.min_length),
+    )
+    if len(parents) >= 2:
+        make(config.crossovers, lambda: crossover(*rng.sample(parents, 2)))
+
+
+def _front_area(points: dict[Gene, tuple[float, float]], low: float, high: float) -> float:
+    """Mean over budgets in ``[low, high]`` of the best metric affordable at that budget.
+
+    The area under the front's step curve divided by the width; it can only grow as genes are added (LAT's area,
+    which starts at the first front point, can shrink when the front does).
+    """
+    front = [points[g] for g in pareto_front(points)]
+    if high <= low or not front:
+        return 0.0
+    area = 0.0
+    for (cost, metric), (next_cost, _) in zip(front, [*front[1:], (high, None)], strict=True):
+        start, end = max(cost, low), min(next_cost, high)
+        if end > start:
+            area += (end - start) * metric
+    return area / (high - low)
+
+
+def evolve(
+    fitness: Callable[[Gene], float],
+    cost: Callable[[Gene], float],
+    num_layers: int,
+    seq_len: int,
+    config: SearchConfig | None = None,
+    state_path: str | Path | None = None,
+    budget: Budget | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    context: dict | None = None,
+) -> SearchResult:
+    """Search non-increasing per-layer lengths in ``[min_length, seq_len]`` for the best ``fitness`` per ``cost``.
+
+    ``state_path``: JSON file of the search state; with ``resume`` an existing one is continued (it must come from
+    the same options, ``iterations`` aside, and the same JSON-able ``context``: whatever else decides the scores,
+    such as the model, data and metric), without it the search starts over. Offspring cheaper than the smallest
+    gene or outside ``budget`` are not scored.
+    """
+    config = config or SearchConfig()
+    budget = budget or Budget()
+    search = _Search(fitness, cost, num_layers, seq_len, config, budget, state_path, context)
+    if search.state_path is not None and resume and search.state_path.exists():
+        search.load()
+
+    full, smallest, between = initial_genes(num_layers, seq_len, config)
+    for gene in (full, smallest, *between):
+        check_gene(gene, num_layers, seq_len)
+    full_cost, smallest_cost = search.cost_of(full, 0), search.cost_of(smallest, 0)
+    if smallest_cost >= full_cost:
+        raise ConfigError(
+            f"the smallest sub-model {smallest} costs {smallest_cost:g} {budget.unit}, no less than the full length "
+            f"{full} ({full_cost:g}): dropping tokens does not pay at this size. Use longer inputs, a larger "
+            "length_drop_bound, or MACs as the cost (measured latency of tiny models is dominated by overheads)"
+        )
+    budget.check(smallest_cost, full_cost)  # before any expensive scoring, and before any state is written
+    try:
+        if search.completed < 0:
+            if progress:
+                print(f"search: scoring the initial population of {2 + len(between)} genes", file=sys.stderr)
+            for gene in (full, smallest, *between):
+                search.score(gene, 0)
+            search.completed = 0
+            search.save()
+        _iterate(search, smallest_cost, full_cost, progress)
+    except BaseException:
+        search.save()  # an interrupted search keeps every score it paid for
+        raise
+
+    points = search.population(search.completed)
+    best = best_within(points, budget.max_cost, budget.min_cost)
+    initial = sorted({full, smallest, *between}, key=lambda g: (points[g][0], g))
+    return SearchResult(
+        candidates={g: search.candidate(g) for g in points},
+        front=[search.candidate(g) for g in pareto_front(points)],
+        best=search.candidate(best) if best else None,
+        full=search.candidate(full),
+        smallest=search.candidate(smallest),
+        constant_rate=[search.candidate(g) for g in initial],
+        iterations=search.completed,
+        history=search.history,
+        budget=budget,
+        rejected=sum(1 for r in search.records.values() if r.metric is None),
+    )
+
+
+def _iterate(search: _Search, smallest_cost: float, full_cost: float, progress: bool) -> None:
+    config, budget = search.config, search.budget
+    bar = _progress_bar(config.iterations, search.completed, progress)
+    try:
+        for iteration in range(search.completed + 1, config.iterations + 1):
+            parents = _parents(search.population(iteration - 1), budget)
+            _offspring(search, iteration, parents, smallest_cost)
+            points = search.population(iteration)
+            best = best_within(points, budget.max_cost, budget.min_cost)
+            search.history.append(
+                {
+                    "iteration": iteration,
+                    "scored": len(points),
+                    "front_size": len(pareto_front(points)),
+                    "front_area": _front_area(points, smallest_cost, full_cost),
+                    "best_gene": list(best) if best else None,
+                    "best_metric": points[best][1] if best else None,
+                }
+            )
+            search.completed = iteration
+            search.save()
+            if bar is not None:
+                bar.update(1)
+                if best is not None:
+                    postfix = {"best": f"{points[best][1]:.4g}", "cost": f"{points[best][0]:.4g}"}
+                    bar.set_postfix(**postfix, front=search.history[-1]["front_size"], refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _progress_bar(total: int, done: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=min(done, total), desc="search", unit="iter", file=sys.stderr, leave=True)

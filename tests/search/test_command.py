@@ -1,0 +1,208 @@
+"""`qla search` end to end on tiny checkpoints and the tiny SST-2 / SQuAD fixtures."""
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from qla_sdk.cli import main
+from qla_sdk.data import classification_features, load_classification, load_tokenizer
+from qla_sdk.modeling import LengthConfig, from_pretrained
+from qla_sdk.search.pareto import dominates
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+FAST = ["--iterations", "2", "--mutations", "4", "--crossovers", "4", "--constant-rate", "3", "--no-progress"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matmuls on a shared, busy machine run far faster on one thread than fighting over two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_vocab(path: Path, texts: list[str], size: int = 120) -> Path:
+    words = Counter(w for t in texts for w in t.lower().replace("?", " ").replace(".", " ").split())
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += [w for w, _ in words.most_common(size - len(vocab))]
+    path.write_text("\n".join(vocab) + "\n")
+    return path
+
+
+def lat_checkpoint(folder: Path, task: str, length_adaptive: bool = True) -> Path:
+    meta = {"task": task, "labels": ["0", "1"] if task == "text-classification" else None}
+    if length_adaptive:
+        meta["length_adaptive"] = {"length_drop_prob": 0.2, "layer_drop_prob": 0.2, "num_sandwich": 2}
+    (folder / "qla.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sst(tiny_checkpoint, tmp_path_factory):
+    folder, _ = tiny_checkpoint("bert", "text-classification")
+    root = tmp_path_factory.mktemp("search-sst")
+    model = root / "model"
+    model.mkdir()
+    for file in folder.iterdir():
+        (model / file.name).write_bytes(file.read_bytes())
+    lat_checkpoint(model, "text-classification")
+    data = FIXTURES / "sst2_tiny.tsv"
+    vocab = write_vocab(root / "vocab.txt", [line.split("\t")[0] for line in data.read_text().splitlines()[1:]])
+    return {"model": model, "data": data, "vocab": vocab}
+
+
+def search(sst, output, *extra):
+    argv = ["search", "--model", str(sst["model"]), "--data", str(sst["data"]), "--tokenizer", str(sst["vocab"])]
+    return main([*argv, "--output", str(output), "--seq-len", "24", *FAST, *extra])
+
+
+def padded_accuracy(sst, length_config: LengthConfig, seq_len: int = 24) -> float:
+    """The test's own evaluation: every input padded to seq_len, one batch."""
+    model = from_pretrained(sst["model"]).eval()
+    features = classification_features(
+        load_classification(sst["data"], label_names=["0", "1"]), load_tokenizer(sst["vocab"]), max_length=seq_len
+    )
+    ids = torch.zeros(len(features), seq_len, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, tokens in enumerate(features.input_ids):
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        mask[row, : len(tokens)] = 1
+    with torch.inference_mode():
+        predictions = model(ids, mask, length_config=length_config).argmax(-1)
+    return (predictions == torch.tensor(features.labels)).float().mean().item()
+
+
+@pytest.fixture(scope="module")
+def searched(sst, tmp_path_factory):
+    output = tmp_path_factory.mktemp("out") / "search"
+    copy = output.parent / "best-model"
+    assert (
+        search(
+            sst,
+            output,
+            "--max-macs",
+            "92%",
+            "--measure-latency",
+            "--latency-runs",
+            "1",
+            "--latency-warmup",
+            "0",
+            "--write-to",
+            str(copy),
+        )
+        == 0
+    )
+    return output, copy
+
+
+def test_outputs_hold_a_consistent_front_and_the_best_gene_within_budget(searched):
+    output, _ = searched
+    front = json.loads((output / "front.json").read_text())
+    best = json.loads((output / "best.json").read_text())
+    assert {p.name for p in output.iterdir()} >= {"front.json", "front.csv", "scored.csv", "best.json", "search.png"}
+    scored = list(csv.DictReader((output / "scored.csv").open()))
+    points = [(float(r["macs"]), float(r["metric"])) for r in scored]
+    front_points = [(r["macs"], r["metric"]) for r in front["front"]]
+    assert all(not any(dominates(q, p) for q in points) for p in front_points)
+    assert len(scored) >= len(front["constant_rate"]) > 2
+    assert best["best"]["macs"] <= front["budget"]["max_macs"] == pytest.approx(0.92 * front["full"]["macs"])
+    assert all(r["latency_ms"] > 0 for r in front["front"])  # --measure-latency timed the front
+    rows = list(csv.DictReader((output / "front.csv").open()))
+    assert [r["gene"] for r in rows] == [" ".join(map(str, r["gene"])) for r in front["front"]]
+    assert (output / "search.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fitness_is_the_dev_metric_of_the_padded_sub_model(sst, searched):
+    output, _ = searched
+    front = json.loads((output / "front.json").read_text())
+    for row in [front["full"], *front["front"]]:
+        assert row["metric"] == pytest.approx(padded_accuracy(sst, LengthConfig(tuple(row["length_config"]))))
+
+
+def test_write_to_saves_a_copy_running_the_best_gene(sst, searched):
+    output, copy = searched
+    best = json.loads((output / "best.json").read_text())
+    model = from_pretrained(copy)
+    assert model.length_config == LengthConfig.parse(best["length_config"])
+    meta = json.loads((copy / "qla.json").read_text())
+    assert meta["length_adaptive"]["length_drop_prob"] == 0.2  # the LAT record travels with the copy
+    assert meta["search"]["value"] == best["best"]["metric"]
+    assert from_pretrained(sst["model"]).length_config is None  # the input model is untouched
+
+
+def test_resume_continues_to_the_uninterrupted_result(sst, tmp_path):
+    longer = ["--iterations", "4"]
+    assert search(sst, tmp_path / "straight", *longer) == 0
+    assert search(sst, tmp_path / "resumed") == 0  # 2 iterations, then stopped
+    assert search(sst, tmp_path / "resumed", *longer, "--resume") == 0
+
+    def front(name):
+        doc = json.loads((tmp_path / name / "front.json").read_text())
+        return doc["front"], doc["best"], doc["search"]
+
+    assert front("straight") == front("resumed")
+
+
+def test_ratio_genes_average_macs_over_real_lengths(sst, tmp_path):
+    assert search(sst, tmp_path / "ratio", "--ratio", "--max-macs", "95%") == 0
+    doc = json.loads((tmp_path / "ratio" / "front.json").read_text())
+    assert doc["genes"] == "ratio" and doc["full"]["length_config"] == [1.0, 1.0]
+    assert all(isinstance(v, float) and 0 < v <= 1 for r in doc["front"] for v in r["length_config"])
+    assert 3 < doc["macs_seq_len"] < 24  # unpadded: the mean real length, not the padded one
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--max-macs", "10%"], "below the smallest sub-model"),
+        (["--max-macs", "150%"], "above the full-length model"),
+        (["--max-macs", "lots"], "is not a number"),
+        (["--metric", "bleu"], "'bleu' is not a text-classification metric"),
+        (["--max-macs", "90%", "--max-latency-ms", "3"], "not both"),
+        (["--iterations", "-1"], "iterations=-1"),
+        (["--device", "nonsense"], "is not a torch device"),
+    ],
+)
+def test_bad_input_is_a_clear_error(sst, tmp_path, capsys, extra, message):
+    assert search(sst, tmp_path / "bad", *extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_existing_search_needs_resume_and_write_to_needs_a_new_folder(sst, tmp_path, capsys):
+    assert search(sst, tmp_path / "out", "--iterations", "0") == 0
+    assert search(sst, tmp_path / "out") == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert search(sst, tmp_path / "out", "--resume", "--metric", "f1") == 2  # scores of another metric
+    assert "context.metric was 'accuracy', now 'f1'" in capsys.readouterr().err
+    assert search(sst, tmp_path / "other", "--write-to", str(sst["model"])) == 2
+    assert "never modifies a model in place" in capsys.readouterr().err
+
+
+def test_model_without_length_adaptive_training_warns(sst, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for file in sst["model"].iterdir():
+        (plain / file.name).write_bytes(file.read_bytes())
+    lat_checkpoint(plain, "text-classification", length_adaptive=False)
+    argv = ["search", "--model", str(plain), "--data", str(sst["data"]), "--tokenizer", str(sst["vocab"])]
+    with pytest.warns(UserWarning, match="not length-adaptively trained"):
+        assert main([*argv, "--output", str(tmp_path / "o"), "--seq-len", "24", *FAST, "--iterations", "0"]) == 0
+
+
+def test_question_answering_search_scores_f1(tiny_checkpoint, tmp_path):
+    folder, _ = tiny_checkpoint("bert", "question-answering")
+    lat_checkpoint(folder, "question-answering")
+    data = FIXTURES / "squad_tiny.json"
+    squad = json.loads(data.read_text())
+    texts = [p["context"] + " " + q["question"] for a in squad["data"] for p in a["paragraphs"] for q in p["qas"]]
+    vocab = write_vocab(tmp_path / "vocab.txt", texts)
+    argv = ["search", "--model", str(folder), "--data", str(data), "--tokenizer", str(vocab)]
+    output = tmp_path / "qa"
+    assert main([*argv, "--output", str(output), "--seq-len", "48", "--doc-stride", "16", *FAST]) == 0
+    doc = json.loads((output / "front.json").read_text())
+    assert doc["metric"] == "f1" and all(0 <= r["metric"] <= 100 for r in doc["front"])

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.modeling import count_macs, from_pretrained
+from qla_sdk.search.cost import LatencyCost, MacsCost, measure_ms, torch_runner, torch_threads
+from qla_sdk.search.genes import GeneSpace
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_checkpoint):
+    folder, _ = tiny_checkpoint("bert", "text-classification")
+    return from_pretrained(folder).eval()
+
+
+def test_token_gene_macs_are_count_macs_at_the_padded_length(tiny_model):
+    space = GeneSpace(num_layers=2, seq_len=48)
+    macs = MacsCost(tiny_model.config, "text-classification", space, 48)
+    expected = count_macs(tiny_model.config, 48, "40,20", task="text-classification")
+    assert macs((40, 20)) == expected
+    assert macs((48, 48)) == count_macs(tiny_model.config, 48, None, task="text-classification")
+    assert macs((40, 20)) < macs((48, 48))
+
+
+def test_ratio_gene_macs_average_over_real_lengths(tiny_model):
+    space = GeneSpace(num_layers=2, seq_len=100, ratio=True)
+    macs = MacsCost(tiny_model.config, "question-answering", space, [10, 10, 30])
+    one = [count_macs(tiny_model.config, n, "0.5,0.25") for n in (10, 30)]
+    assert macs((50, 25)) == pytest.approx((2 * one[0] + one[1]) / 3)
+    assert macs.mean_length == pytest.approx(50 / 3)
+
+
+def test_macs_cost_validates(tiny_model):
+    with pytest.raises(ConfigError, match="one padded length"):
+        MacsCost(tiny_model.config, "text-classification", GeneSpace(2, 48), [10, 20])
+    with pytest.raises(ConfigError, match="lengths >= 1"):
+        MacsCost(tiny_model.config, "text-classification", GeneSpace(2, 48), 0)
+
+
+def test_latency_is_measured_once_per_gene_through_a_pluggable_compile(tiny_model):
+    compiled = []
+
+    def compile_model(module, inputs):
+        compiled.append(module.length_config)
+        assert inputs[0].shape == (2, 32)
+        return module
+
+    space = GeneSpace(num_layers=2, seq_len=32)
+    latency = LatencyCost(torch_runner(tiny_model, 2, 32, compile_model), space, threads=1, warmup=1, runs=3)
+    first = latency((16, 8))
+    assert first > 0
+    assert latency((16, 8)) == first  # cached
+    latency.of(None)
+    assert [str(lc) if lc else None for lc in compiled] == ["16,8", None]
+
+
+def test_measure_ms_takes_the_median_and_restores_threads():
+    before = torch.get_num_threads()
+    calls = []
+    assert measure_ms(lambda: calls.append(torch.get_num_threads()), warmup=2, runs=5, threads=1) >= 0
+    assert calls == [1] * 7 and torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="runs=0"):
+        measure_ms(lambda: None, runs=0)
+    with pytest.raises(ConfigError, match="threads=0"), torch_threads(0):
+        pass

@@ -1,0 +1,163 @@
+import itertools
+import json
+
+import pytest
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.search.evolution import Budget, SearchConfig, evolve, initial_genes
+from qla_sdk.search.pareto import dominates
+
+LAYERS, SEQ = 4, 64
+SMALL = SearchConfig(iterations=6, mutations=8, crossovers=8, num_constant_rate=5, seed=3)
+
+
+def fitness(gene):
+    """Cheap and structured: early layers matter more, with diminishing returns."""
+    return round(sum(min(v, 40) * (LAYERS - i) for i, v in enumerate(gene)) / 1000, 6)
+
+
+def cost(gene):
+    return float(sum(gene) + gene[0])
+
+
+class Interrupted(Exception):
+    pass
+
+
+def counting(fn, fail_after=None):
+    calls = []
+
+    def wrapped(gene):
+        if fail_after is not None and len(calls) >= fail_after:
+            raise Interrupted
+        calls.append(gene)
+        return fn(gene)
+
+    return wrapped, calls
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    a = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False)
+    b = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False)
+    c = evolve(fitness, cost, LAYERS, SEQ, SearchConfig(**{**SMALL.__dict__, "seed": 4}), progress=False)
+    assert a.to_dict() == b.to_dict()
+    assert set(a.candidates) != set(c.candidates)
+
+
+def test_every_gene_is_scored_once_and_front_is_consistent():
+    scored, calls = counting(fitness)
+    result = evolve(scored, cost, LAYERS, SEQ, SMALL, progress=False)
+    assert len(calls) == len(set(calls)) == len(result.candidates)
+    full, smallest, between = initial_genes(LAYERS, SEQ, SMALL)
+    assert result.full.gene == full and result.smallest.gene == smallest
+    assert {c.gene for c in result.constant_rate} == {full, smallest, *between}
+    points = {g: (c.cost, c.metric) for g, c in result.candidates.items()}
+    front = {c.gene for c in result.front}
+    for gene, point in points.items():
+        assert (gene in front) == (not any(dominates(q, point) for q in points.values()))
+        assert all(b <= a for a, b in itertools.pairwise(gene))
+        assert point[0] >= result.smallest.cost  # nothing cheaper than the smallest gene is scored
+    assert len(result.history) == SMALL.iterations
+    assert len(result.candidates) > len(result.constant_rate) + SMALL.iterations * 4  # offspring were scored
+
+
+def test_search_improves_on_constant_rate_genes():
+    result = evolve(fitness, cost, LAYERS, SEQ, SearchConfig(iterations=10, seed=0), progress=False)
+    areas = [h["front_area"] for h in result.history]
+    assert areas == sorted(areas) and areas[-1] > areas[0]
+    # at each constant-rate gene's cost, the front holds a gene at least as good
+    for c in result.constant_rate:
+        assert max(f.metric for f in result.front if f.cost <= c.cost) >= c.metric
+
+
+def test_budget_bounds_the_best_gene_and_the_offspring():
+    full_cost = cost((SEQ,) * LAYERS)
+    budget = Budget(max_cost=0.7 * full_cost, min_cost=0.6 * full_cost)
+    result = evolve(fitness, cost, LAYERS, SEQ, SMALL, budget=budget, progress=False)
+    assert budget.contains(result.best.cost)
+    initial = {c.gene for c in result.constant_rate}
+    offspring = [c for g, c in result.candidates.items() if g not in initial]
+    assert offspring and all(budget.contains(c.cost) for c in offspring)
+    assert result.rejected > 0
+    assert result.best.metric == max(c.metric for c in result.candidates.values() if budget.contains(c.cost))
+
+
+@pytest.mark.parametrize("fail_after", [3, 40, 75])
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, fail_after):
+    expected = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False).to_dict()
+    state = tmp_path / "state.json"
+    broken, first_calls = counting(fitness, fail_after)
+    with pytest.raises(Interrupted):
+        evolve(broken, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    assert json.loads(state.read_text())["genes"]  # state was saved before the interruption
+    resumed_fitness, second_calls = counting(fitness)
+    resumed = evolve(resumed_fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    assert resumed.to_dict() == expected
+    assert not set(first_calls) & set(second_calls)  # nothing scored twice
+
+
+def test_resume_can_extend_iterations(tmp_path):
+    state = tmp_path / "state.json"
+    evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    longer = SearchConfig(**{**SMALL.__dict__, "iterations": 9})
+    assert (
+        evolve(fitness, cost, LAYERS, SEQ, longer, state_path=state, progress=False).to_dict()
+        == evolve(fitness, cost, LAYERS, SEQ, longer, progress=False).to_dict()
+    )
+
+
+def test_resume_refuses_state_of_another_search(tmp_path):
+    state = tmp_path / "state.json"
+    evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    other = SearchConfig(**{**SMALL.__dict__, "mutation_prob": 0.3})
+    with pytest.raises(ConfigError, match=r"config.mutation_prob was 0.5, now 0.3"):
+        evolve(fitness, cost, LAYERS, SEQ, other, state_path=state, progress=False)
+    fresh = evolve(fitness, cost, LAYERS, SEQ, other, state_path=state, resume=False, progress=False)
+    assert fresh.iterations == SMALL.iterations
+
+
+@pytest.mark.parametrize(
+    "budget, message",
+    [
+        (Budget(max_cost=50.0), "below the smallest sub-model"),
+        (Budget(max_cost=10_000.0), "above the full-length model"),
+        (Budget(min_cost=10_000.0), "lower budget bound"),
+    ],
+)
+def test_budget_out_of_range_fails_before_scoring(budget, message):
+    scored, calls = counting(fitness)
+    with pytest.raises(ConfigError, match=message):
+        evolve(scored, cost, LAYERS, SEQ, SMALL, budget=budget, progress=False)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"iterations": -1}, "iterations=-1"),
+        ({"mutation_prob": 0.0}, "mutation_prob=0.0"),
+        ({"length_drop_bound": 1.0}, "length_drop_bound=1.0"),
+        ({"min_length": 0}, "min_length=0"),
+    ],
+)
+def test_search_config_validates(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SearchConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message", [({"max_cost": -1.0}, "max_cost=-1.0"), ({"max_cost": 5.0, "min_cost": 6.0}, "is empty")]
+)
+def test_budget_validates(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Budget(**kwargs)
+
+
+def test_nan_fitness_is_a_clear_error():
+    with pytest.raises(ConfigError, match="NaN"):
+        evolve(lambda g: float("nan"), cost, LAYERS, SEQ, SMALL, progress=False)
+
+
+def test_a_cost_that_does_not_fall_with_length_is_refused():
+    with pytest.raises(ConfigError, match="does not pay"):
+        evolve(fitness, lambda gene: 1.0, LAYERS, SEQ, SMALL, progress=False)
