@@ -71,6 +71,15 @@ def padded_batch(vocab_size: int, pad_id: int, lengths=(12, 8, 5), seed: int = 0
     return ids, mask
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # Tiny models gain nothing from threads, and on a busy 2-core machine oversubscription slows them ~10x.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_head_warnings():
     with warnings.catch_warnings():
