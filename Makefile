@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean-venv
+.PHONY: install demo test lint bench numactl clean-venv
 
 $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,19 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/qla demo
 
-bench: $(STAMP)
+bench: $(STAMP) numactl
 	$(PY) benchmarks/run.py
+
+# numactl binds benchmark instances to cores and NUMA memory. Installed where possible (root + apt-get); never
+# fails: without it `qla bench` pins cores itself and records a warning.
+numactl:
+	@command -v numactl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y numactl || (apt-get update && apt-get install -y numactl)) >/dev/null 2>&1 \
+	      && echo "numactl installed" || echo "numactl: apt-get install failed; benchmarks run without memory binding"; \
+	  else \
+	    echo "numactl: not installed (needs root and apt-get to install); benchmarks run without memory binding"; \
+	  fi; }
 
 clean-venv:
 	rm -rf $(VENV)

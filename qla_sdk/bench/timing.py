@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -19,23 +19,46 @@ class LatencyStats:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_times(cls, times_ms: Sequence[float]) -> LatencyStats:
+        if not times_ms:
+            raise ValueError("no timings: need at least one run")
+        ordered = sorted(times_ms)
+        return cls(
+            _percentile(ordered, 0.5),
+            _percentile(ordered, 0.9),
+            _percentile(ordered, 0.99),
+            statistics.fmean(ordered),
+            len(ordered),
+        )
+
 
 def _percentile(sorted_ms: list[float], q: float) -> float:
     index = min(len(sorted_ms) - 1, max(0, round(q * (len(sorted_ms) - 1))))
     return sorted_ms[index]
 
 
-def measure_latency(fn: Callable[[], object], runs: int = 50, warmup: int = 10) -> LatencyStats:
+def measure_times(
+    fn: Callable[[], object], runs: int = 50, warmup: int = 10, max_seconds: float | None = None, min_runs: int = 1
+) -> list[float]:
+    """Milliseconds of ``runs`` calls after ``warmup`` calls; with ``max_seconds`` it stops early once that much
+    time went into timed runs and at least ``min_runs`` were made (slow rows at large batches)."""
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs={runs}, warmup={warmup}: need runs >= 1 and warmup >= 0")
     for _ in range(warmup):
         fn()
-    times = []
+    times: list[float] = []
+    spent = 0.0
     for _ in range(runs):
         start = time.perf_counter()
         fn()
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return LatencyStats(
-        _percentile(times, 0.5), _percentile(times, 0.9), _percentile(times, 0.99), statistics.fmean(times), runs
-    )
+        elapsed = time.perf_counter() - start
+        times.append(elapsed * 1000)
+        spent += elapsed
+        if max_seconds is not None and spent >= max_seconds and len(times) >= min_runs:
+            break
+    return times
+
+
+def measure_latency(fn: Callable[[], object], runs: int = 50, warmup: int = 10) -> LatencyStats:
+    return LatencyStats.from_times(measure_times(fn, runs, warmup))

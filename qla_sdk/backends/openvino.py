@@ -1,0 +1,203 @@
+"""int8 OpenVINO IR: the pruned fp32 graph (torch.export, then ``ov.convert_model``) quantized by NNCF with
+asymmetric (zero-point) activations and symmetric int8 weights (preset MIXED), run by the OpenVINO CPU runtime.
+
+The inference precision is always stated: on AMX CPUs OpenVINO's default would silently run bf16.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qla_sdk.backends.base import (
+    Backend,
+    BuildRequest,
+    Runner,
+    check_calibration,
+    dynamic_batch_shapes,
+    example_inputs,
+    pad_rows,
+)
+from qla_sdk.errors import ConfigError
+from qla_sdk.quantize.inc import QuantizationError
+from qla_sdk.quantize.int8_state import with_int8_embeddings
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def require_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise QuantizationError("OpenVINO is not installed: pip install 'qla-sdk[quant]' (openvino, nncf)") from None
+    return openvino
+
+
+def convert(model: torch.nn.Module, seq_len: int, pad_token_id: int = 0):
+    """fp32 ``ov.Model`` of a ``FixedLengthModel`` at ``seq_len`` tokens (batch free)."""
+    ov = require_openvino()
+    example = example_inputs(seq_len, pad_token_id=pad_token_id)
+    with torch.no_grad():
+        program = torch.export.export(model.eval(), example, dynamic_shapes=dynamic_batch_shapes())
+    ov_model = ov.convert_model(program)
+    # The widths of the length config are constants of this graph: only seq_len inputs are valid.
+    ov_model.reshape({port: ov.PartialShape([-1, seq_len]) for port in ov_model.inputs})
+    return ov_model
+
+
+# What accuracy-aware quantization tries, in order (NNCF advanced parameters).
+def _trials():
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    no_smooth = AdvancedSmoothQuantParameters(matmul=-1)
+    return [
+        ("MIXED preset (asymmetric activations), smooth quant", {}),
+        (
+            "MIXED preset, no smooth quant",
+            {"advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=no_smooth)},
+        ),
+        (
+            "MIXED preset, no smooth quant, full bias correction",
+            {
+                "fast_bias_correction": False,
+                "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=no_smooth),
+            },
+        ),
+    ], nncf
+
+
+def quantize(ov_model, calibration: list, options: dict | None = None):
+    """NNCF post-training int8 of an ``ov.Model``: asymmetric activations (MIXED), symmetric weights."""
+    import nncf
+
+    dataset = nncf.Dataset(calibration, lambda batch: [t.numpy() for t in batch])
+    return nncf.quantize(
+        ov_model,
+        dataset,
+        preset=nncf.QuantizationPreset.MIXED,
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(calibration),  # NNCF counts dataset items, here batches
+        **(options or {}),
+    )
+
+
+class Built:
+    def __init__(self, models: dict, report: dict, precision: str) -> None:
+        self.models, self.report, self.precision = models, report, precision
+
+
+class OpenVINORunner(Runner):
+    """One compiled model per bucket; one infer request per thread (requests are not shareable)."""
+
+    def __init__(self, compiled: dict[int, object]) -> None:
+        self._compiled = compiled
+        self.seq_lens = tuple(sorted(compiled))
+        self._local = threading.local()
+
+    def run(self, input_ids, attention_mask, token_type_ids) -> list[np.ndarray]:
+        seq_len = np.asarray(input_ids).shape[1]
+        if seq_len not in self._compiled:
+            raise ConfigError(f"input padded to {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
+        requests = self._local.__dict__.setdefault("requests", {})
+        if seq_len not in requests:
+            requests[seq_len] = self._compiled[seq_len].create_infer_request()
+        arrays = [np.ascontiguousarray(x, dtype=np.int64) for x in (input_ids, attention_mask, token_type_ids)]
+        result = requests[seq_len].infer(arrays)
+        return [np.array(result[out], dtype=np.float32) for out in self._compiled[seq_len].outputs]
+
+
+def compile_model(core, model, precision: str, threads: int | None):
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return core.compile_model(model, "CPU", config)
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    precision = "int8"
+
+    def build(self, request: BuildRequest) -> Built:
+        ov = require_openvino()
+        check_calibration(request)
+        model = request.model.eval().with_length_config(request.length_config)
+        if request.config.quantize_embeddings:
+            model = with_int8_embeddings(model)
+        trials, _ = _trials()
+        report: dict = {"quantizer": f"nncf {_version('nncf')}", "activations": "uint8 asymmetric (preset MIXED)"}
+        chosen, models = trials[0], {}
+        if request.evaluate is not None:
+            chosen, tuned = self._tune(ov, model, request, trials, report)
+            models[max(request.seq_lens)] = tuned
+        for seq_len in request.seq_lens:
+            if seq_len not in models:
+                calibration = pad_rows(
+                    request.calibration[: request.config.calibration_samples], seq_len, request.pad_token_id
+                )
+                models[seq_len] = quantize(convert(model, seq_len, request.pad_token_id), calibration, chosen[1])
+        report["config"] = chosen[0]
+        return Built(models, report, "int8")
+
+    def _tune(self, ov, model, request: BuildRequest, trials, report: dict):
+        """The first NNCF config whose dev metric is within the relative tolerance of fp32 (at the longest graph),
+        with its int8 model; or ``QuantizationError`` listing every config tried."""
+        seq_len = max(request.seq_lens)
+        core = ov.Core()
+        fp32 = convert(model, seq_len, request.pad_token_id)
+        calibration = pad_rows(request.calibration[: request.config.calibration_samples], seq_len, request.pad_token_id)
+        baseline = request.evaluate(_callable(compile_model(core, fp32, "fp32", None)), seq_len)
+        scores = []
+        for name, options in trials[: request.config.max_trials]:
+            int8 = quantize(fp32.clone(), calibration, options)
+            score = request.evaluate(_callable(compile_model(core, int8, "fp32", None)), seq_len)
+            scores.append({"config": name, "metric": score})
+            drop = (baseline - score) / baseline if baseline else 0.0
+            if drop <= request.config.tolerance:
+                report.update(fp32_metric=baseline, int8_metric=score, trials=scores)
+                return (name, options), int8
+        lines = "\n".join(f"  {s['config']}: {s['metric']:.4f}" for s in scores)
+        raise QuantizationError(
+            f"no NNCF config kept the dev metric within {request.config.tolerance:.1%} of fp32 ({baseline:.4f}):\n"
+            f"{lines}\nRaise --tolerance, calibrate on more samples, or export --backend bf16"
+        )
+
+    def save(self, built: Built, folder: Path) -> dict:
+        ov = require_openvino()
+        files = []
+        for seq_len, model in built.models.items():
+            xml = f"seq{seq_len}.xml"
+            ov.save_model(model, str(folder / xml), compress_to_fp16=False)
+            files += [xml, f"seq{seq_len}.bin"]
+        return {"seq_lens": sorted(built.models), "files": files, "inference_precision": "f32"}
+
+    def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
+        ov = require_openvino()
+        core = ov.Core()
+        precision = entry.get("inference_precision", "f32")
+        compiled = {
+            int(n): compile_model(core, core.read_model(str(folder / f"seq{n}.xml")), precision, threads)
+            for n in entry["seq_lens"]
+        }
+        return OpenVINORunner(compiled)
+
+
+def _callable(compiled):
+    def run(*inputs):
+        result = compiled([np.asarray(x, dtype=np.int64) for x in inputs])
+        outs = [torch.from_numpy(np.array(result[o])) for o in compiled.outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    return run
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

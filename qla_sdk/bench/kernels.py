@@ -1,0 +1,112 @@
+"""Which kernels actually ran: oneDNN's verbose log (torch, Inductor, IPEX) and OpenVINO's execution graph.
+
+A CPU flag says what the machine could do; these records say whether the int8 matmuls used it (e.g. an
+``avx512_core_amx_int8`` brgemm rather than a plain AVX2 kernel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+MATMUL_KINDS = ("matmul", "inner_product", "convolution")
+OV_MATMUL_LAYERS = ("FullyConnected", "MatMul", "Convolution", "ScaledDotProductAttention")
+
+
+def _dtype(descriptor: str) -> str:
+    """``src:u8::blocked:ab::f0`` (v1 format) or ``src_u8::blocked:ab:f0`` (older) -> ``u8``."""
+    fields = descriptor.split(":")
+    if fields[1] == "" and "_" in fields[0]:
+        return fields[0].split("_", 1)[1]
+    return fields[1]
+
+
+def parse_onednn_verbose(lines: Iterable[str]) -> dict:
+    """Summarise ``ONEDNN_VERBOSE`` lines: the ISA oneDNN chose and a count per (primitive, implementation, data
+    types) of the executed primitives, with the int8 matmul-like ones listed apart."""
+    isa = None
+    executed: Counter[str] = Counter()
+    int8: Counter[str] = Counter()
+    for line in lines:
+        fields = line.strip().split(",")
+        if not fields or fields[0] not in ("onednn_verbose", "dnnl_verbose"):
+            continue
+        if "info" in fields[:3] and ",isa:" in line:
+            isa = line.split(",isa:", 1)[1].strip()  # the ISA description itself may hold commas
+            continue
+        if "exec" not in fields:
+            continue
+        at = fields.index("exec")
+        # onednn_verbose,[v1,][primitive,]exec,cpu,<kind>,<implementation>,<prop>,<memory descriptors>,...
+        if len(fields) < at + 6 or fields[at + 1] != "cpu":
+            continue
+        kind, impl, descriptors = fields[at + 2], fields[at + 3], fields[at + 5]
+        dtypes = "/".join(_dtype(part) for part in descriptors.split() if part.count(":") >= 2)
+        key = f"{kind}:{impl}:{dtypes}"
+        executed[key] += 1
+        if kind in MATMUL_KINDS and any(t in ("u8", "s8") for t in dtypes.split("/")):
+            int8[key] += 1
+    return {"isa": isa, "primitives": dict(executed.most_common()), "int8_matmuls": dict(int8.most_common())}
+
+
+@contextlib.contextmanager
+def _captured_stdout() -> Iterable[list[str]]:
+    """Capture what C libraries write to file descriptor 1 (oneDNN prints its verbose log there)."""
+    lines: list[str] = []
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield lines
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def onednn_kernels(call: Callable[[], object]) -> dict:
+    """Run ``call`` once with oneDNN's verbose log on (torch's switch) and summarise it."""
+    import torch
+
+    with _captured_stdout() as lines, torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+        call()
+    summary = parse_onednn_verbose(lines)
+    summary["source"] = "oneDNN verbose (torch.backends.mkldnn.verbose)"
+    return summary
+
+
+def openvino_kernels(compiled_model) -> dict:
+    """Layer type, primitive (kernel) and runtime precision of each node of OpenVINO's execution graph."""
+    layers: Counter[str] = Counter()
+    matmuls: Counter[str] = Counter()
+    for op in compiled_model.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+
+        def text(key: str, info=info) -> str:
+            return str(info[key].astype(str)) if key in info else "?"
+
+        layer, primitive, precision = text("layerType"), text("primitiveType"), text("runtimePrecision")
+        if layer in ("Const", "Input", "Output", "Parameter", "Result"):
+            continue
+        key = f"{layer}:{primitive}:{precision}"
+        layers[key] += 1
+        if layer in OV_MATMUL_LAYERS:
+            matmuls[key] += 1
+    try:
+        value = compiled_model.get_property("INFERENCE_PRECISION_HINT")
+        hint = value.to_string() if hasattr(value, "to_string") else str(value)
+    except Exception:  # older/other plugins do not expose it
+        hint = None
+    return {
+        "source": "OpenVINO get_runtime_model()",
+        "inference_precision_hint": hint,
+        "matmuls": dict(matmuls.most_common()),
+        "layers": dict(layers.most_common()),
+    }

@@ -1,0 +1,335 @@
+"""`qla bench`: every row at every sequence length, each in fresh subprocesses; then bench.json, bench.md and
+the charts. A row that fails is recorded with its error and the run goes on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qla_sdk.bench.builders import get_builder
+from qla_sdk.bench.launcher import (
+    Instance,
+    Topology,
+    launch_prefix,
+    numactl_path,
+    plan_instances,
+    warn_without_numactl,
+)
+from qla_sdk.bench.rows import (
+    DEFAULT_INT8_BACKENDS,
+    DEFAULT_LENGTH_CONFIG,
+    DEFAULT_LENGTH_CONFIG_SEQ_LEN,
+    RowSpec,
+    default_rows,
+    select_rows,
+)
+from qla_sdk.bench.runner import Job, MeasureSettings, run_build, run_measure
+from qla_sdk.bench.sources import check_checkpoint, resolve_source
+from qla_sdk.errors import ConfigError
+from qla_sdk.modeling.length import LengthConfig
+
+DEFAULT_OUT = Path("benchmarks/results/bench.json")
+MIN_RUNS = 50
+QUICK = dict(seq_lens=(64,), batch_sizes=(1, 4), runs=5, warmup=1, throughput_runs=2, calibration_samples=2)
+
+
+@dataclass
+class BenchSettings:
+    seq_lens: tuple[int, ...] = (384, 128)
+    batch_sizes: tuple[int, ...] = (1, 32)
+    runs: int = 100
+    warmup: int = 10
+    throughput_runs: int = 10
+    throughput_max_s: float = 60.0
+    calibration_samples: int = 16
+    int8_backends: tuple[str, ...] = DEFAULT_INT8_BACKENDS
+    length_config: str | None = None  # None: the QuaLA checkpoint's own, else DEFAULT_LENGTH_CONFIG
+    length_config_seq_len: int = DEFAULT_LENGTH_CONFIG_SEQ_LEN
+    task: str = "question-answering"
+    rows: tuple[str, ...] = ()
+    models: dict[str, str | None] = field(default_factory=dict)  # bert-base / minilm / qula-minilm -> folder
+    cores: str | None = None
+    instances: int = 1
+    accuracy_from: Path | None = None
+    out: Path = DEFAULT_OUT
+    work_dir: Path | None = None
+    row_timeout_s: float = 3600.0
+    kernels: bool = True
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        self.seq_lens = tuple(self.seq_lens)
+        self.batch_sizes = tuple(self.batch_sizes)
+        if not self.seq_lens or any(n < 2 or n > 512 for n in self.seq_lens):
+            raise ConfigError(f"sequence lengths {self.seq_lens}: give lengths in 2..512, e.g. 384,128")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes) or 1 not in self.batch_sizes:
+            raise ConfigError(f"batch sizes {self.batch_sizes}: include 1 (latency) and others >= 1, e.g. 1,32")
+        if self.runs < 1 or self.warmup < 0 or self.throughput_runs < 1:
+            raise ConfigError(f"runs {self.runs}, warm-up {self.warmup}, throughput runs {self.throughput_runs}: >= 1")
+        if self.runs < MIN_RUNS and not self.quick:
+            raise ConfigError(f"--runs {self.runs}: percentiles need >= {MIN_RUNS} runs; use --quick for a smoke run")
+        if self.calibration_samples < 1:
+            raise ConfigError(f"--calibration-samples {self.calibration_samples}: must be >= 1")
+        if self.task not in ("question-answering", "text-classification"):
+            raise ConfigError(f"--task {self.task!r}: choose question-answering or text-classification")
+        for model, folder in self.models.items():
+            if folder:
+                check_checkpoint(folder)  # a missing model is an error before anything runs
+                if model not in ("bert-base", "minilm", "qula-minilm"):
+                    raise ConfigError(f"model override {model!r}: use bert-base, minilm or qula-minilm")
+        if self.accuracy_from is not None and not Path(self.accuracy_from).is_file():
+            raise ConfigError(f"--accuracy-from {self.accuracy_from}: no such file")
+        if self.row_timeout_s <= 0:
+            raise ConfigError(f"--row-timeout {self.row_timeout_s}: must be > 0 seconds")
+
+    def measure_settings(self) -> MeasureSettings:
+        return MeasureSettings(
+            batch_sizes=self.batch_sizes,
+            runs=self.runs,
+            warmup=self.warmup,
+            throughput_runs=self.throughput_runs,
+            throughput_max_s=self.throughput_max_s,
+            calibration_samples=self.calibration_samples,
+            kernels=self.kernels,
+        )
+
+
+def quick_settings(**overrides) -> BenchSettings:
+    """Tiny models, one short sequence length, a few runs: a smoke run in seconds per row."""
+    return BenchSettings(**{**QUICK, "quick": True, **overrides})
+
+
+def plan_rows(settings: BenchSettings) -> list[RowSpec]:
+    """The rows of this run; every backend is checked to exist before anything starts."""
+    length_config = settings.length_config
+    length_config_seq_len = settings.length_config_seq_len
+    if length_config is None:
+        length_config = DEFAULT_LENGTH_CONFIG
+        qula = settings.models.get("qula-minilm")
+        if qula:  # a trained QuaLA checkpoint carries its searched config in qla.json
+            from qla_sdk.modeling.checkpoint import read_qla_metadata
+
+            saved = read_qla_metadata(qula).get("length_config")
+            if saved:
+                length_config = str(LengthConfig.parse(saved))
+    rows = default_rows(settings.int8_backends, length_config, length_config_seq_len, settings.task)
+    rows = select_rows(rows, list(settings.rows))
+    for row in rows:
+        get_builder(row.backend)  # unknown backend: ConfigError now, not a failed row later
+    return rows
+
+
+def load_accuracy(path: Path | None) -> dict[str, tuple[str, float]]:
+    """Row name -> (metric, value) from a results JSON: ``{"rows": [{"name", "f1"|"accuracy"|...}]}`` or
+    ``{name: value}`` / ``{name: {"f1": value}}``."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--accuracy-from {path} is not JSON ({exc})") from None
+    entries = data
+    if isinstance(data, dict) and isinstance(data.get("rows", data.get("models")), list):
+        entries = data.get("rows", data.get("models"))
+    if isinstance(entries, list):
+        entries = {e.get("name"): e for e in entries if isinstance(e, dict) and e.get("name")}
+    if not isinstance(entries, dict):
+        raise ConfigError(f"--accuracy-from {path}: expected a 'rows' list or a {{row name: metric}} object")
+    metrics = ("f1", "exact_match", "accuracy", "matthews", "metric")
+    out = {}
+    for name, value in entries.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = ("metric", float(value))
+        elif isinstance(value, dict):
+            for metric in metrics:
+                if isinstance(value.get(metric), (int, float)):
+                    out[name] = (metric, float(value[metric]))
+                    break
+    return out
+
+
+def _row_record(spec: RowSpec, seq_len: int, batch: int, weights: str, length_config) -> dict:
+    return {
+        "name": spec.name,
+        "role": spec.role,
+        "backend": spec.backend,
+        "precision": spec.precision,
+        "model": spec.model,
+        "weights": weights,
+        "length_config": str(length_config) if length_config is not None else None,
+        "seq_len": seq_len,
+        "batch_size": batch,
+        "p50_ms": None,
+        "p90_ms": None,
+        "p99_ms": None,
+        "mean_ms": None,
+        "runs": None,
+        "throughput_per_s": None,
+        "size_mb": None,
+        "peak_rss_mb": None,
+        "build_s": None,
+        "load_s": None,
+        "first_call_s": None,
+        "instances": None,
+        "accuracy_metric": None,
+        "accuracy": None,
+        "kernels": None,
+        "error": None,
+    }
+
+
+def aggregate(outcomes: list[dict], batch: int) -> dict:
+    """Instances pooled: percentiles over every instance's runs, throughput summed (they ran side by side)."""
+    from qla_sdk.bench.timing import LatencyStats
+
+    per = [o["batches"][str(batch)] for o in outcomes]
+    stats = LatencyStats.from_times([t for p in per for t in p["times_ms"]])
+    return {
+        **{k: getattr(stats, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs")},
+        "throughput_per_s": sum(p["throughput_per_s"] for p in per),
+        "per_instance_p50_ms": [p["p50_ms"] for p in per],
+    }
+
+
+def run_row(
+    spec: RowSpec,
+    seq_len: int,
+    settings: BenchSettings,
+    plan: list[Instance],
+    numactl: str | None,
+    workdir: Path,
+    builds: dict,
+) -> list[dict]:
+    """The records of one row at one sequence length (one per batch size); failures become ``error``s."""
+    length_config = spec.length_config_at(seq_len)
+    records = [_row_record(spec, seq_len, b, "?", length_config) for b in settings.batch_sizes]
+
+    def fail(message: str) -> list[dict]:
+        for record in records:
+            record["error"] = message
+        return records
+
+    try:
+        source = resolve_source(spec.model, spec.task, workdir / "sources", settings.models, settings.quick)
+        builder = get_builder(spec.backend)
+        builder.check_installed(spec.backend)
+    except Exception as exc:
+        return fail(f"{type(exc).__name__}: {exc}")
+    for record in records:
+        record["weights"] = source.weights
+    key = f"{spec.name}-{seq_len}" if builder.seq_dependent else spec.name
+    job_dir = workdir / "jobs" / key
+    job_dir.mkdir(parents=True, exist_ok=True)
+    threads = sum(i.threads for i in plan)
+    job = Job(
+        spec=spec.to_dict(),
+        source=str(source.folder),
+        seq_len=seq_len,
+        length_config=str(length_config) if length_config is not None else None,
+        artifact=str(source.folder),
+        workdir=str(job_dir),
+        settings=settings.measure_settings().__dict__,
+        threads=threads,
+        instances=[{"cores": list(i.cores), "node": i.node} for i in plan],
+        release_timeout_s=settings.row_timeout_s,
+    )
+    build = builds.get(key)
+    if build is None and builder.build is not None:
+        all_cores = Instance(0, tuple(c for i in plan for c in i.cores), plan[0].node)
+        job_path = job.save(job_dir / "build-job.json")
+        outcome = run_build(job, job_path, launch_prefix(all_cores, numactl), settings.row_timeout_s)
+        build = builds[key] = outcome.result
+    if build is not None:
+        if build.get("error"):
+            return fail(f"build failed: {build['error']}")
+        job.artifact = build["artifact"]
+    job_path = job.save(job_dir / f"measure-job-{seq_len}.json")
+    outcomes = run_measure(job, job_path, plan, numactl, settings.row_timeout_s)
+    errors = [o.result["error"] for o in outcomes if o.result.get("error")]
+    if errors:
+        return fail(errors[0])
+    results = [o.result for o in outcomes]
+    for record in records:
+        record.update(aggregate(results, record["batch_size"]))
+        record["size_mb"] = results[0]["size_mb"]
+        record["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+        record["load_s"] = results[0]["load_s"]
+        record["first_call_s"] = results[0]["first_call_s"][str(record["batch_size"])]
+        record["build_s"] = build.get("build_s") if build else None
+        record["instances"] = [{"cores": r["cores"], "threads": r["threads"]} for r in results]
+    records[0]["kernels"] = results[0]["kernels"]
+    return records
+
+
+def run_suite(settings: BenchSettings, command: list[str] | None = None, log=print) -> dict:
+    """Run every row and write ``settings.out`` (JSON), the .md beside it and the PNG charts; return the record."""
+    from qla_sdk.bench.charts import write_charts
+    from qla_sdk.bench.report import write_results
+    from qla_sdk.bench.summary import bench_markdown, summarise
+
+    rows = plan_rows(settings)
+    accuracy = load_accuracy(settings.accuracy_from)
+    topology = Topology.detect()
+    plan = plan_instances(settings.cores, settings.instances, topology)
+    numactl = numactl_path()
+    warning = warn_without_numactl(numactl)
+    if warning:
+        log(f"warning: {warning}")
+    out = Path(settings.out)
+    temporary = settings.work_dir is None
+    workdir = Path(tempfile.mkdtemp(prefix="qla-bench-")) if temporary else Path(settings.work_dir)
+    records: list[dict] = []
+    builds: dict = {}
+    started = time.perf_counter()
+    try:
+        for seq_len in settings.seq_lens:
+            for spec in rows:
+                log(f"[{time.perf_counter() - started:7.1f}s] {spec.name} seq {seq_len} ...")
+                new = run_row(spec, seq_len, settings, plan, numactl, workdir, builds)
+                for record in new:
+                    if record["name"] in accuracy:
+                        record["accuracy_metric"], record["accuracy"] = accuracy[record["name"]]
+                records.extend(new)
+                first = new[0]
+                log(f"    {'failed: ' + first['error'].splitlines()[0] if first['error'] else _short(first)}")
+    finally:
+        if temporary:
+            shutil.rmtree(workdir, ignore_errors=True)
+    figures = {
+        "rows": records,
+        "summary": summarise(records),
+        "settings": _settings_record(settings),
+        "binding": {
+            "numactl": numactl,
+            "warning": warning,
+            "instances": [{"cores": list(i.cores), "node": i.node} for i in plan],
+            "physical_cores": list(topology.physical_cores),
+        },
+        "notes": [
+            "Latency does not depend on weight values: rows whose weights are 'random' are speed rows only; "
+            "accuracy columns come from --accuracy-from (trained models) and are null otherwise.",
+            "p50/p90/p99 are per call at the given batch size; throughput_per_s is samples per second "
+            "(summed over instances).",
+            "peak_rss_mb is the measuring process's peak resident memory (model loaded and run; the build ran in "
+            "another process); size_mb is the model's files on disk.",
+        ],
+    }
+    record = write_results(out, figures, bench_markdown(figures), command or [Path(sys.executable).name, *sys.argv])
+    charts = write_charts(record, out.parent, out.stem)
+    log(f"wrote {out}, {out.with_suffix('.md')}, " + ", ".join(str(c) for c in charts))
+    return record
+
+
+def _short(record: dict) -> str:
+    return f"p50 {record['p50_ms']:.2f} ms, size {record['size_mb']:.1f} MB, peak RSS {record['peak_rss_mb']:.0f} MB"
+
+
+def _settings_record(settings: BenchSettings) -> dict:
+    data = {k: v for k, v in settings.__dict__.items() if k not in ("out", "work_dir", "accuracy_from")}
+    data["accuracy_from"] = str(settings.accuracy_from) if settings.accuracy_from else None
+    return json.loads(json.dumps(data, default=str))

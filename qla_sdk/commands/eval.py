@@ -1,0 +1,85 @@
+"""`qla eval ARTIFACT --data PATH`: the task metric of an exported model (accuracy / F1, or SQuAD EM / F1).
+
+Also holds the dev-set evaluators `qla quantize` tunes with (they score a raw ``run(ids, mask, types)``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate an exported artifact on a labelled dataset")
+    p.add_argument("artifact", help="folder written by `qla export` / `qla quantize`")
+    p.add_argument("--data", required=True, help="SQuAD json, a TSV/CSV/JSON file, a GLUE folder or a datasets name")
+    p.add_argument("--split", default="validation")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from qla_sdk.deploy import load
+
+    predictor = load(args.artifact, threads=args.threads, max_batch_size=args.batch_size)
+    start = time.perf_counter()
+    if predictor.task == "question-answering":
+        from qla_sdk.data import load_squad, squad_scores
+
+        examples = load_squad(args.data, args.split)[: args.limit]
+        answers = predictor.predict(question=[e.question for e in examples], context=[e.context for e in examples])
+        metrics = squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)
+        count = len(examples)
+    else:
+        from qla_sdk.data import accuracy, load_classification
+
+        data = load_classification(args.data, args.split, label_names=predictor.labels)
+        texts, labels = data.texts[: args.limit], data.labels[: args.limit]
+        predicted = predictor.predict([t if len(t) == 2 else t[0] for t in texts])
+        index = {name: i for i, name in enumerate(predictor.labels or [])}
+        metrics = {"accuracy": accuracy([index.get(p["label"], -1) for p in predicted], labels)}
+        count = len(texts)
+    seconds = time.perf_counter() - start
+    print(json.dumps({**metrics, "examples": count, "seconds": round(seconds, 2)}, indent=2))
+    return 0
+
+
+def classification_evaluator(
+    task_rows: list[dict], labels: list[int], pad_token_id: int, batch_size: int = 32
+) -> Callable:
+    """``evaluate(run, seq_len) -> accuracy`` over feature rows (padded to the graph's ``seq_len``)."""
+    from qla_sdk.backends import pad_rows
+
+    def evaluate(run, seq_len: int) -> float:
+        predictions = []
+        for ids, mask, types in pad_rows(task_rows, seq_len, pad_token_id, batch_size):
+            logits = run(ids, mask, types)
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            predictions.extend(np.asarray(logits.float() if hasattr(logits, "float") else logits).argmax(-1).tolist())
+        return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+    return evaluate
+
+
+def qa_evaluator(examples, features, pad_token_id: int, batch_size: int = 32) -> Callable:
+    """``evaluate(run, seq_len) -> SQuAD F1 / 100`` over doc-stride windows."""
+    from qla_sdk.backends import pad_rows
+    from qla_sdk.data import postprocess_qa, squad_scores
+
+    rows = [features.row(i) for i in range(len(features))]
+
+    def evaluate(run, seq_len: int) -> float:
+        starts, ends = [], []
+        for ids, mask, types in pad_rows(rows, seq_len, pad_token_id, batch_size):
+            start, end = run(ids, mask, types)
+            starts.extend(np.asarray(start, dtype=np.float32))
+            ends.extend(np.asarray(end, dtype=np.float32))
+        predictions = postprocess_qa(examples, features, starts, ends)
+        return squad_scores(predictions, examples)["f1"] / 100.0
+
+    return evaluate

@@ -1,0 +1,111 @@
+"""`qla export MODEL --out DIR [--backend ...]`: write a self-contained deployable folder (model files, tokenizer,
+qla.json with sha256 of every file). int8 backends calibrate on `--data`; `qla quantize` adds accuracy checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from qla_sdk.quantize.config import BACKENDS
+
+
+def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
+    p.add_argument("model", help="checkpoint folder (config.json + model.safetensors [+ qla.json])")
+    p.add_argument("--out", required=True, help="artifact folder to write (replaced atomically)")
+    p.add_argument("--backend", default=default_backend, choices=BACKENDS)
+    p.add_argument("--task", default=None, choices=["question-answering", "text-classification"])
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the model folder)")
+    p.add_argument(
+        "--length-config",
+        default="model",
+        help="'model' (qla.json of the checkpoint), 'none' (full length), or e.g. 269,253,... / 0.7,0.6",
+    )
+    p.add_argument("--max-length", type=int, default=None, help="default 384 for QA, 128 for classification")
+    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument("--seq-lens", default=None, help="graph lengths, e.g. 128,384 (default: see docs)")
+    p.add_argument("--data", default=None, help="calibration data (SQuAD json / TSV / CSV / datasets name)")
+    p.add_argument("--split", default="train", help="split of --data used for calibration")
+    p.add_argument("--calibration-samples", type=int, default=128)
+    p.add_argument("--act-algo", default="minmax", choices=["minmax", "kl"])
+    p.add_argument("--no-int8-embeddings", action="store_true", help="keep the word embedding fp32")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a deployable artifact folder (fp32/bf16 or int8 backends)")
+    add_arguments(p, "fp32")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str | None = None) -> int:
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.deploy import export_model
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.quantize import QuantConfig
+
+    config = QuantConfig(
+        backend=args.backend,
+        calibration_samples=args.calibration_samples,
+        tolerance=0.01 if tolerance is None else tolerance,
+        act_algo=args.act_algo,
+        seq_lens=tuple(int(v) for v in args.seq_lens.split(",")) if args.seq_lens else None,
+        quantize_embeddings=not args.no_int8_embeddings,
+    )
+    model = from_pretrained(args.model, task=args.task).eval()
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    max_length = args.max_length or (384 if model.task == "question-answering" else 128)
+    length_config = None if args.length_config == "none" else args.length_config
+    calibration, evaluate = [], None
+    if config.is_int8:
+        if not args.data:
+            raise ValueError(f"--backend {args.backend} quantizes to int8: pass --data with calibration examples")
+        calibration = task_rows(
+            model.task, args.data, args.split, tokenizer, max_length, args.doc_stride, args.calibration_samples
+        )[0]
+    if eval_data:
+        evaluate = evaluator(model, eval_data, tokenizer, max_length, args.doc_stride)
+    path = export_model(
+        model,
+        args.out,
+        tokenizer,
+        config=config,
+        length_config=length_config,
+        max_length=max_length,
+        doc_stride=args.doc_stride,
+        calibration=calibration,
+        evaluate=evaluate,
+    )
+    manifest = json.loads((path / "qla.json").read_text())
+    print(
+        json.dumps({k: manifest[k] for k in ("backend", "precision", "length_config", "max_length", "build")}, indent=2)
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def task_rows(task: str, data: str, split: str, tokenizer, max_length: int, doc_stride: int, limit: int | None):
+    """(feature rows, labels or (examples, features)) of a dataset, for calibration or evaluation."""
+    if task == "question-answering":
+        from qla_sdk.data import load_squad, qa_features
+
+        examples = load_squad(data, split)[:limit]
+        features = qa_features(examples, tokenizer, max_length, doc_stride)
+        return [features.row(i) for i in range(len(features))][:limit], (examples, features)
+    from qla_sdk.data import classification_features, load_classification
+
+    loaded = load_classification(data, split)
+    loaded.texts, loaded.labels = loaded.texts[:limit], loaded.labels[:limit]
+    features = classification_features(loaded, tokenizer, max_length)
+    return [features.row(i) for i in range(len(features))], loaded.labels
+
+
+def evaluator(model, data: str, tokenizer, max_length: int, doc_stride: int, limit: int | None = None):
+    from qla_sdk.commands.eval import classification_evaluator, qa_evaluator
+
+    pad = tokenizer.pad_token_id or 0
+    if model.task == "question-answering":
+        _, (examples, features) = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
+        return qa_evaluator(examples, features, pad)
+    rows, labels = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
+    for row in rows:
+        row.pop("labels", None)
+    return classification_evaluator(rows, labels, pad)

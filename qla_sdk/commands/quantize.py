@@ -1,0 +1,23 @@
+"""`qla quantize MODEL --out DIR --data TRAIN [--eval-data DEV]`: static int8 (zero-point activations) of the
+length-adaptive model, written as a deployable artifact. With `--eval-data` int8 is checked against fp32 on the
+dev set and tuned until the relative drop is within `--tolerance`, or it stops with what was tried."""
+
+from __future__ import annotations
+
+import argparse
+
+from qla_sdk.commands import export
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quantize", help="int8 post-training quantization (INC / NNCF) into a deployable artifact")
+    export.add_arguments(p, "inductor")
+    p.add_argument("--eval-data", default=None, help="dev set for the accuracy check (default: no check)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="largest relative metric drop (0.01 = 1%%)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.backend not in ("inductor", "openvino", "ipex"):
+        raise ValueError(f"qla quantize makes int8 models: --backend inductor, openvino or ipex, not {args.backend}")
+    return export.run(args, tolerance=args.tolerance, eval_data=args.eval_data)

@@ -1,0 +1,221 @@
+"""``load(path) -> Predictor``: tokenize, batch, pad to the model's graph length, run, post-process.
+
+Classification: ``predict("text")`` / ``predict(["a", "b"])`` / ``predict(("premise", "hypothesis"))`` ->
+``{"label", "score"}`` (a list for a list). QA: ``predict(question=..., context=...)`` -> ``{"answer", "score",
+"start", "end"}`` (character offsets into the context); long contexts run as doc-stride windows.
+
+Rows are padded to the smallest graph length that holds them (the longest row of the batch for eager backends),
+so with a ratio length config a 120-token input keeps a share of 120 tokens, not of a padded 384.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from qla_sdk.deploy.artifact import Manifest, read_manifest
+from qla_sdk.errors import ConfigError
+
+MAX_CHARS = 1_000_000  # one input's characters; tokenizing far more stalls the caller for no useful answer
+
+
+class Predictor:
+    def __init__(self, manifest: Manifest, runner, tokenizer, max_batch_size: int = 32, max_length: int | None = None):
+        if max_batch_size < 1:
+            raise ConfigError(f"max_batch_size {max_batch_size}: must be >= 1")
+        if max_length is not None and not 8 <= max_length <= manifest.max_length:
+            raise ConfigError(f"max_length {max_length}: must lie in [8, {manifest.max_length}] (the artifact's)")
+        self.manifest, self.runner, self.tokenizer = manifest, runner, tokenizer
+        self.task = manifest.task
+        self.labels = manifest.labels
+        self.max_length = max_length or manifest.max_length
+        self.doc_stride = min(manifest.doc_stride or 128, self.max_length // 2)
+        self.max_batch_size = max_batch_size
+        self.pad_token_id = tokenizer.pad_token_id or 0
+        # Fast tokenizers mutate their truncation state per call and raise "Already borrowed" when shared.
+        self._tokenizer_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        lc = self.manifest.length_config
+        return (
+            f"Predictor(task={self.task!r}, backend={self.manifest.backend!r}, length_config={lc!s}, "
+            f"max_length={self.max_length}, graphs={self.runner.seq_lens or 'any length'})"
+        )
+
+    def predict(self, texts=None, *, question=None, context=None):
+        if self.task == "question-answering":
+            if texts is not None:
+                raise TypeError("this is a question-answering model: call predict(question=..., context=...)")
+            return self._answer(question, context)
+        if question is not None or context is not None:
+            raise TypeError(f"this is a {self.task} model: call predict(texts), not question=/context=")
+        return self._classify(texts)
+
+    # ------------------------------------------------------------------------------------------ classification
+
+    def _classify(self, texts):
+        single = isinstance(texts, (str, tuple))
+        items = [texts] if single else texts
+        if texts is None:
+            raise TypeError("predict(texts): texts is None; pass a string, a (text, text) pair or a list of them")
+        if not isinstance(items, Sequence) or isinstance(items, (bytes, bytearray)):
+            raise TypeError(f"predict(texts): got {type(texts).__name__}; pass a string or a list of strings")
+        if not items:
+            raise ValueError("predict(texts): the list is empty")
+        pairs = [_check_text_item(item, i) for i, item in enumerate(items)]
+        widths = {len(p) for p in pairs}
+        if len(widths) > 1:
+            raise ValueError("predict(texts): mix of single texts and (text, text) pairs; use one kind per call")
+        first = [p[0] for p in pairs]
+        second = [p[1] for p in pairs] if widths == {2} else None
+        with self._tokenizer_lock:
+            full = self.tokenizer(first, second, truncation=False, verbose=False)["input_ids"]
+            encoded = self.tokenizer(first, second, truncation=True, max_length=self.max_length)
+        cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
+        if cut:
+            warnings.warn(
+                f"{len(cut)} input(s) (e.g. #{cut[0]}, {len(full[cut[0]])} tokens) exceed max_length "
+                f"{self.max_length} and were truncated",
+                stacklevel=3,
+            )
+        rows = [
+            {"input_ids": ids, "token_type_ids": (encoded.get("token_type_ids") or [None] * len(full))[i]}
+            for i, ids in enumerate(encoded["input_ids"])
+        ]
+        logits = [out[0] for out in self._run_rows(rows)]
+        results = []
+        for row in logits:
+            probs = np.exp(row - row.max())
+            probs /= probs.sum()
+            best = int(probs.argmax())
+            label = self.labels[best] if self.labels and best < len(self.labels) else str(best)
+            results.append({"label": label, "score": float(probs[best])})
+        return results[0] if single else results
+
+    # ---------------------------------------------------------------------------------------------------- QA
+
+    def _answer(self, question, context):
+        from qla_sdk.data import QAExample, best_spans, qa_features
+
+        if question is None or context is None:
+            missing = "context" if context is None else "question"
+            raise ValueError(f"predict(question=..., context=...): {missing} is missing; give both")
+        single = isinstance(question, str) and isinstance(context, str)
+        questions = [question] if isinstance(question, str) else question
+        contexts = [context] if isinstance(context, str) else context
+        for name, values in (("question", questions), ("context", contexts)):
+            if not isinstance(values, Sequence) or isinstance(values, (bytes, bytearray)):
+                raise TypeError(f"{name} must be a string or a list of strings; got {type(values).__name__}")
+        if len(questions) != len(contexts):
+            raise ValueError(f"{len(questions)} questions for {len(contexts)} contexts: give one context per question")
+        if not questions:
+            raise ValueError("predict(question=[], context=[]): nothing to answer")
+        for i, (q, c) in enumerate(zip(questions, contexts, strict=True)):
+            _check_text(q, f"question #{i}")
+            _check_text(c, f"context #{i}")
+        examples = [QAExample(str(i), "", q, c) for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
+        with self._tokenizer_lock:
+            features = qa_features(examples, self.tokenizer, self.max_length, self.doc_stride)
+        outputs = self._run_rows([features.row(i) for i in range(len(features))])
+        starts = [out[0][: len(ids)] for out, ids in zip(outputs, features.input_ids, strict=True)]
+        ends = [out[1][: len(ids)] for out, ids in zip(outputs, features.input_ids, strict=True)]
+        spans = best_spans(examples, features, starts, ends)
+        results = [
+            {"answer": s.text, "score": s.score, "start": s.start, "end": s.end}
+            for s in (spans[ex.id] for ex in examples)
+        ]
+        return results[0] if single else results
+
+    # ------------------------------------------------------------------------------------------------ running
+
+    def _run_rows(self, rows: list[dict]) -> list[list[np.ndarray]]:
+        """Per row, its outputs (one array per model output, over the padded length)."""
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+        outputs: list = [None] * len(rows)
+        start = 0
+        while start < len(order):
+            # Shortest rows first: a batch holds rows of one graph length, at most max_batch_size of them.
+            seq_len = self._graph_length(len(rows[order[start]]["input_ids"]))
+            group = []
+            for i in order[start : start + self.max_batch_size]:
+                if group and self._graph_length(len(rows[i]["input_ids"])) != seq_len:
+                    break
+                group.append(i)
+            seq_len = self._graph_length(max(len(rows[i]["input_ids"]) for i in group))
+            ids, mask, types = _pad([rows[i] for i in group], seq_len, self.pad_token_id)
+            result = self.runner.run(ids, mask, types)
+            for j, i in enumerate(group):
+                outputs[i] = [r[j] for r in result]
+            start += len(group)
+        return outputs
+
+    def _graph_length(self, length: int) -> int:
+        if not self.runner.seq_lens:
+            return length
+        for seq_len in self.runner.seq_lens:
+            if seq_len >= length:
+                return seq_len
+        raise ValueError(f"an input of {length} tokens exceeds the longest graph ({self.runner.seq_lens[-1]})")
+
+
+def _pad(rows: list[dict], seq_len: int, pad_token_id: int):
+    ids = np.full((len(rows), seq_len), pad_token_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        ids[i, :n] = row["input_ids"]
+        mask[i, :n] = 1
+        if row.get("token_type_ids") is not None:
+            types[i, :n] = row["token_type_ids"]
+    return ids, mask, types
+
+
+def _check_text(value, what: str) -> str:
+    if value is None:
+        raise TypeError(f"{what} is None; pass a string")
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is a {type(value).__name__}, not a string")
+    if not value.strip():
+        raise ValueError(f"{what} is empty or only whitespace")
+    if len(value) > MAX_CHARS:
+        raise ValueError(f"{what} has {len(value):,} characters; the limit is {MAX_CHARS:,}: split it")
+    return value
+
+
+def _check_text_item(item, index: int) -> tuple[str, ...]:
+    if isinstance(item, tuple):
+        if len(item) not in (1, 2):
+            raise ValueError(f"text #{index} is a tuple of {len(item)}; give one text or a (text, text) pair")
+        return tuple(_check_text(t, f"text #{index}") for t in item)
+    return (_check_text(item, f"text #{index}"),)
+
+
+def load(
+    path: str | Path,
+    threads: int | None = None,
+    max_batch_size: int = 32,
+    max_length: int | None = None,
+    verify: bool = True,
+    warmup: bool = False,
+) -> Predictor:
+    """A ``Predictor`` over an exported folder (checked file by file against the sha256 in qla.json).
+
+    ``threads``: intra-op threads (OpenVINO per model; torch process-wide). ``warmup`` compiles every graph now.
+    """
+    from qla_sdk.backends import get_backend
+    from qla_sdk.data import load_tokenizer
+
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads {threads}: must be >= 1")
+    manifest = read_manifest(path, verify=verify)
+    runner = get_backend(manifest.backend).load(manifest.model_dir, manifest.data["model"], threads)
+    tokenizer = load_tokenizer(manifest.tokenizer_dir)
+    predictor = Predictor(manifest, runner, tokenizer, max_batch_size, max_length)
+    if warmup:
+        runner.warmup()
+    return predictor

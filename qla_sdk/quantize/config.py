@@ -1,0 +1,58 @@
+"""What `qla quantize` / `qla export` do: the backend, its precision, calibration and the accuracy budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qla_sdk.errors import ConfigError
+
+BACKENDS = ("inductor", "openvino", "ipex", "fp32", "bf16")
+INT8_BACKENDS = ("inductor", "openvino", "ipex")
+ACT_ALGOS = ("minmax", "kl")
+# Buckets a ratio length config is exported at (one graph per length; inputs pad to the next bucket).
+RATIO_BUCKET_STEP = 64
+
+
+@dataclass
+class QuantConfig:
+    """Options of post-training static int8 quantization and export.
+
+    ``tolerance``: the largest relative drop of the dev metric int8 may have against fp32 (0.01 = 1%).
+    ``seq_lens``: sequence lengths to export graphs for; default: ``max_length`` for a token-count length config,
+    multiples of 64 up to ``max_length`` for a ratio config (so short inputs run short graphs).
+    """
+
+    backend: str = "inductor"
+    calibration_samples: int = 128
+    tolerance: float = 0.01
+    act_algo: str = "minmax"
+    seq_lens: tuple[int, ...] | None = None
+    quantize_embeddings: bool = True
+    max_trials: int = 4
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend {self.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+        if self.calibration_samples < 1:
+            raise ConfigError(f"calibration_samples {self.calibration_samples}: must be >= 1 (100-300 is typical)")
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ConfigError(f"tolerance {self.tolerance}: a relative drop in [0, 1), e.g. 0.01 for 1%")
+        if self.act_algo not in ACT_ALGOS:
+            raise ConfigError(f"act_algo {self.act_algo!r}: choose one of {', '.join(ACT_ALGOS)}")
+        if self.max_trials < 1:
+            raise ConfigError(f"max_trials {self.max_trials}: must be >= 1")
+        if self.seq_lens is not None:
+            self.seq_lens = tuple(sorted({int(n) for n in self.seq_lens}))
+            if not self.seq_lens or self.seq_lens[0] < 2:
+                raise ConfigError(f"seq_lens {self.seq_lens}: give lengths >= 2, e.g. 128,384")
+
+    @property
+    def is_int8(self) -> bool:
+        return self.backend in INT8_BACKENDS
+
+
+def default_seq_lens(max_length: int, ratio_config: bool) -> tuple[int, ...]:
+    """One graph at ``max_length`` for token-count configs; 64, 128, ... up to ``max_length`` for ratio configs."""
+    if not ratio_config:
+        return (max_length,)
+    return tuple(sorted({*range(RATIO_BUCKET_STEP, max_length, RATIO_BUCKET_STEP), max_length}))

@@ -1,0 +1,108 @@
+"""Each backend builds, saves and reloads the pruned model; OpenVINO int8 IR round trip; buckets keep ratios."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import padded_batch
+
+from qla_sdk.backends import BuildRequest, example_inputs, get_backend, pad_rows
+from qla_sdk.errors import ConfigError
+from qla_sdk.modeling import LengthConfig, from_pretrained
+from qla_sdk.quantize import QuantConfig, QuantizationError
+
+
+@pytest.fixture(scope="module")
+def qa_model(tiny_checkpoint):
+    folder, _ = tiny_checkpoint("bert", "question-answering")
+    return from_pretrained(folder, "question-answering").eval()
+
+
+def _rows(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {"input_ids": torch.randint(3, 120, (int(length),), generator=g).tolist()}
+        for length in torch.randint(6, 24, (n,), generator=g)
+    ]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_eager_round_trip(qa_model, tmp_path, precision):
+    backend = get_backend(precision)
+    request = BuildRequest(qa_model, None, (24,), QuantConfig(backend=precision))
+    backend.save(backend.build(request), tmp_path)
+    runner = backend.load(tmp_path, {}, threads=None)
+    assert runner.seq_lens is None  # eager runs any length, unpadded
+    ids, mask = padded_batch(120, 0)
+    start, _end = runner.run(ids.numpy(), mask.numpy(), np.zeros_like(ids.numpy()))
+    want = qa_model(ids, mask)[0].detach().numpy()
+    assert np.allclose(start, want, atol=1e-5 if precision == "fp32" else 0.05)
+
+
+def test_ratio_config_padded_bucket_equals_unpadded(qa_model):
+    # Why buckets are exact for ratio configs: the padded row keeps ceil(ratio * real length) real tokens.
+    model = qa_model.with_length_config("0.6,0.3")
+    ids, mask = padded_batch(120, 0, lengths=(11,))
+    padded = [t for t in pad_rows([{"input_ids": ids[0].tolist()}], 32, 0)[0]]
+    with torch.no_grad():
+        short = model(ids, mask, torch.zeros_like(ids))[0]
+        long = model(*padded)[0][:, :11]
+    assert torch.allclose(short, long, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def openvino_built(qa_model):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    backend = get_backend("openvino")
+    request = BuildRequest(
+        qa_model, LengthConfig.parse("16,8"), (24,), QuantConfig(backend="openvino"), calibration=_rows()
+    )
+    return backend, backend.build(request)
+
+
+def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
+    backend, built = openvino_built
+    ops = {op.get_type_name() for op in built.models[24].get_ops()}
+    assert {"FakeQuantize", "TopK"} <= ops  # int8 and the token selection in one graph
+    entry = backend.save(built, tmp_path)
+    assert entry["inference_precision"] == "f32" and sorted(entry["files"]) == ["seq24.bin", "seq24.xml"]
+    runner = backend.load(tmp_path, entry, threads=1)
+    ids, mask, types = pad_rows(_rows(seed=3), 24, 0)[0]
+    start, _end = runner.run(ids.numpy(), mask.numpy(), types.numpy())
+    import openvino as ov
+
+    in_memory = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    again = in_memory([ids.numpy(), mask.numpy(), types.numpy()])
+    assert np.allclose(start, again[0], atol=1e-5)  # what was saved is what runs
+    with torch.no_grad():
+        fp32 = qa_model(ids, mask, types, length_config="16,8")[0].numpy()
+    assert np.abs(start - fp32).max() < 0.1 * np.abs(fp32).max() + 0.01
+    with pytest.raises(ConfigError, match="graphs for"):
+        runner.run(*(x[:, :20].numpy() for x in (ids, mask, types)))
+
+
+def test_int8_backend_needs_calibration(qa_model):
+    request = BuildRequest(qa_model, None, (24,), QuantConfig(backend="openvino"))
+    with pytest.raises(ConfigError, match="calibration"):
+        get_backend("openvino").build(request)
+
+
+def test_ipex_explains_where_it_works(qa_model):
+    try:
+        import intel_extension_for_pytorch  # noqa: F401
+    except ImportError:
+        request = BuildRequest(qa_model, None, (24,), QuantConfig(backend="ipex"), calibration=_rows())
+        with pytest.raises(QuantizationError, match=r"torch 2\.8"):
+            get_backend("ipex").build(request)
+    else:
+        pytest.skip("IPEX is installed here; its path is exercised in the IPEX image")
+
+
+def test_unknown_backend():
+    with pytest.raises(ConfigError, match="choose one of"):
+        get_backend("tensorrt")
+
+
+def test_example_inputs_have_padding():
+    ids, mask, _types = example_inputs(10, batch=2)
+    assert mask[0].sum() == 10 and mask[1].sum() == 5 and ids[1, 5:].eq(0).all()

@@ -1,0 +1,107 @@
+"""The artifact folder: complete or absent, every file checked, nothing outside it read."""
+
+import json
+
+import pytest
+from deploy_helpers import export_fp32, minilm_tokenizer, tiny_model
+
+from qla_sdk.deploy import FORMAT_VERSION, read_manifest
+from qla_sdk.errors import CheckpointError, IntegrityError
+from qla_sdk.modeling import LengthConfig
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return minilm_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def classifier(tokenizer, tmp_path_factory):
+    return tiny_model("text-classification", tokenizer, tmp_path_factory.mktemp("cls"), LengthConfig.parse("0.7,0.4"))
+
+
+@pytest.fixture()
+def artifact(tmp_path, classifier, tokenizer):
+    return export_fp32(classifier, tokenizer, tmp_path / "art")
+
+
+def test_manifest_records_everything(artifact):
+    data = json.loads((artifact / "qla.json").read_text())
+    assert data["format_version"] == FORMAT_VERSION
+    assert data["task"] == "text-classification" and data["labels"] == ["negative", "positive"]
+    assert data["length_config"] == {"lengths": [0.7, 0.4], "keep_cls": True}
+    assert data["backend"] == "fp32" and {"torch", "transformers"} <= set(data["versions"])
+    on_disk = sorted(p.relative_to(artifact).as_posix() for p in artifact.rglob("*") if p.is_file())
+    assert sorted(data["files"]) == [f for f in on_disk if f != "qla.json"]
+    assert "model/model.safetensors" in data["files"] and any(f.startswith("tokenizer/") for f in data["files"])
+    assert not [f for f in on_disk if f.endswith((".bin", ".pt", ".pth", ".pkl"))]  # no pickles
+    read_manifest(artifact)
+
+
+def test_modified_file_is_refused_by_name(artifact):
+    weights = artifact / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(IntegrityError, match="model/model.safetensors was modified"):
+        read_manifest(artifact)
+
+
+def test_missing_file(artifact):
+    (artifact / "model" / "config.json").unlink()
+    with pytest.raises(IntegrityError, match="model/config.json is listed"):
+        read_manifest(artifact)
+
+
+def _edit(artifact, change):
+    data = json.loads((artifact / "qla.json").read_text())
+    change(data)
+    (artifact / "qla.json").write_text(json.dumps(data))
+
+
+def test_newer_format_is_refused(artifact):
+    _edit(artifact, lambda d: d.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(CheckpointError, match="newer than this qla-sdk reads"):
+        read_manifest(artifact)
+
+
+@pytest.mark.parametrize("path", ["../outside.json", "/etc/passwd", "model/../../x", "a\\..\\b"])
+def test_paths_escaping_the_folder_are_refused(artifact, path):
+    _edit(artifact, lambda d: d["files"].update({path: "0" * 64}))
+    with pytest.raises(CheckpointError, match="refused"):
+        read_manifest(artifact)
+
+
+def test_symlink_out_of_the_folder_is_refused(artifact, tmp_path):
+    (tmp_path / "secret").write_text("x")
+    (artifact / "model" / "link").symlink_to(tmp_path / "secret")
+    _edit(artifact, lambda d: d["files"].update({"model/link": "0" * 64}))
+    with pytest.raises(CheckpointError, match="outside the artifact"):
+        read_manifest(artifact)
+
+
+def test_not_an_artifact(tmp_path):
+    with pytest.raises(CheckpointError, match="not an exported artifact"):
+        read_manifest(tmp_path)
+    (tmp_path / "qla.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_manifest(tmp_path)
+
+
+def test_interrupted_export_leaves_nothing(tmp_path, classifier, tokenizer):
+    class Exploding:
+        pad_token_id = 0
+
+        def save_pretrained(self, path):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_fp32(classifier, Exploding(), tmp_path / "art")
+    assert not (tmp_path / "art").exists() and not list(tmp_path.iterdir())
+
+
+def test_length_config_given_to_export_is_the_one_that_runs(tmp_path, classifier, tokenizer):
+    import qla_sdk
+
+    out = export_fp32(classifier, tokenizer, tmp_path / "art", length_config="0.5,0.2")
+    assert str(qla_sdk.load(out).manifest.length_config) == "0.5,0.2"
+    assert str(qla_sdk.load(out).runner.length_config) == "0.5,0.2"
+    assert str(classifier.length_config) == "0.7,0.4"  # the exported model object is left as it was

@@ -1,0 +1,52 @@
+"""`qla quantize` end to end: calibrate, check int8 against fp32 on a dev set, write, load, predict."""
+
+import json
+
+import pytest
+from deploy_helpers import minilm_tokenizer, tiny_model
+
+import qla_sdk
+from qla_sdk.cli import main
+
+pytest.importorskip("nncf")
+
+
+def test_quantize_openvino_with_accuracy_check(minilm_dir, tmp_path, capsys):
+    folder = tmp_path / "checkpoint"
+    model = tiny_model("text-classification", minilm_tokenizer(), folder)
+    data = tmp_path / "train.tsv"
+    data.write_text(
+        "sentence\tlabel\n"
+        + "".join(f"film number {i} was {w}\t{i % 2}\n" for i, w in enumerate(["good", "bad", "long", "fine"] * 3))
+    )
+    out = tmp_path / "int8"
+    argv = [
+        "quantize",
+        str(folder),
+        "--out",
+        str(out),
+        "--backend",
+        "openvino",
+        "--tokenizer",
+        str(minilm_dir),
+        "--length-config",
+        "12,6",
+        "--max-length",
+        "32",
+        "--data",
+        str(data),
+        "--eval-data",
+        str(data),
+        "--tolerance",
+        "0.5",
+        "--calibration-samples",
+        "8",
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    manifest = json.loads((out / "qla.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["model"]["seq_lens"] == [32]
+    build = manifest["build"]
+    assert build["trials"] and "fp32_metric" in build and "asymmetric" in build["activations"]
+    predictor = qla_sdk.load(out)
+    assert predictor.predict("a good film")["label"] in model.config.id2label.values()
+    assert main(["quantize", str(folder), "--out", str(tmp_path / "x"), "--backend", "fp32"]) == 2
