@@ -120,7 +120,8 @@ class Layer(nn.Module):
 
 def significance(probs: torch.Tensor, mask: torch.Tensor, keep_cls: bool) -> torch.Tensor:
     """Attention each token receives, summed over heads and real queries; padding scores -1 so it goes first."""
-    received = (probs * mask[:, None, :, None].to(probs.dtype)).sum(dim=(1, 2))
+    # (mask as a row vector) @ probs sums over real queries in one pass, without a (B, H, L, L) temporary.
+    received = (mask[:, None, None, :].to(probs.dtype) @ probs).sum(dim=(1, 2))
     score = torch.where(mask > 0, received, torch.full_like(received, -1.0))
     if keep_cls:
         # A real token's score is at most heads * queries, so this puts the first token above every other.
@@ -176,7 +177,7 @@ class Encoder(nn.Module):
         if length_config is not None:
             widths = length_config.resolve(seq_len)
         positions = None  # original position of each live token; None while nothing was dropped
-        restored = x
+        restore = _Restore()
         traces: list[LayerTrace | None] = []
         for i, layer in enumerate(self.layers):
             if layer_config is not None and not layer_config[i]:
@@ -195,22 +196,51 @@ class Encoder(nn.Module):
                 if positions is None:
                     positions = torch.arange(seq_len, device=x.device).expand(batch, seq_len)
                 # Tokens leaving here keep this layer's input as their final state.
-                restored = restore(restored, positions, x, mask_in)
+                restore.record(x, positions, mask_in)
                 positions = positions.gather(1, index)
-                h = h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+                h = gather_rows(h, index)
             x = layer.feed_forward(h)
             if output_traces:
                 traces.append(LayerTrace(probs, *qkv, mask_in, x))
         if positions is None:
             restored = x
         else:
-            restored = restore(restored, positions, x, mask)
+            restore.record(x, positions, mask)
+            restored = restore.result()
         return EncoderOutput(restored, traces)
 
 
-def restore(restored: torch.Tensor, positions: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Write live tokens' states back to their original positions. Masked tokens (padding, or tokens a ratio
-    config dropped from a shorter row) are left alone: they keep the state they had when they left."""
-    index = positions.unsqueeze(-1).expand_as(x)
-    values = torch.where(mask.unsqueeze(-1) > 0, x, restored.gather(1, index))
-    return restored.scatter(1, index, values)
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, index[b]]`` as one row gather on the flattened batch (OpenVINO runs it as an optimised Gather,
+    where the element-wise ``torch.gather`` becomes GatherElements on a reference kernel)."""
+    batch, length, hidden = x.shape
+    offsets = torch.arange(batch, device=x.device).unsqueeze(1) * length
+    return x.reshape(batch * length, hidden).index_select(0, (index + offsets).reshape(-1)).view(batch, -1, hidden)
+
+
+class _Restore:
+    """Drop-and-restore bookkeeping without scattering hidden states.
+
+    Each pruning layer's input is kept as it is; ``slot`` (batch, seq) says, for every original position, which
+    kept row holds its latest state. Only live tokens update their slot, so masked tokens (padding, or tokens a
+    ratio config dropped from a shorter row) keep the state they had when they left. One row gather at the end
+    builds the restored sequence.
+    """
+
+    def __init__(self) -> None:
+        self.states: list[torch.Tensor] = []
+        self.slot: torch.Tensor | None = None
+        self.rows = 0
+
+    def record(self, x: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> None:
+        new_slot = self.rows + torch.arange(x.shape[1], device=x.device).unsqueeze(0).expand_as(positions)
+        if self.slot is None:  # the first record covers every position
+            self.slot = new_slot
+        else:
+            current = self.slot.gather(1, positions)
+            self.slot = self.slot.scatter(1, positions, torch.where(mask > 0, new_slot, current))
+        self.states.append(x)
+        self.rows += x.shape[1]
+
+    def result(self) -> torch.Tensor:
+        return gather_rows(torch.cat(self.states, dim=1), self.slot)
