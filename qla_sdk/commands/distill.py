@@ -1,0 +1,237 @@
+"""`qla distill --teacher DIR (--student-config SPEC | --init-layers 0,2,4 | --student DIR) --train DATA --eval DATA
+--output DIR`: MiniLM (v1/v2) distillation of a fine-tuned teacher into a smaller student; writes ``OUTPUT/final``
+and ``OUTPUT/metrics.json`` (with ``--assistant`` also ``OUTPUT/assistant/final``).
+
+Runs on several processes too: ``accelerate launch --num_processes 2 --cpu -m qla_sdk.cli distill ...``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+TASK_CHOICES = ("question-answering", "text-classification")
+DEFAULT_MAX_LENGTH = {"question-answering": 384, "text-classification": 128}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from qla_sdk.train.config import add_train_arguments
+
+    p = sub.add_parser("distill", help="distil a fine-tuned teacher into a smaller student (MiniLM v1/v2)")
+    p.add_argument("--teacher", required=True, help="fine-tuned teacher checkpoint folder")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument(
+        "--student-config",
+        help="random student of this shape: layers=4,hidden=256,heads=4[,intermediate=1024] or a config.json",
+    )
+    start.add_argument("--init-layers", help="student = teacher embeddings + these 0-based layers + head, e.g. 0,2,4")
+    start.add_argument("--student", help="pretrained student checkpoint folder (e.g. MiniLM-L6-H384)")
+    add_data_arguments(p)
+    p.add_argument("--output", required=True, help="output folder: checkpoints, final/, metrics.json")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--version", choices=("v1", "v2"), default="v2", help="MiniLM version (default %(default)s)")
+    g.add_argument(
+        "--relation-heads",
+        type=int,
+        default=None,
+        help="v2 relation heads (default: the student's heads; 48 in MiniLMv2)",
+    )
+    g.add_argument(
+        "--teacher-layer", type=int, default=None, help="1-based teacher layer to distil from (default: the last)"
+    )
+    g.add_argument("--temperature", type=float, default=1.0, help="prediction distillation temperature (default 1)")
+    for name, help_text in (
+        ("attention", "v1 attention transfer"),
+        ("value", "v1 value relation"),
+        ("relation", "v2 q-q + k-k + v-v relations"),
+        ("prediction", "prediction-layer distillation"),
+        ("task", "hard-label task loss"),
+    ):
+        g.add_argument(f"--{name}-weight", type=float, default=1.0, help=f"weight of the {help_text} (default 1)")
+    g.add_argument(
+        "--assistant",
+        action="store_true",
+        help="distil through a teacher assistant (teacher depth, student width); for students with at most half "
+        "the teacher's layers and hidden size",
+    )
+    g.add_argument("--eval-teacher", action="store_true", help="also evaluate the teacher, for comparison")
+    add_train_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """Data flags shared by ``qla distill`` and ``qla lat-train``."""
+    g = p.add_argument_group("data")
+    g.add_argument("--train", required=True, help="training data: SQuAD JSON, TSV/CSV/JSON file, or dataset name")
+    g.add_argument("--eval", required=True, help="evaluation data, same kinds as --train")
+    g.add_argument("--task", choices=TASK_CHOICES, default=None, help="default: the model's (its qla.json)")
+    g.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the model's folder)")
+    g.add_argument("--text-columns", nargs="+", default=None, help="classification text column(s), 1 or 2")
+    g.add_argument("--label-column", default="label", help="classification label column (default %(default)s)")
+    g.add_argument("--max-length", type=int, default=None, help="tokens per input (default 384 QA, 128 otherwise)")
+    g.add_argument("--doc-stride", type=int, default=128, help="QA: overlap of context windows (default 128)")
+    g.add_argument("--eval-batch-size", type=int, default=64)
+
+
+@dataclass
+class TaskData:
+    train_features: object
+    eval_features: object
+    eval_examples: list | None  # QA examples, for span decoding and SQuAD scores
+    max_length: int
+
+
+def load_task_data(args: argparse.Namespace, tokenizer, task: str, label_names: list[str] | None) -> TaskData:
+    """Features of ``--train`` (with labels) and ``--eval``; classification label ids follow ``label_names``
+    (the model's labels) so they mean what the model's outputs mean."""
+    from qla_sdk.data import classification_features, load_classification, load_squad, qa_features
+
+    max_length = args.max_length or DEFAULT_MAX_LENGTH[task]
+    if max_length < 8:
+        raise ValueError(f"--max-length {max_length}: must be >= 8")
+    if args.eval_batch_size < 1:
+        raise ValueError(f"--eval-batch-size {args.eval_batch_size}: must be >= 1")
+    if task == "question-answering":
+        eval_examples = load_squad(args.eval, split="validation")
+        train = qa_features(load_squad(args.train, split="train"), tokenizer, max_length, args.doc_stride, True)
+        evaluation = qa_features(eval_examples, tokenizer, max_length, args.doc_stride)
+        return TaskData(train, evaluation, eval_examples, max_length)
+    train_data = load_classification(args.train, "train", args.text_columns, args.label_column, label_names=label_names)
+    eval_data = load_classification(
+        args.eval, "validation", args.text_columns, args.label_column, label_names=train_data.label_names
+    )
+    return TaskData(
+        classification_features(train_data, tokenizer, max_length),
+        classification_features(eval_data, tokenizer, max_length),
+        None,
+        max_length,
+    )
+
+
+def model_labels(model) -> list[str] | None:
+    if model.task == "question-answering":
+        return None
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+
+def describe(model) -> dict:
+    c = model.config
+    return {
+        "layers": c.num_hidden_layers,
+        "hidden_size": c.hidden_size,
+        "heads": c.num_attention_heads,
+        "intermediate_size": c.intermediate_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    result, metrics = distill_command(args)
+    if result.is_main_process:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in metrics["eval"].items())
+        print(
+            f"{result.steps} steps in {result.wall_time_s:.0f}s ({result.samples_per_s:.1f} samples/s, "
+            f"bf16={'on' if result.bf16 else 'off'}); train loss {metrics['train_loss']:.4f}; student eval: {scores}"
+        )
+        if "teacher_eval" in metrics:
+            print("teacher eval: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["teacher_eval"].items()))
+        print(f"model: {result.final_dir}\nmetrics: {Path(args.output) / 'metrics.json'}")
+    return 0
+
+
+def distill_command(args: argparse.Namespace):
+    """Build teacher, student (and assistant), distil, evaluate, write; returns (TrainResult, metrics dict)."""
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.io import write_json_atomic
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.train import config_from_args, evaluate
+    from qla_sdk.train.distill import DistillConfig, check_pair, distill
+    from qla_sdk.train.student import (
+        StudentShape,
+        build_assistant,
+        needs_assistant,
+        parse_layers,
+        student_from_checkpoint,
+        student_from_layers,
+        student_from_shape,
+    )
+
+    train_config = config_from_args(args, output_dir=args.output)
+    distill_config = DistillConfig(
+        version=args.version,
+        relation_heads=args.relation_heads,
+        teacher_layer=args.teacher_layer,
+        temperature=args.temperature,
+        attention_weight=args.attention_weight,
+        value_weight=args.value_weight,
+        relation_weight=args.relation_weight,
+        prediction_weight=args.prediction_weight,
+        task_weight=args.task_weight,
+    )
+    teacher = from_pretrained(args.teacher, task=args.task)
+    task = teacher.task
+    if args.student_config:
+        student = student_from_shape(teacher, StudentShape.parse(args.student_config), seed=args.seed)
+        source = {"config": args.student_config}
+    elif args.init_layers:
+        layers = parse_layers(args.init_layers)
+        student = student_from_layers(teacher, layers)
+        source = {"teacher_layers": layers}
+    else:
+        student = student_from_checkpoint(args.student, teacher)
+        source = {"checkpoint": str(args.student)}
+    assistant = build_assistant(teacher, student, seed=args.seed) if args.assistant else None
+    check_pair(assistant or teacher, student, distill_config)  # before loading data: fail fast
+    if assistant is None and needs_assistant(teacher.config, student.config):
+        print(
+            "note: the student has at most half the teacher's layers and hidden size; MiniLM distils such students "
+            "through a teacher assistant (--assistant)"
+        )
+    tokenizer = load_tokenizer(args.tokenizer or args.teacher)
+    data = load_task_data(args, tokenizer, task, model_labels(teacher))
+    teacher_eval = None
+    if args.eval_teacher:
+        teacher_eval = evaluate(
+            teacher, data.eval_features, task, examples=data.eval_examples, batch_size=args.eval_batch_size
+        )
+    result = distill(
+        teacher,
+        student,
+        data.train_features,
+        data.eval_features,
+        task,
+        distill_config,
+        train_config,
+        eval_examples=data.eval_examples,
+        assistant=assistant,
+        tokenizer=tokenizer,
+        eval_batch_size=args.eval_batch_size,
+        extra_metadata={"max_length": data.max_length, "student_init": source},
+    )
+    metrics = {
+        "task": task,
+        "teacher": str(args.teacher),
+        "student_init": source,
+        "student": describe(student),
+        "distillation": distill_config.to_dict(),
+        "eval": {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("assistant_")},
+        "train_loss": result.metrics["train_loss"],
+        "train_features": len(data.train_features),
+        "eval_features": len(data.eval_features),
+        "max_length": data.max_length,
+        "steps": result.steps,
+        "wall_time_s": round(result.wall_time_s, 2),
+        "samples_per_s": round(result.samples_per_s, 2),
+        "bf16": result.bf16,
+        "final_dir": str(result.final_dir),
+    }
+    if teacher_eval is not None:
+        metrics["teacher_eval"] = teacher_eval
+    if assistant is not None:
+        metrics["assistant"] = describe(assistant)
+        metrics["assistant_eval"] = {
+            k.removeprefix("assistant_"): v for k, v in result.metrics.items() if k.startswith("assistant_")
+        }
+    if result.is_main_process:
+        write_json_atomic(Path(args.output) / "metrics.json", metrics)
+    return result, metrics

@@ -1,0 +1,127 @@
+"""`qla finetune --model DIR --task T --train DATA --eval DATA --output DIR`: fine-tune a model (a teacher, or any
+BERT/RoBERTa checkpoint) on a task, evaluate it, write ``OUTPUT/final`` and ``OUTPUT/metrics.json``.
+
+Runs on several processes too (DDP; gloo on CPU): ``torchrun --nproc_per_node 2 -m qla_sdk.cli finetune ...`` or
+``accelerate launch --multi_gpu --num_processes 2 -m qla_sdk.cli finetune ...`` (on a machine without GPUs this
+starts CPU processes; accelerate's ``--cpu`` flag starts only one unless MPI is configured)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+TASK_CHOICES = ("question-answering", "text-classification")
+DEFAULT_MAX_LENGTH = {"question-answering": 384, "text-classification": 128}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from qla_sdk.train.config import add_train_arguments
+
+    p = sub.add_parser("finetune", help="fine-tune a model on question answering or text classification")
+    p.add_argument("--model", required=True, help="checkpoint folder (config.json + model.safetensors) or hub id")
+    p.add_argument("--task", required=True, choices=TASK_CHOICES)
+    p.add_argument("--train", required=True, help="training data: a file (SQuAD JSON, TSV/CSV/JSON) or dataset name")
+    p.add_argument("--eval", required=True, help="evaluation data, same kinds as --train")
+    p.add_argument("--output", required=True, help="output folder: checkpoints/, final/, metrics.json")
+    p.add_argument("--text-columns", nargs="+", default=None, help="classification text column(s), 1 or 2")
+    p.add_argument("--label-column", default="label", help="classification label column (default %(default)s)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per input (default 384 QA, 128 otherwise)")
+    p.add_argument("--doc-stride", type=int, default=128, help="QA: overlap of context windows (default 128)")
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    add_train_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result, metrics = finetune(args)
+    if result.is_main_process:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in metrics["eval"].items())
+        print(
+            f"{result.steps} steps in {result.wall_time_s:.0f}s ({result.samples_per_s:.1f} samples/s, "
+            f"bf16={'on' if result.bf16 else 'off'}); train loss {metrics['train_loss']:.4f}; eval: {scores}"
+        )
+        print(f"model: {result.final_dir}\nmetrics: {Path(args.output) / 'metrics.json'}")
+    return 0
+
+
+def finetune(args: argparse.Namespace):
+    """Load, train, evaluate, write; returns (TrainResult, metrics dict)."""
+    from qla_sdk.data import batches, load_tokenizer
+    from qla_sdk.io import write_json_atomic
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.train import config_from_args, evaluate, task_loss_fn, train
+
+    max_length = args.max_length or DEFAULT_MAX_LENGTH[args.task]
+    if max_length < 8:
+        raise ValueError(f"--max-length {max_length}: must be >= 8")
+    if args.eval_batch_size < 1:
+        raise ValueError(f"--eval-batch-size {args.eval_batch_size}: must be >= 1")
+    config = config_from_args(args, output_dir=args.output)
+    tokenizer = load_tokenizer(args.model)
+    if args.task == "text-classification":
+        train_features, eval_features, eval_examples, labels = _classification(args, tokenizer, max_length)
+        model = from_pretrained(args.model, task=args.task, labels=labels)
+    else:
+        train_features, eval_features, eval_examples = _question_answering(args, tokenizer, max_length)
+        model = from_pretrained(args.model, task=args.task)
+
+    def train_batches(epoch: int):
+        return batches(
+            train_features, config.batch_size, shuffle=True, seed=config.seed, epoch=epoch, sort_by_length=True
+        )
+
+    def eval_fn(trained) -> dict:
+        return evaluate(trained, eval_features, args.task, examples=eval_examples, batch_size=args.eval_batch_size)
+
+    result = train(
+        model,
+        train_batches,
+        task_loss_fn(args.task),
+        config,
+        steps_per_epoch=math.ceil(len(train_features) / config.batch_size),
+        eval_fn=eval_fn,
+        tokenizer=tokenizer,
+        extra_metadata={"max_length": max_length},
+    )
+    eval_metrics = {k: v for k, v in result.metrics.items() if k != "train_loss"}
+    metrics = {
+        "task": args.task,
+        "model": str(args.model),
+        "train": str(args.train),
+        "eval": eval_metrics,
+        "train_loss": result.metrics["train_loss"],
+        "train_features": len(train_features),
+        "eval_features": len(eval_features),
+        "max_length": max_length,
+        "steps": result.steps,
+        "wall_time_s": round(result.wall_time_s, 2),
+        "samples_per_s": round(result.samples_per_s, 2),
+        "bf16": result.bf16,
+        "final_dir": str(result.final_dir),
+    }
+    if result.is_main_process:
+        write_json_atomic(Path(args.output) / "metrics.json", metrics)
+    return result, metrics
+
+
+def _classification(args, tokenizer, max_length: int):
+    from qla_sdk.data import classification_features, load_classification
+
+    train_data = load_classification(args.train, "train", args.text_columns, args.label_column)
+    eval_data = load_classification(
+        args.eval, "validation", args.text_columns, args.label_column, label_names=train_data.label_names
+    )
+    train_features = classification_features(train_data, tokenizer, max_length)
+    eval_features = classification_features(eval_data, tokenizer, max_length)
+    return train_features, eval_features, None, list(train_data.label_names)
+
+
+def _question_answering(args, tokenizer, max_length: int):
+    from qla_sdk.data import load_squad, qa_features
+
+    train_examples = load_squad(args.train, split="train")
+    eval_examples = load_squad(args.eval, split="validation")
+    train_features = qa_features(train_examples, tokenizer, max_length, args.doc_stride, training=True)
+    eval_features = qa_features(eval_examples, tokenizer, max_length, args.doc_stride)
+    return train_features, eval_features, eval_examples

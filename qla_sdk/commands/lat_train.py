@@ -1,0 +1,121 @@
+"""`qla lat-train --model DIR --train DATA --eval DATA --output DIR`: Length-Adaptive Transformer training
+(LengthDrop + LayerDrop, sandwich rule with in-place distillation), so that the search can later pick per-layer
+token lengths. Writes ``OUTPUT/final`` (qla.json records ``length_adaptive``) and ``OUTPUT/metrics.json`` with the
+full model's scores and the smallest sub-model's.
+
+Runs on several processes too: ``accelerate launch --num_processes 2 --cpu -m qla_sdk.cli lat-train ...``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from qla_sdk.commands.distill import add_data_arguments, describe, load_task_data, model_labels
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from qla_sdk.train.config import add_train_arguments
+
+    p = sub.add_parser("lat-train", help="length-adaptive training (LengthDrop, LayerDrop, sandwich rule)")
+    p.add_argument("--model", required=True, help="fine-tuned (or distilled) checkpoint folder")
+    add_data_arguments(p)
+    p.add_argument("--output", required=True, help="output folder: checkpoints, final/, metrics.json")
+    g = p.add_argument_group("length-adaptive training")
+    g.add_argument(
+        "--length-drop-prob",
+        type=float,
+        default=0.2,
+        help="LengthDrop bound p: each layer keeps between (1-p) and all of its tokens (default %(default)s)",
+    )
+    g.add_argument(
+        "--layer-drop-prob", type=float, default=0.2, help="LayerDrop: skip each layer with this probability"
+    )
+    g.add_argument("--num-sandwich", type=int, default=2, help="random sub-models per step (default %(default)s)")
+    g.add_argument("--temperature", type=float, default=1.0, help="in-place distillation temperature (default 1)")
+    g.add_argument("--teacher", default=None, help="external teacher for the full model (default: none)")
+    g.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.5,
+        help="with --teacher: full-model loss = (1-w) task + w KD (default %(default)s)",
+    )
+    add_train_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result, metrics = lat_train_command(args)
+    if result.is_main_process:
+        full = ", ".join(f"{k} {v:.4g}" for k, v in metrics["eval"].items())
+        small = ", ".join(f"{k} {v:.4g}" for k, v in metrics["smallest_eval"].items())
+        print(
+            f"{result.steps} steps in {result.wall_time_s:.0f}s ({result.samples_per_s:.1f} samples/s, "
+            f"bf16={'on' if result.bf16 else 'off'}); train loss {metrics['train_loss']:.4f}\n"
+            f"full model: {full}\nsmallest sub-model ({metrics['smallest_length_config']}): {small}"
+        )
+        print(f"model: {result.final_dir}\nmetrics: {Path(args.output) / 'metrics.json'}")
+    return 0
+
+
+def lat_train_command(args: argparse.Namespace):
+    """Load, train, evaluate, write; returns (TrainResult, metrics dict)."""
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.io import write_json_atomic
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.train import config_from_args
+    from qla_sdk.train.distill import check_compatible
+    from qla_sdk.train.length_drop import LatConfig, lat_train, smallest_ratios
+
+    train_config = config_from_args(args, output_dir=args.output)
+    lat_config = LatConfig(
+        length_drop_prob=args.length_drop_prob,
+        layer_drop_prob=args.layer_drop_prob,
+        num_sandwich=args.num_sandwich,
+        temperature=args.temperature,
+        teacher_weight=args.teacher_weight,
+    )
+    model = from_pretrained(args.model, task=args.task)
+    task = model.task
+    teacher = None
+    if args.teacher:
+        teacher = from_pretrained(args.teacher, task=task, labels=model_labels(model))
+        check_compatible(teacher, model)  # before loading data: fail fast
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    data = load_task_data(args, tokenizer, task, model_labels(model))
+    result = lat_train(
+        model,
+        data.train_features,
+        data.eval_features,
+        task,
+        lat_config,
+        train_config,
+        eval_examples=data.eval_examples,
+        teacher=teacher,
+        tokenizer=tokenizer,
+        eval_batch_size=args.eval_batch_size,
+        extra_metadata={"max_length": data.max_length},
+    )
+    full = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("smallest_")}
+    smallest = {k.removeprefix("smallest_"): v for k, v in result.metrics.items() if k.startswith("smallest_")}
+    metrics = {
+        "task": task,
+        "model": str(args.model),
+        "teacher": str(args.teacher) if args.teacher else None,
+        "model_shape": describe(model),
+        "length_adaptive": {**lat_config.to_dict(), "temperature": lat_config.temperature},
+        "eval": full,
+        "smallest_eval": smallest,
+        "smallest_length_config": str(smallest_ratios(model.num_layers, lat_config.length_drop_prob)),
+        "train_loss": result.metrics["train_loss"],
+        "train_features": len(data.train_features),
+        "eval_features": len(data.eval_features),
+        "max_length": data.max_length,
+        "steps": result.steps,
+        "wall_time_s": round(result.wall_time_s, 2),
+        "samples_per_s": round(result.samples_per_s, 2),
+        "bf16": result.bf16,
+        "final_dir": str(result.final_dir),
+    }
+    if result.is_main_process:
+        write_json_atomic(Path(args.output) / "metrics.json", metrics)
+    return result, metrics

@@ -1,0 +1,225 @@
+"""Length-Adaptive Transformer training (Kim & Cho 2021): LengthDrop, LayerDrop and the sandwich rule.
+
+Each step trains the full model on the task, and the smallest sub-model plus ``num_sandwich`` random sub-models
+to match the full model's predictions (in-place distillation), so that after training any per-layer length
+configuration the search picks runs well without retraining.
+
+Lengths are sampled as token counts relative to the batch's longest real input and passed to the encoder as a
+*ratio* LengthConfig. With dynamic padding that longest row is the padded length, so the longest row keeps exactly
+the sampled counts, and every shorter row keeps the same share of its own real length. Integer counts relative to
+the padded length would instead let short rows keep all their tokens (padding leaves first), so they would never
+see the short lengths the search later gives them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.modeling import LengthConfig, TaskModel
+from qla_sdk.train.config import TrainConfig
+from qla_sdk.train.distill import check_compatible, prediction_loss, train_on_features
+from qla_sdk.train.loop import TrainResult
+from qla_sdk.train.tasks import evaluate, task_loss
+
+
+@dataclass
+class LatConfig:
+    """``length_drop_prob``: LengthDrop's bound p, each layer keeps between (1 - p) and all of its input tokens.
+    ``layer_drop_prob``: LayerDrop's q, each layer of a random sub-model is skipped with probability q.
+    ``num_sandwich``: random sub-models per step, besides the full and the smallest one.
+    ``teacher_weight``: with an external teacher, the full model's loss is (1 - w) task + w KD(teacher)."""
+
+    length_drop_prob: float = 0.2
+    layer_drop_prob: float = 0.2
+    num_sandwich: int = 2
+    temperature: float = 1.0
+    teacher_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("length_drop_prob", "layer_drop_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name}={value}: must lie in [0, 1), e.g. 0.2")
+        if isinstance(self.num_sandwich, bool) or not isinstance(self.num_sandwich, int) or self.num_sandwich < 0:
+            raise ConfigError(f"num_sandwich={self.num_sandwich!r}: give a count >= 0 of random sub-models, e.g. 2")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"temperature={self.temperature}: must be a positive number, e.g. 1.0")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise ConfigError(f"teacher_weight={self.teacher_weight}: must lie in [0, 1]")
+
+    def to_dict(self) -> dict:
+        """What qla.json records under "length_adaptive" (the search warns on models without it)."""
+        return {
+            "length_drop_prob": self.length_drop_prob,
+            "layer_drop_prob": self.layer_drop_prob,
+            "num_sandwich": self.num_sandwich,
+        }
+
+
+def _lowest(prev: int, drop_prob: float) -> int:
+    # ceil(prev * (1 - p)); the epsilon keeps float noise (0.8 * 10 = 8.000000000000002) from costing a token.
+    return max(1, math.ceil(prev * (1.0 - drop_prob) - 1e-9))
+
+
+def sample_layers(num_layers: int, drop_prob: float, rng: random.Random) -> tuple[bool, ...]:
+    """LayerDrop: keep each layer with probability 1 - q; if every layer fell, one chosen at random stays."""
+    kept = [rng.random() >= drop_prob for _ in range(num_layers)]
+    if not any(kept):
+        kept[rng.randrange(num_layers)] = True
+    return tuple(kept)
+
+
+def sample_lengths(
+    seq_len: int,
+    num_layers: int,
+    drop_prob: float,
+    rng: random.Random | None = None,
+    layers: tuple[bool, ...] | None = None,
+) -> tuple[int, ...]:
+    """LengthDrop: layer i keeps a count drawn uniformly from [ceil(prev (1 - p)), prev], prev starting at
+    ``seq_len``; a skipped layer (``layers[i]`` False) keeps prev. Without ``rng``, the smallest sub-model:
+    the lower bound at every layer."""
+    prev, counts = seq_len, []
+    for i in range(num_layers):
+        if layers is None or layers[i]:
+            low = _lowest(prev, drop_prob)
+            prev = low if rng is None else rng.randint(low, prev)
+        counts.append(prev)
+    return tuple(counts)
+
+
+def _ratio(count: int, total: int) -> float:
+    """The largest float r with ceil(r * total) == count, so the encoder resolves r back to exactly ``count``."""
+    r = count / total
+    while math.ceil(r * total) > count:
+        r = math.nextafter(r, 0.0)
+    return r
+
+
+def ratio_config(counts: tuple[int, ...], seq_len: int) -> LengthConfig:
+    """Token counts for the batch's longest row -> ratios each row applies to its own real length."""
+    return LengthConfig(tuple(_ratio(c, seq_len) for c in counts))
+
+
+def smallest_ratios(num_layers: int, drop_prob: float) -> LengthConfig:
+    """The smallest sub-model as one ratio config for every input, (1 - p)^(i+1) at layer i (for evaluation; training
+    rounds up at each layer, so it keeps up to a token more per layer)."""
+    return LengthConfig(tuple(max(1e-4, round((1.0 - drop_prob) ** (i + 1), 4)) for i in range(num_layers)))
+
+
+def _detach(outputs):
+    if isinstance(outputs, (tuple, list)):
+        return tuple(o.detach() for o in outputs)
+    return outputs.detach()
+
+
+def sandwich_loss_fn(
+    num_layers: int,
+    task: str,
+    config: LatConfig,
+    teacher: TaskModel | None = None,
+    rng: random.Random | None = None,
+) -> Callable[[nn.Module, dict], tuple[torch.Tensor, dict]]:
+    """The loss for ``qla_sdk.train.loop.train``: the sandwich rule with in-place distillation.
+
+    Per batch: the full model with the task loss; the smallest sub-model (drop p at every layer, all layers) and
+    ``num_sandwich`` random ones (LengthDrop + LayerDrop), each with KL(p_full || p_sub) at ``temperature``
+    toward the full model's detached predictions (the teacher's distribution is the target; the reference code,
+    clovaai/length-adaptive-transformer, passed the arguments of ``KLDivLoss`` the other way round, which
+    computes KL(p_sub || p_full)). The terms are averaged and back-propagated together. With ``teacher``, the full
+    model also distils from that external model: (1 - w) task + w KL(p_teacher || p_full).
+
+    Sub-models are drawn from ``rng``, by default Python's global ``random``, which ``loop.train`` seeds from
+    (seed, step, process) before every step: a resumed run draws the same sub-models it would have drawn. Every
+    parameter gets a gradient from the full model's pass, so DDP needs no ``find_unused_parameters`` for LayerDrop.
+    """
+    rng = rng or random
+    if teacher is not None:
+        teacher.eval().requires_grad_(False)
+
+    def loss_fn(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        token_type_ids = batch.get("token_type_ids")
+        full = model(input_ids, attention_mask, token_type_ids)
+        full_loss = task_loss(full, batch, task)
+        parts = {"full": full_loss.detach()}
+        if teacher is not None:
+            if next(teacher.parameters()).device != input_ids.device:
+                teacher.to(input_ids.device)
+            with torch.no_grad():
+                teacher_out = teacher(input_ids, attention_mask, token_type_ids)
+            teacher_kd = prediction_loss(teacher_out, full, config.temperature, attention_mask)
+            parts["teacher_kd"] = teacher_kd.detach()
+            full_loss = (1.0 - config.teacher_weight) * full_loss + config.teacher_weight * teacher_kd
+        target = _detach(full)
+        seq_len = int(attention_mask.sum(dim=1).max())
+
+        def sub_model_loss(lengths: tuple[int, ...], layers: tuple[bool, ...] | None) -> torch.Tensor:
+            out = model(
+                input_ids,
+                attention_mask,
+                token_type_ids,
+                length_config=ratio_config(lengths, seq_len),
+                layer_config=None if layers is None or all(layers) else layers,
+            )
+            return prediction_loss(target, out, config.temperature, attention_mask)
+
+        smallest = sub_model_loss(sample_lengths(seq_len, num_layers, config.length_drop_prob), None)
+        parts["smallest"] = smallest.detach()
+        randoms = []
+        for _ in range(config.num_sandwich):
+            layers = sample_layers(num_layers, config.layer_drop_prob, rng)
+            lengths = sample_lengths(seq_len, num_layers, config.length_drop_prob, rng, layers)
+            randoms.append(sub_model_loss(lengths, layers))
+        if randoms:
+            parts["random"] = (sum(randoms) / len(randoms)).detach()
+        total = (full_loss + smallest + sum(randoms)) / (2 + len(randoms))
+        return total, {name: float(value) for name, value in parts.items()}
+
+    return loss_fn
+
+
+def lat_train(
+    model: TaskModel,
+    train_features,
+    eval_features,
+    task: str,
+    lat_config: LatConfig,
+    train_config: TrainConfig,
+    *,
+    eval_examples=None,
+    teacher: TaskModel | None = None,
+    tokenizer=None,
+    eval_batch_size: int = 64,
+    extra_metadata: dict | None = None,
+) -> TrainResult:
+    """Length-adaptive training of ``model`` (in place), written to ``train_config.output_dir/final`` with
+    ``{"length_adaptive": lat_config.to_dict()}`` in its qla.json.
+
+    Metrics: the full model's, and under ``smallest_*`` keys those of the smallest sub-model, run as the ratio
+    config ``smallest_ratios(num_layers, length_drop_prob)``. ``eval_features`` may be None; QA needs
+    ``eval_examples``."""
+    if model.task != task:
+        raise ConfigError(f"the model's task is {model.task!r}, not {task!r}")
+    if teacher is not None:
+        check_compatible(teacher, model)
+    smallest = smallest_ratios(model.num_layers, lat_config.length_drop_prob)
+
+    def eval_fn(trained: nn.Module) -> dict:
+        full = evaluate(trained, eval_features, task, examples=eval_examples, batch_size=eval_batch_size)
+        small = evaluate(
+            trained, eval_features, task, examples=eval_examples, batch_size=eval_batch_size, length_config=smallest
+        )
+        return {**full, **{f"smallest_{k}": v for k, v in small.items()}}
+
+    loss_fn = sandwich_loss_fn(model.num_layers, task, lat_config, teacher)
+    extra = {"length_adaptive": lat_config.to_dict(), **(extra_metadata or {})}
+    evaluation = eval_fn if eval_features is not None else None
+    return train_on_features(model, loss_fn, train_features, train_config, evaluation, tokenizer, extra)

@@ -1,0 +1,299 @@
+"""The training loop on tiny models: it learns, accumulates, schedules, checkpoints, bf16; tasks and `qla finetune`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from qla_sdk.data import ClassificationFeatures, batches, load_tokenizer, qa_features
+from qla_sdk.data.squad import QAExample
+from qla_sdk.errors import CheckpointError, ConfigError
+from qla_sdk.modeling import TaskModel, from_pretrained, init_weights
+from qla_sdk.train import TrainConfig, cpu_supports_bf16, evaluate, predict, task_loss, task_loss_fn, train
+from qla_sdk.train.checkpointing import list_checkpoints
+
+TINY = dict(
+    vocab_size=120,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
+CLS = "text-classification"
+QA = "question-answering"
+
+
+def tiny_model(task: str = CLS, dropout: float = 0.0, seed: int = 0) -> TaskModel:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        **TINY, num_labels=2, pad_token_id=0, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+    )
+    return init_weights(TaskModel(config, task))
+
+
+def token_task(n: int = 128, seed: int = 0) -> ClassificationFeatures:
+    """Label 1 iff the second token is 3 (else 4); lengths vary so batches need padding."""
+    g = torch.Generator().manual_seed(seed)
+    ids, labels = [], []
+    for i in range(n):
+        row = torch.randint(5, TINY["vocab_size"], (int(torch.randint(3, 15, (1,), generator=g)),), generator=g)
+        label = i % 2
+        ids.append([2, 3 if label else 4, *row.tolist()])
+        labels.append(label)
+    return ClassificationFeatures(ids, None, labels)
+
+
+def epochs_of(features, batch_size: int, shuffle: bool = True):
+    return lambda epoch: batches(features, batch_size, shuffle=shuffle, seed=0, epoch=epoch)
+
+
+def run(tmp_path, model=None, features=None, batch_size: int = 16, **options):
+    options = {"lr": 5e-3, "bf16": False, "progress": False, "checkpoint_every": 0, **options}
+    model = model or tiny_model()
+    features = features or token_task()
+    config = TrainConfig(tmp_path / "run", **options)
+    result = train(model, epochs_of(features, batch_size), task_loss_fn(CLS), config)
+    return model, result
+
+
+def test_learns_and_writes_a_loadable_model(tmp_path):
+    features = token_task()
+    model, result = run(tmp_path, features=features, epochs=5, log_every=4, lr=1e-2)
+    losses = [r["loss"] for r in result.log_history]
+    assert result.steps == 5 * 8
+    assert losses[-1] < 0.5 * losses[0]
+    assert evaluate(model, features, CLS)["accuracy"] >= 0.95
+    reloaded = from_pretrained(result.final_dir)
+    ids = torch.tensor([features.input_ids[0]])
+    assert torch.equal(reloaded.eval()(ids, torch.ones_like(ids)), model.eval()(ids, torch.ones_like(ids)))
+    assert result.samples_per_s > 0 and result.metrics["train_loss"] > 0
+
+
+def test_eval_fn_metrics_are_returned(tmp_path):
+    features = token_task(32)
+    config = TrainConfig(tmp_path / "run", max_steps=2, progress=False, bf16=False, checkpoint_every=0)
+    result = train(
+        tiny_model(), epochs_of(features, 8), task_loss_fn(CLS), config, eval_fn=lambda m: evaluate(m, features, CLS)
+    )
+    assert set(result.metrics) == {"train_loss", "accuracy", "f1"}
+
+
+def test_bf16_autocast_trains_fp32_weights(tmp_path):
+    model, result = run(tmp_path, max_steps=4, bf16=True)
+    assert result.bf16 and result.steps == 4
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.log_history)
+
+
+def test_gradient_accumulation_equals_one_bigger_batch(tmp_path):
+    features = token_task(64)
+    config = dict(lr=1e-3, bf16=False, progress=False, checkpoint_every=0, epochs=2)
+    small = tiny_model()
+    train(
+        small,
+        epochs_of(features, 8, shuffle=False),
+        task_loss_fn(CLS),
+        TrainConfig(tmp_path / "a", grad_accum=2, **config),
+    )
+    big = tiny_model()
+    train(big, epochs_of(features, 16, shuffle=False), task_loss_fn(CLS), TrainConfig(tmp_path / "b", **config))
+    for (name, a), b in zip(small.state_dict().items(), big.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_partial_accumulation_at_epoch_end_still_steps(tmp_path):
+    # 5 batches per epoch, accumulating 2: steps after batches 2, 4 and 5.
+    _, result = run(tmp_path, features=token_task(40), batch_size=8, grad_accum=2, epochs=2, log_every=1)
+    assert result.steps == 6
+    assert [r["epoch"] for r in result.log_history] == [0, 0, 0, 1, 1, 1]
+
+
+def test_warmup_then_linear_decay_to_zero(tmp_path):
+    _, result = run(tmp_path, max_steps=10, warmup_ratio=0.2, log_every=1, lr=1e-3)
+    lrs = [r["lr"] for r in result.log_history]
+    assert lrs[0] < lrs[1] == pytest.approx(1e-3)  # two warm-up steps, then the peak
+    assert all(a > b for a, b in itertools.pairwise(lrs[1:]))
+    assert lrs[-1] == 0.0
+
+
+def test_checkpoints_rotate_and_hold_no_pickle(tmp_path):
+    _, result = run(tmp_path, max_steps=7, checkpoint_every=2, keep_checkpoints=2)
+    kept = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in kept] == ["step-00000006", "step-00000007"]  # the last step is checkpointed too
+    assert sorted(f.name for f in kept[-1].iterdir()) == ["model.safetensors", "optimizer.pt", "state.json"]
+    optimizer = torch.load(kept[-1] / "optimizer.pt", weights_only=True)
+    assert optimizer["param_groups"][0]["lr"] == pytest.approx(result.log_history[-1]["lr"])
+    state = json.loads((kept[-1] / "state.json").read_text())
+    assert {"step", "epoch", "batch_in_epoch", "scheduler", "config"} <= set(state) and state["step"] == 7
+
+
+def test_existing_run_needs_resume_and_the_same_options(tmp_path):
+    _, first = run(tmp_path, max_steps=4, checkpoint_every=2)
+    with pytest.raises(ConfigError, match="resume=True"):
+        run(tmp_path, max_steps=4, checkpoint_every=2)
+    with pytest.raises(CheckpointError, match=r"lr: 0\.005 -> 0\.001"):
+        run(tmp_path, max_steps=4, checkpoint_every=2, resume=True, lr=1e-3)
+    _, again = run(tmp_path, max_steps=4, checkpoint_every=2, resume=True)  # finished: nothing left to train
+    assert again.steps == 4 and again.resumed_from.name == "step-00000004"
+    assert again.log_history == first.log_history
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"epochs": 0}, "epochs=0"),
+        ({"batch_size": -1}, "batch_size=-1"),
+        ({"grad_accum": 1.5}, "grad_accum=1.5"),
+        ({"lr": 0.0}, "lr=0.0"),
+        ({"lr": float("nan")}, "lr=nan"),
+        ({"warmup_ratio": 1.0}, "warmup_ratio=1.0"),
+        ({"weight_decay": -0.1}, "weight_decay=-0.1"),
+        ({"max_steps": 0}, "max_steps=0"),
+        ({"checkpoint_every": -5}, "checkpoint_every=-5"),
+        ({"bf16": "yes"}, "bf16='yes'"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm=-1.0"),
+    ],
+)
+def test_config_rejects_bad_values(tmp_path, bad, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        TrainConfig(tmp_path, **bad)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [("fpu sse avx512f avx512_bf16", True), ("fpu amx_tile amx_bf16", True), ("fpu sse avx2 avx512f", False)],
+)
+def test_bf16_is_detected_from_cpu_flags(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Xeon\nflags\t\t: {flags}\n")
+    assert cpu_supports_bf16(cpuinfo) is expected
+    assert cpu_supports_bf16(tmp_path / "missing") is False
+
+
+# ---------------------------------------------------------------------------------------------------- tasks
+
+WORDS = "the a of in is was who what when where river city king built born year large old new first".split()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    vocab.write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *(c for c in "bcdefghijklmnopqrstuvwxyz")])
+    )
+    return load_tokenizer(vocab)
+
+
+def qa_examples() -> list[QAExample]:
+    contexts = ["the old city was built in the first year", "a river is large and the king was born in a city"]
+    questions = ["what was built", "who was born", "where is the river", "when was the city built"]
+    out = []
+    for i, question in enumerate(questions):
+        context = contexts[i % 2]
+        word = context.split()[2 + i]
+        out.append(QAExample(f"q{i}", "t", question, context, [{"text": word, "answer_start": context.index(word)}]))
+    return out
+
+
+def test_task_losses():
+    logits = torch.tensor([[4.0, -4.0], [-4.0, 4.0]])
+    assert task_loss(logits, {"labels": torch.tensor([0, 1])}, CLS) < 0.01
+    assert task_loss(logits, {"labels": torch.tensor([1, 0])}, CLS) > 7
+    start, end = torch.full((1, 5), -9.0), torch.full((1, 5), -9.0)
+    start[0, 1], end[0, 3] = 9.0, 9.0
+    good = {"start_positions": torch.tensor([1]), "end_positions": torch.tensor([3])}
+    assert task_loss((start, end), good, QA) < 1e-3
+    with pytest.raises(ConfigError, match="training=True"):
+        task_loss((start, end), {"labels": torch.tensor([0])}, QA)
+
+
+@pytest.mark.parametrize("length_config", [None, "0.8,0.5"])
+def test_length_sorted_evaluation_matches_row_by_row(tokenizer, length_config):
+    examples = qa_examples()
+    features = qa_features(examples, tokenizer, max_length=16, doc_stride=4)
+    model = tiny_model(QA).eval()
+    batched = predict(model, features, batch_size=3, length_config=length_config)
+    for i, (start, end) in enumerate(batched):
+        ids = torch.tensor([features.input_ids[i]])
+        types = torch.tensor([features.token_type_ids[i]])
+        with torch.no_grad():
+            s, e = model(ids, torch.ones_like(ids), types, length_config=length_config)
+        torch.testing.assert_close(torch.from_numpy(start), s[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(torch.from_numpy(end), e[0], atol=1e-5, rtol=1e-4)
+    scores = evaluate(model, features, QA, examples=examples, length_config=length_config)
+    assert set(scores) == {"exact_match", "f1"} and 0 <= scores["f1"] <= 100
+
+
+def test_integer_length_config_pads_to_the_longest_row():
+    features = token_task(20)
+    model = tiny_model().eval()
+    longest = max(features.lengths)
+    scores = evaluate(model, features, CLS, batch_size=4, length_config=f"{longest},{longest // 2}")
+    assert 0 <= scores["accuracy"] <= 1
+    with pytest.raises(ConfigError, match="examples"):
+        evaluate(model, features, QA)
+
+
+# ---------------------------------------------------------------------------------------------------- qla finetune
+
+
+@pytest.fixture
+def model_dir(tiny_checkpoint, tmp_path, tokenizer):
+    def make(task: str):
+        import shutil
+
+        folder, _ = tiny_checkpoint("bert", task)
+        target = tmp_path / f"model-{task}"
+        if not target.exists():
+            shutil.copytree(folder, target)
+            tokenizer.save_pretrained(str(target))
+        return target
+
+    return make
+
+
+def test_finetune_classification_cli(model_dir, tmp_path, capsys):
+    from qla_sdk.cli import main
+
+    rows = [f"{w} {w} a\t{'pos' if i % 2 else 'neg'}" for i, w in enumerate(WORDS)]
+    data = tmp_path / "sst.tsv"
+    data.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    argv = ["finetune", "--model", str(model_dir(CLS)), "--task", CLS, "--train", str(data), "--eval", str(data)]
+    argv += ["--output", str(out), "--max-steps", "3", "--batch-size", "4", "--no-progress", "--no-bf16"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and 0 <= metrics["eval"]["accuracy"] <= 1 and metrics["bf16"] is False
+    meta = json.loads((out / "final" / "qla.json").read_text())
+    assert meta["labels"] == ["neg", "pos"] and meta["task"] == CLS
+    assert load_tokenizer(out / "final").get_vocab() == load_tokenizer(model_dir(CLS)).get_vocab()
+    assert "accuracy" in capsys.readouterr().out
+    assert main(argv) == 2  # the folder holds a run: --resume continues it, nothing is overwritten
+    assert main([*argv, "--resume"]) == 0
+
+
+def test_finetune_question_answering_cli(model_dir, tmp_path):
+    from qla_sdk.cli import main
+
+    articles = {}
+    for ex in qa_examples():
+        articles.setdefault(ex.context, []).append({"id": ex.id, "question": ex.question, "answers": ex.answers})
+    squad = {
+        "version": "1.1",
+        "data": [{"title": "t", "paragraphs": [{"context": c, "qas": q} for c, q in articles.items()]}],
+    }
+    data = tmp_path / "squad.json"
+    data.write_text(json.dumps(squad))
+    out = tmp_path / "out"
+    argv = ["finetune", "--model", str(model_dir(QA)), "--task", QA, "--train", str(data), "--eval", str(data)]
+    argv += ["--output", str(out), "--max-steps", "2", "--batch-size", "2", "--max-length", "24"]
+    argv += ["--doc-stride", "8", "--no-progress"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["eval"]) == {"exact_match", "f1"} and metrics["max_length"] == 24
+    assert from_pretrained(out / "final").task == QA
