@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,10 @@ class OutputError(QlaError, OSError):
 
 
 def _explain(path: Path, exc: OSError) -> OutputError:
-    return OutputError(f"cannot write {path}: {exc.strerror or exc}. Choose a writable folder with free space")
+    reason = getattr(exc, "reason", None) or exc.strerror or str(exc)  # an outer atomic_dir names its own path
+    error = OutputError(f"cannot write {path}: {reason}. Choose a writable folder with free space")
+    error.reason = reason
+    return error
 
 
 def write_json_atomic(path: str | Path, data: object) -> Path:
@@ -55,21 +59,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     except OSError as exc:
         raise _explain(path, exc) from exc
+    old = None
     try:
         yield tmp
-        old = None
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            # Unique: a folder left by a run killed between the two renames (same pid in a container) is kept.
+            old = path.with_name(f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
         os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
+    except BaseException as exc:
+        if old is not None and not path.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, path)  # the new folder could not take its place: put the earlier one back
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _explain(path, exc) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _explain(path, exc) from exc
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -3,6 +3,9 @@ weights), TorchScript trace and freeze.
 
 IPEX's last release (2.8) runs only on torch 2.8, so this backend works in the project's IPEX docker image
 (torch 2.8 + IPEX 2.8) and nowhere else; elsewhere it stops with that explanation.
+
+Its files are TorchScript, and ``torch.jit.load`` runs a TorchScript archive's code, so loading one is trusting
+whoever wrote it: ``load`` refuses unless the caller passes ``trust_torchscript=True`` (see SECURITY.md).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 import torch
 
 from qla_sdk.backends.base import Backend, BuildRequest, Runner, as_outputs, check_calibration, example_inputs, pad_rows
-from qla_sdk.errors import ConfigError
+from qla_sdk.errors import CheckpointError, ConfigError
 from qla_sdk.quantize.inc import QuantizationError
 
 IPEX_TORCH = "2.8"
@@ -92,7 +95,12 @@ class IPEXBackend(Backend):
             files.append(f"seq{seq_len}.torchscript")
         return {"seq_lens": sorted(built.modules), "files": files}
 
-    def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
+    def load(self, folder: Path, entry: dict, threads: int | None = None, *, trust_torchscript: bool = False) -> Runner:
+        if trust_torchscript is not True:
+            raise CheckpointError(
+                f"{folder} holds TorchScript (ipex backend), which torch.jit.load runs like code: refused unless "
+                "trust_torchscript=True, for files you built yourself (see SECURITY.md)"
+            )
         require_ipex()
         if threads:
             torch.set_num_threads(threads)

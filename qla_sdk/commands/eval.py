@@ -20,13 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="allow loading an ipex (TorchScript) artifact: TorchScript can run code, so only for files you built",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.deploy import load
 
-    predictor = load(args.artifact, threads=args.threads, max_batch_size=args.batch_size)
+    predictor = load(
+        args.artifact, threads=args.threads, max_batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
+    )
     start = time.perf_counter()
     if predictor.task == "question-answering":
         from qla_sdk.data import load_squad, squad_scores

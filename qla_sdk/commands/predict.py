@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--question", default=None)
     p.add_argument("--context", default=None, help="the context text, or @path to read it from a file")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="allow loading an ipex (TorchScript) artifact: TorchScript can run code, so only for files you built",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=run)
 
@@ -22,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.deploy import load
 
-    predictor = load(args.artifact, threads=args.threads, max_batch_size=args.batch_size)
+    predictor = load(
+        args.artifact, threads=args.threads, max_batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
+    )
     if predictor.task == "question-answering":
         if args.question is None or args.context is None:
             raise ValueError("this artifact answers questions: pass --question and --context")

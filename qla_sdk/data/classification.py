@@ -149,6 +149,12 @@ def classification_features(data: ClassificationData, tokenizer, max_length: int
     widths = {len(t) for t in data.texts}
     if len(widths) != 1:
         raise ConfigError(f"texts mix single sentences and pairs (tuple sizes {sorted(widths)}): use one kind")
+    specials = tokenizer.num_special_tokens_to_add(pair=data.is_pair)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= specials:
+        # The tokenizer ignores a max_length below its special tokens and returns untruncated rows.
+        raise ConfigError(
+            f"max_length {max_length!r} leaves no room for text besides the {specials} special tokens: use e.g. 128"
+        )
     with_segments = "token_type_ids" in tokenizer.model_input_names
     first = [t[0] for t in data.texts]
     second = [t[1] for t in data.texts] if data.is_pair else None

@@ -72,7 +72,7 @@ def nbest_spans(
     starts, ends = _rows(start_logits, len(features), "start_logits"), _rows(end_logits, len(features), "end_logits")
     windows: list[list[int]] = [[] for _ in examples]
     for f, e in enumerate(features.example_index):
-        if e >= len(examples):
+        if not 0 <= e < len(examples):
             raise ConfigError(f"feature {f} belongs to example {e}, but only {len(examples)} examples were given")
         windows[e].append(f)
 
@@ -88,6 +88,11 @@ def nbest_spans(
                     f"{len(offsets)} tokens: pass one row per feature in the order of `features`"
                 )
             start_row, end_row = start_row[: len(offsets)], end_row[: len(offsets)]
+            if not (np.isfinite(start_row).all() and np.isfinite(end_row).all()):
+                raise ConfigError(
+                    f"logits of feature {f} hold nan or inf: the model's output overflowed (e.g. fp16/bf16), so no "
+                    "span can be ranked; check the model in fp32"
+                )
             top_starts = np.argsort(start_row)[::-1][:n_best]
             top_ends = np.argsort(end_row)[::-1][:n_best]
             for s in top_starts:
@@ -97,6 +102,8 @@ def nbest_spans(
                     if offsets[t] is None or t < s or t - s + 1 > max_answer_length:
                         continue
                     span = (offsets[s][0], offsets[t][1])
+                    if not 0 <= span[0] <= span[1] <= len(example.context):  # offsets that are not a context span
+                        continue
                     logit = float(start_row[s] + end_row[t])
                     if logit > candidates.get(span, -np.inf):
                         candidates[span] = logit

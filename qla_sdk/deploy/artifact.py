@@ -2,14 +2,17 @@
 lengths, backend, package versions, format version, sha256 of every file).
 
 It is written into a temporary folder and renamed into place, so an interrupted export leaves nothing that looks
-whole. Reading checks the format version, that every recorded path stays inside the folder, and every sha256,
-before any model file is opened; model files are safetensors, JSON graphs or OpenVINO IR, never pickles.
+whole. Reading checks the format version, the type of every field the loaders use, that every recorded path stays
+inside the folder, every sha256, and that ``model/`` and ``tokenizer/`` hold no file the manifest does not list (their
+loaders read whatever is there), before any model file is opened; model files are safetensors, JSON graphs or
+OpenVINO IR, never pickles. See SECURITY.md for what this does and does not protect against.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,12 +21,13 @@ from pathlib import Path, PurePosixPath
 
 from qla_sdk.errors import CheckpointError, ConfigError, IntegrityError
 from qla_sdk.io import atomic_dir, sha256_file, write_json_atomic
-from qla_sdk.modeling import LengthConfig, TaskModel
+from qla_sdk.modeling import TASKS, LengthConfig, TaskModel
 
 FORMAT_VERSION = 1
 MANIFEST = "qla.json"
 MODEL_DIR = "model"
 TOKENIZER_DIR = "tokenizer"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSIONED = ("qla-sdk", "torch", "transformers", "neural-compressor", "openvino", "nncf", "tokenizers")
 
 
@@ -159,7 +163,7 @@ def _files(folder: Path) -> list[str]:
 def safe_path(folder: Path, rel: str) -> Path:
     """``folder / rel`` when ``rel`` is a plain relative path that stays inside ``folder`` (links included)."""
     pure = PurePosixPath(rel)
-    if not rel or pure.is_absolute() or "\\" in rel or any(part in ("..", "") for part in pure.parts):
+    if not rel or pure.is_absolute() or "\\" in rel or "\0" in rel or any(part in ("..", "") for part in pure.parts):
         raise CheckpointError(f"{folder / MANIFEST} lists path {rel!r}, which leaves the artifact folder; refused")
     target = (folder / rel).resolve()
     if not target.is_relative_to(folder.resolve()):
@@ -191,18 +195,59 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     missing = [k for k in ("task", "backend", "max_length", "model", "files") if k not in data]
     if missing:
         raise CheckpointError(f"{file} lacks {', '.join(missing)}; export the model again")
+    _check_fields(file, data)
     files = data["files"]
-    if not isinstance(files, dict) or not files:
-        raise CheckpointError(f"{file}: 'files' must map each file to its sha256")
     for rel in files:
         safe_path(folder, rel)
-    for rel in data["model"].get("files", []) or []:
+    for rel in data["model"].get("files") or []:
         safe_path(folder / MODEL_DIR, rel)
         if f"{MODEL_DIR}/{rel}" not in files:
             raise CheckpointError(f"{file}: model file {rel!r} has no recorded sha256; refused")
     if verify:
         verify_files(folder, files)
     return Manifest(folder, data)
+
+
+def _check_fields(file: Path, data: dict) -> None:
+    """Every field a loader reads has the type it expects, so an edited qla.json fails here and not deep inside."""
+    from qla_sdk.quantize.config import BACKENDS
+
+    def bad(key: str, value: object, expected: str) -> CheckpointError:
+        return CheckpointError(f"{file}: {key} is {value!r}, expected {expected}; export the model again")
+
+    def is_int(value: object, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    if data["task"] not in TASKS:
+        raise bad("task", data["task"], f"one of {', '.join(TASKS)}")
+    if not isinstance(data["backend"], str) or data["backend"] not in BACKENDS:
+        raise bad("backend", data["backend"], f"one of {', '.join(BACKENDS)}")
+    if not is_int(data["max_length"], 2):
+        raise bad("max_length", data["max_length"], "an integer >= 2")
+    if data.get("doc_stride") is not None and not is_int(data["doc_stride"], 0):
+        raise bad("doc_stride", data["doc_stride"], "an integer >= 0 or null")
+    labels = data.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise bad("labels", labels, "a list of strings or null")
+    try:
+        LengthConfig.parse(data.get("length_config"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{file}: length_config {data.get('length_config')!r} is invalid ({exc})") from None
+    files = data["files"]
+    if not isinstance(files, dict) or not files:
+        raise CheckpointError(f"{file}: 'files' must map each file to its sha256")
+    for rel, digest in files.items():
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            raise bad(f"the sha256 of {rel!r}", digest, "64 lower-case hex digits")
+    model = data["model"]
+    if not isinstance(model, dict):
+        raise bad("model", model, "an object")
+    listed = model.get("files")
+    if listed is not None and not (isinstance(listed, list) and all(isinstance(x, str) for x in listed)):
+        raise bad("model.files", listed, "a list of file names")
+    seq_lens = model.get("seq_lens")  # loaders build file names from these: integers only
+    if seq_lens is not None and not (isinstance(seq_lens, list) and seq_lens and all(is_int(n, 1) for n in seq_lens)):
+        raise bad("model.seq_lens", seq_lens, "a non-empty list of positive integers or null")
 
 
 def verify_files(folder: Path, files: dict[str, str]) -> None:
@@ -217,5 +262,13 @@ def verify_files(folder: Path, files: dict[str, str]) -> None:
                 "refusing to load it. Export the model again or restore the file"
             )
     extra = sorted(set(_files(folder)) - set(files))
+    # The model and tokenizer loaders read whatever their folder holds, so an unlisted file there could change what
+    # runs; elsewhere (a README beside qla.json) nothing reads it.
+    read_by_loaders = [rel for rel in extra if rel.startswith((f"{MODEL_DIR}/", f"{TOKENIZER_DIR}/"))]
+    if read_by_loaders:
+        raise IntegrityError(
+            f"{folder}: {read_by_loaders[0]} is not recorded in {MANIFEST} (unlisted files: {read_by_loaders[:5]}); "
+            "refusing to load files that were added after export. Remove them or export the model again"
+        )
     if extra:
         warnings.warn(f"{folder}: files not recorded in {MANIFEST} are ignored: {extra[:5]}", stacklevel=3)

@@ -18,15 +18,36 @@ from pathlib import Path
 import numpy as np
 
 from qla_sdk.deploy.artifact import Manifest, read_manifest
-from qla_sdk.errors import ConfigError
+from qla_sdk.errors import CheckpointError, ConfigError
 
-MAX_CHARS = 1_000_000  # one input's characters; tokenizing far more stalls the caller for no useful answer
+# Bounds of one predict() call, so a single request cannot exhaust memory or hold the model for minutes.
+MAX_CHARS = 1_000_000  # characters of one text; tokenizing far more stalls the caller for no useful answer
+MAX_ITEMS = 10_000  # texts (or question/context pairs) per call
+MAX_TOTAL_CHARS = 10_000_000  # characters of all texts of one call
+TORCHSCRIPT_BACKEND = "ipex"  # its artifact is TorchScript: loaded only with trust_torchscript=True
 
 
 class Predictor:
-    def __init__(self, manifest: Manifest, runner, tokenizer, max_batch_size: int = 32, max_length: int | None = None):
+    """``max_chars`` / ``max_items`` / ``max_total_chars`` bound one call (``ValueError`` beyond them)."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        runner,
+        tokenizer,
+        max_batch_size: int = 32,
+        max_length: int | None = None,
+        *,
+        max_chars: int = MAX_CHARS,
+        max_items: int = MAX_ITEMS,
+        max_total_chars: int = MAX_TOTAL_CHARS,
+    ):
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size {max_batch_size}: must be >= 1")
+        for name, value in (("max_chars", max_chars), ("max_items", max_items), ("max_total_chars", max_total_chars)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} {value!r}: must be an integer >= 1")
+        self.max_chars, self.max_items, self.max_total_chars = max_chars, max_items, max_total_chars
         if max_length is not None and not 8 <= max_length <= manifest.max_length:
             raise ConfigError(f"max_length {max_length}: must lie in [8, {manifest.max_length}] (the artifact's)")
         self.manifest, self.runner, self.tokenizer = manifest, runner, tokenizer
@@ -66,7 +87,9 @@ class Predictor:
             raise TypeError(f"predict(texts): got {type(texts).__name__}; pass a string or a list of strings")
         if not items:
             raise ValueError("predict(texts): the list is empty")
-        pairs = [_check_text_item(item, i) for i, item in enumerate(items)]
+        self._check_count(len(items), "texts")
+        pairs = [_check_text_item(item, i, self.max_chars) for i, item in enumerate(items)]
+        self._check_total(sum(len(t) for p in pairs for t in p))
         widths = {len(p) for p in pairs}
         if len(widths) > 1:
             raise ValueError("predict(texts): mix of single texts and (text, text) pairs; use one kind per call")
@@ -114,9 +137,11 @@ class Predictor:
             raise ValueError(f"{len(questions)} questions for {len(contexts)} contexts: give one context per question")
         if not questions:
             raise ValueError("predict(question=[], context=[]): nothing to answer")
+        self._check_count(len(questions), "question/context pairs")
         for i, (q, c) in enumerate(zip(questions, contexts, strict=True)):
-            _check_text(q, f"question #{i}")
-            _check_text(c, f"context #{i}")
+            _check_text(q, f"question #{i}", self.max_chars)
+            _check_text(c, f"context #{i}", self.max_chars)
+        self._check_total(sum(len(q) + len(c) for q, c in zip(questions, contexts, strict=True)))
         examples = [QAExample(str(i), "", q, c) for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
         with self._tokenizer_lock:
             features = qa_features(examples, self.tokenizer, self.max_length, self.doc_stride)
@@ -129,6 +154,17 @@ class Predictor:
             for s in (spans[ex.id] for ex in examples)
         ]
         return results[0] if single else results
+
+    def _check_count(self, count: int, what: str) -> None:
+        if count > self.max_items:
+            raise ValueError(f"predict got {count:,} {what}; the limit per call is {self.max_items:,}: split the batch")
+
+    def _check_total(self, chars: int) -> None:
+        if chars > self.max_total_chars:
+            raise ValueError(
+                f"predict got {chars:,} characters in all; the limit per call is {self.max_total_chars:,}: "
+                "split the batch"
+            )
 
     # ------------------------------------------------------------------------------------------------ running
 
@@ -175,24 +211,31 @@ def _pad(rows: list[dict], seq_len: int, pad_token_id: int):
     return ids, mask, types
 
 
-def _check_text(value, what: str) -> str:
+def _check_text(value, what: str, max_chars: int = MAX_CHARS) -> str:
     if value is None:
         raise TypeError(f"{what} is None; pass a string")
     if not isinstance(value, str):
         raise TypeError(f"{what} is a {type(value).__name__}, not a string")
+    if len(value) > max_chars:  # before anything that walks the text
+        raise ValueError(f"{what} has {len(value):,} characters; the limit is {max_chars:,}: split it")
     if not value.strip():
         raise ValueError(f"{what} is empty or only whitespace")
-    if len(value) > MAX_CHARS:
-        raise ValueError(f"{what} has {len(value):,} characters; the limit is {MAX_CHARS:,}: split it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates, e.g. from badly decoded bytes; the tokenizer rejects them
+        raise ValueError(
+            f"{what} is not valid Unicode: {exc.reason} at character {exc.start}; decode the bytes with "
+            "errors='replace'"
+        ) from None
     return value
 
 
-def _check_text_item(item, index: int) -> tuple[str, ...]:
+def _check_text_item(item, index: int, max_chars: int = MAX_CHARS) -> tuple[str, ...]:
     if isinstance(item, tuple):
         if len(item) not in (1, 2):
             raise ValueError(f"text #{index} is a tuple of {len(item)}; give one text or a (text, text) pair")
-        return tuple(_check_text(t, f"text #{index}") for t in item)
-    return (_check_text(item, f"text #{index}"),)
+        return tuple(_check_text(t, f"text #{index}", max_chars) for t in item)
+    return (_check_text(item, f"text #{index}", max_chars),)
 
 
 def load(
@@ -202,10 +245,18 @@ def load(
     max_length: int | None = None,
     verify: bool = True,
     warmup: bool = False,
+    *,
+    trust_torchscript: bool = False,
+    max_chars: int = MAX_CHARS,
+    max_items: int = MAX_ITEMS,
+    max_total_chars: int = MAX_TOTAL_CHARS,
 ) -> Predictor:
     """A ``Predictor`` over an exported folder (checked file by file against the sha256 in qla.json).
 
     ``threads``: intra-op threads (OpenVINO per model; torch process-wide). ``warmup`` compiles every graph now.
+    ``trust_torchscript``: load an ``ipex`` artifact (TorchScript, which ``torch.jit.load`` runs like code: only
+    for artifacts you built yourself; see SECURITY.md). ``max_chars`` / ``max_items`` / ``max_total_chars`` bound
+    one ``predict`` call.
     """
     from qla_sdk.backends import get_backend
     from qla_sdk.data import load_tokenizer
@@ -213,9 +264,34 @@ def load(
     if threads is not None and threads < 1:
         raise ConfigError(f"threads {threads}: must be >= 1")
     manifest = read_manifest(path, verify=verify)
-    runner = get_backend(manifest.backend).load(manifest.model_dir, manifest.data["model"], threads)
+    backend = get_backend(manifest.backend)
+    trust = {}
+    if manifest.backend == TORCHSCRIPT_BACKEND:
+        if not trust_torchscript:
+            raise CheckpointError(
+                f"{manifest.folder} is an {TORCHSCRIPT_BACKEND} artifact: TorchScript, which torch.jit.load runs like "
+                "code, so it is refused by default. Load it with trust_torchscript=True only if you built it yourself "
+                "(see SECURITY.md), or export with --backend inductor / openvino"
+            )
+        trust = {"trust_torchscript": True}
+    try:
+        runner = backend.load(manifest.model_dir, manifest.data["model"], threads, **trust)
+    except (OSError, KeyError, TypeError) as exc:  # files or entries the manifest's backend expects are not there
+        raise CheckpointError(
+            f"{manifest.folder}: its {manifest.backend} model cannot be loaded ({type(exc).__name__}: {exc}); "
+            "export the model again"
+        ) from exc
     tokenizer = load_tokenizer(manifest.tokenizer_dir)
-    predictor = Predictor(manifest, runner, tokenizer, max_batch_size, max_length)
+    predictor = Predictor(
+        manifest,
+        runner,
+        tokenizer,
+        max_batch_size,
+        max_length,
+        max_chars=max_chars,
+        max_items=max_items,
+        max_total_chars=max_total_chars,
+    )
     if warmup:
         runner.warmup()
     return predictor

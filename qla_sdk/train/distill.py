@@ -62,9 +62,10 @@ class DistillConfig:
             raise ConfigError(f"teacher_layer={self.teacher_layer}: layers are numbered from 1 (None: the last)")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ConfigError(f"temperature={self.temperature}: must be a positive number, e.g. 1.0 or 2.0")
-        for name, weight in self.weights().items():
+        for name in ("attention_weight", "value_weight", "relation_weight", "prediction_weight", "task_weight"):
+            weight = getattr(self, name)  # every field, by its own name (a recipe may switch versions later)
             if not (weight >= 0 and math.isfinite(weight)):
-                raise ConfigError(f"{name}_weight={weight}: loss weights must be finite and >= 0")
+                raise ConfigError(f"{name}={weight}: loss weights must be finite and >= 0")
         if not any(self.weights().values()):
             raise ConfigError(f"every {self.version} loss weight is 0: set at least one weight above 0")
 

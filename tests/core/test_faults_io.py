@@ -1,0 +1,169 @@
+"""A full disk, an unwritable folder or an interruption while writing: a clear ``OutputError`` naming the output,
+and the earlier output still whole. Faults are injected where the OS reports them (the write, fsync, rename), and
+once for real: a file-size limit (RLIMIT_FSIZE) makes the kernel itself refuse the write."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import qla_sdk.io as io
+from qla_sdk.io import OutputError, atomic_dir, write_json_atomic
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fail(code):
+    def raise_(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return raise_
+
+
+@pytest.fixture()
+def earlier(tmp_path):
+    """An earlier output: a JSON file and a folder of two files."""
+    write_json_atomic(tmp_path / "state.json", {"step": 1})
+    with atomic_dir(tmp_path / "art") as tmp:
+        (tmp / "a.txt").write_text("first")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.txt").write_text("second")
+    return tmp_path
+
+
+def _intact(root: Path) -> None:
+    assert json.loads((root / "state.json").read_text()) == {"step": 1}
+    assert (root / "art" / "a.txt").read_text() == "first" and (root / "art" / "sub" / "b.txt").read_text() == "second"
+    assert sorted(p.name for p in root.iterdir()) == ["art", "state.json"]  # no temp files or folders left
+
+
+@pytest.mark.parametrize("where, code", [("fsync", errno.ENOSPC), ("replace", errno.EACCES), ("mkstemp", errno.EACCES)])
+def test_json_write_fault(earlier, monkeypatch, where, code):
+    target = io.tempfile if where == "mkstemp" else io.os
+    monkeypatch.setattr(target, where, _fail(code))
+    with pytest.raises(OutputError, match=f"cannot write {earlier / 'state.json'}: {os.strerror(code)}") as err:
+        write_json_atomic(earlier / "state.json", {"step": 2})
+    assert "writable folder with free space" in str(err.value) and isinstance(err.value, OSError)
+    monkeypatch.undo()
+    _intact(earlier)
+
+
+def test_unserialisable_json_leaves_the_earlier_file(earlier):
+    with pytest.raises(TypeError):
+        write_json_atomic(earlier / "state.json", {"step": object()})
+    _intact(earlier)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_folder_write_fault_inside(earlier, code):
+    with pytest.raises(OutputError, match=f"cannot write {earlier / 'art'}: {os.strerror(code)}"):
+        with atomic_dir(earlier / "art") as tmp:
+            (tmp / "a.txt").write_text("new")
+            _fail(code)()
+    _intact(earlier)
+
+
+def test_nested_fault_names_the_outer_output(earlier):
+    with pytest.raises(OutputError) as err:
+        with atomic_dir(earlier / "art") as tmp:
+            with atomic_dir(tmp / "inner"):
+                _fail(errno.ENOSPC)()
+    assert str(err.value) == f"cannot write {earlier / 'art'}: No space left on device. Choose a writable folder " + (
+        "with free space"
+    )
+    _intact(earlier)
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_folder_write(earlier, interruption):
+    with pytest.raises(interruption):
+        with atomic_dir(earlier / "art") as tmp:
+            (tmp / "a.txt").write_text("new")
+            raise interruption
+    _intact(earlier)
+
+
+@pytest.mark.parametrize("failing", ["move aside", "move in"])
+def test_failed_rename_keeps_the_earlier_folder(earlier, monkeypatch, failing):
+    real = os.replace
+
+    def replace(src, dst):
+        if (failing == "move aside" and Path(src) == earlier / "art") or (
+            failing == "move in" and str(src).endswith(".partial")
+        ):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", replace)
+    with pytest.raises(OutputError, match="Permission denied"):
+        with atomic_dir(earlier / "art") as tmp:
+            (tmp / "a.txt").write_text("new")
+    monkeypatch.undo()
+    _intact(earlier)
+
+
+def test_folder_left_by_an_earlier_crash_does_not_block(earlier):
+    stale = earlier / f".art.old-{os.getpid()}"  # a run killed between its two renames, same pid (containers)
+    stale.mkdir()
+    (stale / "x").write_text("x")
+    with atomic_dir(earlier / "art") as tmp:
+        (tmp / "a.txt").write_text("new")
+    assert (earlier / "art" / "a.txt").read_text() == "new" and (stale / "x").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into 0o500 folders; the fault tests above simulate EACCES")
+def test_read_only_folder(earlier):
+    earlier.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="Permission denied"):
+            write_json_atomic(earlier / "state.json", {"step": 2})
+        with pytest.raises(OutputError, match="Permission denied"):
+            with atomic_dir(earlier / "art") as tmp:
+                (tmp / "a.txt").write_text("new")
+    finally:
+        earlier.chmod(0o700)
+    _intact(earlier)
+
+
+def test_the_kernel_refusing_a_write(earlier):
+    """A real failed write: RLIMIT_FSIZE makes write(2) fail with EFBIG, as a full disk fails with ENOSPC."""
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        from pathlib import Path
+        from qla_sdk.io import OutputError, atomic_dir, write_bytes_atomic
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get the error instead of the signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        root, failures = Path({str(earlier)!r}), []
+        try:
+            write_bytes_atomic(root / "state.json", b"x" * 100_000)
+        except OutputError as exc:
+            failures.append(str(exc))
+        try:
+            with atomic_dir(root / "art") as tmp:
+                (tmp / "a.txt").write_bytes(b"y" * 100_000)
+        except OutputError as exc:
+            failures.append(str(exc))
+        print("\\n".join(failures))
+        """
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    lines = child.stdout.splitlines()
+    assert lines == [
+        f"cannot write {earlier / 'state.json'}: File too large. Choose a writable folder with free space",
+        f"cannot write {earlier / 'art'}: File too large. Choose a writable folder with free space",
+    ]
+    _intact(earlier)
