@@ -7,11 +7,11 @@ Runs on several processes too: ``accelerate launch --num_processes 2 --cpu -m ql
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
-TASK_CHOICES = ("question-answering", "text-classification")
-DEFAULT_MAX_LENGTH = {"question-answering": 384, "text-classification": 128}
+from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH, TaskData
+
+TASK_CHOICES = tuple(DEFAULT_MAX_LENGTH)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,38 +73,22 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-batch-size", type=int, default=64)
 
 
-@dataclass
-class TaskData:
-    train_features: object
-    eval_features: object
-    eval_examples: list | None  # QA examples, for span decoding and SQuAD scores
-    max_length: int
-
-
 def load_task_data(args: argparse.Namespace, tokenizer, task: str, label_names: list[str] | None) -> TaskData:
-    """Features of ``--train`` (with labels) and ``--eval``; classification label ids follow ``label_names``
-    (the model's labels) so they mean what the model's outputs mean."""
-    from qla_sdk.data import classification_features, load_classification, load_squad, qa_features
+    """``qla_sdk.data.task_data.load_task_data`` with the flags of ``add_data_arguments``."""
+    from qla_sdk.data.task_data import load_task_data as load
 
-    max_length = args.max_length or DEFAULT_MAX_LENGTH[task]
-    if max_length < 8:
-        raise ValueError(f"--max-length {max_length}: must be >= 8")
     if args.eval_batch_size < 1:
         raise ValueError(f"--eval-batch-size {args.eval_batch_size}: must be >= 1")
-    if task == "question-answering":
-        eval_examples = load_squad(args.eval, split="validation")
-        train = qa_features(load_squad(args.train, split="train"), tokenizer, max_length, args.doc_stride, True)
-        evaluation = qa_features(eval_examples, tokenizer, max_length, args.doc_stride)
-        return TaskData(train, evaluation, eval_examples, max_length)
-    train_data = load_classification(args.train, "train", args.text_columns, args.label_column, label_names=label_names)
-    eval_data = load_classification(
-        args.eval, "validation", args.text_columns, args.label_column, label_names=train_data.label_names
-    )
-    return TaskData(
-        classification_features(train_data, tokenizer, max_length),
-        classification_features(eval_data, tokenizer, max_length),
-        None,
-        max_length,
+    return load(
+        args.train,
+        args.eval,
+        tokenizer,
+        task,
+        label_names,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+        max_length=args.max_length,
+        doc_stride=args.doc_stride,
     )
 
 

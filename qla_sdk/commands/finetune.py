@@ -8,11 +8,11 @@ starts CPU processes; accelerate's ``--cpu`` flag starts only one unless MPI is 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-TASK_CHOICES = ("question-answering", "text-classification")
-DEFAULT_MAX_LENGTH = {"question-answering": 384, "text-classification": 128}
+from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH
+
+TASK_CHOICES = tuple(DEFAULT_MAX_LENGTH)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,43 +47,40 @@ def run(args: argparse.Namespace) -> int:
 
 def finetune(args: argparse.Namespace):
     """Load, train, evaluate, write; returns (TrainResult, metrics dict)."""
-    from qla_sdk.data import batches, load_tokenizer
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.data.task_data import load_task_data
     from qla_sdk.io import write_json_atomic
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.train import config_from_args, evaluate, task_loss_fn, train
+    from qla_sdk.train import config_from_args
+    from qla_sdk.train.finetune import finetune as train_finetune
 
-    max_length = args.max_length or DEFAULT_MAX_LENGTH[args.task]
-    if max_length < 8:
-        raise ValueError(f"--max-length {max_length}: must be >= 8")
     if args.eval_batch_size < 1:
         raise ValueError(f"--eval-batch-size {args.eval_batch_size}: must be >= 1")
     config = config_from_args(args, output_dir=args.output)
     tokenizer = load_tokenizer(args.model)
-    if args.task == "text-classification":
-        train_features, eval_features, eval_examples, labels = _classification(args, tokenizer, max_length)
-        model = from_pretrained(args.model, task=args.task, labels=labels)
-    else:
-        train_features, eval_features, eval_examples = _question_answering(args, tokenizer, max_length)
-        model = from_pretrained(args.model, task=args.task)
-
-    def train_batches(epoch: int):
-        return batches(
-            train_features, config.batch_size, shuffle=True, seed=config.seed, epoch=epoch, sort_by_length=True
-        )
-
-    def eval_fn(trained) -> dict:
-        return evaluate(trained, eval_features, args.task, examples=eval_examples, batch_size=args.eval_batch_size)
-
-    result = train(
-        model,
-        train_batches,
-        task_loss_fn(args.task),
-        config,
-        steps_per_epoch=math.ceil(len(train_features) / config.batch_size),
-        eval_fn=eval_fn,
-        tokenizer=tokenizer,
-        extra_metadata={"max_length": max_length},
+    data = load_task_data(
+        args.train,
+        args.eval,
+        tokenizer,
+        args.task,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+        max_length=args.max_length,
+        doc_stride=args.doc_stride,
     )
+    model = from_pretrained(args.model, task=args.task, labels=data.label_names)
+    result = train_finetune(
+        model,
+        data.train_features,
+        data.eval_features,
+        args.task,
+        config,
+        eval_examples=data.eval_examples,
+        tokenizer=tokenizer,
+        eval_batch_size=args.eval_batch_size,
+        extra_metadata={"max_length": data.max_length},
+    )
+    train_features, eval_features, max_length = data.train_features, data.eval_features, data.max_length
     eval_metrics = {k: v for k, v in result.metrics.items() if k != "train_loss"}
     metrics = {
         "task": args.task,
@@ -103,25 +100,3 @@ def finetune(args: argparse.Namespace):
     if result.is_main_process:
         write_json_atomic(Path(args.output) / "metrics.json", metrics)
     return result, metrics
-
-
-def _classification(args, tokenizer, max_length: int):
-    from qla_sdk.data import classification_features, load_classification
-
-    train_data = load_classification(args.train, "train", args.text_columns, args.label_column)
-    eval_data = load_classification(
-        args.eval, "validation", args.text_columns, args.label_column, label_names=train_data.label_names
-    )
-    train_features = classification_features(train_data, tokenizer, max_length)
-    eval_features = classification_features(eval_data, tokenizer, max_length)
-    return train_features, eval_features, None, list(train_data.label_names)
-
-
-def _question_answering(args, tokenizer, max_length: int):
-    from qla_sdk.data import load_squad, qa_features
-
-    train_examples = load_squad(args.train, split="train")
-    eval_examples = load_squad(args.eval, split="validation")
-    train_features = qa_features(train_examples, tokenizer, max_length, args.doc_stride, training=True)
-    eval_features = qa_features(eval_examples, tokenizer, max_length, args.doc_stride)
-    return train_features, eval_features, eval_examples

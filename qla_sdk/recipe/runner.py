@@ -4,6 +4,10 @@ A stage is finished when ``<out>/<stage>/done.json`` exists and records the same
 options changed runs again, and so does every stage after it. A folder without a marker means the stage was
 interrupted: it runs again with ``resume=True`` so long stages (training, search) continue from their last
 checkpoint. ``from_stage`` redoes that stage and the ones after it.
+
+Under several processes (``torchrun``, ``accelerate launch``) every process calls ``run_stages``: stages marked
+``all_processes`` (training) run everywhere; the others run on the main process while the rest wait at
+``barrier`` and read the outputs from the marker the main process wrote.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class Stage:
     name: str
     run: Callable[[Path, dict, bool], dict]  # (stage folder, outputs of earlier stages, resume) -> outputs
     options: object = None  # hashed: a change re-runs this stage and the later ones
+    all_processes: bool = False  # True for training stages (DDP); others run on the main process only
 
 
 def options_hash(options: object) -> str:
@@ -47,6 +52,8 @@ def run_stages(
     out_dir: str | Path,
     from_stage: str | None = None,
     log: Callable[[str], None] = print,
+    is_main: bool = True,
+    barrier: Callable[[], None] | None = None,
 ) -> dict[str, dict]:
     """Run ``stages``; return each stage's outputs (read back from markers for skipped ones)."""
     names = [s.name for s in stages]
@@ -54,28 +61,35 @@ def run_stages(
         raise ConfigError(f"--from {from_stage!r} is not a stage; stages: {', '.join(names)}")
     out_dir = Path(out_dir)
     outputs: dict[str, dict] = {}
+    wait = barrier or (lambda: None)
     redo = False
     for stage in stages:
         folder = out_dir / stage.name
         digest = options_hash(stage.options)
         marker = read_marker(folder)
+        wait()  # every process has read the marker before the main process changes the folder
         redo = redo or stage.name == from_stage
         if marker and not redo and marker.get("options_hash") == digest:
-            log(f"[{stage.name}] done earlier, skipped ({folder})")
+            if is_main:
+                log(f"[{stage.name}] done earlier, skipped ({folder})")
             outputs[stage.name] = marker["outputs"]
             continue
-        if marker and not redo:
+        if marker and not redo and is_main:
             log(f"[{stage.name}] options changed since it ran: running it and the later stages again")
         redo = redo or marker is not None
         resume = folder.exists() and marker is None and not (stage.name == from_stage)
-        if folder.exists() and not resume:
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        log(f"[{stage.name}] {'resuming' if resume else 'running'} -> {folder}")
+        if is_main:
+            if folder.exists() and not resume:
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            log(f"[{stage.name}] {'resuming' if resume else 'running'} -> {folder}")
+        wait()
         start = time.perf_counter()
-        result = stage.run(folder, outputs, resume)
+        result = stage.run(folder, outputs, resume) if is_main or stage.all_processes else None
         seconds = time.perf_counter() - start
-        write_json_atomic(folder / MARKER, {"options_hash": digest, "outputs": result, "seconds": seconds})
-        outputs[stage.name] = result
-        log(f"[{stage.name}] finished in {seconds:.0f} s")
+        if is_main:
+            write_json_atomic(folder / MARKER, {"options_hash": digest, "outputs": result, "seconds": seconds})
+            log(f"[{stage.name}] finished in {seconds:.0f} s")
+        wait()
+        outputs[stage.name] = result if is_main else read_marker(folder)["outputs"]
     return outputs

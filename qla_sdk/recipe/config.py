@@ -1,0 +1,265 @@
+"""The recipe file: the task, the data, the teacher, the student, and each stage's options side by side.
+
+Every section is a small dataclass; stage sections hold the library's own configs (``DistillConfig``,
+``LatConfig``, ``SearchConfig``, ``QuantConfig``) next to a ``train`` section (``TrainConfig`` without its output
+folder, which the recipe gives each stage). ``load_recipe`` validates the whole file with
+``qla_sdk.config.from_dict`` before any work starts: an unknown key or a bad value raises ``ConfigError`` naming
+it (``recipe.yaml.distill.minilm: unknown key 'versoin'; did you mean 'version'?``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from qla_sdk.config import from_dict, load_yaml
+from qla_sdk.errors import ConfigError
+from qla_sdk.quantize.config import QuantConfig
+from qla_sdk.search.evolution import SearchConfig
+from qla_sdk.train.config import TrainConfig
+from qla_sdk.train.distill import DistillConfig
+from qla_sdk.train.length_drop import LatConfig
+
+PRETRAINED_MINILM = "pretrained:minilm"  # the verified MiniLM-L6-H384 shipped with the SDK (qla_sdk.pretrained)
+_DATA_SUFFIXES = (".json", ".jsonl", ".tsv", ".csv", ".txt")
+
+
+@dataclass
+class TrainSection:
+    """``TrainConfig`` minus ``output_dir``/``resume``/``progress`` (the recipe sets those per stage)."""
+
+    epochs: int = 3
+    max_steps: int | None = None
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    seed: int = 42
+    bf16: bool | None = None
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 20
+    max_grad_norm: float = 1.0
+    find_unused_parameters: bool = False
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.eval_batch_size < 1:
+            raise ConfigError(f"eval_batch_size={self.eval_batch_size}: must be >= 1")
+        self.to_train_config(".")  # TrainConfig checks every other value
+
+    def to_train_config(self, output_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainConfig:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "eval_batch_size"}
+        return TrainConfig(output_dir=output_dir, resume=resume, progress=progress, **values)
+
+
+@dataclass
+class DataSection:
+    """Files, folders (GLUE-style, ``dev.tsv`` for eval) or ``datasets`` names; relative paths are read from the
+    recipe file's folder first, then from the working directory."""
+
+    train: str
+    eval: str
+    text_columns: list[str] | None = None
+    label_column: str = "label"
+    max_length: int | None = None  # default 384 for QA, 128 for classification
+    doc_stride: int = 128
+
+    def __post_init__(self) -> None:
+        if self.max_length is not None and self.max_length < 8:
+            raise ConfigError(f"max_length={self.max_length}: must be >= 8")
+        if self.text_columns is not None and not 1 <= len(self.text_columns) <= 2:
+            raise ConfigError(f"text_columns={self.text_columns}: give one column, or two for sentence pairs")
+
+
+@dataclass
+class TeacherSection:
+    """``model``: a checkpoint folder, a hub id, or ``pretrained:minilm``. ``finetune``: how to fine-tune it on the
+    task first; null when it is fine-tuned already (the stage then only scores it)."""
+
+    model: str
+    tokenizer: str | None = None  # default: the model's folder
+    finetune: TrainSection | None = field(default_factory=TrainSection)
+
+
+@dataclass
+class StudentSection:
+    """Exactly one of: ``init_layers`` (teacher embeddings + these 0-based layers + head), ``shape``
+    (``layers=4,hidden=256,heads=4``, random) or ``checkpoint`` (a pretrained student such as MiniLM)."""
+
+    init_layers: list[int] | None = None
+    shape: str | None = None
+    checkpoint: str | None = None
+    assistant: bool = False  # distil through a teacher assistant (teacher depth, student width)
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("init_layers", "shape", "checkpoint") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(
+                f"give exactly one of init_layers, shape, checkpoint (got {', '.join(given) or 'none'}), "
+                "e.g. init_layers: [0, 2, 4]"
+            )
+        if self.shape is not None:
+            from qla_sdk.train.student import StudentShape
+
+            StudentShape.parse(self.shape)
+        if self.init_layers is not None and (not self.init_layers or min(self.init_layers) < 0):
+            raise ConfigError(f"init_layers={self.init_layers}: give 0-based teacher layers, e.g. [0, 2, 4]")
+
+
+@dataclass
+class DistillSection:
+    minilm: DistillConfig = field(default_factory=DistillConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+
+
+@dataclass
+class LatSection:
+    length_adaptive: LatConfig = field(default_factory=LatConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    use_teacher: bool = True  # the full model also distils from the fine-tuned teacher (teacher_weight)
+
+
+@dataclass
+class SearchSection:
+    """``evolution``: the evolutionary search itself. Budgets are absolute (``1.2G``, ``8``) or a share of the
+    full model (``55%``); without one the best gene is the most accurate on the front. ``subset``: score genes on
+    this many dev examples (a fixed random subset); the chosen gene is then scored on the whole dev set."""
+
+    evolution: SearchConfig = field(default_factory=SearchConfig)
+    metric: str | None = None  # accuracy|f1 (classification), f1|exact_match (QA)
+    subset: int | None = None
+    subset_seed: int = 0
+    max_macs: str | float | None = None
+    min_macs: str | float | None = None
+    max_latency_ms: str | float | None = None
+    min_latency_ms: str | float | None = None
+    measure_latency: bool = False
+    ratio: bool = False
+    ratio_steps: int = 100
+    batch_size: int = 64
+    latency_runs: int = 20
+    latency_warmup: int = 5
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from qla_sdk.search.job import parse_amount
+
+        for name, unit in (("max_macs", "MACs"), ("min_macs", "MACs"), ("max_latency_ms", "ms")):
+            parse_amount(None if getattr(self, name) is None else str(getattr(self, name)), 1.0, unit)
+        parse_amount(None if self.min_latency_ms is None else str(self.min_latency_ms), 1.0, "ms")
+        macs = self.max_macs is not None or self.min_macs is not None
+        latency = self.max_latency_ms is not None or self.min_latency_ms is not None
+        if macs and latency:
+            raise ConfigError("give a MACs budget or a latency budget, not both: the front has one cost axis")
+        if self.subset is not None and self.subset < 1:
+            raise ConfigError(f"subset={self.subset}: give a number of dev examples >= 1, or null for all")
+        for name in ("ratio_steps", "batch_size", "latency_runs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+
+
+@dataclass
+class BenchmarkSection:
+    """Batch-1 latency of the teacher (FP32 eager) and the final artifact, back to back, at ``seq_len`` (default:
+    the data's max_length)."""
+
+    runs: int = 50
+    warmup: int = 10
+    threads: int | None = None
+    seq_len: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.warmup < 0:
+            raise ConfigError(f"runs={self.runs}, warmup={self.warmup}: need runs >= 1 and warmup >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads}: must be >= 1, or null for torch's default")
+
+
+@dataclass
+class RecipeConfig:
+    task: Literal["question-answering", "text-classification"]
+    data: DataSection
+    teacher: TeacherSection
+    student: StudentSection
+    distill: DistillSection = field(default_factory=DistillSection)
+    lat: LatSection = field(default_factory=LatSection)
+    search: SearchSection = field(default_factory=SearchSection)
+    quantize: QuantConfig = field(default_factory=QuantConfig)
+    benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
+    name: str = "recipe"
+
+    def __post_init__(self) -> None:
+        from qla_sdk.search.job import METRICS
+
+        if self.search.metric is not None and self.search.metric not in METRICS[self.task]:
+            raise ConfigError(
+                f"search.metric={self.search.metric!r} is not a {self.task} metric; choose one of "
+                f"{', '.join(METRICS[self.task])}"
+            )
+
+    @property
+    def max_length(self) -> int:
+        return self.data.max_length or (384 if self.task == "question-answering" else 128)
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
+    """Read and validate a recipe file; ``overrides`` are ``section.key=value`` (value read as YAML), e.g.
+    ``data.train=/data/SST-2`` or ``lat.train.epochs=1``. Relative paths are resolved (see ``DataSection``)."""
+    path = Path(path)
+    data = load_yaml(path)
+    for item in overrides:
+        apply_override(data, item)
+    recipe = from_dict(RecipeConfig, data, where=path.name)
+    return resolve_paths(recipe, path.parent)
+
+
+def apply_override(data: dict, item: str) -> None:
+    import yaml
+
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: write section.key=value, e.g. data.train=/data/SST-2")
+    *parents, last = key.strip().split(".")
+    node = data
+    for name in parents:
+        child = node.setdefault(name, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: {name!r} holds a value, not a section")
+        node = child
+    try:
+        node[last] = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+
+
+def resolve_paths(recipe: RecipeConfig, base: Path) -> RecipeConfig:
+    """Relative paths that exist beside the recipe file point there; ``pretrained:minilm`` to the shipped model.
+    A local-looking path that exists nowhere is an error now, not after an hour of training."""
+
+    def resolve(value: str | None, key: str) -> str | None:
+        if value is None:
+            return None
+        if value == PRETRAINED_MINILM:
+            from qla_sdk.pretrained import minilm_path
+
+            return str(minilm_path())
+        candidate = Path(value).expanduser()
+        if not candidate.is_absolute() and (base / candidate).exists():
+            return str((base / candidate).resolve())
+        if candidate.exists():
+            return str(candidate.resolve())
+        if candidate.suffix in _DATA_SUFFIXES or value.startswith((".", "/", "~")) or value.count("/") > 1:
+            raise ConfigError(f"{key}: {value!r} does not exist (relative paths are read from {base} or the cwd)")
+        return value  # a hub id or a datasets name
+
+    recipe.data.train = resolve(recipe.data.train, "data.train")
+    recipe.data.eval = resolve(recipe.data.eval, "data.eval")
+    recipe.teacher.model = resolve(recipe.teacher.model, "teacher.model")
+    recipe.teacher.tokenizer = resolve(recipe.teacher.tokenizer, "teacher.tokenizer")
+    recipe.student.checkpoint = resolve(recipe.student.checkpoint, "student.checkpoint")
+    return recipe

@@ -1,0 +1,164 @@
+"""The benchmark stage: batch-1 latency, MACs, size and dev metric of every model the recipe produced.
+
+The teacher (FP32, eager PyTorch, full length) and the final artifact (its own backend, through the deployed
+``Predictor``'s runner) are timed back to back on the same padded dev input, same process, same threads; then the
+intermediate students (eager FP32). The final artifact's dev metric is measured through ``qla_sdk.load(...)
+.predict`` on the whole dev set, as a user would see it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from qla_sdk.recipe.config import RecipeConfig
+
+PRIMARY_METRIC = {"text-classification": "accuracy", "question-answering": "f1"}
+
+
+def benchmark_input(features, seq_len: int, pad_token_id: int) -> tuple[torch.Tensor, ...]:
+    """One dev row of median real length, padded to ``seq_len``: what a fixed-shape deployed graph sees."""
+    from qla_sdk.backends import pad_rows
+
+    lengths = list(features.lengths)
+    median = sorted(range(len(lengths)), key=lambda i: lengths[i])[len(lengths) // 2]
+    return pad_rows([features.row(median)], seq_len, pad_token_id, batch_size=1)[0]
+
+
+def artifact_metric(predictor, recipe: RecipeConfig) -> float:
+    """The task's primary metric of an exported model on the whole dev set, through ``Predictor.predict``."""
+    from qla_sdk.data import accuracy, load_classification, load_squad, squad_scores
+
+    d = recipe.data
+    if recipe.task == "question-answering":
+        examples = load_squad(d.eval, "validation")
+        answers = predictor.predict(question=[e.question for e in examples], context=[e.context for e in examples])
+        return squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)["f1"]
+    data = load_classification(d.eval, "validation", d.text_columns, d.label_column, label_names=predictor.labels)
+    predicted = predictor.predict([t if len(t) == 2 else t[0] for t in data.texts])
+    index = {name: i for i, name in enumerate(predictor.labels or [])}
+    return accuracy([index.get(p["label"], -1) for p in predicted], data.labels)
+
+
+def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, folder: Path, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    from qla_sdk.bench.machine import machine_info
+    from qla_sdk.bench.timing import measure_latency
+    from qla_sdk.deploy import load
+    from qla_sdk.modeling import count_macs, from_pretrained
+    from qla_sdk.recipe.stages import checkpoint_bytes, folder_bytes, model_labels
+
+    b, task = recipe.benchmark, recipe.task
+    seq_len = b.seq_len or recipe.max_length
+    threads_before = torch.get_num_threads()
+    if b.threads:
+        torch.set_num_threads(b.threads)
+    try:
+        teacher = from_pretrained(earlier["teacher"]["model"], task=task).eval()
+        data = load_data(tuple(model_labels(teacher) or ()) or None)
+        inputs = benchmark_input(data.eval_features, seq_len, tokenizer.pad_token_id or 0)
+        artifact = earlier["export"]["artifact"]
+        predictor = load(artifact, threads=b.threads)
+        arrays = [t.numpy() for t in inputs]
+        distilled = from_pretrained(earlier["distill"]["model"], task=task).eval()
+        searched = from_pretrained(earlier["search"]["model"], task=task).eval()
+        searched_lc = searched.length_config
+
+        def eager(model, length_config=None):
+            def run():
+                with torch.inference_mode():
+                    return model(*inputs, length_config=length_config)
+
+            return run
+
+        # The teacher and the final artifact first, back to back: the headline speed-up compares these two.
+        timed = [
+            ("teacher", eager(teacher)),
+            ("final", lambda: predictor.runner.run(*arrays)),
+            ("distill", eager(distilled)),
+            ("search", eager(searched, searched_lc)),
+        ]
+        latency = {}
+        for name, fn in tqdm(timed, desc="benchmark (batch 1)", unit="model", disable=not progress):
+            latency[name] = measure_latency(fn, runs=b.runs, warmup=b.warmup).to_dict()
+        final_metric = artifact_metric(predictor, recipe)
+    finally:
+        torch.set_num_threads(threads_before)
+
+    metric = PRIMARY_METRIC[task]
+
+    def macs(model, length_config=None) -> int:
+        return count_macs(model.config, seq_len, length_config, task=task)
+
+    rows = [
+        _row(
+            "teacher",
+            "teacher (fine-tuned, FP32 eager)",
+            earlier["teacher"]["dev"][metric],
+            macs(teacher),
+            latency["teacher"],
+            checkpoint_bytes(earlier["teacher"]["model"]),
+            teacher.num_layers,
+            None,
+        ),
+        _row(
+            "distill",
+            "distilled student (FP32 eager)",
+            earlier["distill"]["dev"][metric],
+            macs(distilled),
+            latency["distill"],
+            checkpoint_bytes(earlier["distill"]["model"]),
+            distilled.num_layers,
+            None,
+        ),
+        _row(
+            "search",
+            "length-adaptive student, searched lengths (FP32 eager)",
+            earlier["search"]["dev"][metric],
+            macs(searched, searched_lc),
+            latency["search"],
+            checkpoint_bytes(earlier["search"]["model"]),
+            searched.num_layers,
+            searched_lc.to_dict(),
+        ),
+        _row(
+            "final",
+            f"final artifact ({predictor.manifest.backend}, {predictor.manifest.data.get('precision')})",
+            final_metric,
+            macs(searched, searched_lc),
+            latency["final"],
+            folder_bytes(Path(artifact) / "model"),
+            searched.num_layers,
+            searched_lc.to_dict(),
+        ),
+    ]
+    return {
+        "metric": metric,
+        "seq_len": seq_len,
+        "batch_size": 1,
+        "input_real_tokens": int(inputs[1].sum()),
+        "threads": b.threads or threads_before,
+        "runs": b.runs,
+        "warmup": b.warmup,
+        "rows": rows,
+        "machine": machine_info(),
+    }
+
+
+def _row(stage, what, metric, macs, latency, size, layers, length_config) -> dict:
+    return {
+        "stage": stage,
+        "model": what,
+        "dev_metric": float(metric),
+        "macs": int(macs),
+        "latency_ms": round(float(latency["p50_ms"]), 4),
+        "latency": latency,
+        "size_bytes": int(size),
+        "layers": layers,
+        "length_config": length_config,
+    }
+
+
+__all__ = ["artifact_metric", "benchmark_input", "benchmark_models"]

@@ -1,0 +1,166 @@
+"""The report stage: ``report.json``, ``report.md`` and PNG charts (per-stage metric/latency/size against the teacher,
+and the search's Pareto front), with the final artifact's path and how to load it."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+from qla_sdk.recipe.config import RecipeConfig
+
+
+def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Path) -> dict:
+    from qla_sdk.bench.report import markdown_table
+    from qla_sdk.config import to_dict
+    from qla_sdk.io import write_bytes_atomic, write_json_atomic
+    from qla_sdk.recipe.runner import read_marker
+
+    bench = earlier["benchmark"]
+    rows = {r["stage"]: r for r in bench["rows"]}
+    teacher, final = rows["teacher"], rows["final"]
+    stage_seconds = {}
+    for name in earlier:
+        marker = read_marker(out_dir / name)
+        stage_seconds[name] = round(float(marker["seconds"]), 1) if marker else None
+    artifact = earlier["export"]["artifact"]
+    metric = bench["metric"]
+    report = {
+        "recipe": recipe.name,
+        "task": recipe.task,
+        "metric": metric,
+        "teacher_dev_acc": teacher["dev_metric"],
+        "final_dev_acc": final["dev_metric"],
+        "dev_acc_drop_points": _points(teacher["dev_metric"] - final["dev_metric"], metric),
+        "teacher_latency_ms": teacher["latency_ms"],
+        "final_latency_ms": final["latency_ms"],
+        "speedup": round(teacher["latency_ms"] / final["latency_ms"], 2) if final["latency_ms"] else None,
+        "final_backend": earlier["export"]["backend"],
+        "length_config": earlier["search"]["length_config"],
+        "latency_batch_size": 1,
+        "latency_seq_len": bench["seq_len"],
+        "artifact": artifact,
+        "load": f"import qla_sdk; qla_sdk.load({artifact!r}).predict([...])",
+        "stages": bench["rows"],
+        "stage_seconds": stage_seconds,
+        "wall_time_s": round(sum(s for s in stage_seconds.values() if s), 1),
+        "search": {k: earlier["search"][k] for k in ("metric", "search_metric", "dev_rows_scored", "scored")},
+        "training": {
+            name: {k: earlier[name].get(k) for k in ("steps", "train_wall_time_s", "samples_per_s", "bf16")}
+            for name in ("teacher", "distill", "lat")
+            if name in earlier
+        },
+        "machine": bench["machine"],
+        "config": to_dict(recipe),
+    }
+    charts = _write_charts(bench["rows"], metric, folder)
+    pareto = Path(earlier["search"]["plot"])
+    if pareto.is_file():
+        shutil.copyfile(pareto, folder / "pareto.png")
+        charts.append(folder / "pareto.png")
+    report["charts"] = [str(p) for p in charts]
+
+    table = markdown_table(
+        ["stage", "model", metric, "GMACs", "latency ms (b=1)", "speed-up", "size MB"],
+        [
+            [
+                r["stage"],
+                r["model"],
+                f"{_shown(r['dev_metric'], metric)}",
+                f"{r['macs'] / 1e9:.3f}",
+                f"{r['latency_ms']:.3f}",
+                f"{teacher['latency_ms'] / r['latency_ms']:.2f}x",
+                f"{r['size_bytes'] / 1e6:.1f}",
+            ]
+            for r in bench["rows"]
+        ],
+    )
+    markdown = f"""# QuaLA recipe report: {recipe.name}
+
+Task {recipe.task}; dev {metric} on the whole dev set; latency at batch 1, sequence length {bench["seq_len"]}
+(one dev input of median length, padded), {bench["threads"]} threads, median of {bench["runs"]} runs, measured back to
+back in one process on {bench["machine"].get("cpu_model", "this CPU")}.
+
+{table}
+
+- Teacher {_shown(teacher["dev_metric"], metric)} -> final {_shown(final["dev_metric"], metric)} \
+({report["dev_acc_drop_points"]:+.2f} points lost), {report["speedup"]}x faster than the teacher at batch 1.
+- Length config (tokens kept after each layer): `{report["length_config"]}`.
+- Final artifact ({report["final_backend"]}): `{artifact}`
+
+```python
+import qla_sdk
+model = qla_sdk.load("{artifact}")
+print(model.predict({_example_call(recipe, earlier)}))
+```
+
+Charts: {", ".join(Path(c).name for c in charts)}. Wall time {report["wall_time_s"]:.0f} s; per stage (s):
+{stage_seconds}.
+"""
+    write_json_atomic(folder / "report.json", report)
+    write_bytes_atomic(folder / "report.md", markdown.encode())
+    return {
+        k: report[k]
+        for k in (
+            "teacher_dev_acc",
+            "final_dev_acc",
+            "teacher_latency_ms",
+            "final_latency_ms",
+            "final_backend",
+            "length_config",
+            "speedup",
+            "artifact",
+        )
+    } | {
+        "report_json": str(folder / "report.json"),
+        "report_md": str(folder / "report.md"),
+    }
+
+
+def _points(delta: float, metric: str) -> float:
+    return round(delta * 100 if metric == "accuracy" else delta, 2)
+
+
+def _shown(value: float, metric: str) -> str:
+    return f"{value * 100:.2f}%" if metric == "accuracy" else f"{value:.2f}"
+
+
+def _example_call(recipe: RecipeConfig, earlier: dict) -> str:
+    sample = earlier["export"]["sample_inputs"][0]
+    if recipe.task == "question-answering":
+        return f"question={sample[0]!r}, context={sample[1][:60]!r}"
+    return repr([sample[0] if len(sample) == 1 else tuple(sample)])
+
+
+def _write_charts(rows: list[dict], metric: str, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qla_sdk.io import write_bytes_atomic
+
+    names = [r["stage"] for r in rows]
+    panels = [
+        (f"dev {metric}", [r["dev_metric"] * (100 if metric == "accuracy" else 1) for r in rows]),
+        ("latency ms (batch 1)", [r["latency_ms"] for r in rows]),
+        ("GMACs", [r["macs"] / 1e9 for r in rows]),
+        ("size MB", [r["size_bytes"] / 1e6 for r in rows]),
+    ]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
+    for ax, (title, values) in zip(axes, panels, strict=True):
+        bars = ax.bar(names, values, color=["#888888", "#4c72b0", "#55a868", "#c44e52"][: len(values)])
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelrotation=20)
+        if title.startswith("dev"):
+            low = min(values)
+            ax.set_ylim(max(0.0, low - 0.1 * abs(low) - 1), max(values) * 1.02 + 0.5)
+    figure.suptitle("QuaLA recipe: each stage against the teacher")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    path = folder / "stages.png"
+    write_bytes_atomic(path, buffer.getvalue())
+    return [path]

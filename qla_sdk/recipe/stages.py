@@ -1,0 +1,357 @@
+"""The eight stages of the QuaLA recipe, each a function ``(folder, earlier outputs, resume) -> outputs``.
+
+Each calls the library functions its ``qla`` subcommand calls (``train.finetune``, ``train.distill.distill``,
+``train.length_drop.lat_train``, ``search.job.run_search``, ``deploy.export_model``), on data loaded once by
+``data.task_data.load_task_data``. Outputs are small JSON-ready dicts (paths and figures) that the runner keeps in
+each stage's marker, so a skipped stage hands the next one the same inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+from qla_sdk.recipe.config import RecipeConfig
+
+STAGES = ("teacher", "distill", "lat", "search", "quantize", "export", "benchmark", "report")
+TRAINING_STAGES = ("teacher", "distill", "lat")
+
+
+def model_labels(model) -> list[str] | None:
+    if model.task == "question-answering":
+        return None
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+
+def folder_bytes(path: str | Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def checkpoint_bytes(path: str | Path) -> int:
+    """Size of a checkpoint's weights (model.safetensors), what a deployment would ship."""
+    return folder_bytes(Path(path) / "model.safetensors")
+
+
+class RecipeStages:
+    """The stage functions of one recipe run, sharing its tokenizer and loaded data."""
+
+    def __init__(self, recipe: RecipeConfig, out_dir: str | Path, progress: bool = True) -> None:
+        self.recipe = recipe
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+
+    # ------------------------------------------------------------------------------------------------- shared
+
+    @functools.cached_property
+    def tokenizer_source(self) -> str:
+        return self.recipe.teacher.tokenizer or self.recipe.teacher.model
+
+    @functools.cached_property
+    def tokenizer(self):
+        from qla_sdk.data import load_tokenizer
+
+        return load_tokenizer(self.tokenizer_source)
+
+    def data(self, label_names: tuple[str, ...] | None = None):
+        """The task's features, label ids following ``label_names`` (a model's labels), loaded once per labelling."""
+        if label_names is not None and self._load(None).label_names == list(label_names):
+            return self._load(None)
+        return self._load(label_names)
+
+    @functools.cache  # noqa: B019 - one RecipeStages per run; the cache lives as long as the run
+    def _load(self, label_names: tuple[str, ...] | None):
+        from qla_sdk.data.task_data import load_task_data
+
+        d = self.recipe.data
+        return load_task_data(
+            d.train,
+            d.eval,
+            self.tokenizer,
+            self.recipe.task,
+            label_names,
+            text_columns=d.text_columns,
+            label_column=d.label_column,
+            max_length=self.recipe.max_length,
+            doc_stride=d.doc_stride,
+        )
+
+    def _train_config(self, section, folder: Path, resume: bool):
+        return section.to_train_config(folder, resume=resume, progress=self.progress)
+
+    @staticmethod
+    def _summary(result, eval_keys: dict) -> dict:
+        return {
+            "model": str(result.final_dir),
+            "dev": eval_keys,
+            "train_loss": result.metrics.get("train_loss"),
+            "steps": result.steps,
+            "train_wall_time_s": round(result.wall_time_s, 2),
+            "samples_per_s": round(result.samples_per_s, 2),
+            "bf16": result.bf16,
+            "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+        }
+
+    # ------------------------------------------------------------------------------------------------- stages
+
+    def teacher(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        """Fine-tune the teacher on the task (``qla finetune``), or score it as it is."""
+        from qla_sdk.modeling import from_pretrained
+        from qla_sdk.train import evaluate
+        from qla_sdk.train.finetune import finetune
+
+        t = self.recipe.teacher
+        if t.finetune is None:
+            model = from_pretrained(t.model, task=self.recipe.task).eval()
+            data = self.data(tuple(model_labels(model) or ()) or None)
+            dev = evaluate(model, data.eval_features, self.recipe.task, data.eval_examples)
+            return {"model": str(t.model), "dev": dev, "fine_tuned": False}
+        data = self.data()
+        model = from_pretrained(t.model, task=self.recipe.task, labels=data.label_names)
+        result = finetune(
+            model,
+            data.train_features,
+            data.eval_features,
+            self.recipe.task,
+            self._train_config(t.finetune, folder, resume),
+            eval_examples=data.eval_examples,
+            tokenizer=self.tokenizer,
+            eval_batch_size=t.finetune.eval_batch_size,
+            extra_metadata={"max_length": data.max_length},
+        )
+        dev = {k: v for k, v in result.metrics.items() if k != "train_loss"}
+        return {**self._summary(result, dev), "fine_tuned": True}
+
+    def distill(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        """MiniLM distillation of the teacher into the student (``qla distill``)."""
+        from qla_sdk.modeling import from_pretrained
+        from qla_sdk.train.distill import distill
+        from qla_sdk.train.student import (
+            StudentShape,
+            build_assistant,
+            student_from_checkpoint,
+            student_from_layers,
+            student_from_shape,
+        )
+
+        s, section = self.recipe.student, self.recipe.distill
+        teacher = from_pretrained(earlier["teacher"]["model"], task=self.recipe.task)
+        if s.init_layers is not None:
+            student = student_from_layers(teacher, s.init_layers)
+        elif s.shape is not None:
+            student = student_from_shape(teacher, StudentShape.parse(s.shape), seed=section.train.seed)
+        else:
+            student = student_from_checkpoint(s.checkpoint, teacher)
+        assistant = build_assistant(teacher, student, seed=section.train.seed) if s.assistant else None
+        data = self.data(tuple(model_labels(teacher) or ()) or None)
+        result = distill(
+            teacher,
+            student,
+            data.train_features,
+            data.eval_features,
+            self.recipe.task,
+            section.minilm,
+            self._train_config(section.train, folder, resume),
+            eval_examples=data.eval_examples,
+            assistant=assistant,
+            tokenizer=self.tokenizer,
+            eval_batch_size=section.train.eval_batch_size,
+            extra_metadata={"max_length": data.max_length, "student_init": _student_source(s)},
+        )
+        dev = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("assistant_")}
+        return {**self._summary(result, dev), "layers": student.num_layers}
+
+    def lat(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        """Length-adaptive training of the student (``qla lat-train``)."""
+        from qla_sdk.modeling import from_pretrained
+        from qla_sdk.train.length_drop import lat_train, smallest_ratios
+
+        section = self.recipe.lat
+        model = from_pretrained(earlier["distill"]["model"], task=self.recipe.task)
+        labels = model_labels(model)
+        teacher = None
+        if section.use_teacher:
+            teacher = from_pretrained(earlier["teacher"]["model"], task=self.recipe.task, labels=labels)
+        data = self.data(tuple(labels or ()) or None)
+        result = lat_train(
+            model,
+            data.train_features,
+            data.eval_features,
+            self.recipe.task,
+            section.length_adaptive,
+            self._train_config(section.train, folder, resume),
+            eval_examples=data.eval_examples,
+            teacher=teacher,
+            tokenizer=self.tokenizer,
+            eval_batch_size=section.train.eval_batch_size,
+            extra_metadata={"max_length": data.max_length},
+        )
+        full = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("smallest_")}
+        smallest = {k.removeprefix("smallest_"): v for k, v in result.metrics.items() if k.startswith("smallest_")}
+        summary = self._summary(result, full)
+        summary["smallest_dev"] = smallest
+        summary["smallest_length_config"] = str(
+            smallest_ratios(model.num_layers, section.length_adaptive.length_drop_prob)
+        )
+        return summary
+
+    def search(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        """Evolutionary search of per-layer lengths (``qla search``); the chosen gene is then scored on the whole
+        dev set, since the search may score genes on a subset."""
+        from qla_sdk.modeling import from_pretrained
+        from qla_sdk.search.job import SearchJob, run_search
+        from qla_sdk.train import evaluate
+
+        s, evo = self.recipe.search, self.recipe.search.evolution
+        model_dir = folder / "model"
+        if model_dir.exists():  # a copy written by an interrupted run; the search writes it again
+            shutil.rmtree(model_dir)
+        job = SearchJob(
+            model=earlier["lat"]["model"],
+            data=self.recipe.data.eval,
+            output=folder,
+            task=self.recipe.task,
+            tokenizer=self.tokenizer_source,
+            metric=s.metric,
+            subset=s.subset,
+            subset_seed=s.subset_seed,
+            batch_size=s.batch_size,
+            seq_len=self.recipe.max_length,
+            doc_stride=self.recipe.data.doc_stride,
+            ratio=s.ratio,
+            ratio_steps=s.ratio_steps,
+            max_macs=s.max_macs,
+            min_macs=s.min_macs,
+            max_latency_ms=s.max_latency_ms,
+            min_latency_ms=s.min_latency_ms,
+            measure_latency=s.measure_latency,
+            threads=s.threads,
+            latency_runs=s.latency_runs,
+            latency_warmup=s.latency_warmup,
+            iterations=evo.iterations,
+            mutations=evo.mutations,
+            crossovers=evo.crossovers,
+            mutation_prob=evo.mutation_prob,
+            length_drop_bound=evo.length_drop_bound,
+            constant_rate=evo.num_constant_rate,
+            min_length=evo.min_length,
+            seed=evo.seed,
+            resume=resume and (folder / "search_state.json").exists(),
+            write_to=model_dir,
+            no_progress=not self.progress,
+        )
+        report = run_search(job)
+        best = report["best"]
+        model = from_pretrained(model_dir, task=self.recipe.task).eval()
+        data = self.data(tuple(model_labels(model) or ()) or None)
+        pad_to = None if s.ratio else self.recipe.max_length
+        dev = evaluate(
+            model, data.eval_features, self.recipe.task, data.eval_examples, s.batch_size, model.length_config, pad_to
+        )
+        return {
+            "model": str(model_dir),
+            "length_config": model.length_config.to_dict(),
+            "metric": report["metric"],
+            "search_metric": best["metric"],
+            "search_full_metric": report["full"]["metric"],
+            "dev_rows_scored": report["dev_rows"],
+            "dev": dev,
+            "macs": best["macs"],
+            "macs_ratio": best["macs_ratio"],
+            "plot": str(folder / "search.png"),
+            "front": str(folder / "front.json"),
+            "scored": len(report["scored"]),
+        }
+
+    def quantize(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        """Static int8 of the searched model (``qla quantize``): calibrated on training rows, tuned until the dev
+        metric is within ``quantize.tolerance`` of fp32. FP32/BF16 backends export without calibration."""
+        from qla_sdk.commands.export import evaluator, task_rows
+        from qla_sdk.deploy import export_model
+        from qla_sdk.deploy.artifact import read_manifest
+        from qla_sdk.modeling import from_pretrained
+
+        config, d = self.recipe.quantize, self.recipe.data
+        model = from_pretrained(earlier["search"]["model"], task=self.recipe.task).eval()
+        calibration, evaluate = [], None
+        if config.is_int8:
+            calibration = task_rows(
+                self.recipe.task,
+                d.train,
+                "train",
+                self.tokenizer,
+                self.recipe.max_length,
+                d.doc_stride,
+                config.calibration_samples,
+            )[0]
+            evaluate = evaluator(model, d.eval, self.tokenizer, self.recipe.max_length, d.doc_stride)
+        path = export_model(
+            model,
+            folder / "model",
+            self.tokenizer,
+            config=config,
+            length_config="model",
+            max_length=self.recipe.max_length,
+            doc_stride=d.doc_stride,
+            calibration=calibration,
+            evaluate=evaluate,
+        )
+        manifest = read_manifest(path).data
+        return {
+            "artifact": str(path),
+            "backend": manifest["backend"],
+            "precision": manifest["precision"],
+            "build": manifest.get("build", {}),
+        }
+
+    def export(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        """The deliverable: the quantized artifact copied here, checked file by file against its sha256, loaded
+        with ``qla_sdk.load`` and run on two dev inputs."""
+        from qla_sdk.deploy import load
+        from qla_sdk.io import atomic_dir
+
+        target = folder / "model"
+        with atomic_dir(target) as tmp:
+            shutil.copytree(earlier["quantize"]["artifact"], tmp, dirs_exist_ok=True)
+        predictor = load(target, verify=True)
+        examples = self._sample_inputs()
+        if self.recipe.task == "question-answering":
+            predictions = [predictor.predict(question=q, context=c) for q, c in examples]
+        else:
+            predictions = predictor.predict([t if len(t) == 2 else t[0] for t in examples])
+        return {
+            "artifact": str(target),
+            "backend": predictor.manifest.backend,
+            "size_bytes": folder_bytes(target / "model"),
+            "sample_inputs": [list(e) for e in examples],
+            "sample_predictions": predictions,
+        }
+
+    def _sample_inputs(self) -> list[tuple[str, ...]]:
+        from qla_sdk.data import load_classification, load_squad
+
+        if self.recipe.task == "question-answering":
+            return [(e.question, e.context) for e in load_squad(self.recipe.data.eval, "validation")[:2]]
+        data = load_classification(self.recipe.data.eval, "validation", self.recipe.data.text_columns, None)
+        return data.texts[:2]
+
+    def benchmark(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        from qla_sdk.recipe.measure import benchmark_models
+
+        return benchmark_models(self.recipe, earlier, self.tokenizer, self.data, folder, self.progress)
+
+    def report(self, folder: Path, earlier: dict, resume: bool) -> dict:
+        from qla_sdk.recipe.report import write_report
+
+        return write_report(self.recipe, earlier, folder, self.out_dir)
+
+
+def _student_source(s) -> dict:
+    if s.init_layers is not None:
+        return {"teacher_layers": list(s.init_layers)}
+    if s.shape is not None:
+        return {"config": s.shape}
+    return {"checkpoint": str(s.checkpoint)}

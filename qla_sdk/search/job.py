@@ -1,0 +1,504 @@
+"""One evolutionary search run, end to end: load the model and dev set, wire fitness (dev metric of a sub-model) and
+cost (MACs or measured latency), evolve, write front.json/front.csv/scored.csv/best.json/search.png and the state.
+
+``qla search`` maps its flags onto a ``SearchJob``; the recipe's search stage builds one from its section. Both
+call ``run_search``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import random
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from qla_sdk.errors import ConfigError
+
+METRICS = {"text-classification": ("accuracy", "f1"), "question-answering": ("f1", "exact_match")}
+STATE_FILE = "search_state.json"
+LATENCY_FILE = "latency_cache.json"
+_SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+@dataclass
+class SearchJob:
+    """Every option of one search; the names and defaults are those of ``qla search``'s flags."""
+
+    model: str | Path
+    data: str | Path
+    output: str | Path
+    task: str | None = None
+    split: str = "validation"
+    dataset_subset: str | None = None
+    tokenizer: str | Path | None = None
+    metric: str | None = None
+    subset: int | None = None  # score on this many dev examples, a fixed random subset
+    subset_seed: int = 0
+    batch_size: int = 64
+    device: str = "cpu"
+    seq_len: int | None = None
+    doc_stride: int = 128
+    ratio: bool = False
+    ratio_steps: int = 100
+    max_macs: str | None = None  # "1.2G", "55%"
+    min_macs: str | None = None
+    max_latency_ms: str | None = None
+    min_latency_ms: str | None = None
+    cost: str | None = None  # "macs" | "latency"
+    measure_latency: bool = False
+    latency_batch_size: int = 1
+    latency_seq_len: int | None = None
+    threads: int | None = None
+    latency_runs: int = 20
+    latency_warmup: int = 5
+    iterations: int = 30
+    mutations: int = 30
+    crossovers: int = 30
+    mutation_prob: float = 0.5
+    length_drop_bound: float | None = None  # None: the model's LAT length_drop_prob, else 0.2
+    constant_rate: int = 20
+    min_length: int = 1
+    seed: int = 0
+    resume: bool = False
+    write_to: str | Path | None = None
+    no_progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("model", "data", "output", "tokenizer", "write_to"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                setattr(self, name, str(value))
+        for name in ("max_macs", "min_macs", "max_latency_ms", "min_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                setattr(self, name, str(value))
+
+    @classmethod
+    def from_namespace(cls, args) -> SearchJob:
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+
+
+def parse_amount(text: str | None, full: float, unit: str) -> float | None:
+    """``"1.2G"`` -> 1.2e9, ``"55%"`` -> 0.55 * full, ``"8"`` -> 8.0."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT%]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"budget {text!r} ({unit}) is not a number: write e.g. 1.2G, 900M, 8.5 or 55%")
+    value, suffix = float(match.group(1)), match.group(2).lower()
+    if suffix == "%":
+        return value / 100.0 * full
+    return value * _SUFFIXES.get(suffix, 1.0)
+
+
+def run_search(args: SearchJob) -> dict:
+    """Run the search; return the report written to front.json (plus every scored gene)."""
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.modeling.checkpoint import read_qla_metadata
+    from qla_sdk.search import Budget, GeneSpace, SearchConfig, evolve
+
+    output = Path(args.output)
+    state_path = output / STATE_FILE
+    if state_path.exists() and not args.resume:
+        raise ConfigError(
+            f"{output} holds a search already ({STATE_FILE}): pass --resume to continue it, or choose another --output"
+        )
+    cost_kind = _cost_kind(args)
+    write_to = _check_write_to(args.write_to, args.model)
+
+    model = from_pretrained(args.model, task=args.task).eval()
+    task = model.task
+    metric = args.metric or METRICS[task][0]
+    if metric not in METRICS[task]:
+        raise ConfigError(f"--metric {metric!r} is not a {task} metric; choose one of {', '.join(METRICS[task])}")
+    meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
+    lat = meta.get("length_adaptive")
+    if not lat:
+        warnings.warn(
+            f"{args.model} was not length-adaptively trained (its qla.json has no 'length_adaptive' record): its "
+            "sub-models will be poor and the search will mostly find the full length. Train it with "
+            "`qla lat_train` first",
+            stacklevel=1,
+        )
+    bound = args.length_drop_bound
+    if bound is None:
+        bound = float((lat or {}).get("length_drop_prob") or 0.2)
+    seq_len = args.seq_len or (384 if task == "question-answering" else 128)
+    data = _load_eval_data(args, model, task, seq_len)
+    space = GeneSpace(model.num_layers, args.ratio_steps if args.ratio else seq_len, ratio=args.ratio)
+    config = SearchConfig(
+        iterations=args.iterations,
+        mutations=args.mutations,
+        crossovers=args.crossovers,
+        mutation_prob=args.mutation_prob,
+        length_drop_bound=bound,
+        num_constant_rate=args.constant_rate,
+        min_length=args.min_length,
+        seed=args.seed,
+    )
+    fitness = _fitness(_on_device(model, args.device), task, data, metric, space, args.batch_size, seq_len)
+    macs, latency, latency_settings = _costs(model, task, space, data, seq_len, args)
+    cost = latency if cost_kind == "latency" else macs
+    full_cost = cost(space.full())
+    if cost_kind == "latency":
+        budget = Budget(
+            parse_amount(args.max_latency_ms, full_cost, "ms"),
+            parse_amount(args.min_latency_ms, full_cost, "ms"),
+            unit="ms",
+        )
+    else:
+        budget = Budget(
+            parse_amount(args.max_macs, full_cost, "MACs"), parse_amount(args.min_macs, full_cost, "MACs"), "MACs"
+        )
+
+    started = time.perf_counter()
+    print(
+        f"qla search: {task}, {len(data['features'])} dev rows, {metric}, cost {cost_kind}, "
+        f"{'ratio' if args.ratio else 'token'} genes over {model.num_layers} layers; full model {full_cost:,.4g} "
+        f"{budget.unit}",
+        file=sys.stderr,
+    )
+    result = evolve(
+        fitness,
+        cost,
+        model.num_layers,
+        space.seq_len,
+        config,
+        state_path=state_path,
+        budget=budget,
+        resume=args.resume,
+        progress=not args.no_progress,
+        context=_context(args, task, metric, seq_len, cost_kind, latency_settings),
+    )
+    timed = args.measure_latency or cost_kind == "latency"
+    report = _report(result, space, macs, latency if timed else None, cost_kind)
+    report.update(
+        model=str(args.model),
+        task=task,
+        metric=metric,
+        data=str(args.data),
+        dev_rows=len(data["features"]),
+        dev_examples=len(data["examples"]) if data["examples"] is not None else len(data["features"]),
+        dev_mean_length=round(sum(data["features"].lengths) / len(data["features"]), 2),
+        genes="ratio" if args.ratio else "tokens",
+        seq_len=seq_len,
+        macs_seq_len=macs.mean_length,
+        latency=latency_settings if timed else None,
+        search={**config.__dict__, "scored": len(result.candidates), "rejected": result.rejected},
+        wall_time_s=round(time.perf_counter() - started, 1),
+    )
+    if timed:
+        _save_latency_cache(output, latency, latency_settings)
+    _write_outputs(output, report, space, metric)
+    _print_summary(report, metric, output)
+    if write_to is not None:
+        _write_model(write_to, args, model, report, space)
+    return report
+
+
+# --------------------------------------------------------------------------------------------------- options
+
+
+def _cost_kind(args: SearchJob) -> str:
+    latency_budget = args.max_latency_ms is not None or args.min_latency_ms is not None
+    macs_budget = args.max_macs is not None or args.min_macs is not None
+    if latency_budget and macs_budget:
+        raise ConfigError("give a MACs budget or a latency budget, not both: the front has one cost axis")
+    if args.cost == "macs" and latency_budget:
+        raise ConfigError("--cost macs with a latency budget: drop --cost, or give --max-macs instead")
+    if args.cost == "latency" and macs_budget:
+        raise ConfigError("--cost latency with a MACs budget: drop --cost, or give --max-latency-ms instead")
+    for name in ("batch_size", "latency_batch_size", "latency_runs", "ratio_steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
+    if args.subset is not None and args.subset < 1:
+        raise ConfigError(f"--subset {args.subset}: give a number of dev examples >= 1")
+    return args.cost or ("latency" if latency_budget else "macs")
+
+
+def _check_write_to(write_to: str | None, model: str) -> Path | None:
+    if write_to is None:
+        return None
+    target = Path(write_to)
+    if target.resolve() == Path(model).resolve():
+        raise ConfigError(
+            f"--write-to {write_to} is the input model: the search never modifies a model in place; "
+            "give a new folder for the copy"
+        )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"--write-to {write_to} exists and is not empty: choose a new folder or delete it")
+    return target
+
+
+# ------------------------------------------------------------------------------------------- data and fitness
+
+
+def _load_eval_data(args: SearchJob, model, task: str, seq_len: int) -> dict:
+    from qla_sdk.data import classification_features, load_classification, load_squad, load_tokenizer, qa_features
+
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    if task == "question-answering":
+        examples = load_squad(args.data, split=args.split)
+        examples = [examples[i] for i in _subset(len(examples), args.subset, args.subset_seed)]
+        features = qa_features(examples, tokenizer, max_length=seq_len, doc_stride=args.doc_stride)
+        return {"features": features, "examples": examples}
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    data = load_classification(args.data, split=args.split, label_names=labels, subset=args.dataset_subset)
+    features = classification_features(data, tokenizer, max_length=seq_len)
+    features = features.subset(_subset(len(features), args.subset, args.subset_seed))
+    return {"features": features, "examples": None}
+
+
+def _on_device(model, device: str):
+    """The model the dev set is scored with; the CPU original stays for latency and --write-to."""
+    import copy
+
+    import torch
+
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r} is not a torch device; use cpu or cuda (cuda:0, ...)") from None
+    if target.type == "cpu":
+        return model
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: this torch sees no CUDA device; drop --device to score on CPU")
+    return copy.deepcopy(model).to(target)
+
+
+def _subset(total: int, size: int | None, seed: int) -> list[int]:
+    """A fixed random subset (sorted), the same for every gene and every run with the same seed."""
+    if size is None or size >= total:
+        return list(range(total))
+    return sorted(random.Random(seed).sample(range(total), size))
+
+
+def _fitness(model, task: str, data: dict, metric: str, space, batch_size: int, seq_len: int):
+    from qla_sdk.train.tasks import evaluate
+
+    # Token-count genes count tokens of an input padded to seq_len, as the reference search pads its inputs.
+    pad_to = None if space.ratio else seq_len
+
+    def fitness(gene) -> float:
+        scores = evaluate(
+            model, data["features"], task, data["examples"], batch_size, space.length_config(gene), pad_to=pad_to
+        )
+        return float(scores[metric])
+
+    return fitness
+
+
+def _costs(model, task: str, space, data: dict, seq_len: int, args: SearchJob):
+    from qla_sdk.search import LatencyCost, MacsCost, torch_runner
+
+    lengths = data["features"].lengths
+    macs = MacsCost(model.config, task, space, lengths if space.ratio else seq_len)
+    latency_len = args.latency_seq_len or (round(macs.mean_length) if space.ratio else seq_len)
+    if not space.ratio and latency_len != seq_len:
+        raise ConfigError(
+            f"--latency-seq-len {latency_len} differs from --seq-len {seq_len}: token-count genes run at the "
+            "padded length; drop --latency-seq-len or use --ratio"
+        )
+    runner = torch_runner(model, args.latency_batch_size, latency_len)
+    latency = LatencyCost(runner, space, args.threads, args.latency_warmup, args.latency_runs)
+    settings = {
+        "backend": "torch-eager",
+        "batch_size": args.latency_batch_size,
+        "seq_len": latency_len,
+        "threads": args.threads,
+        "runs": args.latency_runs,
+        "warmup": args.latency_warmup,
+    }
+    if args.resume:
+        _load_latency_cache(Path(args.output), latency, settings)
+    return macs, latency, settings
+
+
+def _load_latency_cache(output: Path, latency, settings: dict) -> None:
+    """Reuse the latencies a resumed search measured already, when measured with the same settings."""
+    file = output / LATENCY_FILE
+    if not file.is_file():
+        return
+    try:
+        saved = json.loads(file.read_text())
+    except json.JSONDecodeError:
+        return  # a cache only: measure again
+    if saved.get("settings") == settings:
+        latency.cache.update({tuple(item["gene"]): item["latency_ms"] for item in saved["genes"]})
+
+
+def _save_latency_cache(output: Path, latency, settings: dict) -> None:
+    from qla_sdk.io import write_json_atomic
+
+    genes = [{"gene": list(g), "latency_ms": ms} for g, ms in latency.cache.items() if g is not None]
+    write_json_atomic(output / LATENCY_FILE, {"settings": settings, "genes": genes})
+
+
+def _context(args: SearchJob, task: str, metric: str, seq_len: int, cost_kind: str, latency: dict) -> dict:
+    """What else decides the scores: a resumed search must agree on all of it."""
+    from qla_sdk.io import sha256_file
+
+    weights = Path(args.model) / "model.safetensors"
+    return {
+        "model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+        "weights_sha256": sha256_file(weights) if weights.is_file() else None,
+        "task": task,
+        "data": str(Path(args.data).resolve()) if Path(args.data).exists() else args.data,
+        "split": args.split,
+        "subset": [args.subset, args.subset_seed],
+        "metric": metric,
+        "seq_len": seq_len,
+        "doc_stride": args.doc_stride if task == "question-answering" else None,
+        "cost": cost_kind,
+        "latency": latency if cost_kind == "latency" else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------------- outputs
+
+
+def _report(result, space, macs, latency, cost_kind: str) -> dict:
+    full_macs = macs(space.full())
+
+    def row(candidate, time_it: bool = True) -> dict:
+        gene = candidate.gene
+        value = macs(gene)
+        ms = None
+        if cost_kind == "latency":
+            ms = candidate.cost
+        elif latency is not None and time_it:
+            ms = latency(gene)
+        return {
+            "gene": list(gene),
+            "length_config": list(space.length_config(gene).lengths),
+            "macs": value,
+            "macs_ratio": round(value / full_macs, 4),
+            "latency_ms": ms,
+            "metric": candidate.metric,
+        }
+
+    front = [row(c) for c in result.front]
+    constant = [row(c) for c in result.constant_rate]
+    full = row(result.full)
+    best = row(result.best) if result.best is not None else None
+    if best is not None:
+        best["metric_loss"] = full["metric"] - best["metric"]
+        if best["latency_ms"] and full["latency_ms"]:
+            best["speedup"] = round(full["latency_ms"] / best["latency_ms"], 3)
+    return {
+        "cost": cost_kind,
+        "budget": _budget_dict(result.budget, cost_kind),
+        "full": full,
+        "smallest": row(result.smallest),
+        "best": best,
+        "front": front,
+        "constant_rate": constant,
+        "scored": [row(c, time_it=False) for c in sorted(result.candidates.values(), key=lambda c: (c.cost, c.gene))],
+        "history": result.history,
+    }
+
+
+def _budget_dict(budget, cost_kind: str) -> dict:
+    unit = "macs" if cost_kind == "macs" else "latency_ms"
+    return {f"max_{unit}": budget.max_cost, f"min_{unit}": budget.min_cost}
+
+
+def _csv(rows: list[dict], columns: list[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()})
+    return buffer.getvalue().encode()
+
+
+def _write_outputs(output: Path, report: dict, space, metric: str) -> None:
+    from qla_sdk.io import write_bytes_atomic, write_json_atomic
+    from qla_sdk.search.plot import plot_search
+
+    columns = ["gene", "length_config", "macs", "macs_ratio", "latency_ms", "metric"]
+    front_doc = {k: v for k, v in report.items() if k != "scored"}  # scored.csv holds every gene
+    write_json_atomic(output / "front.json", front_doc)
+    write_bytes_atomic(output / "front.csv", _csv(report["front"], columns))
+    write_bytes_atomic(output / "scored.csv", _csv(report["scored"], columns))
+    best = report["best"]
+    write_json_atomic(
+        output / "best.json",
+        {
+            "best": best,
+            "length_config": space.length_config(tuple(best["gene"])).to_dict() if best else None,
+            "full": report["full"],
+            "budget": report["budget"],
+            "metric": metric,
+            "genes": report["genes"],
+            "seq_len": report["seq_len"],
+        },
+    )
+    plot_search(
+        output / "search.png",
+        report["scored"],
+        report["front"],
+        report["constant_rate"],
+        report["full"],
+        best,
+        metric_name=metric,
+        budget=report["budget"],
+        title=f"qla search: {Path(report['model']).name} ({'ratio' if report['genes'] == 'ratio' else 'token'} genes)",
+        front_axis="macs" if report["cost"] == "macs" else "latency_ms",
+    )
+
+
+def _print_summary(report: dict, metric: str, output: Path) -> None:
+    print(f"{'':<10} {'GMACs':>8} {'of full':>8} {'ms':>8} {metric:>10}  length config")
+    rows = [("full", report["full"])]
+    if report["best"] is not None:
+        rows.append(("best", report["best"]))
+    for name, r in rows:
+        ms = f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-"
+        print(
+            f"{name:<10} {r['macs'] / 1e9:8.3f} {r['macs_ratio']:8.1%} {ms:>8} {r['metric']:10.4f}  "
+            f"{','.join(map(str, r['length_config']))}"
+        )
+    if report["best"] is None:
+        print("no scored gene lies within the budget band: widen it (front.json lists the front)")
+    print(f"front of {len(report['front'])} genes: {output / 'front.json'}, {output / 'front.csv'}; plot: search.png")
+
+
+def _write_model(target: Path, args: SearchJob, model, report: dict, space) -> None:
+    from qla_sdk.modeling import save_pretrained
+    from qla_sdk.modeling.checkpoint import read_qla_metadata
+
+    best = report["best"]
+    if best is None:
+        raise ConfigError("--write-to: no gene lies within the budget, so there is nothing to write")
+    model.length_config = space.length_config(tuple(best["gene"]))
+    meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
+    extra = {k: v for k, v in meta.items() if k not in ("task", "labels", "length_config")}
+    extra["search"] = {
+        "source": str(args.model),
+        "metric": report["metric"],
+        "value": best["metric"],
+        "full_value": report["full"]["metric"],
+        "macs": best["macs"],
+        "macs_ratio": best["macs_ratio"],
+        "latency_ms": best["latency_ms"],
+        "genes": report["genes"],
+        "seq_len": report["seq_len"],
+        "budget": report["budget"],
+    }
+    tokenizer = None
+    try:
+        from qla_sdk.data import load_tokenizer
+
+        tokenizer = load_tokenizer(args.tokenizer or args.model)
+    except (ConfigError, OSError):
+        warnings.warn(f"no tokenizer found for {args.model}; {target} holds the model only", stacklevel=1)
+    save_pretrained(model, target, tokenizer=tokenizer, extra=extra)
+    print(f"wrote {target} (a copy running length config {model.length_config})")

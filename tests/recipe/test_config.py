@@ -1,0 +1,106 @@
+"""Recipe files: every packaged recipe loads; unknown keys and bad values are named before any work starts."""
+
+from pathlib import Path
+
+import pytest
+
+from qla_sdk.cli import main
+from qla_sdk.errors import ConfigError
+from qla_sdk.recipe.config import RecipeConfig, TrainSection, load_recipe
+from qla_sdk.train.config import TrainConfig
+
+RECIPES = Path(__file__).resolve().parents[2] / "qla_sdk" / "recipes"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sst2_tiny.tsv"
+
+MINIMAL = f"""
+task: text-classification
+data: {{train: {FIXTURE}, eval: {FIXTURE}}}
+teacher: {{model: pretrained:minilm}}
+student: {{init_layers: [0, 2, 4]}}
+"""
+
+
+@pytest.mark.parametrize("name", ["demo", "sst2", "squad"])
+def test_packaged_recipes_load(name):
+    recipe = load_recipe(RECIPES / f"{name}.yaml")
+    assert isinstance(recipe, RecipeConfig)
+    assert recipe.lat.length_adaptive.length_drop_prob == recipe.search.evolution.length_drop_bound == 0.2
+
+
+def test_demo_uses_embedded_data_and_model():
+    recipe = load_recipe(RECIPES / "demo.yaml")
+    assert Path(recipe.data.train).is_file() and Path(recipe.data.train).parent.name == "sst2"
+    assert (Path(recipe.teacher.model) / "config.json").is_file()
+    assert recipe.student.init_layers == [0, 2, 4]
+
+
+def test_paper_recipe_settings():
+    recipe = load_recipe(RECIPES / "squad.yaml")
+    lat = recipe.lat.length_adaptive
+    assert (lat.num_sandwich, lat.length_drop_prob, lat.layer_drop_prob) == (2, 0.2, 0.2)
+    assert recipe.search.evolution.iterations == 30 and recipe.quantize.backend == "inductor"
+    assert "MiniLMv2-L6-H384" in recipe.student.checkpoint
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "distill: {minilm: {versoin: v2}}",
+            r"recipe.yaml.distill.minilm: unknown key 'versoin'; did you mean 'version'",
+        ),
+        ("lat: {train: {lr: -1}}", r"recipe.yaml.lat.train: lr=-1.0: must be a finite number > 0"),
+        ("lat: {length_adaptive: {length_drop_prob: 1.5}}", r"recipe.yaml.lat.length_adaptive: length_drop_prob=1.5"),
+        ("search: {evolution: {iterations: many}}", r"recipe.yaml.search.evolution.iterations: expected an integer"),
+        ("search: {max_macs: lots}", r"recipe.yaml.search: budget 'lots' \(MACs\) is not a number"),
+        ("quantize: {backend: tensorrt}", r"recipe.yaml.quantize: backend 'tensorrt' is unknown"),
+        ("benchmarks: {runs: 3}", r"recipe.yaml: unknown key 'benchmarks'; did you mean 'benchmark'"),
+        ("search: {metric: exact_match}", r"search.metric='exact_match' is not a text-classification metric"),
+    ],
+)
+def test_bad_recipe_names_the_key(tmp_path, extra, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MINIMAL + extra + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path)
+
+
+def test_student_needs_exactly_one_start(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        MINIMAL.replace("{init_layers: [0, 2, 4]}", "{init_layers: [0], shape: 'layers=1,hidden=32,heads=2'}")
+    )
+    with pytest.raises(ConfigError, match="recipe.yaml.student: give exactly one of init_layers, shape, checkpoint"):
+        load_recipe(path)
+
+
+def test_missing_data_file_is_named(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MINIMAL.replace(f"train: {FIXTURE}", "train: nowhere/train.tsv"))
+    with pytest.raises(ConfigError, match="data.train: 'nowhere/train.tsv' does not exist"):
+        load_recipe(path)
+
+
+def test_overrides(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MINIMAL)
+    recipe = load_recipe(path, ["lat.train.epochs=1", "search.max_macs=55%"])
+    assert recipe.lat.train.epochs == 1 and recipe.search.max_macs == "55%"
+    with pytest.raises(ConfigError, match="recipe.yaml.lat.train: unknown key 'epoch'"):
+        load_recipe(path, ["lat.train.epoch=1"])
+
+
+def test_bad_recipe_fails_before_any_work(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MINIMAL + "lat: {train: {batch_size: 0}}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(path), "--output", str(out)]) == 2
+    assert "recipe.yaml.lat.train: batch_size=0: must be an integer >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_section_mirrors_train_config():
+    config = TrainSection(epochs=1, lr=1e-4).to_train_config("somewhere", resume=True)
+    assert isinstance(config, TrainConfig) and config.resume and config.lr == 1e-4
+    fields = set(TrainSection.__dataclass_fields__) - {"eval_batch_size"}
+    assert fields == set(TrainConfig.__dataclass_fields__) - {"output_dir", "resume", "progress"}

@@ -1,0 +1,156 @@
+"""`qla run` end to end on a tiny recipe: a tiny random BERT teacher (tests/conftest.py), the tiny SST-2 fixture,
+a few steps per training stage, a one-iteration search, OpenVINO int8; then a run killed inside a stage and resumed,
+a re-run that skips everything, and `--from`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+import qla_sdk
+from qla_sdk.cli import main
+from qla_sdk.io import sha256_file
+from qla_sdk.recipe.runner import read_marker
+from qla_sdk.recipe.stages import STAGES
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "sst2_tiny.tsv"
+TRAIN = {"max_steps": 2, "batch_size": 4, "checkpoint_every": 1, "bf16": False, "log_every": 1}
+REPORT_KEYS = ("teacher_dev_acc", "final_dev_acc", "final_backend", "length_config")
+
+
+def write_vocab(path: Path, texts: list[str], size: int = 120) -> Path:
+    words = Counter(w for t in texts for w in t.lower().split())
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [w for w, _ in words.most_common(size - 5)]
+    path.write_text("\n".join(vocab) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def recipe_file(tiny_checkpoint, tmp_path_factory):
+    teacher, _ = tiny_checkpoint("bert", "text-classification")
+    root = tmp_path_factory.mktemp("recipe")
+    vocab = write_vocab(root / "vocab.txt", [line.split("\t")[0] for line in FIXTURE.read_text().splitlines()[1:]])
+    recipe = {
+        "name": "tiny",
+        "task": "text-classification",
+        "data": {"train": str(FIXTURE), "eval": str(FIXTURE), "max_length": 32},
+        "teacher": {"model": str(teacher), "tokenizer": str(vocab), "finetune": TRAIN},
+        "student": {"init_layers": [1]},
+        "distill": {"train": TRAIN},
+        "lat": {"train": TRAIN},
+        "search": {"evolution": {"iterations": 1, "mutations": 2, "crossovers": 2, "num_constant_rate": 2}},
+        "quantize": {"backend": "openvino", "calibration_samples": 8, "tolerance": 0.5, "max_trials": 1},
+        "benchmark": {"runs": 3, "warmup": 1},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run(recipe_file, out, *extra) -> int:
+    return main(["run", "--config", str(recipe_file), "--output", str(out), "--no-progress", *extra])
+
+
+def report(out: Path) -> dict:
+    return json.loads((out / "report" / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished(recipe_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert run(recipe_file, out) == 0
+    return out
+
+
+def test_whole_recipe(finished):
+    for stage in STAGES:
+        assert read_marker(finished / stage) is not None, stage
+    r = report(finished)
+    for key in (*REPORT_KEYS, "teacher_latency_ms", "final_latency_ms", "wall_time_s"):
+        assert r[key] is not None, key
+    assert r["final_backend"] == "openvino" and r["latency_batch_size"] == 1 and r["latency_seq_len"] == 32
+    assert [row["stage"] for row in r["stages"]] == ["teacher", "distill", "search", "final"]
+    assert r["stages"][-1]["macs"] <= r["stages"][1]["macs"] < r["stages"][0]["macs"]  # 1 layer vs 2, fewer tokens
+    assert len(r["length_config"]["lengths"]) == 1
+    assert (finished / "report" / "stages.png").stat().st_size > 1000
+    assert (finished / "report" / "pareto.png").stat().st_size > 1000
+    markdown = (finished / "report" / "report.md").read_text()
+    assert "qla_sdk.load(" in markdown and r["artifact"] in markdown
+    predictor = qla_sdk.load(r["artifact"])
+    assert predictor.manifest.length_config.to_dict() == r["length_config"]
+    assert predictor.predict(["a gorgeous , witty , seductive movie ."])[0]["label"] in ("0", "1")
+
+
+def test_rerun_skips_every_stage(recipe_file, finished, capsys):
+    before = {s: (finished / s / "done.json").stat().st_mtime_ns for s in STAGES}
+    assert run(recipe_file, finished) == 0
+    assert {s: (finished / s / "done.json").stat().st_mtime_ns for s in STAGES} == before
+    assert capsys.readouterr().err.count("done earlier, skipped") == len(STAGES)
+
+
+def test_killed_run_resumes_inside_the_stage(recipe_file, finished, tmp_path, monkeypatch, capsys):
+    import qla_sdk.train.loop as loop
+
+    write = loop.write_checkpoint
+    lat_checkpoints = []
+
+    def kill_after_first_lat_checkpoint(output_dir, step, *args):
+        folder = write(output_dir, step, *args)
+        if Path(output_dir).name == "lat":
+            lat_checkpoints.append(step)
+            raise KeyboardInterrupt  # as Ctrl-C after the LAT stage's first checkpoint
+        return folder
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(loop, "write_checkpoint", kill_after_first_lat_checkpoint)
+    assert run(recipe_file, out) == 130
+    assert lat_checkpoints == [1]
+    assert read_marker(out / "distill") is not None and read_marker(out / "lat") is None
+    monkeypatch.setattr(loop, "write_checkpoint", write)
+    capsys.readouterr()
+
+    assert run(recipe_file, out) == 0
+    err = capsys.readouterr().err
+    assert "[teacher] done earlier, skipped" in err and "[distill] done earlier, skipped" in err
+    assert "stage 3/8 lat: resuming" in err
+    lat = read_marker(out / "lat")["outputs"]
+    assert lat["steps"] == 2 and lat["resumed_from"].endswith("step-00000001")
+    weights = "lat/final/model.safetensors"
+    assert sha256_file(out / weights) == sha256_file(finished / weights)  # resumed to the very same weights
+    resumed, uninterrupted = report(out), report(finished)
+    assert {k: resumed[k] for k in REPORT_KEYS} == {k: uninterrupted[k] for k in REPORT_KEYS}
+
+
+def test_from_stage_redoes_it_and_the_later_ones(recipe_file, finished, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = {s: read_marker(out / s)["seconds"] for s in STAGES}
+    assert run(recipe_file, out, "--from", "quantize") == 0
+    after = {s: read_marker(out / s)["seconds"] for s in STAGES}
+    kept = STAGES[: STAGES.index("quantize")]
+    assert all(after[s] == before[s] for s in kept)
+    assert all(after[s] != before[s] for s in STAGES[len(kept) :])
+    assert {k: report(out)[k] for k in REPORT_KEYS} == {k: report(finished)[k] for k in REPORT_KEYS}
+
+
+def test_two_processes_train_together_and_report_once(recipe_file, finished, tmp_path):
+    """Under torchrun the training stages run DDP on both processes; the rest runs once, on the main process."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "qla_sdk.cli"]
+    command += ["run", "--config", str(recipe_file), "--output", str(out), "--no-progress"]
+    child = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert child.returncode == 0, child.stderr[-3000:]
+    for stage in ("teacher", "distill", "lat"):
+        state = json.loads(next((out / stage / "checkpoints").glob("step-*/state.json")).read_text())
+        assert state["config"]["world_size"] == 2, stage
+    assert child.stdout.count("report: ") == 1 and child.stderr.count("[search] running") == 1
+    assert set(report(out)) == set(report(finished))
