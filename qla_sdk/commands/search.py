@@ -48,9 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--min-macs", default=None, help="lower end of a MACs band")
     budget.add_argument("--max-latency-ms", default=None, help="e.g. 8 or 60%%; searches on measured latency")
     budget.add_argument("--min-latency-ms", default=None, help="lower end of a latency band")
-    latency = p.add_argument_group("latency (measured with torch on this machine)")
+    latency = p.add_argument_group("latency (measured on this machine, on the target backend)")
     latency.add_argument("--cost", choices=["macs", "latency"], default=None, help="axis of the front (default: MACs)")
     latency.add_argument("--measure-latency", action="store_true", help="with MACs as cost, also time the front")
+    latency.add_argument(
+        "--latency-backend",
+        choices=["eager", "inductor", "openvino"],
+        default="eager",
+        help="time each gene as this backend runs it (fp32 graph of the pruned model)",
+    )
     latency.add_argument("--latency-batch-size", type=int, default=1)
     latency.add_argument("--latency-seq-len", type=int, default=None, help="default: --seq-len, or mean real length")
     latency.add_argument("--threads", type=int, default=None, help="intra-op threads while timing")

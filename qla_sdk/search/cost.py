@@ -130,3 +130,31 @@ class LatencyCost:
 
     def __call__(self, gene: Gene) -> float:
         return self.of(gene)
+
+
+LATENCY_BACKENDS = ("eager", "inductor", "openvino")
+
+
+def backend_compiler(backend: str, threads: int | None = None, precision: str = "f32") -> Compile | None:
+    """``compile_model`` for ``torch_runner``: time each gene as the target backend runs it (fp32/bf16 graphs of
+    the pruned model; int8 per gene would need a calibration per gene, and pruning cuts the same matmuls)."""
+    if backend not in LATENCY_BACKENDS:
+        raise ConfigError(f"latency backend {backend!r} is not supported; choose one of {', '.join(LATENCY_BACKENDS)}")
+    if backend == "eager":
+        return None
+    if backend == "inductor":
+        from qla_sdk.backends.inductor import compile_inductor
+
+        return lambda module, inputs: compile_inductor(module)
+
+    def compile_openvino(module, inputs):
+        import openvino as ov
+
+        from qla_sdk.backends.openvino import compile_model, convert
+
+        compiled = compile_model(ov.Core(), convert(module, inputs[0].shape[1]), precision, threads)
+        request = compiled.create_infer_request()
+        arrays = [t.numpy() for t in inputs]
+        return lambda *_: request.infer(arrays)
+
+    return compile_openvino

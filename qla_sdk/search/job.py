@@ -54,6 +54,7 @@ class SearchJob:
     cost: str | None = None  # "macs" | "latency"
     measure_latency: bool = False
     latency_batch_size: int = 1
+    latency_backend: str = "eager"  # eager | inductor | openvino: the backend the latency cost is measured on
     latency_seq_len: int | None = None
     threads: int | None = None
     latency_runs: int = 20
@@ -297,6 +298,7 @@ def _fitness(model, task: str, data: dict, metric: str, space, batch_size: int, 
 
 def _costs(model, task: str, space, data: dict, seq_len: int, args: SearchJob):
     from qla_sdk.search import LatencyCost, MacsCost, torch_runner
+    from qla_sdk.search.cost import backend_compiler
 
     lengths = data["features"].lengths
     macs = MacsCost(model.config, task, space, lengths if space.ratio else seq_len)
@@ -306,10 +308,11 @@ def _costs(model, task: str, space, data: dict, seq_len: int, args: SearchJob):
             f"--latency-seq-len {latency_len} differs from --seq-len {seq_len}: token-count genes run at the "
             "padded length; drop --latency-seq-len or use --ratio"
         )
-    runner = torch_runner(model, args.latency_batch_size, latency_len)
+    compiler = backend_compiler(args.latency_backend, args.threads)
+    runner = torch_runner(model, args.latency_batch_size, latency_len, compile_model=compiler)
     latency = LatencyCost(runner, space, args.threads, args.latency_warmup, args.latency_runs)
     settings = {
-        "backend": "torch-eager",
+        "backend": "torch-eager" if args.latency_backend == "eager" else args.latency_backend,
         "batch_size": args.latency_batch_size,
         "seq_len": latency_len,
         "threads": args.threads,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from qla_sdk.errors import ConfigError
-from qla_sdk.modeling import count_macs, from_pretrained
+from qla_sdk.modeling import LengthConfig, count_macs, from_pretrained
 from qla_sdk.search.cost import LatencyCost, MacsCost, measure_ms, torch_runner, torch_threads
 from qla_sdk.search.genes import GeneSpace
 
@@ -63,3 +63,26 @@ def test_measure_ms_takes_the_median_and_restores_threads():
         measure_ms(lambda: None, runs=0)
     with pytest.raises(ConfigError, match="threads=0"), torch_threads(0):
         pass
+
+
+def test_latency_on_the_openvino_backend_runs_the_pruned_graph(tiny_checkpoint):
+    from qla_sdk.search.cost import backend_compiler, torch_runner
+
+    folder, _ = tiny_checkpoint("bert", "question-answering")
+    model = from_pretrained(folder, "question-answering").eval()
+    calls = []
+
+    def compile_and_record(module, inputs):
+        calls.append(module.length_config)
+        return backend_compiler("openvino", threads=1)(module, inputs)
+
+    runner = torch_runner(model, batch_size=1, seq_len=16, compile_model=compile_and_record)
+    assert runner(LengthConfig.parse("12,6"))() is not None  # an OpenVINO infer request ran
+    assert calls == [LengthConfig.parse("12,6")]
+
+
+def test_unknown_latency_backend():
+    from qla_sdk.search.cost import backend_compiler
+
+    with pytest.raises(ConfigError, match="'tensorrt' is not supported; choose one of eager, inductor, openvino"):
+        backend_compiler("tensorrt")
