@@ -104,7 +104,8 @@ def nbest_spans(
                     span = (offsets[s][0], offsets[t][1])
                     if not 0 <= span[0] <= span[1] <= len(example.context):  # offsets that are not a context span
                         continue
-                    logit = float(start_row[s] + end_row[t])
+                    # Sum in float64: two finite float32 logits near their maximum overflow when added.
+                    logit = float(start_row[s]) + float(end_row[t])
                     if logit > candidates.get(span, -np.inf):
                         candidates[span] = logit
         # Overlapping windows see the same span twice: it counts once, with its best logit.
