@@ -199,15 +199,8 @@ def distill_command(args: argparse.Namespace):
         "student": describe(student),
         "distillation": distill_config.to_dict(),
         "eval": {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("assistant_")},
-        "train_loss": result.metrics["train_loss"],
-        "train_features": len(data.train_features),
-        "eval_features": len(data.eval_features),
-        "max_length": data.max_length,
-        "steps": result.steps,
-        "wall_time_s": round(result.wall_time_s, 2),
-        "samples_per_s": round(result.samples_per_s, 2),
-        "bf16": result.bf16,
-        "final_dir": str(result.final_dir),
+        **result.figures(),
+        **data.sizes(),
     }
     if teacher_eval is not None:
         metrics["teacher_eval"] = teacher_eval

@@ -80,22 +80,14 @@ def finetune(args: argparse.Namespace):
         eval_batch_size=args.eval_batch_size,
         extra_metadata={"max_length": data.max_length},
     )
-    train_features, eval_features, max_length = data.train_features, data.eval_features, data.max_length
     eval_metrics = {k: v for k, v in result.metrics.items() if k != "train_loss"}
     metrics = {
         "task": args.task,
         "model": str(args.model),
         "train": str(args.train),
         "eval": eval_metrics,
-        "train_loss": result.metrics["train_loss"],
-        "train_features": len(train_features),
-        "eval_features": len(eval_features),
-        "max_length": max_length,
-        "steps": result.steps,
-        "wall_time_s": round(result.wall_time_s, 2),
-        "samples_per_s": round(result.samples_per_s, 2),
-        "bf16": result.bf16,
-        "final_dir": str(result.final_dir),
+        **result.figures(),
+        **data.sizes(),
     }
     if result.is_main_process:
         write_json_atomic(Path(args.output) / "metrics.json", metrics)

@@ -106,15 +106,8 @@ def lat_train_command(args: argparse.Namespace):
         "eval": full,
         "smallest_eval": smallest,
         "smallest_length_config": str(smallest_ratios(model.num_layers, lat_config.length_drop_prob)),
-        "train_loss": result.metrics["train_loss"],
-        "train_features": len(data.train_features),
-        "eval_features": len(data.eval_features),
-        "max_length": data.max_length,
-        "steps": result.steps,
-        "wall_time_s": round(result.wall_time_s, 2),
-        "samples_per_s": round(result.samples_per_s, 2),
-        "bf16": result.bf16,
-        "final_dir": str(result.final_dir),
+        **result.figures(),
+        **data.sizes(),
     }
     if result.is_main_process:
         write_json_atomic(Path(args.output) / "metrics.json", metrics)

@@ -19,6 +19,14 @@ class TaskData:
     max_length: int
     label_names: list[str] | None  # classification labels in id order (None for QA)
 
+    def sizes(self) -> dict:
+        """What a training command reports about its data (metrics.json)."""
+        return {
+            "train_features": len(self.train_features),
+            "eval_features": len(self.eval_features),
+            "max_length": self.max_length,
+        }
+
 
 def load_task_data(
     train: str,

@@ -47,6 +47,17 @@ class TrainResult:
     resumed_from: Path | None = None
     is_main_process: bool = True
 
+    def figures(self) -> dict:
+        """What a training command reports about its run (metrics.json)."""
+        return {
+            "train_loss": self.metrics["train_loss"],
+            "steps": self.steps,
+            "wall_time_s": round(self.wall_time_s, 2),
+            "samples_per_s": round(self.samples_per_s, 2),
+            "bf16": self.bf16,
+            "final_dir": str(self.final_dir),
+        }
+
 
 def train(
     model: nn.Module,
