@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qla_sdk.data.rows import TokenRows
 from qla_sdk.errors import ConfigError
 
 # Pairs first: a QNLI row has both "question" and "sentence" and is a pair task.
@@ -58,7 +59,7 @@ class ClassificationData:
 
 
 @dataclass
-class ClassificationFeatures:
+class ClassificationFeatures(TokenRows):
     """Unpadded token ids per row; tensors are made per batch."""
 
     input_ids: list[list[int]]
@@ -67,21 +68,8 @@ class ClassificationFeatures:
     pad_token_id: int = 0
     label_names: list[str] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def attention_mask(self) -> list[list[int]]:
-        return [[1] * len(ids) for ids in self.input_ids]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.input_ids]
-
     def row(self, i: int) -> dict:
-        out: dict = {"input_ids": self.input_ids[i]}
-        if self.token_type_ids is not None:
-            out["token_type_ids"] = self.token_type_ids[i]
+        out = self.inputs(i)
         if self.labels is not None:
             out["labels"] = self.labels[i]
         return out

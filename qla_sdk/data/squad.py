@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qla_sdk.data.rows import TokenRows
 from qla_sdk.errors import ConfigError
 from qla_sdk.io import write_bytes_atomic
 
@@ -34,7 +35,7 @@ class QAExample:
 
 
 @dataclass
-class QAFeatures:
+class QAFeatures(TokenRows):
     """One row per doc-stride window; rows are unpadded python lists (tensors are made per batch)."""
 
     input_ids: list[list[int]]
@@ -45,22 +46,9 @@ class QAFeatures:
     end_positions: list[int] | None = None
     pad_token_id: int = 0
 
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def attention_mask(self) -> list[list[int]]:
-        return [[1] * len(ids) for ids in self.input_ids]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.input_ids]
-
     def row(self, i: int) -> dict:
         """The model inputs (and labels) of window ``i``, as ``collate`` takes them."""
-        out: dict = {"input_ids": self.input_ids[i]}
-        if self.token_type_ids is not None:
-            out["token_type_ids"] = self.token_type_ids[i]
+        out = self.inputs(i)
         if self.start_positions is not None and self.end_positions is not None:
             out["start_positions"] = self.start_positions[i]
             out["end_positions"] = self.end_positions[i]

@@ -1,0 +1,27 @@
+"""The shared shape of feature sets: unpadded token rows."""
+
+from __future__ import annotations
+
+
+class TokenRows:
+    """What batching and the trainers need of any set of unpadded token rows (``input_ids``, ``token_type_ids``)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def attention_mask(self) -> list[list[int]]:
+        return [[1] * len(ids) for ids in self.input_ids]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def inputs(self, i: int) -> dict:
+        out: dict = {"input_ids": self.input_ids[i]}
+        if self.token_type_ids is not None:
+            out["token_type_ids"] = self.token_type_ids[i]
+        return out
