@@ -34,13 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qla_sdk.train.loop import format_scores
+
     result, metrics = finetune(args)
     if result.is_main_process:
-        scores = ", ".join(f"{k} {v:.4g}" for k, v in metrics["eval"].items())
-        print(
-            f"{result.steps} steps in {result.wall_time_s:.0f}s ({result.samples_per_s:.1f} samples/s, "
-            f"bf16={'on' if result.bf16 else 'off'}); train loss {metrics['train_loss']:.4f}; eval: {scores}"
-        )
+        print(f"{result.describe()}; eval: {format_scores(metrics['eval'])}")
         print(f"model: {result.final_dir}\nmetrics: {Path(args.output) / 'metrics.json'}")
     return 0
 

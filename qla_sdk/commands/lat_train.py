@@ -44,14 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qla_sdk.train.loop import format_scores
+
     result, metrics = lat_train_command(args)
     if result.is_main_process:
-        full = ", ".join(f"{k} {v:.4g}" for k, v in metrics["eval"].items())
-        small = ", ".join(f"{k} {v:.4g}" for k, v in metrics["smallest_eval"].items())
         print(
-            f"{result.steps} steps in {result.wall_time_s:.0f}s ({result.samples_per_s:.1f} samples/s, "
-            f"bf16={'on' if result.bf16 else 'off'}); train loss {metrics['train_loss']:.4f}\n"
-            f"full model: {full}\nsmallest sub-model ({metrics['smallest_length_config']}): {small}"
+            f"{result.describe()}\nfull model: {format_scores(metrics['eval'])}\n"
+            f"smallest sub-model ({metrics['smallest_length_config']}): {format_scores(metrics['smallest_eval'])}"
         )
         print(f"model: {result.final_dir}\nmetrics: {Path(args.output) / 'metrics.json'}")
     return 0

@@ -47,6 +47,13 @@ class TrainResult:
     resumed_from: Path | None = None
     is_main_process: bool = True
 
+    def describe(self) -> str:
+        """One line for the console: steps, time, speed, precision and final training loss."""
+        return (
+            f"{self.steps} steps in {self.wall_time_s:.0f}s ({self.samples_per_s:.1f} samples/s, "
+            f"bf16={'on' if self.bf16 else 'off'}); train loss {self.metrics['train_loss']:.4f}"
+        )
+
     def figures(self) -> dict:
         """What a training command reports about its run (metrics.json)."""
         return {
@@ -338,3 +345,8 @@ def _save_final(model: nn.Module, folder: Path, tokenizer, extra_metadata: dict 
 
 
 __all__ = ["TrainResult", "list_checkpoints", "train"]
+
+
+def format_scores(scores: dict) -> str:
+    """``accuracy 0.8876, f1 0.8912`` for console lines."""
+    return ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
