@@ -122,3 +122,18 @@ def test_bad_input_is_named(qa_model, call, match):
     ids, mask = padded_batch(120, 0)
     with pytest.raises((ValueError, ConfigError), match=match):
         call(qa_model, ids, mask)
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_in_place_softmax_matches_the_autograd_path(qa_model, padded):
+    # Eager inference reuses the scores buffer (and skips the mask when nothing is padded); it must give the same
+    # pruned outputs as the out-of-place softmax that training and tracing use.
+    ids, mask = padded_batch(120, 0)
+    if not padded:
+        mask = torch.ones_like(mask)
+    with torch.inference_mode():
+        fast = qa_model(ids, mask, length_config="9,5")
+    with torch.enable_grad():
+        reference = qa_model(ids, mask, length_config="9,5")
+    for a, b in zip(fast, reference, strict=True):
+        assert torch.allclose(a, b.detach(), atol=1e-6)
