@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -183,20 +182,12 @@ def run_stage(folder: Path, body: Callable[[Path], dict]) -> dict:
 
 def sst2_finetune(bench: Bench, folder: Path) -> dict:
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.train import evaluate, task_loss_fn, train
+    from qla_sdk.train.finetune import finetune
 
     train_features, dev, labels = bench.sst2()
     model = from_pretrained(bench.model_path, task=SST2, labels=labels)
     config = bench.train_config(folder, bench.args.finetune_epochs, bench.args.finetune_lr)
-    result = train(
-        model,
-        epoch_batches(train_features, config),
-        task_loss_fn(SST2),
-        config,
-        steps_per_epoch=math.ceil(len(train_features) / config.batch_size),
-        eval_fn=lambda m: evaluate(m, dev, SST2),
-        tokenizer=bench.tokenizer,
-    )
+    result = finetune(model, train_features, dev, SST2, config, tokenizer=bench.tokenizer)
     return {
         "finetune_dev_acc": result.metrics["accuracy"],
         **train_figures("finetune", result, len(train_features)),
@@ -244,7 +235,7 @@ def lat_stage(model, train_features, dev, config, bench: Bench):
 
 
 def sst2_student(bench: Bench, folder: Path, distilled: bool) -> dict:
-    from qla_sdk.train import evaluate, task_loss_fn, train
+    from qla_sdk.train.finetune import finetune
     from qla_sdk.train.student import parse_layers, student_from_layers
 
     train_features, dev, _ = bench.sst2()
@@ -254,15 +245,7 @@ def sst2_student(bench: Bench, folder: Path, distilled: bool) -> dict:
     if distilled:
         result = distill_stage(teacher, student, train_features, dev, config, bench)
     else:
-        result = train(
-            student,
-            epoch_batches(train_features, config),
-            task_loss_fn(SST2),
-            config,
-            steps_per_epoch=math.ceil(len(train_features) / config.batch_size),
-            eval_fn=lambda m: evaluate(m, dev, SST2),
-            tokenizer=bench.tokenizer,
-        )
+        result = finetune(student, train_features, dev, SST2, config, tokenizer=bench.tokenizer)
     name = "student_distilled" if distilled else "student_plain"
     return {f"{name}_dev_acc": result.metrics["accuracy"], **train_figures(name, result, len(train_features))}
 
@@ -285,7 +268,7 @@ def distill_stage(teacher, student, train_features, dev, config, bench: Bench):
 def squad(bench: Bench, folder: Path) -> dict:
     from qla_sdk.data import load_squad, qa_features, split_squad_by_article
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.train import evaluate, task_loss_fn, train
+    from qla_sdk.train.finetune import finetune
 
     a = bench.args
     split = split_squad_by_article(
@@ -299,13 +282,13 @@ def squad(bench: Bench, folder: Path) -> dict:
     eval_features = qa_features(eval_examples, bench.tokenizer, a.squad_max_length, a.squad_doc_stride)
     model = from_pretrained(bench.model_path, task=QA)
     config = bench.train_config(folder, a.squad_epochs, a.squad_lr)
-    result = train(
+    result = finetune(
         model,
-        epoch_batches(train_features, config),
-        task_loss_fn(QA),
+        train_features,
+        eval_features,
+        QA,
         config,
-        steps_per_epoch=math.ceil(len(train_features) / config.batch_size),
-        eval_fn=lambda m: evaluate(m, eval_features, QA, examples=eval_examples),
+        eval_examples=eval_examples,
         tokenizer=bench.tokenizer,
         extra_metadata={"max_length": a.squad_max_length},
     )
@@ -349,14 +332,6 @@ def throughput(bench: Bench, folder: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-
-
-def epoch_batches(features, config):
-    from qla_sdk.data import batches
-
-    return lambda epoch: batches(
-        features, config.batch_size, shuffle=True, seed=config.seed, epoch=epoch, sort_by_length=True
-    )
 
 
 def limit_examples(examples: list, limit: int) -> list:
