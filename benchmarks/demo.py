@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="from_stage", default=None, help="redo this stage and the later ones")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--results", default=str(RESULTS / "demo_report.json"), help="where the report JSON goes")
+    parser.add_argument("--max-drop-points", type=float, default=MAX_DROP_POINTS, help="accuracy bar (default 2)")
+    parser.add_argument("--min-speedup", type=float, default=MIN_SPEEDUP, help="speed bar (default 5)")
     args = parser.parse_args(argv)
 
     command = ["run", "--config", args.config] if args.config else ["demo"]
@@ -51,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         **report,
         "this_session_s": round(time.perf_counter() - start, 1),
         "bar": {
-            "max_drop_points": MAX_DROP_POINTS,
-            "min_speedup": MIN_SPEEDUP,
-            "accuracy_met": drop <= MAX_DROP_POINTS,
-            "speed_met": speedup is not None and speedup >= MIN_SPEEDUP,
+            "max_drop_points": args.max_drop_points,
+            "min_speedup": args.min_speedup,
+            "accuracy_met": drop <= args.max_drop_points,
+            "speed_met": speedup is not None and speedup >= args.min_speedup,
         },
     }
     rows = [
@@ -64,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(["stage", "model", report["metric"], "GMACs", "ms (batch 1)", "MB"], rows)
     summary = (
         f"{table}\n\nTeacher {report['teacher_dev_acc']:.4f} -> final {report['final_dev_acc']:.4f} ({drop:+.2f} "
-        f"points lost; bar: <= {MAX_DROP_POINTS}), {speedup}x faster at batch 1, seq {report['latency_seq_len']} "
-        f"(bar: >= {MIN_SPEEDUP}x), backend {report['final_backend']}, length config "
+        f"points lost; bar: <= {args.max_drop_points}), {speedup}x faster at batch 1, seq {report['latency_seq_len']} "
+        f"(bar: >= {args.min_speedup}x), backend {report['final_backend']}, length config "
         f"{report['length_config']['lengths']}; wall time of the recipe {report['wall_time_s']:.0f} s.\n"
     )
     write_results(args.results, figures, summary, [Path(sys.executable).name, *sys.argv])
