@@ -102,13 +102,17 @@ class Layer(nn.Module):
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         bias = (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min
         if need_probs:
-            # Scaling q (len x head_dim) is cheaper than scaling the scores (len x len).
-            scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-1, -2)
+            # 3-D bmm on flattened heads: a 4-D ``@`` exports as expand + bmm, and OpenVINO runs that expand as a
+            # copy of the (len x len) probabilities. Scaling q (len x head_dim) is cheaper than scaling the scores.
+            b, heads, n, d = q.shape
+            q3 = (q * (1.0 / math.sqrt(self.head_dim))).reshape(b * heads, n, d)
+            scores = torch.bmm(q3, k.reshape(b * heads, n, d).transpose(1, 2)).view(b, heads, n, n)
             if _eager_inference():
                 probs = _softmax_in_place(scores, mask, bias)
             else:
                 probs = torch.softmax(scores + bias, dim=-1)
-            context = self.attn_dropout(probs) @ v
+            dropped = self.attn_dropout(probs).reshape(b * heads, n, n)
+            context = torch.bmm(dropped, v.reshape(b * heads, n, d)).view(b, heads, n, d)
         else:
             probs = None
             dropout = self.attn_dropout.p if self.training else 0.0
@@ -138,8 +142,11 @@ def _softmax_in_place(scores: torch.Tensor, mask: torch.Tensor, bias: torch.Tens
 
 def significance(probs: torch.Tensor, mask: torch.Tensor, keep_cls: bool) -> torch.Tensor:
     """Attention each token receives, summed over heads and real queries; padding scores -1 so it goes first."""
-    # (mask as a row vector) @ probs sums over real queries in one pass, without a (B, H, L, L) temporary.
-    received = (mask[:, None, None, :].to(probs.dtype) @ probs).sum(dim=(1, 2))
+    # (mask as a row vector) @ probs sums over real queries in one pass, without a (B, H, L, L) temporary; a 3-D
+    # bmm, as in ``Layer.attend``, so that no expand of the probabilities reaches an exported graph.
+    b, heads, n, _ = probs.shape
+    rows = mask.to(probs.dtype)[:, None, None, :].expand(b, heads, 1, n).reshape(b * heads, 1, n)
+    received = torch.bmm(rows, probs.reshape(b * heads, n, n)).view(b, heads, n).sum(dim=1)
     score = torch.where(mask > 0, received, torch.full_like(received, -1.0))
     if keep_cls:
         # A real token's score is at most heads * queries, so this puts the first token above every other.

@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import padded_batch
 
+from qla_sdk.backends.base import dynamic_batch_shapes
 from qla_sdk.modeling import from_pretrained
 
 
@@ -32,3 +33,19 @@ def test_compile_fullgraph_has_no_breaks(tiny_checkpoint):
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # fullgraph raises on any graph break
     with torch.no_grad():
         assert torch.allclose(compiled(ids, mask)[0], model(ids, mask)[0], atol=1e-6)
+
+
+def test_exported_pruning_attention_never_expands_the_probabilities(tiny_checkpoint):
+    # With a free batch size (as the backends export), a 4-D ``probs @ v`` becomes expand + bmm, and OpenVINO runs
+    # that expand as a copy of every (len x len) probability map.
+    folder, _ = tiny_checkpoint("bert", "text-classification")
+    model = from_pretrained(folder, "text-classification").eval().with_length_config("9,5")
+    ids, mask = padded_batch(120, 0)
+    program = torch.export.export(model, (ids, mask, torch.zeros_like(ids)), dynamic_shapes=dynamic_batch_shapes())
+    program = program.run_decompositions()  # as OpenVINO's converter does
+    square_expands = [
+        node
+        for node in program.graph.nodes
+        if node.target == torch.ops.aten.expand.default and node.meta["val"].shape[-1] == node.meta["val"].shape[-2]
+    ]
+    assert square_expands == []
