@@ -71,9 +71,14 @@ def _trials():
 
 
 def quantize(ov_model, calibration: list, options: dict | None = None):
-    """NNCF post-training int8 of an ``ov.Model``: asymmetric activations (MIXED), symmetric weights."""
+    """NNCF post-training int8 of an ``ov.Model``: asymmetric activations (MIXED), symmetric weights. The token
+    significance products stay fp32 (see ``significance_matmuls``)."""
     import nncf
 
+    options = dict(options or {})
+    keep_fp32 = significance_matmuls(ov_model)
+    if keep_fp32 and "ignored_scope" not in options:
+        options["ignored_scope"] = nncf.IgnoredScope(names=keep_fp32, validate=False)
     dataset = nncf.Dataset(calibration, lambda batch: [t.numpy() for t in batch])
     return nncf.quantize(
         ov_model,
@@ -81,8 +86,23 @@ def quantize(ov_model, calibration: list, options: dict | None = None):
         preset=nncf.QuantizationPreset.MIXED,
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),  # NNCF counts dataset items, here batches
-        **(options or {}),
+        **options,
     )
+
+
+def significance_matmuls(ov_model) -> list[str]:
+    """Names of the (mask row) x (attention probabilities) products that score tokens for pruning: the only
+    MatMuls of the graph with one output row. NNCF's transformer scheme would fake-quantize their probability
+    input to uint8: an extra pass over every (len x len) map, for a product OpenVINO still runs in fp32, and a
+    ranking computed on rounded probabilities instead of the model's own."""
+    names = []
+    for op in ov_model.get_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        shape = op.get_output_partial_shape(0)
+        if shape.rank.is_static and shape.rank.get_length() == 3 and shape[1].is_static and shape[1].get_length() == 1:
+            names.append(op.get_friendly_name())
+    return names
 
 
 class Built:

@@ -81,6 +81,19 @@ def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
         runner.run(*(x[:, :20].numpy() for x in (ids, mask, types)))
 
 
+def test_openvino_scores_tokens_on_unquantized_probabilities(openvino_built):
+    from qla_sdk.backends.openvino import significance_matmuls
+
+    _, built = openvino_built
+    model = built.models[24]
+    scoring = significance_matmuls(model)
+    assert len(scoring) == 2  # one per pruning layer ("16,8" prunes in both)
+    by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+    for name in scoring:
+        inputs = [by_name[name].input_value(i).get_node().get_type_name() for i in range(2)]
+        assert "FakeQuantize" not in inputs, f"{name} reads fake-quantized inputs: {inputs}"
+
+
 def test_int8_backend_needs_calibration(qa_model):
     request = BuildRequest(qa_model, None, (24,), QuantConfig(backend="openvino"))
     with pytest.raises(ConfigError, match="calibration"):
