@@ -33,6 +33,12 @@ def test_roundtrip():
     assert to_dict(cfg)["out"] == "o"
 
 
+@pytest.mark.parametrize("text", ["2e-5", "2E-5", " 2e-5 ", "+2e-05"])
+def test_exponent_without_a_dot_is_a_number(text):
+    # YAML 1.1 (PyYAML) reads ``lr: 2e-5`` as the string "2e-5"
+    assert from_dict(Outer, {"name": "x", "inner": {"lr": text}}).inner.lr == 2e-5
+
+
 @pytest.mark.parametrize(
     "data, words",
     [
