@@ -114,7 +114,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
             # YAML 1.1 reads exponents without a dot (``lr: 2e-5``) as strings; users mean the number.
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
