@@ -206,8 +206,13 @@ class OpenVINOBackend(Backend):
 
 
 def _callable(compiled):
+    """``compiled`` as a model-like callable for dev-set evaluation. It runs its own infer request, which copies its
+    inputs: ``CompiledModel.__call__`` shares them (``share_inputs=True`` by default), and a later request on the same
+    compiled model can then write its own inputs into the caller's arrays (seen with OpenVINO 2026.4)."""
+    request = compiled.create_infer_request()
+
     def run(*inputs):
-        result = compiled([np.asarray(x, dtype=np.int64) for x in inputs])
+        result = request.infer([np.asarray(x, dtype=np.int64) for x in inputs])
         outs = [torch.from_numpy(np.array(result[o])) for o in compiled.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 

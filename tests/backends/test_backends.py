@@ -119,3 +119,21 @@ def test_unknown_backend():
 def test_example_inputs_have_padding():
     ids, mask, _types = example_inputs(10, batch=2)
     assert mask[0].sum() == 10 and mask[1].sum() == 5 and ids[1, 5:].eq(0).all()
+
+
+def test_openvino_evaluation_never_writes_into_the_callers_inputs(openvino_built):
+    """OpenVINO's ``CompiledModel.__call__`` shares its input arrays, and another request on the same compiled model
+    then overwrote them; the evaluation callable must copy."""
+    import openvino as ov
+
+    from qla_sdk.backends.openvino import _callable
+
+    _, built = openvino_built
+    compiled = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ids, mask, types = (x.numpy() for x in pad_rows(_rows(seed=4), 24, 0)[0])
+    kept = [a.copy() for a in (ids, mask, types)]
+    first = _callable(compiled)(ids, mask, types)[0].numpy().copy()
+    other = compiled.create_infer_request()
+    other.infer([np.ones_like(ids), np.ones_like(mask), np.zeros_like(types)])
+    assert all(np.array_equal(a, b) for a, b in zip((ids, mask, types), kept))
+    assert np.allclose(_callable(compiled)(ids, mask, types)[0].numpy(), first)
