@@ -94,6 +94,27 @@ def test_openvino_scores_tokens_on_unquantized_probabilities(openvino_built):
         assert "FakeQuantize" not in inputs, f"{name} reads fake-quantized inputs: {inputs}"
 
 
+def test_openvino_keeps_the_task_head_fp32(openvino_built, qa_model):
+    from qla_sdk.backends.openvino import head_linear_count, head_matmuls
+
+    _, built = openvino_built
+    model = built.models[24]
+    assert head_linear_count(qa_model) == 1  # the span head
+    (name,) = head_matmuls(model, 1)
+    by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+    head = by_name[name]
+    assert head.get_output_partial_shape(0)[-1].get_length() == 2  # start and end logits
+    inputs = [head.input_value(i).get_node().get_type_name() for i in range(2)]
+    assert "FakeQuantize" not in inputs, f"the span head reads fake-quantized inputs: {inputs}"
+    quantized = [
+        op
+        for op in model.get_ops()
+        if op.get_type_name() == "MatMul"
+        and "FakeQuantize" in [op.input_value(i).get_node().get_type_name() for i in range(2)]
+    ]
+    assert len(quantized) >= 4  # the encoder's Linears are still int8
+
+
 def test_int8_backend_needs_calibration(qa_model):
     request = BuildRequest(qa_model, None, (24,), QuantConfig(backend="openvino"))
     with pytest.raises(ConfigError, match="calibration"):
