@@ -156,5 +156,5 @@ def test_openvino_evaluation_never_writes_into_the_callers_inputs(openvino_built
     first = _callable(compiled)(ids, mask, types)[0].numpy().copy()
     other = compiled.create_infer_request()
     other.infer([np.ones_like(ids), np.ones_like(mask), np.zeros_like(types)])
-    assert all(np.array_equal(a, b) for a, b in zip((ids, mask, types), kept))
+    assert all(np.array_equal(a, b) for a, b in zip((ids, mask, types), kept, strict=True))
     assert np.allclose(_callable(compiled)(ids, mask, types)[0].numpy(), first)
