@@ -30,7 +30,8 @@ from qla_sdk.quantize import QuantConfig, default_seq_lens
 
 EMBEDDINGS_NOTE = (
     "word embedding int8 (weight-only, one fp32 scale per row); position/token-type embeddings, LayerNorm and "
-    "biases fp32; every Linear int8 (weights per-channel symmetric, activations uint8 with zero point)"
+    "biases fp32; every encoder Linear int8 (weights per-channel symmetric, activations uint8 with zero point); "
+    "the task head int8 with INC, fp32 with NNCF/OpenVINO"
 )
 
 
