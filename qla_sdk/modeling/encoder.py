@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qla_sdk.modeling.denormals import flush_denormals
 from qla_sdk.modeling.length import LengthConfig
 
 _ACTIVATIONS = {
@@ -142,17 +143,15 @@ def _softmax_in_place(scores: torch.Tensor, mask: torch.Tensor, bias: torch.Tens
 
 def significance(probs: torch.Tensor, mask: torch.Tensor, keep_cls: bool) -> torch.Tensor:
     """Attention each token receives, summed over heads and real queries; padding scores -1 so it goes first."""
-    # (mask as a row vector) @ probs sums over real queries in one pass, without a (B, H, L, L) temporary; a 3-D
-    # bmm, as in ``Layer.attend``, so that no expand of the probabilities reaches an exported graph.
+    # One (1 x heads*len) @ (heads*len x len) product per row sums over heads and real queries in one pass over
+    # the probabilities, with no (B, H, L, L) temporary and no expand of them in an exported graph.
     b, heads, n, _ = probs.shape
-    rows = mask.to(probs.dtype)[:, None, None, :].expand(b, heads, 1, n).reshape(b * heads, 1, n)
-    received = torch.bmm(rows, probs.reshape(b * heads, n, n)).view(b, heads, n).sum(dim=1)
-    score = torch.where(mask > 0, received, torch.full_like(received, -1.0))
+    real_queries = mask.to(probs.dtype).repeat(1, heads).unsqueeze(1)
+    received = torch.bmm(real_queries, probs.reshape(b, heads * n, n)).view(b, n)
+    score = torch.where(mask > 0, received, -1.0)
     if keep_cls:
         # A real token's score is at most heads * queries, so this puts the first token above every other.
-        top = float(probs.shape[1] * probs.shape[2] + 1)
-        first = torch.arange(score.shape[1], device=score.device) == 0
-        score = torch.where(first.unsqueeze(0), torch.full_like(score, top), score)
+        score = torch.cat([score.new_full((b, 1), float(heads * n + 1)), score[:, 1:]], dim=1)
     return score
 
 
@@ -193,6 +192,18 @@ class Encoder(nn.Module):
 
         A skipped layer passes its input through unchanged and prunes nothing.
         """
+        with flush_denormals(enabled=_eager_inference()):
+            return self._forward(input_ids, attention_mask, token_type_ids, length_config, layer_config, output_traces)
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        length_config: LengthConfig | None,
+        layer_config: tuple[bool, ...] | None,
+        output_traces: bool,
+    ) -> EncoderOutput:
         batch, seq_len = input_ids.shape
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
