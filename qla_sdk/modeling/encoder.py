@@ -96,12 +96,13 @@ class Layer(nn.Module):
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
     def attend(
-        self, x: torch.Tensor, mask: torch.Tensor, need_probs: bool = True
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
         """Self-attention block. Probabilities are materialised only when asked (pruning, distillation);
-        otherwise the fused scaled-dot-product kernel runs, as transformers' own SDPA path does."""
+        otherwise the fused scaled-dot-product kernel runs, as transformers' own SDPA path does.
+        ``mask`` None: every token is real (eager inference on unpadded input), so no attention bias is built."""
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        bias = (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min
+        bias = None if mask is None else (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min
         if need_probs:
             # 3-D bmm on flattened heads: a 4-D ``@`` exports as expand + bmm, and OpenVINO runs that expand as a
             # copy of the (len x len) probabilities. Scaling q (len x head_dim) is cheaper than scaling the scores.
@@ -111,7 +112,7 @@ class Layer(nn.Module):
             if _eager_inference():
                 probs = _softmax_in_place(scores, mask, bias)
             else:
-                probs = torch.softmax(scores + bias, dim=-1)
+                probs = torch.softmax(scores if bias is None else scores + bias, dim=-1)
             dropped = self.attn_dropout(probs).reshape(b * heads, n, n)
             context = torch.bmm(dropped, v.reshape(b * heads, n, d)).view(b, heads, n, d)
         else:
@@ -132,11 +133,11 @@ def _eager_inference() -> bool:
     return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
-def _softmax_in_place(scores: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def _softmax_in_place(scores: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
     """Masked softmax that reuses the scores buffer. At length 384 the scores are 12 x 384 x 384 floats (7 MB);
     a fresh buffer for ``scores + bias`` and another for the softmax cost more than the arithmetic (page faults
     and cache misses): this alone took the pruned forward from 36 to 30 ms in ``benchmarks/latency.py``."""
-    if not bool(mask.all()):  # an unpadded input (the deployment case) needs no mask
+    if mask is not None and not bool(mask.all()):  # an unpadded input (the deployment case) needs no mask
         scores.add_(bias)
     return torch.ops.aten._softmax.out(scores, -1, False, out=scores)
 
@@ -208,12 +209,17 @@ class Encoder(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.to(torch.float32)
+        # Eager inference on rows without padding (batch 1, the deployment case) takes a lean path: no attention
+        # bias, no masks to carry, dropped states written in place. Each small op costs 5-10 us here, and the
+        # general path spends about 45 of them per pruning layer on masks and bookkeeping.
+        unpadded = _eager_inference() and not output_traces and bool(attention_mask.all())
         x = self.embeddings(input_ids, token_type_ids)
         widths = per_sample = None
         if length_config is not None:
             widths = length_config.resolve(seq_len)
         positions = None  # original position of each live token; None while nothing was dropped
         restore = _Restore()
+        final = None  # the unpadded path's restored states, filled in place
         traces: list[LayerTrace | None] = []
         for i, layer in enumerate(self.layers):
             if layer_config is not None and not layer_config[i]:
@@ -221,9 +227,14 @@ class Encoder(nn.Module):
                 continue
             ratio_drops = length_config is not None and length_config.is_ratio and length_config.lengths[i] < 1.0
             prunes = widths is not None and (widths[i] < x.shape[1] or ratio_drops)
-            h, probs, qkv = layer.attend(x, mask, need_probs=prunes or output_traces)
+            h, probs, qkv = layer.attend(x, None if unpadded else mask, need_probs=prunes or output_traces)
             mask_in = mask
-            if prunes:
+            if prunes and unpadded:
+                index = top_tokens(probs, widths[i], length_config.keep_cls)
+                final = put_rows(final, x, positions)  # tokens leaving here keep this layer's input
+                positions = index if positions is None else positions.gather(1, index)
+                h = take_rows(h, index)
+            elif prunes:
                 if length_config.is_ratio:
                     real = attention_mask.sum(dim=1)
                     per_sample = torch.ceil(real.to(torch.float32) * length_config.lengths[i]).clamp(min=1)
@@ -240,10 +251,42 @@ class Encoder(nn.Module):
                 traces.append(LayerTrace(probs, *qkv, mask_in, x))
         if positions is None:
             restored = x
+        elif unpadded:
+            restored = put_rows(final, x, positions)
         else:
             restore.record(x, positions, mask)
             restored = restore.result()
         return EncoderOutput(restored, traces)
+
+
+def top_tokens(probs: torch.Tensor, width: int, keep_cls: bool) -> torch.Tensor:
+    """``select_tokens`` for rows without padding: the same significance (the same product, so the same floats
+    and the same choice) with no mask to apply or carry."""
+    b, heads, n, _ = probs.shape
+    received = torch.bmm(probs.new_ones(b, 1, heads * n), probs.view(b, heads * n, n)).view(b, n)
+    if keep_cls:
+        received[:, 0] = float(heads * n + 1)
+    return received.topk(width, dim=-1).indices.sort(dim=-1).values
+
+
+def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, index[b]]`` in eager mode: one index_select at batch 1."""
+    if x.shape[0] == 1:
+        return x[0].index_select(0, index[0]).unsqueeze(0)
+    return gather_rows(x, index)
+
+
+def put_rows(final: torch.Tensor | None, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """Write each live token's state ``x`` at its original position of ``final``, in place (eager inference only).
+    Before the first drop (``positions`` None) ``x`` covers every position in order and becomes ``final``: nothing
+    reads that layer input again, so it is not copied."""
+    if final is None:
+        return x
+    if x.shape[0] == 1:
+        final[0].index_copy_(0, positions[0], x[0])
+    else:
+        final.scatter_(1, positions.unsqueeze(-1).expand_as(x), x)
+    return final
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -137,3 +137,36 @@ def test_in_place_softmax_matches_the_autograd_path(qa_model, padded):
         reference = qa_model(ids, mask, length_config="9,5")
     for a, b in zip(fast, reference, strict=True):
         assert torch.allclose(a, b.detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["question-answering", "text-classification"])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize(
+    "length_config, layer_config",
+    [("9,5", None), ("12,4", None), ("0.6,0.3", None), ("7,3", (False, True)), ("0.5,0.5", None)],
+)
+def test_the_unpadded_eager_path_equals_the_general_path(tiny_checkpoint, task, batch, length_config, layer_config):
+    # Under no_grad, rows without padding take the lean path (no masks, in-place restore); with autograd on, the
+    # general path runs. Same significance products, same choices: the outputs agree to float rounding.
+    folder, _ = tiny_checkpoint("bert", task)
+    model = from_pretrained(folder, task).eval()
+    ids = torch.randint(5, 120, (batch, 12), generator=torch.Generator().manual_seed(batch))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        lean = model(ids, mask, length_config=length_config, layer_config=layer_config)
+    general = model(ids, mask, length_config=length_config, layer_config=layer_config)
+    for a, b in zip(_outputs(lean), _outputs(general), strict=True):
+        assert torch.allclose(a, b.detach(), atol=1e-5)
+
+
+def _outputs(out) -> tuple:
+    return out if isinstance(out, tuple) else (out,)
+
+
+def test_the_unpadded_path_leaves_dropped_tokens_at_their_last_state(qa_model):
+    ids = torch.randint(5, 120, (1, 12), generator=torch.Generator().manual_seed(3))
+    lc = LengthConfig.parse("12,4", keep_cls=False)
+    with torch.no_grad():
+        _, traced = qa_model.run(ids, torch.ones_like(ids), length_config=lc, output_traces=True)  # general path
+        _, lean = qa_model.run(ids, torch.ones_like(ids), length_config=lc)
+    assert torch.allclose(lean.last_hidden_state, traced.last_hidden_state, atol=1e-6)
