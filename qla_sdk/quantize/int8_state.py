@@ -83,13 +83,26 @@ def save_programs(programs: dict[str, torch.export.ExportedProgram], folder: str
             "torch": torch.__version__,
             "tensors": refs,
             "parameters": [n for n, t in program.state_dict.items() if isinstance(t, nn.Parameter)],
-            "program": json.loads(artifact.exported_program),
+            "program": _without_debug_metadata(json.loads(artifact.exported_program)),
         }
         file = f"{name}{PROGRAM_SUFFIX}"
         (folder / file).write_text(json.dumps(payload))
         written.append(file)
     save_file(tensors, str(folder / TENSORS_FILE), metadata={"format": "pt"})
     return [*written, TENSORS_FILE]
+
+
+# Per-node debug metadata torch.export records: the Python stack of every op (absolute paths of the machine that
+# built the artifact) and the trace history. Half of a program file (1.6 of 2.5 MB for MiniLM); nothing reads it
+# back to run the graph, and an artifact should not carry the builder's file system.
+_DEBUG_METADATA = ("stack_trace", "from_node")
+
+
+def _without_debug_metadata(program: dict) -> dict:
+    for node in program.get("graph_module", {}).get("graph", {}).get("nodes", []):
+        for key in _DEBUG_METADATA:
+            node.get("metadata", {}).pop(key, None)
+    return program
 
 
 def load_program(folder: str | Path, name: str, tensors: dict[str, torch.Tensor] | None = None):

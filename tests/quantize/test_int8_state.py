@@ -1,6 +1,7 @@
 """Int8 embeddings and pickle-free program files."""
 
 import json
+from pathlib import Path
 
 import torch
 from conftest import padded_batch
@@ -43,7 +44,9 @@ def test_programs_round_trip_without_pickle(tiny_checkpoint, tmp_path):
     files = save_programs({"a": program, "b": program}, tmp_path)
     assert sorted(files) == sorted(["a.program.json", "b.program.json", TENSORS_FILE])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # nothing else (no .pt pickles)
-    json.loads((tmp_path / "a.program.json").read_text())
+    text = (tmp_path / "a.program.json").read_text()
+    json.loads(text)
+    assert "stack_trace" not in text and str(Path(__file__).parent.parent.parent) not in text  # no builder paths
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / TENSORS_FILE), "pt") as f:  # both programs share one copy of each weight
