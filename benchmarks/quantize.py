@@ -194,8 +194,9 @@ def main(argv=None) -> dict:
     }
 
     rows = [[name, value] for name, value in latency.items()]
-    rows += [[k, figures[k]] for k in figures if k.endswith(("_size_mb", "_dev_acc", "_squad_ms"))]
-    table = markdown_table(["figure", "value (ms, MB or fraction)"], rows)
+    rows += [[k, figures[k]] for k in figures if k.endswith(("_size_mb", "_squad_ms"))]
+    rows += [[k, f"{100 * figures[k]:.2f}%"] for k in figures if k.endswith("_dev_acc")]
+    table = markdown_table(["figure", "value (ms, MB or dev accuracy)"], rows)
     record = write_results(args.out, figures, table + f"\n\nEmbeddings: {EMBEDDINGS_NOTE}.\n")
     print(table)
     return record
