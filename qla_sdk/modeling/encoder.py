@@ -98,9 +98,11 @@ class Layer(nn.Module):
     def attend(
         self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
-        """Self-attention block. Probabilities are materialised only when asked (pruning, distillation);
-        otherwise the fused scaled-dot-product kernel runs, as transformers' own SDPA path does.
-        ``mask`` None: every token is real (eager inference on unpadded input), so no attention bias is built."""
+        """Multi-head self-attention up to the context vectors, returned per token as (batch, len, heads,
+        head_dim); ``attention_output`` finishes the block. Probabilities are materialised only when asked
+        (pruning, distillation); otherwise the fused scaled-dot-product kernel runs, as transformers' own SDPA
+        path does. ``mask`` None: every token is real (eager inference on unpadded input), so no attention bias is
+        built."""
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         bias = None if mask is None else (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min
         if need_probs:
@@ -119,9 +121,12 @@ class Layer(nn.Module):
             probs = None
             dropout = self.attn_dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
-        context = context.transpose(1, 2).flatten(2)
-        h = self.attn_norm(x + self.dropout(self.attn_out(context)))
-        return h, probs, (q, k, v)
+        return context.transpose(1, 2), probs, (q, k, v)
+
+    def attention_output(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Output projection, residual and norm. The encoder calls it on the tokens that stay only: a token that
+        leaves keeps this layer's input, so its projection would be thrown away."""
+        return self.attn_norm(x + self.dropout(self.attn_out(context.flatten(2))))
 
     def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.ffn_norm(h + self.dropout(self.ffn_out(self.act(self.ffn_in(h)))))
@@ -232,13 +237,13 @@ class Encoder(nn.Module):
                 continue
             ratio_drops = length_config is not None and length_config.is_ratio and length_config.lengths[i] < 1.0
             prunes = widths is not None and (widths[i] < x.shape[1] or ratio_drops)
-            h, probs, qkv = layer.attend(x, None if unpadded else mask, need_probs=prunes or output_traces)
+            context, probs, qkv = layer.attend(x, None if unpadded else mask, need_probs=prunes or output_traces)
             mask_in = mask
             if prunes and unpadded:
                 index = top_tokens(probs, widths[i], length_config.keep_cls)
                 final = put_rows(final, x, positions)  # tokens leaving here keep this layer's input
                 positions = index if positions is None else positions.gather(1, index)
-                h = take_rows(h, index)
+                context, x = take_rows(context, index), take_rows(x, index)
             elif prunes:
                 if length_config.is_ratio:
                     real = attention_mask.sum(dim=1)
@@ -250,8 +255,8 @@ class Encoder(nn.Module):
                 # Tokens leaving here keep this layer's input as their final state.
                 restore.record(x, positions, mask_in)
                 positions = positions.gather(1, index)
-                h = gather_rows(h, index)
-            x = layer.feed_forward(h)
+                context, x = gather_rows(context.flatten(2), index), gather_rows(x, index)
+            x = layer.feed_forward(layer.attention_output(context, x))
             if output_traces:
                 traces.append(LayerTrace(probs, *qkv, mask_in, x))
         if positions is None:
@@ -276,10 +281,11 @@ def top_tokens(probs: torch.Tensor, width: int, keep_cls: bool) -> torch.Tensor:
 
 
 def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[b, index[b]]`` in eager mode: one index_select at batch 1."""
+    """``x[b, index[b]]`` in eager mode, for (batch, len, ...) of any trailing shape: one index_select at batch 1,
+    which also makes the per-head context contiguous without a separate copy."""
     if x.shape[0] == 1:
         return x[0].index_select(0, index[0]).unsqueeze(0)
-    return gather_rows(x, index)
+    return gather_rows(x.flatten(2), index)
 
 
 def put_rows(final: torch.Tensor | None, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
