@@ -4,7 +4,8 @@ Length-Adaptive Transformer (Kim & Cho 2021), on PoWER-BERT: after a layer's sel
 significance is the attention it receives, summed over heads and over real (non-padding) queries. The most
 significant tokens go on to the feed-forward block and the next layers; the rest leave. Padding leaves first.
 A dropped token keeps the last layer output it had, so the final hidden states cover every original position
-(drop-and-restore) and a span head still scores every token.
+(drop-and-restore) and a span head still scores every token. Selection happens before the attention output
+projection, which therefore runs on the staying tokens only; the result is the same as selecting after it.
 
 All shapes are static for an integer length config, so ``torch.export`` sees the pruning as ordinary ops
 (topk, sort, gather, scatter): no graph breaks and no data-dependent Python control flow.

@@ -3,6 +3,9 @@
 Counts Q/K/V, attention scores, context, attention output, the feed-forward block and the task head, as the
 Length-Adaptive Transformer reports them (layer norms, softmax and embeddings are left out). A layer's attention
 runs on its input length; its feed-forward block on its output length (selection sits between the two).
+The runtime does a little less than this count: it projects the attention output of the tokens that stay only
+(``Layer.attention_output``), since a token that leaves keeps the layer's input. For MiniLM-L6-H384 with
+(269,253,252,202,104,34) at 384 that is 51.6M of the 2,484M MACs counted here.
 """
 
 from __future__ import annotations

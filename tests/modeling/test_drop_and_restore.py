@@ -87,6 +87,25 @@ def test_dropped_tokens_keep_their_last_state(qa_model):
             assert not torch.equal(restored[pos], layer0_out[0, pos])
 
 
+@pytest.mark.parametrize("traces", [True, False], ids=["general path", "unpadded eager path"])
+def test_selection_before_the_output_projection_equals_selection_after_the_attention_block(qa_model, traces):
+    # The reference method selects after the whole attention block (output projection, residual, norm); the
+    # runtime selects before the projection and projects the staying tokens only. Staying tokens must agree.
+    ids = torch.randint(5, qa_model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    lc = LengthConfig.parse("12,5", keep_cls=False)
+    with torch.no_grad():
+        _, full = qa_model.run(ids, mask, output_traces=True)
+        _, pruned = qa_model.run(ids, mask, length_config=lc, output_traces=traces)
+        x = full.traces[0].hidden_states  # layer 1's input: layer 0 drops nothing
+        layer = qa_model.encoder.layers[1]
+        context, probs, _ = layer.attend(x, mask.float(), need_probs=True)
+        every_token = layer.attention_output(context, x)
+        kept = significance(probs, mask.float(), keep_cls=False).topk(5).indices.sort().values[0]
+        expected = layer.feed_forward(every_token[:, kept])
+    assert torch.allclose(pruned.last_hidden_state[:, kept], expected, atol=1e-5)
+
+
 def test_layer_drop_skips_a_layer(qa_model):
     ids, mask = padded_batch(120, 0)
     with torch.no_grad():
