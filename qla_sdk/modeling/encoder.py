@@ -20,15 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qla_sdk.errors import ConfigError
 from qla_sdk.modeling.denormals import flush_denormals
+from qla_sdk.modeling.dense import ACTIVATIONS, dense, dense_split, eager_inference
 from qla_sdk.modeling.length import LengthConfig
-
-_ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x),
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-}
+from qla_sdk.modeling.native import native_kernels
 
 
 @dataclass
@@ -88,13 +84,18 @@ class Layer(nn.Module):
         self.ffn_in = nn.Linear(hidden, config.intermediate_size)
         self.ffn_out = nn.Linear(config.intermediate_size, hidden)
         self.ffn_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.act = _ACTIVATIONS[config.hidden_act]
+        if config.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"hidden_act {config.hidden_act!r} is not supported; use one of {sorted(ACTIVATIONS)}")
+        self.hidden_act = config.hidden_act
         self.attn_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values as (batch, len, heads, head_dim) views of the projections."""
         b, n, _ = x.shape
-        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        q, k, v = dense_split((self.query, self.key, self.value), x)
+        shape = (b, n, self.num_heads, self.head_dim)
+        return q.view(shape), k.view(shape), v.view(shape)
 
     def attend(
         self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = True
@@ -104,7 +105,7 @@ class Layer(nn.Module):
         (pruning, distillation); otherwise the fused scaled-dot-product kernel runs, as transformers' own SDPA
         path does. ``mask`` None: every token is real (eager inference on unpadded input), so no attention bias is
         built."""
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        q, k, v = (t.transpose(1, 2) for t in self._project(x))
         bias = None if mask is None else (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min
         if need_probs:
             # 3-D bmm on flattened heads: a 4-D ``@`` exports as expand + bmm, and OpenVINO runs that expand as a
@@ -112,7 +113,7 @@ class Layer(nn.Module):
             b, heads, n, d = q.shape
             q3 = (q * (1.0 / math.sqrt(self.head_dim))).reshape(b * heads, n, d)
             scores = torch.bmm(q3, k.reshape(b * heads, n, d).transpose(1, 2)).view(b, heads, n, n)
-            if _eager_inference():
+            if eager_inference():
                 probs = _softmax_in_place(scores, mask, bias)
             else:
                 probs = torch.softmax(scores if bias is None else scores + bias, dim=-1)
@@ -124,19 +125,27 @@ class Layer(nn.Module):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
         return context.transpose(1, 2), probs, (q, k, v)
 
+    def attend_with_significance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention of a pruning layer on rows without padding, in eager inference: the context
+        (batch, len, heads, head_dim) and each token's significance (batch, len), the attention it receives summed
+        over heads and queries. The native kernel computes both in one pass over each head's probabilities when it
+        is built; otherwise ATen ops do, from the materialised probabilities."""
+        kernel = native_kernels()
+        if kernel is not None:
+            q, k, v = self._project(x)
+            return kernel.attention_with_significance(q, k, v, 1.0 / math.sqrt(self.head_dim))
+        context, probs, _ = self.attend(x, None)
+        b, heads, n, _ = probs.shape
+        ones = probs.new_ones(b * heads, 1, n)  # the product ``significance`` uses, without a mask to apply
+        return context, torch.bmm(ones, probs.view(b * heads, n, n)).view(b, heads, n).sum(dim=1)
+
     def attention_output(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Output projection, residual and norm. The encoder calls it on the tokens that stay only: a token that
         leaves keeps this layer's input, so its projection would be thrown away."""
-        return self.attn_norm(x + self.dropout(self.attn_out(context.flatten(2))))
+        return self.attn_norm(x + self.dropout(dense(self.attn_out, context.flatten(2))))
 
     def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.ffn_norm(h + self.dropout(self.ffn_out(self.act(self.ffn_in(h)))))
-
-
-def _eager_inference() -> bool:
-    """True outside autograd and outside tracing (torch.export, torch.compile), where in-place ops are safe and
-    data-dependent shortcuts are allowed."""
-    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        return self.ffn_norm(h + self.dropout(dense(self.ffn_out, dense(self.ffn_in, h, self.hidden_act))))
 
 
 def _softmax_in_place(scores: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
@@ -204,7 +213,7 @@ class Encoder(nn.Module):
 
         A skipped layer passes its input through unchanged and prunes nothing.
         """
-        with flush_denormals(enabled=_eager_inference()):
+        with flush_denormals(enabled=eager_inference()):
             return self._forward(input_ids, attention_mask, token_type_ids, length_config, layer_config, output_traces)
 
     def _forward(
@@ -223,7 +232,7 @@ class Encoder(nn.Module):
         # Eager inference on rows without padding (batch 1, the deployment case) takes a lean path: no attention
         # bias, no masks to carry, dropped states written in place. Each small op costs 5-10 us on a Xeon core;
         # the MiniLM forward of ``benchmarks/latency.py`` with its length config dispatches 331 instead of 465.
-        unpadded = _eager_inference() and not output_traces and bool(attention_mask.all())
+        unpadded = eager_inference() and not output_traces and bool(attention_mask.all())
         x = self.embeddings(input_ids, token_type_ids)
         widths = per_sample = None
         if length_config is not None:
@@ -238,25 +247,27 @@ class Encoder(nn.Module):
                 continue
             ratio_drops = length_config is not None and length_config.is_ratio and length_config.lengths[i] < 1.0
             prunes = widths is not None and (widths[i] < x.shape[1] or ratio_drops)
-            context, probs, qkv = layer.attend(x, None if unpadded else mask, need_probs=prunes or output_traces)
             mask_in = mask
             if prunes and unpadded:
-                index = top_tokens(probs, widths[i], length_config.keep_cls)
+                context, received = layer.attend_with_significance(x)
+                index = top_tokens(received, widths[i], length_config.keep_cls)
                 final = put_rows(final, x, positions)  # tokens leaving here keep this layer's input
                 positions = index if positions is None else positions.gather(1, index)
                 context, x = take_rows(context, index), take_rows(x, index)
-            elif prunes:
-                if length_config.is_ratio:
-                    real = attention_mask.sum(dim=1)
-                    per_sample = torch.ceil(real.to(torch.float32) * length_config.lengths[i]).clamp(min=1)
-                score = significance(probs, mask, length_config.keep_cls)
-                index, mask = select_tokens(score, mask, widths[i], per_sample)
-                if positions is None:
-                    positions = torch.arange(seq_len, device=x.device).expand(batch, seq_len)
-                # Tokens leaving here keep this layer's input as their final state.
-                restore.record(x, positions, mask_in)
-                positions = positions.gather(1, index)
-                context, x = gather_rows(context.flatten(2), index), gather_rows(x, index)
+            else:
+                context, probs, qkv = layer.attend(x, None if unpadded else mask, need_probs=prunes or output_traces)
+                if prunes:
+                    if length_config.is_ratio:
+                        real = attention_mask.sum(dim=1)
+                        per_sample = torch.ceil(real.to(torch.float32) * length_config.lengths[i]).clamp(min=1)
+                    score = significance(probs, mask, length_config.keep_cls)
+                    index, mask = select_tokens(score, mask, widths[i], per_sample)
+                    if positions is None:
+                        positions = torch.arange(seq_len, device=x.device).expand(batch, seq_len)
+                    # Tokens leaving here keep this layer's input as their final state.
+                    restore.record(x, positions, mask_in)
+                    positions = positions.gather(1, index)
+                    context, x = gather_rows(context.flatten(2), index), gather_rows(x, index)
             x = layer.feed_forward(layer.attention_output(context, x))
             if output_traces:
                 traces.append(LayerTrace(probs, *qkv, mask_in, x))
@@ -270,14 +281,14 @@ class Encoder(nn.Module):
         return EncoderOutput(restored, traces)
 
 
-def top_tokens(probs: torch.Tensor, width: int, keep_cls: bool) -> torch.Tensor:
-    """``select_tokens`` for rows without padding: the same significance (the same product, so the same floats
-    and the same choice) with no mask to apply or carry."""
-    b, heads, n, _ = probs.shape
-    ones = probs.new_ones(b * heads, 1, n)
-    received = torch.bmm(ones, probs.view(b * heads, n, n)).view(b, heads, n).sum(dim=1)
+def top_tokens(received: torch.Tensor, width: int, keep_cls: bool) -> torch.Tensor:
+    """``select_tokens`` for rows without padding (eager inference): the ``width`` tokens that receive the most
+    attention, in original order, with nothing to mask or carry. Modifies ``received``."""
+    kernel = native_kernels()
+    if kernel is not None:  # one call for what takes three ops here; ties go to the earlier position
+        return kernel.top_tokens(received, width, keep_cls)
     if keep_cls:
-        received[:, 0] = float(heads * n + 1)
+        received[:, 0] = float("inf")  # above every real score, as ``significance``'s boost is
     return received.topk(width, dim=-1).indices.sort(dim=-1).values
 
 
