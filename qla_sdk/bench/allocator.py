@@ -16,6 +16,8 @@ import ctypes.util
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 1_000_000_000
+# The same setting for a child process, through glibc's environment tunables.
+GLIBC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(THRESHOLD_BYTES), "MALLOC_MMAP_THRESHOLD_": str(THRESHOLD_BYTES)}
 
 
 def keep_freed_memory() -> str | None:

@@ -20,6 +20,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qla_sdk.bench.allocator import GLIBC_ENV
 from qla_sdk.bench.launcher import Instance, launch_prefix, pin_current_process
 from qla_sdk.bench.rows import RowSpec
 from qla_sdk.io import write_json_atomic
@@ -213,6 +214,8 @@ def _child_env(threads: int, pin: bool) -> dict:
     env["OMP_NUM_THREADS"] = str(threads)
     env["QLA_BENCH_PIN"] = "1" if pin else "0"
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name, value in GLIBC_ENV.items():  # every row alike; a value the user set wins
+        env.setdefault(name, value)
     return env
 
 

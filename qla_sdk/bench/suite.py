@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qla_sdk.bench.allocator import THRESHOLD_BYTES
 from qla_sdk.bench.builders import get_builder
 from qla_sdk.bench.launcher import (
     Instance,
@@ -317,6 +318,9 @@ def run_suite(settings: BenchSettings, command: list[str] | None = None, log=pri
             "(summed over instances).",
             "peak_rss_mb is the measuring process's peak resident memory (model loaded and run; the build ran in "
             "another process); size_mb is the model's files on disk.",
+            "Every measuring process runs with glibc's MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ at "
+            f"{THRESHOLD_BYTES} unless set (as the README recommends for serving): otherwise a process that "
+            "allocates the same large buffers every call can page-fault on them every call.",
         ],
     }
     record = write_results(out, figures, bench_markdown(figures), command or [Path(sys.executable).name, *sys.argv])

@@ -88,3 +88,14 @@ def test_crashing_child_is_a_failed_row(tmp_path):
     )
     (outcome,) = run_measure(job, job.save(tmp_path / "job.json"), [Instance(0, (0,), 0)], None, timeout_s=120)
     assert "model.onnx" in outcome.result["error"]  # the child's own error, not a generic one
+
+
+def test_every_row_process_keeps_freed_memory_unless_the_user_says(monkeypatch):
+    from qla_sdk.bench.allocator import GLIBC_ENV
+    from qla_sdk.bench.runner import _child_env
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    env = _child_env(threads=2, pin=False)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == GLIBC_ENV["MALLOC_TRIM_THRESHOLD_"]
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "65536"  # the user's value wins
