@@ -65,8 +65,16 @@ class Job:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process in MiB: VmHWM of its current address space. ``ru_maxrss`` is not that:
+    Linux carries it across exec, so a row's child started by a 1.3 GB ``qla bench`` process reported at least
+    1.3 GB, whatever it ran."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; an upper bound
 
 
 def size_on_disk(path: Path, weights_only: bool) -> int:

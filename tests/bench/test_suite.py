@@ -99,3 +99,15 @@ def test_every_row_process_keeps_freed_memory_unless_the_user_says(monkeypatch):
     env = _child_env(threads=2, pin=False)
     assert env["MALLOC_TRIM_THRESHOLD_"] == GLIBC_ENV["MALLOC_TRIM_THRESHOLD_"]
     assert env["MALLOC_MMAP_THRESHOLD_"] == "65536"  # the user's value wins
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_a_child_reports_its_own_peak_memory_not_its_parents():
+    # Linux carries ru_maxrss across exec: a child of a large process would inherit the parent's peak.
+    script = (
+        "import subprocess, sys; big = bytearray(600 * 2**20); big[::4096] = b'x' * len(big[::4096]); "
+        "print(subprocess.run([sys.executable, '-c', 'from qla_sdk.bench.runner import peak_rss_mb; "
+        "print(peak_rss_mb())'], capture_output=True, text=True, check=True).stdout)"
+    )
+    child_mb = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert 10 < child_mb < 500
