@@ -4,7 +4,7 @@
 blocked layout on every call, and leaves the activation to a second pass over the output. oneDNN's
 ``_linear_pointwise`` with a weight packed once does neither, and the query, key and value projections run as one
 GEMM. On the MiniLM-L6-H384 shape at length 384 (2 cores, ``benchmarks/latency.py``, same rounds) the forward takes
-40.0 instead of 41.5 ms at full length and 24.4 instead of 25.8 ms with the length config.
+40.7 instead of 42.8 ms at full length and 24.7 instead of 26.2 ms with the length config.
 
 Packed weights are cached per module, keyed by the weight's identity, storage and version counter, so an optimizer
 step or a ``load_state_dict`` (both bump the version) repacks on the next inference. Training, autograd and tracing

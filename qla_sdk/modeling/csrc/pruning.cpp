@@ -96,6 +96,9 @@ std::tuple<at::Tensor, at::Tensor> attention_with_significance(const at::Tensor&
   at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
     FlushDenormals flush;
     const int thread = at::get_thread_num();
+    // Inside another parallel region ATen runs this inline with that region's thread number: refuse rather than
+    // share a column-sum slot between threads.
+    TORCH_CHECK(thread < threads, "attention_with_significance called from inside a parallel region");
     // Kept per thread across calls (intra-op threads live as long as the process): a fresh 1.2 MB buffer per
     // call came from mmap and page-faulted, 0.7 ms per MiniLM forward at length 384. It only grows.
     thread_local std::vector<float> scores;
