@@ -81,6 +81,33 @@ def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
         runner.run(*(x[:, :20].numpy() for x in (ids, mask, types)))
 
 
+def test_openvino_runs_unpadded_inputs_on_a_graph_without_the_mask_bias(openvino_built, tmp_path):
+    import openvino as ov
+
+    from qla_sdk.backends.openvino import without_attention_mask
+
+    backend, built = openvino_built
+    variant = without_attention_mask(built.models[24])
+    softmax_inputs = lambda model: {  # noqa: E731
+        op.input_value(0).get_node().get_type_name() for op in model.get_ops() if op.get_type_name() == "Softmax"
+    }
+    assert softmax_inputs(built.models[24]) == {"Add"}  # one mask-bias add per pruning layer
+    assert "Add" not in softmax_inputs(variant)
+    runner = backend.load(tmp_path, backend.save(built, tmp_path), threads=1)
+    assert set(runner._unpadded) == {24}
+    ids = torch.randint(3, 120, (2, 24), generator=torch.Generator().manual_seed(5))
+    inputs = [ids.numpy(), np.ones_like(ids.numpy()), np.zeros_like(ids.numpy())]
+    masked = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    want = masked(inputs)
+    for got, expected in zip(runner.run(*inputs), (want[0], want[1]), strict=True):
+        assert np.array_equal(got, expected)  # a zero bias dropped: the same numbers
+    assert set(runner._local.requests) == {(24, True)}  # ... from the graph without it
+    ids, mask, types = pad_rows(_rows(seed=3), 24, 0)[0]
+    start, _ = runner.run(ids.numpy(), mask.numpy(), types.numpy())
+    assert (24, False) in runner._local.requests  # padded rows take the masked graph
+    assert np.allclose(start, masked([ids.numpy(), mask.numpy(), types.numpy()])[0], atol=1e-5)
+
+
 def test_openvino_scores_tokens_on_unquantized_probabilities(openvino_built):
     from qla_sdk.backends.openvino import significance_matmuls
 
