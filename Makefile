@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench numactl clean-venv
+.PHONY: install demo test lint bench numactl clean-venv ipex-env test-ipex
 
 $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,24 @@ numactl:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Opt-in, never part of `make test`: the IPEX backend's own environment. IPEX 2.8 runs only on torch 2.8, whose
+# registry build is the CUDA one (about 4 GB download, 7 GB venv; it runs on the CPU). It installs
+# requirements/constraints-ipex.txt as it stands (the file docker/Dockerfile.ipex reads), then the SDK without
+# re-resolving (setup.cfg pins torch 2.13 for the main environment).
+IPEX_VENV := .venv-ipex
+IPEX_STAMP := $(IPEX_VENV)/.installed
+
+$(IPEX_STAMP): setup.cfg pyproject.toml requirements/constraints-ipex.txt
+	test -x $(IPEX_VENV)/bin/python || $(PYTHON) -m venv $(IPEX_VENV)
+	$(IPEX_VENV)/bin/python -m pip install -q --disable-pip-version-check "pip>=24"
+	$(IPEX_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements/constraints-ipex.txt
+	$(IPEX_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(IPEX_VENV)/bin/python -c "import torch, intel_extension_for_pytorch as ipex; print('ipex env ok: torch', torch.__version__, 'ipex', ipex.__version__)"
+	touch $(IPEX_STAMP)
+
+ipex-env: $(IPEX_STAMP)
+
+# The tests that need IPEX (skipped in the main environment), run where IPEX imports.
+test-ipex: $(IPEX_STAMP)
+	$(IPEX_VENV)/bin/python -m pytest -q -m ipex tests

@@ -185,7 +185,9 @@ class RecipeConfig:
     task: Literal["question-answering", "text-classification"]
     data: DataSection
     teacher: TeacherSection
-    student: StudentSection
+    # null: no distillation; the fine-tuned teacher itself is the model made length-adaptive, searched and quantized
+    # (compressing an already small model such as MiniLM; the ``distill`` section is then unused).
+    student: StudentSection | None
     distill: DistillSection = field(default_factory=DistillSection)
     lat: LatSection = field(default_factory=LatSection)
     search: SearchSection = field(default_factory=SearchSection)
@@ -261,5 +263,6 @@ def resolve_paths(recipe: RecipeConfig, base: Path) -> RecipeConfig:
     recipe.data.eval = resolve(recipe.data.eval, "data.eval")
     recipe.teacher.model = resolve(recipe.teacher.model, "teacher.model")
     recipe.teacher.tokenizer = resolve(recipe.teacher.tokenizer, "teacher.tokenizer")
-    recipe.student.checkpoint = resolve(recipe.student.checkpoint, "student.checkpoint")
+    if recipe.student is not None:
+        recipe.student.checkpoint = resolve(recipe.student.checkpoint, "student.checkpoint")
     return recipe

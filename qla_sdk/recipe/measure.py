@@ -62,7 +62,9 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         artifact = earlier["export"]["artifact"]
         predictor = load(artifact, threads=b.threads)
         arrays = [t.numpy() for t in inputs]
-        distilled = from_pretrained(earlier["distill"]["model"], task=task).eval()
+        distilled = None
+        if not earlier["distill"].get("skipped"):  # student: null compresses the teacher itself
+            distilled = from_pretrained(earlier["distill"]["model"], task=task).eval()
         searched = from_pretrained(earlier["search"]["model"], task=task).eval()
         searched_lc = searched.length_config
 
@@ -77,9 +79,10 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         timed = [
             ("teacher", eager(teacher)),
             ("final", lambda: predictor.runner.run(*arrays)),
-            ("distill", eager(distilled)),
             ("search", eager(searched, searched_lc)),
         ]
+        if distilled is not None:
+            timed.append(("distill", eager(distilled)))
         latency = {}
         for name, fn in tqdm(timed, desc="benchmark (batch 1)", unit="model", disable=not progress):
             latency[name] = measure_latency(fn, runs=b.runs, warmup=b.warmup).to_dict()
@@ -103,7 +106,9 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
             teacher.num_layers,
             None,
         ),
-        _row(
+        None
+        if distilled is None
+        else _row(
             "distill",
             "distilled student (FP32 eager)",
             earlier["distill"]["dev"][metric],
@@ -134,6 +139,7 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
             searched_lc.to_dict(),
         ),
     ]
+    rows = [row for row in rows if row is not None]
     return {
         "metric": metric,
         "seq_len": seq_len,

@@ -126,7 +126,8 @@ class RecipeStages:
         return {**self._summary(result, dev), "fine_tuned": True}
 
     def distill(self, folder: Path, earlier: dict, resume: bool) -> dict:
-        """MiniLM distillation of the teacher into the student (``qla distill``)."""
+        """MiniLM distillation of the teacher into the student (``qla distill``); with ``student: null`` the
+        fine-tuned teacher passes through unchanged (it is the model to compress)."""
         from qla_sdk.modeling import from_pretrained
         from qla_sdk.train.distill import distill
         from qla_sdk.train.student import (
@@ -138,6 +139,8 @@ class RecipeStages:
         )
 
         s, section = self.recipe.student, self.recipe.distill
+        if s is None:
+            return {**earlier["teacher"], "skipped": "student: null (the fine-tuned teacher is compressed as it is)"}
         teacher = from_pretrained(earlier["teacher"]["model"], task=self.recipe.task)
         if s.init_layers is not None:
             student = student_from_layers(teacher, s.init_layers)
