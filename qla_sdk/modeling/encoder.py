@@ -1,4 +1,4 @@
-"""A compact BERT/RoBERTa encoder that drops tokens layer by layer and restores them at the end.
+"""The reference encoder: BERT/RoBERTa layers that drop tokens layer by layer and restore them at the end.
 
 Length-Adaptive Transformer (Kim & Cho 2021), on PoWER-BERT: after a layer's self-attention, each token's
 significance is the attention it receives, summed over heads and over real (non-padding) queries. The most
@@ -7,12 +7,11 @@ A dropped token keeps the last layer output it had, so the final hidden states c
 (drop-and-restore) and a span head still scores every token. Selection happens before the attention output
 projection, which therefore runs on the staying tokens only; the result is the same as selecting after it.
 
-Eager inference takes faster routes to the same numbers: linear layers through oneDNN with packed weights
-(``dense``), and on rows without padding the pruning layers' attention, significance and top-k through native
-kernels (``native``) when they could be built.
+This is the one path that training, export, search and evaluation run. Faster eager inference lives in
+``qla_sdk.runtime`` (applied explicitly, tested equal to this file).
 
-All shapes are static for an integer length config, so ``torch.export`` sees the pruning as ordinary ops
-(topk, sort, gather, scatter): no graph breaks and no data-dependent Python control flow.
+All shapes are static for a given length config and input length, so ``torch.export`` sees the pruning as ordinary
+ops (topk, sort, gather): no graph breaks and no data-dependent Python control flow.
 """
 
 from __future__ import annotations
@@ -25,10 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from qla_sdk.errors import ConfigError
-from qla_sdk.modeling.denormals import flush_denormals
-from qla_sdk.modeling.dense import ACTIVATIONS, dense, dense_split, eager_inference
 from qla_sdk.modeling.length import LengthConfig
-from qla_sdk.modeling.native import native_kernels
+
+# transformers' ``hidden_act`` names this encoder implements
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
 
 
 @dataclass
@@ -94,88 +98,56 @@ class Layer(nn.Module):
         self.attn_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values as (batch, len, heads, head_dim) views of the projections."""
-        b, n, _ = x.shape
-        q, k, v = dense_split((self.query, self.key, self.value), x)
-        shape = (b, n, self.num_heads, self.head_dim)
-        return q.view(shape), k.view(shape), v.view(shape)
-
     def attend(
-        self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = True
+        self, x: torch.Tensor, mask: torch.Tensor, need_probs: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
-        """Multi-head self-attention up to the context vectors, returned per token as (batch, len, heads,
-        head_dim); ``attention_output`` finishes the block. Probabilities are materialised only when asked
-        (pruning, distillation); otherwise the fused scaled-dot-product kernel runs, as transformers' own SDPA
-        path does. ``mask`` None: every token is real (eager inference on unpadded input), so no attention bias is
-        built."""
-        q, k, v = (t.transpose(1, 2) for t in self._project(x))
-        bias = None if mask is None else (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min
-        if need_probs:
-            # 3-D bmm on flattened heads: a 4-D ``@`` exports as expand + bmm, and OpenVINO runs that expand as a
-            # copy of the (len x len) probabilities. Scaling q (len x head_dim) is cheaper than scaling the scores.
-            b, heads, n, d = q.shape
-            q3 = (q * (1.0 / math.sqrt(self.head_dim))).reshape(b * heads, n, d)
-            scores = torch.bmm(q3, k.reshape(b * heads, n, d).transpose(1, 2)).view(b, heads, n, n)
-            if eager_inference():
-                probs = _softmax_in_place(scores, mask, bias)
-            else:
-                probs = torch.softmax(scores if bias is None else scores + bias, dim=-1)
-            dropped = self.attn_dropout(probs).reshape(b * heads, n, n)
-            context = torch.bmm(dropped, v.reshape(b * heads, n, d)).view(b, heads, n, d)
-        else:
-            probs = None
+        """Multi-head self-attention up to the context vectors, per token as (batch, len, heads, head_dim);
+        ``attention_output`` finishes the block. The probabilities (batch, heads, len, len) are materialised only
+        when asked (pruning, distillation); otherwise the fused scaled-dot-product kernel runs, as transformers' own
+        SDPA path does. Also returns q, k, v as (batch, heads, len, head_dim) for distillation."""
+        b, n, _ = x.shape
+        q, k, v = (
+            lin(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+            for lin in (self.query, self.key, self.value)
+        )
+        bias = (1.0 - mask[:, None, None, :].to(q.dtype)) * torch.finfo(q.dtype).min  # padding gets no attention
+        if not need_probs:
             dropout = self.attn_dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+            return context.transpose(1, 2), None, (q, k, v)
+        # 3-D bmm on flattened heads: a 4-D ``@`` exports as expand + bmm, and OpenVINO runs that expand as a copy of
+        # the (len x len) probabilities. Scaling q (len x head_dim) is cheaper than scaling the scores.
+        heads, d = self.num_heads, self.head_dim
+        q3 = (q * (1.0 / math.sqrt(d))).reshape(b * heads, n, d)
+        scores = torch.bmm(q3, k.reshape(b * heads, n, d).transpose(1, 2)).view(b, heads, n, n)
+        probs = torch.softmax(scores + bias, dim=-1)
+        dropped = self.attn_dropout(probs).reshape(b * heads, n, n)
+        context = torch.bmm(dropped, v.reshape(b * heads, n, d)).view(b, heads, n, d)
         return context.transpose(1, 2), probs, (q, k, v)
-
-    def attend_with_significance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Self-attention of a pruning layer on rows without padding, in eager inference: the context
-        (batch, len, heads, head_dim) and each token's significance (batch, len), the attention it receives summed
-        over heads and queries. The native kernel computes both in one pass over each head's probabilities when it
-        is built; otherwise ATen ops do, from the materialised probabilities."""
-        kernel = native_kernels()
-        if kernel is not None:
-            q, k, v = self._project(x)
-            return kernel.attention_with_significance(q, k, v, 1.0 / math.sqrt(self.head_dim))
-        context, probs, _ = self.attend(x, None)
-        b, heads, n, _ = probs.shape
-        ones = probs.new_ones(b * heads, 1, n)  # the product ``significance`` uses, without a mask to apply
-        return context, torch.bmm(ones, probs.view(b * heads, n, n)).view(b, heads, n).sum(dim=1)
 
     def attention_output(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Output projection, residual and norm. The encoder calls it on the tokens that stay only: a token that
         leaves keeps this layer's input, so its projection would be thrown away."""
-        return self.attn_norm(x + self.dropout(dense(self.attn_out, context.flatten(2))))
+        return self.attn_norm(x + self.dropout(self.attn_out(context.flatten(2))))
 
     def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.ffn_norm(h + self.dropout(dense(self.ffn_out, dense(self.ffn_in, h, self.hidden_act))))
-
-
-def _softmax_in_place(scores: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
-    """Masked softmax that reuses the scores buffer. At length 384 the scores are 12 x 384 x 384 floats (7 MB);
-    a fresh buffer for ``scores + bias`` and another for the softmax cost more than the arithmetic (page faults
-    and cache misses): this alone took the pruned forward from 36 to 30 ms in ``benchmarks/latency.py``."""
-    if mask is not None and not bool(mask.all()):  # an unpadded input (the deployment case) needs no mask
-        scores.add_(bias)
-    return torch.ops.aten._softmax.out(scores, -1, False, out=scores)
+        inner = ACTIVATIONS[self.hidden_act](self.ffn_in(h))
+        return self.ffn_norm(h + self.dropout(self.ffn_out(inner)))
 
 
 def significance(probs: torch.Tensor, mask: torch.Tensor, keep_cls: bool) -> torch.Tensor:
     """Attention each token receives, summed over heads and real queries; padding scores -1 so it goes first."""
     # (mask as a row vector) @ probs sums over real queries in one pass, without a (B, H, L, L) temporary; a 3-D
-    # bmm per head, as in ``Layer.attend``, so that no expand of the probabilities reaches an exported graph. One
-    # (1 x heads*len) product over probabilities reshaped to (B, heads*len, len) is no faster in eager mode and
-    # costs OpenVINO a copy of every probability map (a Reorder: 15.5 instead of 13.9 ms at 384 in
-    # ``benchmarks/profile_openvino.py``).
+    # bmm per head, as in ``Layer.attend``, so that no expand of the probabilities reaches an exported graph (one
+    # product over all heads at once costs OpenVINO a Reorder copy of every probability map).
     b, heads, n, _ = probs.shape
     rows = mask.to(probs.dtype)[:, None, None, :].expand(b, heads, 1, n).reshape(b * heads, 1, n)
     received = torch.bmm(rows, probs.reshape(b * heads, n, n)).view(b, heads, n).sum(dim=1)
     score = torch.where(mask > 0, received, torch.full_like(received, -1.0))
     if keep_cls:
         # A real token's score is at most heads * queries, so this puts the first token above every other.
-        top = float(probs.shape[1] * probs.shape[2] + 1)
-        first = torch.arange(score.shape[1], device=score.device) == 0
+        top = float(heads * n + 1)
+        first = torch.arange(n, device=score.device) == 0
         score = torch.where(first.unsqueeze(0), torch.full_like(score, top), score)
     return score
 
@@ -195,6 +167,11 @@ def select_tokens(
         rank_kept = (torch.arange(width, device=score.device).unsqueeze(0) < per_sample.unsqueeze(1)).to(mask.dtype)
         new_mask = new_mask * rank_kept.gather(1, order)
     return index, new_mask
+
+
+def ratio_keep_rows(real: torch.Tensor, ratio: float) -> torch.Tensor:
+    """``length.ratio_keep`` per row: ceil(float32(real tokens) * float32(ratio)), at least 1."""
+    return torch.ceil(real.to(torch.float32) * torch.tensor(ratio, dtype=torch.float32)).clamp(min=1)
 
 
 class Encoder(nn.Module):
@@ -217,105 +194,38 @@ class Encoder(nn.Module):
 
         A skipped layer passes its input through unchanged and prunes nothing.
         """
-        with flush_denormals(enabled=eager_inference()):
-            return self._forward(input_ids, attention_mask, token_type_ids, length_config, layer_config, output_traces)
-
-    def _forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        length_config: LengthConfig | None,
-        layer_config: tuple[bool, ...] | None,
-        output_traces: bool,
-    ) -> EncoderOutput:
         batch, seq_len = input_ids.shape
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        mask = attention_mask.to(torch.float32)
-        # Eager inference on rows without padding (batch 1, the deployment case) takes a lean path: no attention
-        # bias, no masks to carry, dropped states written in place. Each small op costs 5-10 us on a Xeon core;
-        # the MiniLM forward of ``benchmarks/latency.py`` with its length config went from 465 to 331 dispatched ops
-        # when this path was added.
-        unpadded = eager_inference() and not output_traces and bool(attention_mask.all())
+        mask = attention_mask.to(torch.float32)  # 1 for the real tokens among the live ones
+        widths = None if length_config is None else length_config.resolve(seq_len)
         x = self.embeddings(input_ids, token_type_ids)
-        widths = per_sample = None
-        if length_config is not None:
-            widths = length_config.resolve(seq_len)
-        positions = None  # original position of each live token; None while nothing was dropped
+        positions = torch.arange(seq_len, device=x.device).expand(batch, seq_len)  # original place of live tokens
         restore = _Restore()
-        final = None  # the unpadded path's restored states, filled in place
         traces: list[LayerTrace | None] = []
         for i, layer in enumerate(self.layers):
             if layer_config is not None and not layer_config[i]:
                 traces.append(None)
                 continue
-            ratio_drops = length_config is not None and length_config.is_ratio and length_config.lengths[i] < 1.0
-            prunes = widths is not None and (widths[i] < x.shape[1] or ratio_drops)
+            prunes = widths is not None and length_config.drops_at(i, widths[i], x.shape[1])
             mask_in = mask
-            if prunes and unpadded:
-                context, received = layer.attend_with_significance(x)
-                index = top_tokens(received, widths[i], length_config.keep_cls)
-                final = put_rows(final, x, positions)  # tokens leaving here keep this layer's input
-                positions = index if positions is None else positions.gather(1, index)
-                context, x = take_rows(context, index), take_rows(x, index)
-            else:
-                context, probs, qkv = layer.attend(x, None if unpadded else mask, need_probs=prunes or output_traces)
-                if prunes:
-                    if length_config.is_ratio:
-                        real = attention_mask.sum(dim=1)
-                        per_sample = torch.ceil(real.to(torch.float32) * length_config.lengths[i]).clamp(min=1)
-                    score = significance(probs, mask, length_config.keep_cls)
-                    index, mask = select_tokens(score, mask, widths[i], per_sample)
-                    if positions is None:
-                        positions = torch.arange(seq_len, device=x.device).expand(batch, seq_len)
-                    # Tokens leaving here keep this layer's input as their final state.
-                    restore.record(x, positions, mask_in)
-                    positions = positions.gather(1, index)
-                    context, x = gather_rows(context.flatten(2), index), gather_rows(x, index)
+            context, probs, qkv = layer.attend(x, mask, need_probs=prunes or output_traces)
+            if prunes:
+                per_sample = None
+                if length_config.is_ratio:  # each row keeps its share of its own real length
+                    per_sample = ratio_keep_rows(attention_mask.sum(dim=1), length_config.lengths[i])
+                score = significance(probs, mask, length_config.keep_cls)
+                index, mask = select_tokens(score, mask, widths[i], per_sample)
+                restore.record(x, positions, mask_in)  # tokens leaving here keep this layer's input
+                positions = positions.gather(1, index)
+                context, x = gather_rows(context.flatten(2), index), gather_rows(x, index)
             x = layer.feed_forward(layer.attention_output(context, x))
             if output_traces:
                 traces.append(LayerTrace(probs, *qkv, mask_in, x))
-        if positions is None:
-            restored = x
-        elif unpadded:
-            restored = put_rows(final, x, positions)
-        else:
-            restore.record(x, positions, mask)
-            restored = restore.result()
-        return EncoderOutput(restored, traces)
-
-
-def top_tokens(received: torch.Tensor, width: int, keep_cls: bool) -> torch.Tensor:
-    """``select_tokens`` for rows without padding (eager inference): the ``width`` tokens that receive the most
-    attention, in original order, with nothing to mask or carry. Modifies ``received``."""
-    kernel = native_kernels()
-    if kernel is not None:  # one call for what takes three ops here; ties go to the earlier position
-        return kernel.top_tokens(received, width, keep_cls)
-    if keep_cls:
-        received[:, 0] = float("inf")  # above every real score, as ``significance``'s boost is
-    return received.topk(width, dim=-1).indices.sort(dim=-1).values
-
-
-def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[b, index[b]]`` in eager mode, for (batch, len, ...) of any trailing shape: one index_select at batch 1,
-    which also makes the per-head context contiguous without a separate copy."""
-    if x.shape[0] == 1:
-        return x[0].index_select(0, index[0]).unsqueeze(0)
-    return gather_rows(x.flatten(2), index)
-
-
-def put_rows(final: torch.Tensor | None, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-    """Write each live token's state ``x`` at its original position of ``final``, in place (eager inference only).
-    Before the first drop (``positions`` None) ``x`` covers every position in order and becomes ``final``: nothing
-    reads that layer input again, so it is not copied."""
-    if final is None:
-        return x
-    if x.shape[0] == 1:
-        final[0].index_copy_(0, positions[0], x[0])
-    else:
-        final.scatter_(1, positions.unsqueeze(-1).expand_as(x), x)
-    return final
+        if not restore.states:
+            return EncoderOutput(x, traces)
+        restore.record(x, positions, mask)
+        return EncoderOutput(restore.result(), traces)
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

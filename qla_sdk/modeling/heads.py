@@ -10,6 +10,9 @@ from qla_sdk.modeling.encoder import Encoder, EncoderOutput
 from qla_sdk.modeling.length import LengthConfig
 
 TASKS = ("question-answering", "text-classification")
+# ``length_config`` default of the task model's calls: run the model's own config (``model.length_config``, the
+# searched one a deployed model carries; None for full length). Pass None explicitly for full length.
+MODEL_LENGTH_CONFIG = "model"
 
 
 class SpanHead(nn.Module):
@@ -63,7 +66,7 @@ class TaskModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-        length_config: LengthConfig | str | None = None,
+        length_config: LengthConfig | str | None = MODEL_LENGTH_CONFIG,
         layer_config: tuple[bool, ...] | None = None,
         output_traces: bool = False,
     ):
@@ -78,26 +81,34 @@ class TaskModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-        length_config: LengthConfig | str | None = None,
+        length_config: LengthConfig | str | None = MODEL_LENGTH_CONFIG,
         layer_config: tuple[bool, ...] | None = None,
         output_traces: bool = False,
     ) -> tuple[object, EncoderOutput]:
         """Like ``forward``, also returning the encoder output (per-layer traces for distillation)."""
-        length_config = LengthConfig.parse(length_config)
+        length_config = self.resolve_length_config(length_config)
         if not _compiling():
-            check_inputs(self.config, input_ids, attention_mask, token_type_ids)
-            if length_config is not None:
-                length_config.check(self.num_layers, input_ids.shape[1])
-            if layer_config is not None and len(layer_config) != self.num_layers:
-                raise ConfigError(
-                    f"layer config has {len(layer_config)} entries; the model has {self.num_layers} layers"
-                )
+            self.check_call(input_ids, attention_mask, token_type_ids, length_config, layer_config)
         out = self.encoder(input_ids, attention_mask, token_type_ids, length_config, layer_config, output_traces)
         return self.head(out.last_hidden_state), out
 
-    def with_length_config(self, length_config: LengthConfig | str | None) -> FixedLengthModel:
-        """A module whose forward takes only tensors, for export and compilation."""
-        return FixedLengthModel(self, LengthConfig.parse(length_config))
+    def resolve_length_config(self, length_config: LengthConfig | str | None) -> LengthConfig | None:
+        """``"model"``: this model's own config; anything else is parsed (None: full length)."""
+        if isinstance(length_config, str) and length_config == MODEL_LENGTH_CONFIG:
+            return self.length_config
+        return LengthConfig.parse(length_config)
+
+    def check_call(self, input_ids, attention_mask, token_type_ids, length_config, layer_config) -> None:
+        """Reject inputs and configs this model cannot run, with the fix in the message."""
+        check_inputs(self.config, input_ids, attention_mask, token_type_ids)
+        if length_config is not None:
+            length_config.check(self.num_layers, input_ids.shape[1])
+        if layer_config is not None and len(layer_config) != self.num_layers:
+            raise ConfigError(f"layer config has {len(layer_config)} entries; the model has {self.num_layers} layers")
+
+    def with_length_config(self, length_config: LengthConfig | str | None = MODEL_LENGTH_CONFIG) -> FixedLengthModel:
+        """A module whose forward takes only tensors, for export and compilation (None: full length)."""
+        return FixedLengthModel(self, self.resolve_length_config(length_config))
 
 
 class FixedLengthModel(nn.Module):

@@ -8,6 +8,7 @@ cost is the median of ``runs`` timed calls after ``warmup`` untimed ones, with `
 from __future__ import annotations
 
 import contextlib
+import functools
 import statistics
 import time
 from collections import Counter
@@ -78,13 +79,19 @@ def example_inputs(model_config, batch_size: int, seq_len: int, seed: int = 0) -
 
 
 def torch_runner(model, batch_size: int, seq_len: int, compile_model: Compile | None = None) -> Runner:
-    """Runs ``model.with_length_config(lc)`` on one batch, eagerly or through ``compile_model`` (a backend)."""
+    """Runs ``model.with_length_config(lc)`` on one batch, through ``compile_model`` (a backend), or eagerly as the
+    fp32 backend serves it (the eager runtime)."""
+    from qla_sdk.runtime import EagerRuntime
+
     inputs = example_inputs(model.config, batch_size, seq_len)
     model.eval()
+    runtime = EagerRuntime(model) if compile_model is None else None
 
     def build(length_config: LengthConfig | None) -> Callable[[], object]:
-        module = model.with_length_config(length_config).eval()
-        run = compile_model(module, inputs) if compile_model is not None else module
+        if runtime is not None:
+            run = functools.partial(runtime, length_config=length_config)
+        else:
+            run = compile_model(model.with_length_config(length_config).eval(), inputs)
 
         def once() -> object:
             with torch.inference_mode():

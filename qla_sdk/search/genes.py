@@ -90,7 +90,7 @@ class GeneSpace:
     def length_config(self, gene: Gene) -> LengthConfig:
         if self.ratio:
             return LengthConfig(tuple(round(v / self.seq_len, 6) for v in gene), self.keep_cls)
-        return LengthConfig(tuple(int(v) for v in gene), self.keep_cls)
+        return LengthConfig(tuple(int(v) for v in gene), self.keep_cls, reference_length=self.seq_len)
 
     def full(self) -> Gene:
         return (self.seq_len,) * self.num_layers

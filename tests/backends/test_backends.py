@@ -38,6 +38,39 @@ def test_eager_round_trip(qa_model, tmp_path, precision):
     assert np.allclose(start, want, atol=1e-5 if precision == "fp32" else 0.05)
 
 
+def test_bf16_computes_in_bf16(qa_model, tmp_path):
+    """bf16 equals the reference under bf16 autocast, and differs from fp32 by more than fp32 rounding: the old
+    backend ran most of the model in fp32 and a 0.05 tolerance could not tell."""
+    backend = get_backend("bf16")
+    backend.save(backend.build(BuildRequest(qa_model, None, (24,), QuantConfig(backend="bf16"))), tmp_path)
+    runner = backend.load(tmp_path, {}, threads=None)
+    ids, mask = padded_batch(120, 0)
+    arrays = (ids.numpy(), mask.numpy(), np.zeros_like(ids.numpy()))
+    start, _end = runner.run(*arrays)
+    with torch.inference_mode():
+        fp32 = qa_model(ids, mask, torch.zeros_like(ids))[0].numpy()
+        with torch.autocast("cpu", torch.bfloat16):
+            bf16 = qa_model(ids, mask, torch.zeros_like(ids))[0].float().numpy()
+    assert np.array_equal(start, bf16)
+    assert np.abs(start - fp32).max() > 1e-4
+
+
+def test_eager_backends_build_their_kernels_at_load_and_warm_up(qa_model, tmp_path, monkeypatch):
+    import qla_sdk.runtime.eager as eager
+
+    backend = get_backend("fp32")
+    backend.save(backend.build(BuildRequest(qa_model, None, (24,), QuantConfig(backend="fp32"))), tmp_path)
+    built = []
+    monkeypatch.setattr(eager, "native_kernels", lambda: built.append(1))
+    runner = backend.load(tmp_path, {}, threads=None)
+    assert built == [1]  # at load, not inside the first request
+    calls = []
+    run = runner.run
+    monkeypatch.setattr(runner, "run", lambda *a: calls.append(a[0].shape) or run(*a))
+    runner.warmup()
+    assert len(calls) >= 1  # eager backends have no buckets; warm-up used to do nothing for them
+
+
 def test_ratio_config_padded_bucket_equals_unpadded(qa_model):
     # Why buckets are exact for ratio configs: the padded row keeps ceil(ratio * real length) real tokens.
     model = qa_model.with_length_config("0.6,0.3")

@@ -128,7 +128,7 @@ def test_classification_reads_cls(tiny_checkpoint):
     "call, match",
     [
         (lambda m, ids, mask: m(ids, mask, length_config="8,9"), "grows"),
-        (lambda m, ids, mask: m(ids, mask, length_config="13,10"), "only 12"),
+        (lambda m, ids, mask: m(ids, mask, length_config="8,6@10"), "chosen for inputs of 10 tokens"),
         (lambda m, ids, mask: m(ids, mask, length_config="8,8,8"), "2 layers"),
         (lambda m, ids, mask: m(ids, mask, length_config="8,0"), "layer 1 has 0"),
         (lambda m, ids, mask: m(ids + 500, mask), r"token id 6\d\d is outside the vocabulary \[0, 119\]"),

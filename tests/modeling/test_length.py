@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import LengthConfig
@@ -31,12 +32,49 @@ def test_bad_configs_name_the_value(value, words):
 
 
 def test_check_layers_and_input_length():
-    lc = LengthConfig.parse("300,200")
+    lc = LengthConfig.parse("300,200@384")
     with pytest.raises(ConfigError, match="3 layers"):
         lc.check(3, 384)
-    with pytest.raises(ConfigError, match="only 128"):
-        lc.check(2, 128)
+    with pytest.raises(ConfigError, match="chosen for inputs of 384 tokens.*has 400"):
+        lc.check(2, 400)
     lc.check(2, 384)
+    lc.check(2, 10)  # shorter inputs run: the config as it applies to them padded to 384
+
+
+def test_token_counts_keep_what_the_input_padded_to_the_reference_length_keeps():
+    lc = LengthConfig.parse("52,43,33@64")
+    assert lc.reference_length == 64 and str(lc) == "52,43,33@64"
+    assert lc.resolve(64) == (52, 43, 33)
+    assert lc.resolve(10) == (10, 10, 10)  # padding leaves first: all 10 real tokens fit in 52
+    assert lc.resolve(40) == (40, 40, 33)
+    assert LengthConfig.parse(lc.to_dict()) == lc
+    assert LengthConfig.parse("52,43,33", reference_length=64) == lc
+    assert LengthConfig.parse("0.5,0.4", reference_length=64).reference_length is None  # ratios have none
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [("52,43@40", ["reference_length=40", ">= the first count"]), ("52,43@x", ["'x'", "@384"])],
+)
+def test_bad_reference_lengths_name_the_fix(value, words):
+    with pytest.raises(ConfigError) as err:
+        LengthConfig.parse(value)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_ratio_tokens_round_the_same_in_resolve_and_in_the_encoder():
+    """The search grid: 100 ratio steps x 512 lengths. ``resolve`` (Python) and the encoder's per-row count (float32
+    tensors, as exported graphs compute it) must agree on every pair."""
+    from qla_sdk.modeling.encoder import ratio_keep_rows
+
+    lengths = torch.arange(1, 513)
+    for step in range(1, 101):
+        ratio = round(step / 100, 6)
+        rows = ratio_keep_rows(lengths, ratio).to(torch.int64).tolist()
+        python = [LengthConfig((ratio,)).resolve(n)[0] for n in range(1, 513)]
+        wrong = [n for n, a, b in zip(range(1, 513), rows, python, strict=True) if a != b]
+        assert not wrong, f"ratio {ratio}: resolve and the encoder disagree at lengths {wrong[:5]}"
 
 
 def test_resolve_ratios_round_up():

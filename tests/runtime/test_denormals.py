@@ -1,6 +1,6 @@
 import torch
 
-from qla_sdk.modeling.denormals import flush_denormals, flushing_denormals
+from qla_sdk.runtime.denormals import flush_denormals, flushing_denormals
 
 
 def _denormal_survives() -> bool:

@@ -1,16 +1,15 @@
-"""Linear layers for eager CPU inference: oneDNN with pre-packed weights and the activation fused in.
+"""Linear layers for the eager runtime: oneDNN with pre-packed weights and the activation fused in.
 
 ``torch.nn.Linear`` on CPU runs MKL's addmm: it copies the bias into the output, repacks the weight into the GEMM's
 blocked layout on every call, and leaves the activation to a second pass over the output. oneDNN's
 ``_linear_pointwise`` with a weight packed once does neither, and the query, key and value projections run as one
-GEMM. On the MiniLM-L6-H384 shape at length 384 (2 cores, ``benchmarks/latency.py``, same rounds) the forward takes
-40.7 instead of 42.8 ms at full length and 24.7 instead of 26.2 ms with the length config.
+GEMM (``benchmarks/latency.py`` ablates it).
 
 Packed weights are cached per module, keyed by the weight's identity, storage and version counter, so an optimizer
-step or a ``load_state_dict`` (both bump the version) repacks on the next inference. Training, autograd and tracing
-(``torch.export``, ``torch.compile``) see the plain module: the packed path runs only where ``eager_inference``
-holds. The cache holds one packed copy of each weight: the model's linear weights take twice their memory once it
-has inferred.
+step or a ``load_state_dict`` (both bump the version) repacks on the next inference. Only the runtime calls these,
+after its guards (no autograd, no tracing); a module that is not exactly a float32 CPU ``nn.Linear`` (a quantized
+swap-in, bf16 weights) runs its own forward. The cache holds one packed copy of each weight: the model's linear
+weights take twice their memory once it has inferred.
 """
 
 from __future__ import annotations
@@ -19,33 +18,23 @@ import weakref
 from itertools import accumulate
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-# activation name (transformers' ``hidden_act``) -> (oneDNN post-op, its algorithm), and the unfused fallback
+from qla_sdk.modeling.encoder import ACTIVATIONS
+
+# activation name (transformers' ``hidden_act``) -> (oneDNN post-op, its algorithm); the reference encoder's
+# ACTIVATIONS is the unfused fallback
 _FUSED = {
     "gelu": ("gelu", "none"),
     "gelu_new": ("gelu", "tanh"),
     "gelu_pytorch_tanh": ("gelu", "tanh"),
     "relu": ("relu", ""),
 }
-ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x),
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-}
 
 # first module -> (fingerprint of the tensors packed, packed weight, bias to pass with it); one cache for single
 # modules and one for stacks, so that a module used both ways does not repack on every call
 _single: weakref.WeakKeyDictionary[nn.Module, tuple] = weakref.WeakKeyDictionary()
 _stacked: weakref.WeakKeyDictionary[nn.Module, tuple] = weakref.WeakKeyDictionary()
-
-
-def eager_inference() -> bool:
-    """True outside autograd and outside tracing (torch.export, torch.compile), where in-place ops are safe and
-    data-dependent shortcuts are allowed."""
-    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
 def dense(linear: nn.Module, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
@@ -78,7 +67,7 @@ def _packable(linear: nn.Module, x: torch.Tensor) -> bool:
         and linear.weight.dtype == torch.float32
         and x.device.type == "cpu"
         and linear.weight.device.type == "cpu"
-        and eager_inference()
+        and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
     )

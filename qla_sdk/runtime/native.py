@@ -28,7 +28,7 @@ SOURCE = Path(__file__).parent / "csrc" / "pruning.cpp"
 # -march=native: the kernels are built where they run, and glibc's 16-lane expf needs AVX-512 to be allowed.
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
 
-logger = logging.getLogger("qla_sdk.modeling")
+logger = logging.getLogger("qla_sdk.runtime")
 _lock = threading.Lock()
 _kernel: dict[str, ModuleType | None] = {}
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import from_pretrained
-from qla_sdk.modeling.dense import ACTIVATIONS, dense, dense_split
+from qla_sdk.modeling.encoder import ACTIVATIONS
+from qla_sdk.runtime.dense import dense, dense_split
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 

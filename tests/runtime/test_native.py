@@ -6,8 +6,9 @@ import shutil
 import pytest
 import torch
 
-import qla_sdk.modeling.native as native
+import qla_sdk.runtime.native as native
 from qla_sdk.modeling import from_pretrained
+from qla_sdk.runtime import EagerRuntime
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +71,30 @@ def test_top_tokens_ties_keep_cls_and_nan(kernels):
         kernels.top_tokens(score, 6, False)
 
 
-def test_the_model_gives_the_same_answer_with_and_without_the_kernels(kernels, tiny_checkpoint, monkeypatch):
+def test_the_runtime_gives_the_same_answer_with_and_without_the_kernels(kernels, tiny_checkpoint):
     folder, _ = tiny_checkpoint("bert", "question-answering")
     model = from_pretrained(folder, "question-answering").eval()
     ids = torch.randint(5, 120, (2, 12), generator=torch.Generator().manual_seed(4))
     with torch.inference_mode():
-        fused = model(ids, torch.ones_like(ids), length_config="9,4")
-        monkeypatch.setitem(native._kernel, "module", None)  # the ATen path
-        plain = model(ids, torch.ones_like(ids), length_config="9,4")
+        fused = EagerRuntime(model)(ids, torch.ones_like(ids), length_config="9,4")
+        plain = EagerRuntime(model, native=False)(ids, torch.ones_like(ids), length_config="9,4")
     for a, b in zip(fused, plain, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_column_sums_are_exact_with_several_threads(kernels):
+    """Each thread keeps its own column sums; with one thread (the test session's default) their merge never runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(7)
+        q, k, v = (torch.randn(3, 50, 4, 8, generator=g) for _ in range(3))
+        context, received = kernels.attention_with_significance(q, k, v, 0.35)
+    finally:
+        torch.set_num_threads(before)
+    probs = torch.softmax(torch.einsum("bqhd,bkhd->bhqk", q, k) * 0.35, dim=-1)
+    assert torch.allclose(received, probs.sum(dim=(1, 2)), atol=1e-4)
+    assert torch.allclose(context, torch.einsum("bhqk,bkhd->bqhd", probs, v), atol=1e-5)
 
 
 def test_switched_off_by_the_environment(monkeypatch):
