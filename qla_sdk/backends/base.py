@@ -123,6 +123,14 @@ def check_calibration(request: BuildRequest) -> None:
         )
 
 
+def reference_metric(request: BuildRequest, seq_len: int) -> float:
+    """The fp32 baseline of accuracy-aware tuning: the dev metric of the unmodified model (the reference encoder
+    with its length config; no int8 embedding or any other quantizer change), so the tolerance sees every loss."""
+    model = request.model.eval().with_length_config(request.length_config)
+    with torch.inference_mode():
+        return float(request.evaluate(model, seq_len))
+
+
 def as_outputs(result) -> list[np.ndarray]:
     items = result if isinstance(result, (tuple, list)) else (result,)
     return [np.asarray(r.detach().float().cpu().numpy() if isinstance(r, torch.Tensor) else r) for r in items]

@@ -18,6 +18,7 @@ from qla_sdk.backends.base import (
     check_calibration,
     example_inputs,
     pad_rows,
+    reference_metric,
 )
 from qla_sdk.quantize import inc
 from qla_sdk.quantize.int8_state import load_program, load_tensors, save_programs, with_int8_embeddings
@@ -76,6 +77,7 @@ class InductorBackend(Backend):
                 request.config.tolerance,
                 configs=inc.tuning_configs(request.model.num_layers, request.config.act_algo),
                 max_trials=request.config.max_trials,
+                baseline=reference_metric(request, tuning_len),
             )
             config = result.config
             report.update(

@@ -164,10 +164,10 @@ def distill_command(args: argparse.Namespace):
         source = {"checkpoint": str(args.student)}
     assistant = build_assistant(teacher, student, seed=args.seed) if args.assistant else None
     check_pair(assistant or teacher, student, distill_config)  # before loading data: fail fast
-    if assistant is None and needs_assistant(teacher.config, student.config):
+    if assistant is None and needs_assistant(teacher.config, student.config, random_student="config" in source):
         print(
-            "note: the student has at most half the teacher's layers and hidden size; MiniLM distils such students "
-            "through a teacher assistant (--assistant)"
+            "note: the student is randomly initialised with at most half the teacher's layers and hidden size; "
+            "MiniLM distils such students through a teacher assistant (--assistant)"
         )
     tokenizer = load_tokenizer(args.tokenizer or args.teacher)
     data = load_task_data(args, tokenizer, task, model_labels(teacher))

@@ -210,7 +210,7 @@ def _read_file(path: Path) -> dict[str, list]:
 def _read_delimited(path: Path) -> dict[str, list]:
     # GLUE TSVs hold raw quote characters inside sentences, so TSVs are read with quoting off; CSVs use quotes.
     tsv = path.suffix == ".tsv"
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         header = next(reader, None)
         if not header:
@@ -231,7 +231,7 @@ def _read_delimited(path: Path) -> dict[str, list]:
 
 
 def _read_json_records(path: Path) -> dict[str, list]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         text = f.read()
     try:
         data = json.loads(text) if path.suffix == ".json" else None

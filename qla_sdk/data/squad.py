@@ -94,7 +94,7 @@ def _looks_like_file(text: str) -> bool:
 
 def _read_json(path: Path) -> object:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise ConfigError(

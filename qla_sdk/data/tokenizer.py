@@ -67,7 +67,7 @@ def _from_vocab_txt(vocab_txt: Path, lowercase: bool, model_max_length: int):
     from transformers import BertTokenizerFast
 
     # One token per line, its id is the line number (as BERT's own load_vocab reads it).
-    with open(vocab_txt, encoding="utf-8") as f:
+    with open(vocab_txt, encoding="utf-8-sig") as f:
         vocab = {line.rstrip("\n"): index for index, line in enumerate(f)}
     missing = [token for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if token not in vocab]
     if missing:

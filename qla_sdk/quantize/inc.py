@@ -159,9 +159,12 @@ def tune(
     tolerance: float = 0.01,
     configs: Sequence[tuple[str, object]] | None = None,
     max_trials: int | None = None,
+    baseline: float | None = None,
 ) -> TuningResult:
     """Accuracy-aware config choice with INC's ``autotune``: ``evaluate(run)`` scores a model (higher is better,
-    e.g. dev accuracy) where ``run(input_ids, attention_mask, token_type_ids)`` gives its outputs.
+    e.g. dev accuracy) where ``run(input_ids, attention_mask, token_type_ids)`` gives its outputs. ``baseline``: the
+    fp32 metric to hold the tolerance against (default: INC's own score of ``model`` before quantization, which
+    includes any change already made to it, such as int8 embeddings).
 
     Returns the first config within ``tolerance`` (relative) of fp32, or raises ``QuantizationError`` listing
     every config tried and its score.
@@ -187,7 +190,8 @@ def tune(
     exported = export_for_quantization(model, example)
     tuning = TuningConfig(config_set=[c for _, c in configs], tolerable_loss=tolerance, max_trials=len(configs))
     inc_quant.autotune(exported, tuning, eval_fn=eval_fn, run_fn=run_fn, example_inputs=tuple(example))
-    baseline, trial_scores = scores[0], scores[1 : 1 + len(configs)]
+    inc_baseline, trial_scores = scores[0], scores[1 : 1 + len(configs)]
+    baseline = inc_baseline if baseline is None else baseline
     trials = [(name, score) for (name, _), score in zip(configs, trial_scores, strict=False)]
     for (name, config), score in zip(configs, trial_scores, strict=False):
         if _relative_drop(baseline, score) <= tolerance:

@@ -133,10 +133,14 @@ def student_from_checkpoint(path: str | Path, teacher: TaskModel) -> TaskModel:
     return from_pretrained(path, task=teacher.task, labels=labels)
 
 
-def needs_assistant(teacher_config, student_config) -> bool:
-    """MiniLM's rule: use a teacher assistant when the student has at most half the teacher's layers and hidden size."""
+def needs_assistant(teacher_config, student_config, random_student: bool = True) -> bool:
+    """MiniLM's rule: use a teacher assistant when the student has at most half the teacher's layers and hidden size.
+    Only for a randomly initialised student (``random_student``): the SDK's assistant starts random and learns from
+    task data only, so it would be a much weaker teacher than the teacher itself for a pretrained student or one
+    copied from the teacher's layers."""
     return (
-        2 * student_config.num_hidden_layers <= teacher_config.num_hidden_layers
+        random_student
+        and 2 * student_config.num_hidden_layers <= teacher_config.num_hidden_layers
         and 2 * student_config.hidden_size <= teacher_config.hidden_size
     )
 

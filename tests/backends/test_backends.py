@@ -218,3 +218,34 @@ def test_openvino_evaluation_never_writes_into_the_callers_inputs(openvino_built
     other.infer([np.ones_like(ids), np.ones_like(mask), np.zeros_like(types)])
     assert all(np.array_equal(a, b) for a, b in zip((ids, mask, types), kept, strict=True))
     assert np.allclose(_callable(compiled)(ids, mask, types)[0].numpy(), first)
+
+
+@pytest.mark.parametrize("backend_name", ["openvino", "inductor"])
+def test_the_tuning_baseline_is_the_unmodified_fp32_model(qa_model, backend_name):
+    """The int8 word embedding is part of what int8 may lose: the baseline used to be scored with it in place."""
+    pytest.importorskip("openvino" if backend_name == "openvino" else "neural_compressor")
+    from qla_sdk.quantize.int8_state import with_int8_embeddings
+
+    lc = LengthConfig.parse("16,8")
+    ids, mask = padded_batch(120, 0)
+
+    def metric(run, seq_len):  # any deterministic function of the outputs serves as a "dev metric"
+        ids24 = torch.nn.functional.pad(ids, (0, seq_len - ids.shape[1]))
+        mask24 = torch.nn.functional.pad(mask, (0, seq_len - ids.shape[1]))
+        start, _ = run(ids24, mask24, torch.zeros_like(ids24))
+        return 10.0 + float(np.asarray(start, dtype=np.float64)[mask24.numpy() > 0].mean())
+
+    request = BuildRequest(
+        qa_model,
+        lc,
+        (24,),
+        QuantConfig(backend=backend_name, tolerance=0.5, max_trials=1),
+        calibration=_rows(),
+        evaluate=metric,
+    )
+    report = get_backend(backend_name).build(request).report
+    with torch.inference_mode():
+        fp32 = metric(qa_model.with_length_config(lc), 24)
+        with_int8_embedding = metric(with_int8_embeddings(qa_model.with_length_config(lc)), 24)
+    assert fp32 != with_int8_embedding
+    assert report["fp32_metric"] == pytest.approx(fp32, abs=1e-9)

@@ -189,3 +189,32 @@ def test_data_checks():
         ClassificationData([("a",)], [0, 1], ["0", "1"])
     with pytest.raises(ConfigError, match=r"label ids \[3\] are outside 0..1"):
         ClassificationData([("a",)], [3], ["0", "1"])
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        (
+            "mrpc.tsv",
+            lambda: (FIXTURES / "mrpc_tiny.tsv").read_text(encoding="utf-8"),
+        ),  # GLUE's MRPC train.tsv has a BOM
+        ("pairs.csv", lambda: "sentence1,sentence2,label\nthe cat sat,a cat sat,1\nrain,sun,0\n"),
+        ("pairs.jsonl", lambda: (FIXTURES / "qnli_tiny.jsonl").read_text(encoding="utf-8")),
+        ("pairs.json", lambda: json.dumps([{"sentence1": "a", "sentence2": "b", "label": 1}])),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path, name, make):
+    plain, marked = tmp_path / f"plain-{name}", tmp_path / f"bom-{name}"
+    plain.write_text(make(), encoding="utf-8")
+    marked.write_text(make(), encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    expected, got = load_classification(plain), load_classification(marked)
+    assert got.texts == expected.texts and got.labels == expected.labels and got.text_columns == expected.text_columns
+
+
+def test_a_squad_file_with_a_byte_order_mark_loads(tmp_path):
+    from qla_sdk.data import load_squad
+
+    marked = tmp_path / "squad.json"
+    marked.write_text((FIXTURES / "squad_tiny.json").read_text(encoding="utf-8"), encoding="utf-8-sig")
+    assert [e.id for e in load_squad(marked)] == [e.id for e in load_squad(FIXTURES / "squad_tiny.json")]

@@ -219,6 +219,29 @@ def test_distill_command_writes_student_and_metrics(tiny_checkpoint, tmp_path, a
         assert from_pretrained(out / "assistant" / "final").num_layers == 2
 
 
+@pytest.mark.parametrize("student_kind", ["random", "pretrained"])
+def test_the_assistant_is_suggested_for_random_students_only(tiny_checkpoint, tmp_path, capsys, student_kind):
+    """A random assistant trained on task data only would be a weaker teacher than the teacher for a pretrained
+    student; the hint used to appear for every student of at most half the teacher's size."""
+    from qla_sdk.cli import main
+    from qla_sdk.modeling import save_pretrained
+    from qla_sdk.train.student import StudentShape, student_from_shape
+
+    teacher, _ = tiny_checkpoint("bert", "text-classification")
+    data = FIXTURES / "sst2_tiny.tsv"
+    args = ["distill", "--teacher", str(teacher), "--train", str(data), "--eval", str(data)]
+    args += ["--tokenizer", str(tiny_vocab(tmp_path)), "--output", str(tmp_path / "out"), "--max-steps", "1"]
+    args += ["--batch-size", "4", "--checkpoint-every", "0", "--no-progress", "--no-bf16", "--relation-heads", "2"]
+    if student_kind == "random":
+        args += ["--student-config", "layers=1,hidden=16,heads=2"]
+    else:
+        pretrained = student_from_shape(from_pretrained(teacher), StudentShape(1, 16, 2, 32), seed=0)
+        save_pretrained(pretrained, tmp_path / "pretrained")
+        args += ["--student", str(tmp_path / "pretrained")]
+    assert main(args) == 0
+    assert ("teacher assistant (--assistant)" in capsys.readouterr().out) is (student_kind == "random")
+
+
 def test_distill_command_refuses_v1_across_head_counts(tiny_checkpoint, tmp_path, capsys):
     from qla_sdk.cli import main
 
