@@ -174,11 +174,12 @@ class Predictor:
         outputs: list = [None] * len(rows)
         start = 0
         while start < len(order):
-            # Shortest rows first: a batch holds rows of one graph length, at most max_batch_size of them.
+            # Shortest rows first, at most max_batch_size of them: with graph buckets a batch holds rows of one bucket;
+            # a backend that runs any length (fp32/bf16) pads the batch to its longest row.
             seq_len = self._graph_length(len(rows[order[start]]["input_ids"]))
             group = []
             for i in order[start : start + self.max_batch_size]:
-                if group and self._graph_length(len(rows[i]["input_ids"])) != seq_len:
+                if group and self.runner.seq_lens and self._graph_length(len(rows[i]["input_ids"])) != seq_len:
                     break
                 group.append(i)
             seq_len = self._graph_length(max(len(rows[i]["input_ids"]) for i in group))

@@ -51,14 +51,25 @@ def test_latency_is_measured_once_per_gene_through_a_pluggable_compile(tiny_mode
     assert first > 0
     assert latency((16, 8)) == first  # cached
     latency.of(None)
-    assert [str(lc) if lc else None for lc in compiled] == ["16,8", None]
+    assert [str(lc) if lc else None for lc in compiled] == ["16,8@32", None]  # token genes carry their length
 
 
-def test_measure_ms_takes_the_median_and_restores_threads():
+def test_measure_ms_takes_the_median_of_the_timed_runs_and_restores_threads(monkeypatch):
+    import qla_sdk.search.cost as cost
+
     before = torch.get_num_threads()
+    requested = 2 if before != 2 else 1  # a thread count other than the session's, so the restore is real
+    durations = iter([7.0, 9.0, 0.005, 0.001, 0.003, 0.100, 0.002])  # 2 warm-up runs, then 5 timed ones (seconds)
+    clock = {"now": 0.0}
     calls = []
-    assert measure_ms(lambda: calls.append(torch.get_num_threads()), warmup=2, runs=5, threads=1) >= 0
-    assert calls == [1] * 7 and torch.get_num_threads() == before
+
+    def run():
+        calls.append(torch.get_num_threads())
+        clock["now"] += next(durations)
+
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: clock["now"])
+    assert measure_ms(run, warmup=2, runs=5, threads=requested) == pytest.approx(3.0)  # median of 5,1,3,100,2 ms
+    assert calls == [requested] * 7 and torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="runs=0"):
         measure_ms(lambda: None, runs=0)
     with pytest.raises(ConfigError, match="threads=0"), torch_threads(0):
