@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check qla_sdk benchmarks tests
+	$(VENV)/bin/ruff check qla_sdk qla_bench benchmarks tests
 
 demo: $(STAMP)
 	$(VENV)/bin/qla demo
@@ -27,7 +27,7 @@ bench: $(STAMP) numactl
 	$(PY) benchmarks/run.py
 
 # numactl binds benchmark instances to cores and NUMA memory. Installed where possible (root + apt-get); never
-# fails: without it `qla bench` pins cores itself and records a warning.
+# fails: without it `qla-bench` pins cores itself and records a warning.
 numactl:
 	@command -v numactl >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

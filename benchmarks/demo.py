@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from qla_sdk.bench import write_results
-from qla_sdk.bench.report import markdown_table
+from qla_bench import write_results
 from qla_sdk.cli import main as qla
+from qla_sdk.io import markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 MAX_DROP_POINTS = 2.0

@@ -7,7 +7,7 @@ Runs the two settings interleaved in rounds, so load from other processes hits b
 median of per-round medians. The headline is the runtime as it ships. The ablation runs the same rounds with the
 oneDNN linears (``qla_sdk/modeling/dense.py``) and/or the native pruning kernels (``qla_sdk/modeling/native.py``)
 switched off, so each one's share is measured under the same conditions. glibc is told to keep freed memory
-(``qla_sdk.bench.allocator``), as the README recommends for deployment; otherwise the full-length forward pays page
+(``qla_bench.allocator``), as the README recommends for deployment; otherwise the full-length forward pays page
 faults in some rounds and not in others. Writes benchmarks/results/runtime_latency.{json,md}.
 """
 
@@ -20,12 +20,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import torch
-
-from qla_sdk.bench import measure_latency, write_results
-from qla_sdk.bench.allocator import keep_freed_memory
-from qla_sdk.bench.report import markdown_table
-from qla_sdk.modeling import count_macs, from_pretrained
 from qla_sdk.modeling.native import native_kernels, native_kernels_disabled
+
+from qla_bench import measure_latency, write_results
+from qla_bench.allocator import keep_freed_memory
+from qla_sdk.io import markdown_table
+from qla_sdk.modeling import count_macs, from_pretrained
 from qla_sdk.pretrained import minilm_path
 
 # runtime variant -> (oneDNN linears, native kernels); the first is the headline

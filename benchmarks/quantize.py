@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qla_bench import measure_latency, write_results
 from qla_sdk.backends import get_backend
 from qla_sdk.backends.eager import EagerRunner
-from qla_sdk.bench import measure_latency, write_results
-from qla_sdk.bench.report import markdown_table
-from qla_sdk.commands.eval import classification_evaluator
 from qla_sdk.data import classification_features, load_classification, load_squad, load_tokenizer
 from qla_sdk.deploy import export_model, read_manifest
+from qla_sdk.deploy.evaluation import classification_evaluator
+from qla_sdk.io import markdown_table
 from qla_sdk.modeling import LengthConfig, from_pretrained
 from qla_sdk.quantize import QuantConfig, default_seq_lens
 

@@ -1,4 +1,4 @@
-"""The benchmark suite, the same as `qla bench` (see `python benchmarks/run.py --help`).
+"""The benchmark suite, the same as `qla-bench` (see `python benchmarks/run.py --help`).
 
     python benchmarks/run.py                   # every row at seq 384 and 128, batch 1 and 32
     python benchmarks/run.py --quick           # tiny models, a few runs: a smoke run
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qla_sdk.commands.bench import add_arguments, run
+from qla_bench.cli import add_arguments, run
 from qla_sdk.errors import QlaError
 
 

@@ -38,9 +38,8 @@ from pathlib import Path
 
 import torch
 
-from qla_sdk.bench import write_results
-from qla_sdk.bench.report import markdown_table
-from qla_sdk.io import write_json_atomic
+from qla_bench import write_results
+from qla_sdk.io import markdown_table, write_json_atomic
 
 RESULTS = Path(__file__).parent / "results"
 SST2 = "text-classification"

@@ -10,7 +10,8 @@ import sys
 
 from qla_sdk.errors import QlaError
 
-# Order is the order of `qla --help`; a module not written yet is skipped.
+# Order is the order of `qla --help`; a module not written yet is skipped. The benchmark suite is its own tool,
+# `qla-bench` (package qla_bench, outside the library).
 COMMANDS = [
     "finetune",
     "distill",
@@ -20,7 +21,6 @@ COMMANDS = [
     "export",
     "predict",
     "eval",
-    "bench",
     "run",
     "split_squad",
     "macs",

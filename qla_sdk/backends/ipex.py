@@ -37,13 +37,15 @@ def require_ipex():
     return ipex
 
 
-def static_qconfig(ipex):
-    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig
+def static_qconfig_mapping():
+    """Zero-point int8: uint8 per-tensor affine activations (asymmetric), int8 per-channel symmetric weights."""
+    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig, QConfigMapping
 
-    return QConfig(
+    qconfig = QConfig(
         activation=MinMaxObserver.with_args(qscheme=torch.per_tensor_affine, dtype=torch.quint8),
         weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
     )
+    return QConfigMapping().set_global(qconfig)
 
 
 class Built:
@@ -77,15 +79,15 @@ class IPEXBackend(Backend):
         for seq_len in request.seq_lens:
             model = request.model.eval().with_length_config(request.length_config)
             example = example_inputs(seq_len, pad_token_id=request.pad_token_id)
-            prepared = prepare(model, static_qconfig(ipex), example_inputs=example, inplace=False)
+            prepared = prepare(model, static_qconfig_mapping(), example_inputs=example, inplace=False)
             with torch.no_grad():
                 for batch in pad_rows(
                     request.calibration[: request.config.calibration_samples], seq_len, request.pad_token_id
                 ):
                     prepared(*batch)
-                converted = convert(prepared)
+                converted = convert(prepared).eval()
                 traced = torch.jit.trace(converted, example, check_trace=False, strict=False)
-                modules[seq_len] = torch.jit.freeze(traced)
+                modules[seq_len] = torch.jit.freeze(traced.eval())
         return Built(modules, {"quantizer": f"ipex {ipex.__version__} static", "activations": "uint8 asymmetric"})
 
     def save(self, built: Built, folder: Path) -> dict:

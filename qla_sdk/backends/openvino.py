@@ -150,6 +150,13 @@ class OpenVINORunner(Runner):
         self.seq_lens = tuple(sorted(compiled))
         self._local = threading.local()
 
+    def compiled_model(self, seq_len: int, unpadded: bool = False):
+        """The OpenVINO ``CompiledModel`` that serves inputs padded to ``seq_len`` (``unpadded``: inputs without
+        padding, when the graph has a mask-free copy), e.g. to read which kernels it runs."""
+        if seq_len not in self._compiled:
+            raise ConfigError(f"no graph for {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
+        return self._unpadded.get(seq_len, self._compiled[seq_len]) if unpadded else self._compiled[seq_len]
+
     def run(self, input_ids, attention_mask, token_type_ids) -> list[np.ndarray]:
         seq_len = np.asarray(input_ids).shape[1]
         if seq_len not in self._compiled:

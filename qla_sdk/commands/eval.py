@@ -1,15 +1,10 @@
-"""`qla eval ARTIFACT --data PATH`: the task metric of an exported model (accuracy / F1, or SQuAD EM / F1).
-
-Also holds the dev-set evaluators `qla quantize` tunes with (they score a raw ``run(ids, mask, types)``)."""
+"""`qla eval ARTIFACT --data PATH`: the task metric of an exported model (accuracy / F1, or SQuAD EM / F1)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from collections.abc import Callable
-
-import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,39 +49,3 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(json.dumps({**metrics, "examples": count, "seconds": round(seconds, 2)}, indent=2))
     return 0
-
-
-def classification_evaluator(
-    task_rows: list[dict], labels: list[int], pad_token_id: int, batch_size: int = 32
-) -> Callable:
-    """``evaluate(run, seq_len) -> accuracy`` over feature rows (padded to the graph's ``seq_len``)."""
-    from qla_sdk.backends import pad_rows
-
-    def evaluate(run, seq_len: int) -> float:
-        predictions = []
-        for ids, mask, types in pad_rows(task_rows, seq_len, pad_token_id, batch_size):
-            logits = run(ids, mask, types)
-            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-            predictions.extend(np.asarray(logits.float() if hasattr(logits, "float") else logits).argmax(-1).tolist())
-        return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
-
-    return evaluate
-
-
-def qa_evaluator(examples, features, pad_token_id: int, batch_size: int = 32) -> Callable:
-    """``evaluate(run, seq_len) -> SQuAD F1 / 100`` over doc-stride windows."""
-    from qla_sdk.backends import pad_rows
-    from qla_sdk.data import postprocess_qa, squad_scores
-
-    rows = [features.row(i) for i in range(len(features))]
-
-    def evaluate(run, seq_len: int) -> float:
-        starts, ends = [], []
-        for ids, mask, types in pad_rows(rows, seq_len, pad_token_id, batch_size):
-            start, end = run(ids, mask, types)
-            starts.extend(np.asarray(start, dtype=np.float32))
-            ends.extend(np.asarray(end, dtype=np.float32))
-        predictions = postprocess_qa(examples, features, starts, ends)
-        return squad_scores(predictions, examples)["f1"] / 100.0
-
-    return evaluate

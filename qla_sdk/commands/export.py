@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str | None = None) -> int:
     from qla_sdk.data import load_tokenizer
     from qla_sdk.deploy import export_model
+    from qla_sdk.deploy.evaluation import evaluator, task_rows
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.quantize import QuantConfig
 
@@ -80,32 +81,3 @@ def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str
     )
     print(f"wrote {path}")
     return 0
-
-
-def task_rows(task: str, data: str, split: str, tokenizer, max_length: int, doc_stride: int, limit: int | None):
-    """(feature rows, labels or (examples, features)) of a dataset, for calibration or evaluation."""
-    if task == "question-answering":
-        from qla_sdk.data import load_squad, qa_features
-
-        examples = load_squad(data, split)[:limit]
-        features = qa_features(examples, tokenizer, max_length, doc_stride)
-        return [features.row(i) for i in range(len(features))][:limit], (examples, features)
-    from qla_sdk.data import classification_features, load_classification
-
-    loaded = load_classification(data, split)
-    loaded.texts, loaded.labels = loaded.texts[:limit], loaded.labels[:limit]
-    features = classification_features(loaded, tokenizer, max_length)
-    return [features.row(i) for i in range(len(features))], loaded.labels
-
-
-def evaluator(model, data: str, tokenizer, max_length: int, doc_stride: int, limit: int | None = None):
-    from qla_sdk.commands.eval import classification_evaluator, qa_evaluator
-
-    pad = tokenizer.pad_token_id or 0
-    if model.task == "question-answering":
-        _, (examples, features) = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
-        return qa_evaluator(examples, features, pad)
-    rows, labels = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
-    for row in rows:
-        row.pop("labels", None)
-    return classification_evaluator(rows, labels, pad)

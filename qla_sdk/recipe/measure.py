@@ -44,11 +44,12 @@ def artifact_metric(predictor, recipe: RecipeConfig) -> float:
 def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, folder: Path, progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    from qla_sdk.bench.machine import machine_info
-    from qla_sdk.bench.timing import measure_latency
     from qla_sdk.deploy import load
+    from qla_sdk.machine import machine_info
     from qla_sdk.modeling import count_macs, from_pretrained
-    from qla_sdk.recipe.stages import checkpoint_bytes, folder_bytes, model_labels
+    from qla_sdk.recipe.common import checkpoint_bytes, folder_bytes, model_labels
+    from qla_sdk.runtime import EagerRuntime
+    from qla_sdk.timing import measure_latency
 
     b, task = recipe.benchmark, recipe.task
     seq_len = b.seq_len or recipe.max_length
@@ -69,9 +70,11 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         searched_lc = searched.length_config
 
         def eager(model, length_config=None):
+            runtime = EagerRuntime(model)  # FP32 eager as the fp32 backend serves it
+
             def run():
                 with torch.inference_mode():
-                    return model(*inputs, length_config=length_config)
+                    return runtime(*inputs, length_config=length_config)
 
             return run
 

@@ -11,9 +11,8 @@ from qla_sdk.recipe.config import RecipeConfig
 
 
 def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Path) -> dict:
-    from qla_sdk.bench.report import markdown_table
     from qla_sdk.config import to_dict
-    from qla_sdk.io import write_bytes_atomic, write_json_atomic
+    from qla_sdk.io import markdown_table, write_bytes_atomic, write_json_atomic
     from qla_sdk.recipe.runner import read_marker
 
     bench = earlier["benchmark"]

@@ -12,28 +12,11 @@ import functools
 import shutil
 from pathlib import Path
 
+from qla_sdk.recipe.common import folder_bytes, model_labels
 from qla_sdk.recipe.config import RecipeConfig
 
 STAGES = ("teacher", "distill", "lat", "search", "quantize", "export", "benchmark", "report")
 TRAINING_STAGES = ("teacher", "distill", "lat")
-
-
-def model_labels(model) -> list[str] | None:
-    if model.task == "question-answering":
-        return None
-    return [model.config.id2label[i] for i in range(model.config.num_labels)]
-
-
-def folder_bytes(path: str | Path) -> int:
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def checkpoint_bytes(path: str | Path) -> int:
-    """Size of a checkpoint's weights (model.safetensors), what a deployment would ship."""
-    return folder_bytes(Path(path) / "model.safetensors")
 
 
 class RecipeStages:
@@ -272,9 +255,9 @@ class RecipeStages:
     def quantize(self, folder: Path, earlier: dict, resume: bool) -> dict:
         """Static int8 of the searched model (``qla quantize``): calibrated on training rows, tuned until the dev
         metric is within ``quantize.tolerance`` of fp32. FP32/BF16 backends export without calibration."""
-        from qla_sdk.commands.export import evaluator, task_rows
         from qla_sdk.deploy import export_model
         from qla_sdk.deploy.artifact import read_manifest
+        from qla_sdk.deploy.evaluation import evaluator, task_rows
         from qla_sdk.modeling import from_pretrained
 
         config, d = self.recipe.quantize, self.recipe.data

@@ -4,7 +4,7 @@ import platform
 
 import pytest
 
-from qla_sdk.bench.allocator import keep_freed_memory
+from qla_bench.allocator import keep_freed_memory
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")

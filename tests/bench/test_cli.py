@@ -1,12 +1,12 @@
-"""`qla bench` options and its clear errors on bad input (nothing runs before the input is checked)."""
+"""`qla-bench` options and its clear errors on bad input (nothing runs before the input is checked)."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from qla_sdk.bench.suite import BenchSettings, plan_rows, quick_settings
-from qla_sdk.cli import main
+from qla_bench.cli import main
+from qla_bench.suite import BenchSettings, plan_rows, quick_settings
 from qla_sdk.errors import ConfigError
 
 
@@ -27,14 +27,14 @@ from qla_sdk.errors import ConfigError
 )
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--out", str(out), *argv]) == 2
+    assert main(["--out", str(out), *argv]) == 2
     assert not out.exists()
     err = capsys.readouterr().err
-    assert err.startswith("qla bench: error:") and re.search(message, err), err
+    assert err.startswith("qla-bench: error:") and re.search(message, err), err
 
 
 def test_list_rows(capsys):
-    assert main(["bench", "--list-rows", "--backends", "openvino"]) == 0
+    assert main(["--list-rows", "--backends", "openvino"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 9 and lines[0].startswith("bert-base-fp32-eager") and "269,253,252,202,104,34" in lines[4]
 
@@ -45,12 +45,12 @@ def test_quick_settings_and_overrides():
     assert BenchSettings().seq_lens == (384, 128) and BenchSettings().batch_sizes == (1, 32)
 
 
-def test_a_trained_qula_checkpoint_brings_its_length_config(tmp_path):
-    folder = tmp_path / "qula"
+def test_a_trained_quala_checkpoint_brings_its_length_config(tmp_path):
+    folder = tmp_path / "quala"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "qla.json").write_text('{"length_config": {"lengths": [200, 100, 50, 40, 30, 20], "keep_cls": true}}')
-    rows = plan_rows(BenchSettings(models={"qula-minilm": str(folder)}, rows=("qula-minilm-int8-openvino",)))
+    rows = plan_rows(BenchSettings(models={"quala-minilm": str(folder)}, rows=("quala-minilm-int8-openvino",)))
     assert rows[0].length_config == "200,100,50,40,30,20"
     with pytest.raises(ConfigError, match="model override 'gpt'"):
         BenchSettings(models={"gpt": str(folder)})
@@ -58,4 +58,4 @@ def test_a_trained_qula_checkpoint_brings_its_length_config(tmp_path):
 
 def test_benchmarks_run_py_is_the_same_command():
     text = (Path(__file__).resolve().parents[2] / "benchmarks" / "run.py").read_text()
-    assert "from qla_sdk.commands.bench import add_arguments, run" in text
+    assert "from qla_bench.cli import add_arguments, run" in text

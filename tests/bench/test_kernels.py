@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from qla_sdk.bench.kernels import onednn_kernels, openvino_kernels, parse_onednn_verbose
+from qla_bench.kernels import onednn_kernels, openvino_kernels, parse_onednn_verbose
 
 VERBOSE = """\
 onednn_verbose,v1,info,oneDNN v3.12.0 (commit 80afa71)

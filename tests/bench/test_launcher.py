@@ -2,7 +2,7 @@
 
 import pytest
 
-from qla_sdk.bench.launcher import Instance, Topology, launch_prefix, parse_cpulist, plan_instances
+from qla_bench.launcher import Instance, Topology, launch_prefix, parse_cpulist, plan_instances
 from qla_sdk.errors import ConfigError
 
 TWO_NODES = Topology(physical_cores=(0, 1, 2, 3, 8, 9, 10, 11), node_of={c: 0 if c < 8 else 1 for c in range(16)})

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from qla_sdk.bench.builders import BuildContext, LoadContext, get_builder
-from qla_sdk.bench.rows import RowSpec
-from qla_sdk.bench.sources import random_inputs
+from qla_bench.builders import BuildContext, LoadContext
+from qla_bench.registry import get_builder
+from qla_bench.rows import RowSpec
+from qla_bench.sources import random_inputs
 
 SEQ = 16
 

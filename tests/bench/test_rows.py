@@ -2,7 +2,7 @@
 
 import pytest
 
-from qla_sdk.bench.rows import RowSpec, default_rows, scale_length_config, select_rows
+from qla_bench.rows import RowSpec, default_rows, scale_length_config, select_rows
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import LengthConfig
 
@@ -14,8 +14,8 @@ def test_default_rows_cover_the_comparison():
     assert {"optimum-intel", "onnxruntime", "torch-dynamic"} == {r.backend for r in rows if r.role == "peer"}
     ours = [r for r in rows if r.role == "ours"]
     assert {r.backend for r in ours} == {"inductor", "openvino"} and all(r.precision == "int8" for r in ours)
-    qula = [r for r in rows if r.model == "qula-minilm"]
-    assert qula and all(r.length_config == "269,253,252,202,104,34" for r in qula)
+    quala = [r for r in rows if r.model == "quala-minilm"]
+    assert quala and all(r.length_config == "269,253,252,202,104,34" for r in quala)
     assert len({r.name for r in rows}) == len(rows)
 
 

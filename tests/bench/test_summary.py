@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from qla_sdk.bench.charts import write_charts
-from qla_sdk.bench.suite import load_accuracy
-from qla_sdk.bench.summary import bench_markdown, summarise
-from qla_sdk.bench.timing import LatencyStats, measure_times
+from qla_bench.charts import write_charts
+from qla_bench.suite import load_accuracy
+from qla_bench.summary import bench_markdown, summarise
 from qla_sdk.errors import ConfigError
+from qla_sdk.timing import LatencyStats, measure_times
 
 
 def record(name, role, p50, batch=1, seq_len=384, error=None, accuracy=None):
@@ -61,15 +61,15 @@ def test_charts_are_pngs(tmp_path):
 @pytest.mark.parametrize(
     "content",
     [
-        {"rows": [{"name": "qula", "f1": 88.2, "exact_match": 80.1}]},
-        {"qula": 88.2},
-        {"qula": {"f1": 88.2}},
+        {"rows": [{"name": "quala", "f1": 88.2, "exact_match": 80.1}]},
+        {"quala": 88.2},
+        {"quala": {"f1": 88.2}},
     ],
 )
 def test_load_accuracy_formats(tmp_path, content):
     path = tmp_path / "acc.json"
     path.write_text(json.dumps(content))
-    metric, value = load_accuracy(path)["qula"]
+    metric, value = load_accuracy(path)["quala"]
     assert value == 88.2 and metric in ("f1", "metric")
 
 

@@ -95,7 +95,10 @@ def test_check_gene_rejects_bad_genes(gene, message):
 
 @pytest.mark.parametrize(
     "ratio, gene, expected",
-    [(False, (128, 90, 3), LengthConfig((128, 90, 3))), (True, (100, 75, 3), LengthConfig((1.0, 0.75, 0.03)))],
+    [
+        (False, (128, 90, 3), LengthConfig((128, 90, 3), reference_length=128)),  # counts carry their length
+        (True, (100, 75, 3), LengthConfig((1.0, 0.75, 0.03))),
+    ],
 )
 def test_gene_space_maps_genes_to_length_configs(ratio, gene, expected):
     space = GeneSpace(num_layers=3, seq_len=128 if not ratio else 100, ratio=ratio)

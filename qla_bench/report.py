@@ -7,8 +7,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from qla_sdk.bench.machine import machine_info, package_versions
-from qla_sdk.io import write_bytes_atomic, write_json_atomic
+from qla_sdk.io import markdown_table, write_bytes_atomic, write_json_atomic
+from qla_sdk.machine import machine_info, package_versions
+
+__all__ = ["markdown_table", "write_results"]
 
 
 def write_results(path: str | Path, figures: dict, markdown: str, command: list[str] | None = None) -> dict:
@@ -28,12 +30,3 @@ def write_results(path: str | Path, figures: dict, markdown: str, command: list[
     )
     write_bytes_atomic(path.with_suffix(".md"), (header + markdown.rstrip() + "\n").encode())
     return record
-
-
-def markdown_table(headers: list[str], rows: list[list]) -> str:
-    def cell(v) -> str:
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)

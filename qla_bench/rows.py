@@ -1,6 +1,6 @@
 """The rows of the benchmark: each is a small spec that one fresh subprocess builds, loads and measures.
 
-A row names a model source, a backend (a key of ``qla_sdk.bench.builders.BUILDERS``), a precision and an optional
+A row names a model source, a backend (a key of ``qla_bench.builders.BUILDERS``), a precision and an optional
 length config; ``default_rows`` lists the comparison the SDK stands on: BERT-base FP32 eager (the baseline of
 every speedup), our int8 rows, the FP32 references and the peers a user would reach for instead.
 """
@@ -16,7 +16,7 @@ from qla_sdk.modeling.length import LengthConfig
 ROLES = ("baseline", "peer", "ours", "reference")
 PRECISIONS = ("fp32", "int8")
 # Where a row's weights come from: the named defaults, or a checkpoint folder.
-MODELS = ("bert-base", "minilm", "qula-minilm")
+MODELS = ("bert-base", "minilm", "quala-minilm")
 OUR_INT8_BACKENDS = ("inductor", "openvino", "ipex")
 DEFAULT_INT8_BACKENDS = ("inductor", "openvino")
 DEFAULT_LENGTH_CONFIG = "269,253,252,202,104,34"
@@ -95,8 +95,8 @@ def default_rows(
     rows += [row(f"bert-base-int8-{b}", "ours", b, "int8", "bert-base") for b in int8_backends]
     rows.append(row("minilm-fp32-eager", "reference", "eager", "fp32", "minilm"))
     rows += [row(f"minilm-int8-{b}", "ours", b, "int8", "minilm") for b in int8_backends]
-    rows.append(row("lat-minilm-fp32-eager", "reference", "eager", "fp32", "qula-minilm", **lc))
-    rows += [row(f"qula-minilm-int8-{b}", "ours", b, "int8", "qula-minilm", **lc) for b in int8_backends]
+    rows.append(row("lat-minilm-fp32-eager", "reference", "eager", "fp32", "quala-minilm", **lc))
+    rows += [row(f"quala-minilm-int8-{b}", "ours", b, "int8", "quala-minilm", **lc) for b in int8_backends]
     rows += [
         row("optimum-intel-minilm-int8", "peer", "optimum-intel", "int8", "minilm"),
         row("onnxruntime-minilm-int8", "peer", "onnxruntime", "int8", "minilm"),

@@ -4,8 +4,8 @@ one child per instance, started under numactl and released together so instances
 The parent writes a job file; a child reads it, does its part, and writes a result file (an ``error`` field when
 it failed). A child that crashes or runs past the row timeout is a failed row, never a failed run.
 
-    python -m qla_sdk.bench.runner build JOB.json
-    python -m qla_sdk.bench.runner measure JOB.json INSTANCE
+    python -m qla_bench.runner build JOB.json
+    python -m qla_bench.runner measure JOB.json INSTANCE
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from qla_sdk.bench.allocator import GLIBC_ENV
-from qla_sdk.bench.launcher import Instance, launch_prefix, pin_current_process
-from qla_sdk.bench.rows import RowSpec
+from qla_bench.allocator import GLIBC_ENV
+from qla_bench.launcher import Instance, launch_prefix, pin_current_process
+from qla_bench.rows import RowSpec
 from qla_sdk.io import write_json_atomic
 
 GO_FILE = "go"
@@ -66,7 +66,7 @@ class Job:
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB: VmHWM of its current address space. ``ru_maxrss`` is not that:
-    Linux carries it across exec, so a row's child started by a 1.3 GB ``qla bench`` process reported at least
+    Linux carries it across exec, so a row's child started by a 1.3 GB ``qla-bench`` process reported at least
     1.3 GB, whatever it ran."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -97,8 +97,9 @@ def _set_threads(threads: int) -> None:
 
 
 def child_build(job: Job) -> dict:
-    from qla_sdk.bench.builders import BuildContext, get_builder
-    from qla_sdk.bench.sources import random_inputs
+    from qla_bench.builders import BuildContext
+    from qla_bench.registry import get_builder
+    from qla_bench.sources import random_inputs
     from qla_sdk.modeling import load_config
 
     spec, length_config = _context(job)
@@ -128,10 +129,11 @@ def _wait_for_release(job: Job, instance: int) -> None:
 
 
 def child_measure(job: Job, instance: int) -> dict:
-    from qla_sdk.bench.builders import LoadContext, get_builder
-    from qla_sdk.bench.sources import random_inputs
-    from qla_sdk.bench.timing import LatencyStats, measure_times
+    from qla_bench.builders import LoadContext
+    from qla_bench.registry import get_builder
+    from qla_bench.sources import random_inputs
     from qla_sdk.modeling import load_config
+    from qla_sdk.timing import LatencyStats, measure_times
 
     spec, length_config = _context(job)
     cores = job.instances[instance]["cores"] if job.instances else []
@@ -248,7 +250,7 @@ def _error_of(result_path: Path, log_path: Path, returncode: int | None, what: s
 def run_build(job: Job, job_path: Path, prefix: list[str], timeout_s: float) -> ChildOutcome:
     log_path = job_path.with_suffix(".build.log")
     result_path = job_path.with_name(f"{job_path.stem}.build.0.result.json")
-    command = [*prefix, sys.executable, "-m", "qla_sdk.bench.runner", "build", str(job_path)]
+    command = [*prefix, sys.executable, "-m", "qla_bench.runner", "build", str(job_path)]
     with open(log_path, "wb") as log:
         try:
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
@@ -267,7 +269,7 @@ def run_measure(
     for inst in plan:
         log_path = job_path.with_suffix(f".measure.{inst.index}.log")
         log = open(log_path, "wb")  # closed below, after the child exits
-        command = [*launch_prefix(inst, numactl), sys.executable, "-m", "qla_sdk.bench.runner", "measure"]
+        command = [*launch_prefix(inst, numactl), sys.executable, "-m", "qla_bench.runner", "measure"]
         command += [str(job_path), str(inst.index)]
         env = _child_env(inst.threads, pin=numactl is None)
         procs.append((inst, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log, log_path))

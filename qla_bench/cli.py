@@ -1,8 +1,9 @@
-"""`qla bench`: the speed/size/memory comparison against BERT-base FP32 eager and the peers, on this machine."""
+"""`qla-bench`: the speed/size/memory comparison against BERT-base FP32 eager and the peers, on this machine."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--length-config",
         default=None,
-        help="QuaLA rows' length config (default: the --qula-model's own, else 269,253,252,202,104,34)",
+        help="QuaLA rows' length config (default: the --quala-model's own, else 269,253,252,202,104,34)",
     )
     p.add_argument(
         "--length-config-seq-len",
@@ -48,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-rows", action="store_true", help="print the rows of a run and exit")
     p.add_argument("--bert-base", default=None, help="BERT-base checkpoint folder (default: BertConfig(), random)")
     p.add_argument("--minilm", default=None, help="MiniLM checkpoint folder (default: the pretrained MiniLM)")
-    p.add_argument("--qula-model", default=None, help="trained length-adaptive MiniLM folder (default: MiniLM)")
+    p.add_argument("--quala-model", default=None, help="trained length-adaptive MiniLM folder (default: MiniLM)")
     p.add_argument("--cores", default=None, help="physical cores to use: a count or a list like 0-3 (default all)")
     p.add_argument("--instances", type=int, default=None, help="processes per row, cores split evenly (default 1)")
     p.add_argument("--accuracy-from", type=Path, default=None, help="results JSON with accuracy per row name")
@@ -65,14 +66,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny models and few runs: a smoke run")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark our int8 models against BERT-base FP32 and the peers")
-    add_arguments(p)
-    p.set_defaults(func=run)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qla-bench", description="benchmark our int8 models against BERT-base FP32 and the peers"
+    )
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from qla_sdk.errors import QlaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (QlaError, ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"qla-bench: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def settings_from_args(args: argparse.Namespace):
-    from qla_sdk.bench.suite import BenchSettings, quick_settings
+    from qla_bench.suite import BenchSettings, quick_settings
 
     fields = (
         "seq_lens batch_sizes runs warmup throughput_runs throughput_max_s calibration_samples int8_backends "
@@ -80,13 +94,13 @@ def settings_from_args(args: argparse.Namespace):
         "kernels"
     ).split()
     chosen = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
-    models = {"bert-base": args.bert_base, "minilm": args.minilm, "qula-minilm": args.qula_model}
+    models = {"bert-base": args.bert_base, "minilm": args.minilm, "quala-minilm": args.quala_model}
     chosen["models"] = {k: v for k, v in models.items() if v}
     return quick_settings(**chosen) if args.quick else BenchSettings(**chosen)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qla_sdk.bench.suite import plan_rows, run_suite
+    from qla_bench.suite import plan_rows, run_suite
 
     settings = settings_from_args(args)
     if args.list_rows:
@@ -99,3 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} row(s) failed (see their 'error' in {settings.out}): {', '.join(failed)}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

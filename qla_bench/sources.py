@@ -46,11 +46,11 @@ def random_checkpoint(folder: Path, task: str, quick: bool, family: str) -> Path
 
 
 def resolve_source(model: str, task: str, cache: Path, overrides: dict[str, str | None], quick: bool) -> Source:
-    """The checkpoint folder of a row's ``model`` ("bert-base", "minilm", "qula-minilm" or a folder)."""
+    """The checkpoint folder of a row's ``model`` ("bert-base", "minilm", "quala-minilm" or a folder)."""
     override = overrides.get(model)
     if override:
         return Source(check_checkpoint(override), "trained")
-    if model == "qula-minilm":  # without a trained length-adaptive checkpoint: MiniLM's weights, same speed
+    if model == "quala-minilm":  # without a trained length-adaptive checkpoint: MiniLM's weights, same speed
         return resolve_source("minilm", task, cache, overrides, quick)
     if model == "bert-base":
         suffix = "tiny" if quick else "base"

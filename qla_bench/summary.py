@@ -7,7 +7,7 @@ At batch 1 a speedup is a ratio of p50 latencies; at larger batches a ratio of t
 
 from __future__ import annotations
 
-from qla_sdk.bench.report import markdown_table
+from qla_sdk.io import markdown_table
 
 
 def _ok(record: dict) -> bool:

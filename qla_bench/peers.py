@@ -19,8 +19,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from qla_sdk.bench.builders import BuildContext, Builder, Inputs, LoadContext
-from qla_sdk.bench.kernels import onednn_kernels, openvino_kernels
+from qla_bench.builders import BuildContext, Builder, Inputs, LoadContext
+from qla_bench.kernels import onednn_kernels, openvino_kernels
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -1,7 +1,8 @@
 """How a row becomes something to time: a backend's ``build`` (export/quantize into an artifact, in its own
 process so its memory does not count) and ``load`` (read the artifact, ready to run, in the measuring process).
 
-Our backends live in ``qla_sdk.bench.ours``, the peers' in ``qla_sdk.bench.peers``; both fill ``Builder``s.
+Our backends live in ``qla_bench.ours``, the peers' in ``qla_bench.peers``; both fill ``Builder``s, which
+``qla_bench.registry`` looks up by backend name.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from qla_sdk.bench.rows import RowSpec
-from qla_sdk.errors import ConfigError, QlaError
+from qla_bench.rows import RowSpec
+from qla_sdk.errors import QlaError
 from qla_sdk.modeling.length import LengthConfig
 
 Inputs = dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 (batch, seq_len)
@@ -72,16 +73,3 @@ class Builder:
             raise MissingDependency(
                 f"backend {backend!r} needs {', '.join(missing)}, which is not installed in this environment"
             )
-
-
-def builders() -> dict[str, Builder]:
-    from qla_sdk.bench import ours, peers
-
-    return {**ours.BUILDERS, **peers.BUILDERS}
-
-
-def get_builder(backend: str) -> Builder:
-    table = builders()
-    if backend not in table:
-        raise ConfigError(f"unknown backend {backend!r}; known backends: {', '.join(sorted(table))}")
-    return table[backend]

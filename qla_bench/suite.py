@@ -1,4 +1,4 @@
-"""`qla bench`: every row at every sequence length, each in fresh subprocesses; then bench.json, bench.md and
+"""`qla-bench`: every row at every sequence length, each in fresh subprocesses; then bench.json, bench.md and
 the charts. A row that fails is recorded with its error and the run goes on."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qla_sdk.bench.allocator import THRESHOLD_BYTES
-from qla_sdk.bench.builders import get_builder
-from qla_sdk.bench.launcher import (
+from qla_bench.allocator import THRESHOLD_BYTES
+from qla_bench.launcher import (
     Instance,
     Topology,
     launch_prefix,
@@ -21,7 +20,8 @@ from qla_sdk.bench.launcher import (
     plan_instances,
     warn_without_numactl,
 )
-from qla_sdk.bench.rows import (
+from qla_bench.registry import get_builder
+from qla_bench.rows import (
     DEFAULT_INT8_BACKENDS,
     DEFAULT_LENGTH_CONFIG,
     DEFAULT_LENGTH_CONFIG_SEQ_LEN,
@@ -29,8 +29,8 @@ from qla_sdk.bench.rows import (
     default_rows,
     select_rows,
 )
-from qla_sdk.bench.runner import Job, MeasureSettings, run_build, run_measure
-from qla_sdk.bench.sources import check_checkpoint, resolve_source
+from qla_bench.runner import Job, MeasureSettings, run_build, run_measure
+from qla_bench.sources import check_checkpoint, resolve_source
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling.length import LengthConfig
 
@@ -53,7 +53,7 @@ class BenchSettings:
     length_config_seq_len: int = DEFAULT_LENGTH_CONFIG_SEQ_LEN
     task: str = "question-answering"
     rows: tuple[str, ...] = ()
-    models: dict[str, str | None] = field(default_factory=dict)  # bert-base / minilm / qula-minilm -> folder
+    models: dict[str, str | None] = field(default_factory=dict)  # bert-base / minilm / quala-minilm -> folder
     cores: str | None = None
     instances: int = 1
     accuracy_from: Path | None = None
@@ -81,8 +81,8 @@ class BenchSettings:
         for model, folder in self.models.items():
             if folder:
                 check_checkpoint(folder)  # a missing model is an error before anything runs
-                if model not in ("bert-base", "minilm", "qula-minilm"):
-                    raise ConfigError(f"model override {model!r}: use bert-base, minilm or qula-minilm")
+                if model not in ("bert-base", "minilm", "quala-minilm"):
+                    raise ConfigError(f"model override {model!r}: use bert-base, minilm or quala-minilm")
         if self.accuracy_from is not None and not Path(self.accuracy_from).is_file():
             raise ConfigError(f"--accuracy-from {self.accuracy_from}: no such file")
         if self.row_timeout_s <= 0:
@@ -111,11 +111,11 @@ def plan_rows(settings: BenchSettings) -> list[RowSpec]:
     length_config_seq_len = settings.length_config_seq_len
     if length_config is None:
         length_config = DEFAULT_LENGTH_CONFIG
-        qula = settings.models.get("qula-minilm")
-        if qula:  # a trained QuaLA checkpoint carries its searched config in qla.json
+        quala = settings.models.get("quala-minilm")
+        if quala:  # a trained QuaLA checkpoint carries its searched config in qla.json
             from qla_sdk.modeling.checkpoint import read_qla_metadata
 
-            saved = read_qla_metadata(qula).get("length_config")
+            saved = read_qla_metadata(quala).get("length_config")
             if saved:
                 length_config = str(LengthConfig.parse(saved))
     rows = default_rows(settings.int8_backends, length_config, length_config_seq_len, settings.task)
@@ -186,7 +186,7 @@ def _row_record(spec: RowSpec, seq_len: int, batch: int, weights: str, length_co
 
 def aggregate(outcomes: list[dict], batch: int) -> dict:
     """Instances pooled: percentiles over every instance's runs, throughput summed (they ran side by side)."""
-    from qla_sdk.bench.timing import LatencyStats
+    from qla_sdk.timing import LatencyStats
 
     per = [o["batches"][str(batch)] for o in outcomes]
     stats = LatencyStats.from_times([t for p in per for t in p["times_ms"]])
@@ -269,9 +269,9 @@ def run_row(
 
 def run_suite(settings: BenchSettings, command: list[str] | None = None, log=print) -> dict:
     """Run every row and write ``settings.out`` (JSON), the .md beside it and the PNG charts; return the record."""
-    from qla_sdk.bench.charts import write_charts
-    from qla_sdk.bench.report import write_results
-    from qla_sdk.bench.summary import bench_markdown, summarise
+    from qla_bench.charts import write_charts
+    from qla_bench.report import write_results
+    from qla_bench.summary import bench_markdown, summarise
 
     rows = plan_rows(settings)
     accuracy = load_accuracy(settings.accuracy_from)

@@ -1,0 +1,294 @@
+"""QuaLA on SQuAD v1.1 end to end, and what a QA service sees: accuracy kept, latency on real questions.
+
+    python benchmarks/squad_recipe.py --work /path/outside/the/repo [--squad ../shared/data/squad_v1.1/dev-v1.1.json]
+
+Steps, each resumable (re-run the same command after an interruption; finished work is skipped):
+1. split: only the official dev file exists here (no train file), so it is split by article (`qla split-squad`,
+   80/20, seed 0): no article is in both parts.
+2. recipe: `qla run --config qla_sdk/recipes/squad_minilm.yaml` on the split: fine-tune the pretrained MiniLM-L6-H384
+   (length 384, stride 128) -> length-adaptive training -> search (F1 on a fixed subset, MACs budget) -> int8
+   OpenVINO -> export -> report.
+3. curve: the same fine-tuning on 25% and 50% of the training questions (100% is the recipe's own teacher stage):
+   where the data caps F1.
+4. latency: every evaluation question, one at a time, through what a service would call, with tokenization, windows
+   and answer extraction: `qla_sdk.load(artifact).predict(question=..., context=...)` for the QuaLA artifact and for
+   the fine-tuned model FP32 eager (an fp32 artifact: the SDK's eager runtime), and optimum-intel int8 of the same
+   fine-tuned model (`OVQuantizer`, then `transformers.pipeline("question-answering", OVModelForQuestionAnswering)`),
+   in interleaved order per question. Each system's F1/EM on those questions is scored from the same predictions.
+
+Writes benchmarks/results/squad_recipe.json and .md. Run nothing else heavy meanwhile: the latency step is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+RECIPE = REPO / "qla_sdk" / "recipes" / "squad_minilm.yaml"
+SQUAD = REPO.parent / "shared" / "data" / "squad_v1.1" / "dev-v1.1.json"
+CURVE_SHARES = (0.25, 0.5)
+BARS = {"finetuned_f1_min": 70.0, "max_f1_drop": 1.0, "min_speedup_vs_optimum_intel": 1.5, "min_speedup_vs_fp32": 5.0}
+
+
+def split(squad: Path, work: Path) -> tuple[Path, Path]:
+    from qla_sdk.data import split_squad_by_article
+
+    train, evaluation = work / "squad_train.json", work / "squad_eval.json"
+    if not (train.exists() and evaluation.exists()):
+        split_squad_by_article(squad, train, evaluation, 0.8, 0)
+    return train, evaluation
+
+
+def run_recipe(train: Path, evaluation: Path, work: Path) -> dict:
+    from qla_sdk.recipe import load_recipe, run_recipe
+
+    recipe = load_recipe(RECIPE, [f"data.train={train}", f"data.eval={evaluation}"])
+    return run_recipe(recipe, work / "run")
+
+
+def learning_curve(train: Path, evaluation: Path, work: Path, outputs: dict) -> list[dict]:
+    """Fine-tune on a share of the training questions (a fixed random subset of question ids), with the recipe's
+    teacher settings, scored on the same evaluation questions."""
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.data.task_data import load_task_data
+    from qla_sdk.io import write_json_atomic
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.recipe import load_recipe
+    from qla_sdk.train.finetune import finetune
+
+    squad = json.loads(train.read_text(encoding="utf-8"))
+    ids = [qa["id"] for article in squad["data"] for p in article["paragraphs"] for qa in p["qas"]]
+    recipe = load_recipe(RECIPE, [f"data.train={train}", f"data.eval={evaluation}"])
+    teacher = recipe.teacher
+    curve = []
+    for share in CURVE_SHARES:
+        folder = work / f"curve_{round(share * 100)}"
+        result_file = folder / "result.json"
+        if not result_file.exists():
+            keep = set(random.Random(0).sample(ids, round(share * len(ids))))
+            subset = {
+                "version": squad.get("version", "1.1"),
+                "data": [
+                    {
+                        **a,
+                        "paragraphs": [{**p, "qas": [q for q in p["qas"] if q["id"] in keep]} for p in a["paragraphs"]],
+                    }
+                    for a in squad["data"]
+                ],
+            }
+            subset_file = folder / "train_subset.json"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(subset_file, subset)
+            tokenizer = load_tokenizer(teacher.model)
+            data = load_task_data(
+                subset_file,
+                evaluation,
+                tokenizer,
+                recipe.task,
+                None,
+                max_length=recipe.max_length,
+                doc_stride=recipe.data.doc_stride,
+            )
+            model = from_pretrained(teacher.model, task=recipe.task)
+            result = finetune(
+                model,
+                data.train_features,
+                data.eval_features,
+                recipe.task,
+                teacher.finetune.to_train_config(folder, resume=True),
+                eval_examples=data.eval_examples,
+                tokenizer=tokenizer,
+                eval_batch_size=teacher.finetune.eval_batch_size,
+            )
+            write_json_atomic(
+                result_file,
+                {"questions": len(keep), "f1": result.metrics["f1"], "exact_match": result.metrics["exact_match"]},
+            )
+        curve.append(json.loads(result_file.read_text()))
+    curve.append(
+        {
+            "questions": len(ids),
+            "f1": outputs["teacher"]["dev"]["f1"],
+            "exact_match": outputs["teacher"]["dev"]["exact_match"],
+        }
+    )
+    return curve
+
+
+def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, samples: int = 300):
+    """What a user would deploy otherwise: optimum-intel's OVQuantizer (NNCF int8) and the transformers QA
+    pipeline over the OpenVINO model."""
+    from datasets import Dataset
+    from optimum.intel import OVConfig, OVModelForQuestionAnswering, OVQuantizationConfig, OVQuantizer
+    from transformers import AutoTokenizer, pipeline
+
+    from qla_bench.peers import staged_checkpoint
+
+    tokenizer = AutoTokenizer.from_pretrained(str(finetuned))
+    target = work / "optimum-intel-int8"
+    if not (target / "openvino_model.xml").exists():
+        from qla_sdk.data import load_squad, qa_features
+
+        features = qa_features(load_squad(train)[:samples], tokenizer, max_length=384, doc_stride=128)
+        rows = [
+            {k: features.tensors[k][i].tolist() for k in ("input_ids", "attention_mask", "token_type_ids")}
+            for i in range(min(samples, len(features.tensors["input_ids"])))
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = OVModelForQuestionAnswering.from_pretrained(
+                str(staged_checkpoint(finetuned, work)), export=True, compile=False
+            )
+            OVQuantizer.from_pretrained(model).quantize(
+                calibration_dataset=Dataset.from_list(rows),
+                ov_config=OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(rows))),
+                save_directory=str(target),
+            )
+    model = OVModelForQuestionAnswering.from_pretrained(
+        str(target), ov_config={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    )
+    qa = pipeline("question-answering", model=model, tokenizer=tokenizer)
+    return lambda question, context: qa(
+        question=question, context=context, max_seq_len=384, doc_stride=128, max_answer_len=30
+    )["answer"]
+
+
+def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int | None) -> dict:
+    import qla_sdk
+    from qla_sdk.data import load_squad, load_tokenizer, squad_scores
+    from qla_sdk.deploy import export_model
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.quantize import QuantConfig
+    from qla_sdk.timing import LatencyStats
+
+    finetuned = Path(outputs["teacher"]["model"])
+    fp32_artifact = work / "finetuned-fp32"
+    if not fp32_artifact.exists():
+        model = from_pretrained(finetuned, task="question-answering").eval()
+        export_model(
+            model,
+            fp32_artifact,
+            load_tokenizer(finetuned),
+            config=QuantConfig(backend="fp32"),
+            length_config=None,
+            max_length=384,
+            doc_stride=128,
+        )
+    ours = qla_sdk.load(outputs["export"]["artifact"], warmup=True)
+    fp32 = qla_sdk.load(fp32_artifact, warmup=True)
+    systems = {
+        "ours": lambda q, c: ours.predict(question=q, context=c)["answer"],
+        "finetuned_fp32": lambda q, c: fp32.predict(question=q, context=c)["answer"],
+        "optimum_intel_int8": optimum_intel_pipeline(finetuned, train, work),
+    }
+    examples = load_squad(evaluation)[:limit]
+    for answer in systems.values():  # warm every path (graph buckets, pipeline) before timing
+        for e in examples[:5]:
+            answer(e.question, e.context)
+    times = {name: [] for name in systems}
+    predictions = {name: {} for name in systems}
+    for i, e in enumerate(examples):
+        order = list(systems)
+        order = order[i % len(order) :] + order[: i % len(order)]  # interleaved: no system always runs first
+        for name in order:
+            start = time.perf_counter()
+            predictions[name][e.id] = systems[name](e.question, e.context)
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    tokenizer = load_tokenizer(finetuned)
+    lengths = [
+        len(tokenizer(e.question, e.context, truncation="only_second", max_length=384)["input_ids"]) for e in examples
+    ]
+    figures = {}
+    for name in systems:
+        stats = LatencyStats.from_times(times[name])
+        figures[name] = {
+            "p50_ms": round(stats.p50_ms, 3),
+            "p90_ms": round(stats.p90_ms, 3),
+            "p99_ms": round(stats.p99_ms, 3),
+            "questions_per_s": round(1000.0 / stats.mean_ms, 2),
+            **{k: round(v, 2) for k, v in squad_scores(predictions[name], examples).items()},
+        }
+    return {"systems": figures, "questions": len(examples), "mean_input_tokens": round(statistics.mean(lengths), 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--work", required=True, help="folder for the split, stage outputs and peers (outside the repo)"
+    )
+    parser.add_argument(
+        "--squad", default=str(SQUAD), help="SQuAD v1.1 file to split by article (default: %(default)s)"
+    )
+    parser.add_argument("--out", default=str(RESULTS / "squad_recipe.json"))
+    parser.add_argument("--skip-curve", action="store_true", help="leave out the 25%%/50%% fine-tuning runs")
+    parser.add_argument("--limit", type=int, default=None, help="time only the first N evaluation questions")
+    args = parser.parse_args(argv)
+
+    from qla_bench.report import markdown_table, write_results
+    from qla_sdk.data import load_squad
+
+    start = time.perf_counter()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    train, evaluation = split(Path(args.squad), work)
+    outputs = run_recipe(train, evaluation, work)
+    curve = [] if args.skip_curve else learning_curve(train, evaluation, work, outputs)
+    timed = latency(outputs, train, evaluation, work, args.limit)
+    s = timed["systems"]
+    report = outputs["report"]
+    figures = {
+        "train_questions": len(load_squad(train)),
+        "eval_questions": len(load_squad(evaluation)),
+        "split": "official SQuAD v1.1 dev file split by article (80/20, seed 0): no train file exists offline",
+        "finetuned_f1": round(outputs["teacher"]["dev"]["f1"], 2),
+        "finetuned_em": round(outputs["teacher"]["dev"]["exact_match"], 2),
+        "lat_full_f1": round(outputs["lat"]["dev"]["f1"], 2),
+        "searched_fp32_f1": round(outputs["search"]["dev"]["f1"], 2),
+        "final_f1": s["ours"]["f1"],
+        "final_em": s["ours"]["exact_match"],
+        "length_config": outputs["search"]["length_config"],
+        "macs_ratio": outputs["search"]["macs_ratio"],
+        "final_backend": outputs["export"]["backend"],
+        "latency_ms": {
+            "ours_p50": s["ours"]["p50_ms"],
+            "ours_p99": s["ours"]["p99_ms"],
+            "finetuned_fp32_p50": s["finetuned_fp32"]["p50_ms"],
+            "optimum_intel_int8_p50": s["optimum_intel_int8"]["p50_ms"],
+        },
+        "systems": s,
+        "timed_questions": timed["questions"],
+        "mean_input_tokens": timed["mean_input_tokens"],
+        "learning_curve": curve,
+        "recipe_wall_time_s": report.get("wall_time_s"),
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "bars": BARS,
+    }
+    rows = [
+        [name, v["f1"], v["exact_match"], v["p50_ms"], v["p90_ms"], v["p99_ms"], v["questions_per_s"]]
+        for name, v in s.items()
+    ]
+    markdown = "\n\n".join(
+        [
+            f"QuaLA-MiniLM on SQuAD v1.1 ({figures['split']}): {figures['train_questions']} training / "
+            f"{figures['eval_questions']} evaluation questions. Fine-tuned F1 {figures['finetuned_f1']}, final "
+            f"{figures['final_backend']} int8 F1 {figures['final_f1']} with length config {figures['length_config']}.",
+            markdown_table(["system", "F1", "EM", "p50 ms", "p90 ms", "p99 ms", "questions/s"], rows),
+            f"Mean input length {figures['mean_input_tokens']} tokens (question + context, capped at 384).",
+            markdown_table(["training questions", "F1"], [[c["questions"], c["f1"]] for c in curve]) if curve else "",
+        ]
+    )
+    write_results(args.out, figures, markdown, command=[sys.executable, *sys.argv])
+    print(json.dumps(figures["latency_ms"]), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

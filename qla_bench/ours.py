@@ -1,0 +1,98 @@
+"""Our rows: the SDK's own artifacts, built with ``qla_sdk.deploy.export_model`` and loaded with ``qla_sdk.load``,
+exactly as a user exports and serves them: FP32 eager (the eager runtime) and the int8 backends (INC/NNCF int8, then
+Inductor, OpenVINO or IPEX). Only the runner's ``run`` is timed (tokenization is not part of a row).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qla_bench.builders import BuildContext, Builder, Inputs, LoadContext, MissingDependency
+from qla_bench.kernels import onednn_kernels, openvino_kernels
+
+
+def _tokenizer(source: Path):
+    """The checkpoint's own tokenizer, or the shipped MiniLM's (BERT's uncased WordPiece) for weight-only folders such
+    as the random BERT-base: an artifact carries a tokenizer, and rows are timed on token ids anyway."""
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.pretrained import minilm_path
+
+    has_own = any((source / name).is_file() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"))
+    return load_tokenizer(source if has_own else minilm_path())
+
+
+def _calibration_rows(ctx: BuildContext) -> list[dict]:
+    return [
+        {"input_ids": batch["input_ids"][i].tolist(), "token_type_ids": batch["token_type_ids"][i].tolist()}
+        for batch in ctx.calibration
+        for i in range(len(batch["input_ids"]))
+    ]
+
+
+def _export(ctx: BuildContext) -> Path:
+    try:
+        from qla_sdk.deploy import export_model
+        from qla_sdk.modeling import from_pretrained
+        from qla_sdk.quantize import QuantConfig
+    except ImportError as exc:
+        raise MissingDependency(f"qla_sdk cannot export backend {ctx.spec.backend!r}: {exc}") from None
+
+    backend = "fp32" if ctx.spec.backend == "eager" else ctx.spec.backend
+    model = from_pretrained(ctx.source, task=ctx.spec.task).eval()
+    rows = [] if backend == "fp32" else _calibration_rows(ctx)
+    config = QuantConfig(backend=backend, calibration_samples=max(1, len(rows)), seq_lens=(ctx.seq_len,), max_trials=1)
+    return export_model(
+        model,
+        ctx.workdir / f"{backend}-artifact",
+        _tokenizer(ctx.source),
+        config=config,
+        length_config=ctx.length_config,
+        max_length=ctx.seq_len,
+        calibration=rows,
+    )
+
+
+class ArtifactRuntime:
+    """A loaded artifact's runner, called as a deployed model calls it (int64 arrays in, float32 arrays out)."""
+
+    def __init__(self, predictor, backend: str) -> None:
+        self.runner, self.backend = predictor.runner, backend
+        weights = predictor.manifest.model_dir
+        self.size_bytes = sum(p.stat().st_size for p in weights.rglob("*") if p.is_file())
+
+    def bind(self, inputs: Inputs):
+        ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]
+        return lambda: self.runner.run(ids, mask, types)
+
+    def kernels(self, inputs: Inputs) -> dict:
+        if self.backend == "openvino":
+            unpadded = bool(inputs["attention_mask"].all())
+            return openvino_kernels(self.runner.compiled_model(inputs["input_ids"].shape[1], unpadded=unpadded))
+        return onednn_kernels(self.bind(inputs))
+
+
+def _load(ctx: LoadContext) -> ArtifactRuntime:
+    import qla_sdk
+
+    # The suite loads artifacts it has just built itself, so trusting the IPEX TorchScript file is safe here.
+    trust = {"trust_torchscript": True} if ctx.spec.backend == "ipex" else {}
+    return ArtifactRuntime(qla_sdk.load(ctx.artifact, threads=ctx.threads, **trust), ctx.spec.backend)
+
+
+_REQUIRES = {
+    "eager": ("torch",),
+    "inductor": ("torch", "neural_compressor"),
+    "openvino": ("openvino", "nncf"),
+    "ipex": ("intel_extension_for_pytorch",),
+}
+
+BUILDERS = {
+    name: Builder(
+        _export,
+        _load,
+        seq_dependent=True,  # the artifact holds the length config at this sequence length (and its graph bucket)
+        requires=requires,
+        description="qla length-adaptive FP32 eager (the eager runtime)" if name == "eager" else f"qla int8 on {name}",
+    )
+    for name, requires in _REQUIRES.items()
+}

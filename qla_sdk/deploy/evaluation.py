@@ -1,0 +1,77 @@
+"""Task data for int8 calibration and accuracy-aware tuning: feature rows of a dataset, and dev-set evaluators that
+score a raw ``run(input_ids, attention_mask, token_type_ids)`` (a compiled graph, a quantizer's candidate or the
+fp32 model) at a graph's padded length. ``qla export``/``qla quantize`` and the recipe's quantize stage use them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def task_rows(
+    task: str, data: str, split: str, tokenizer, max_length: int, doc_stride: int, limit: int | None
+) -> tuple[list[dict], object]:
+    """(feature rows, labels or (examples, features)) of a dataset, for calibration or evaluation."""
+    if task == "question-answering":
+        from qla_sdk.data import load_squad, qa_features
+
+        examples = load_squad(data, split)[:limit]
+        features = qa_features(examples, tokenizer, max_length, doc_stride)
+        return [features.row(i) for i in range(len(features))][:limit], (examples, features)
+    from qla_sdk.data import classification_features, load_classification
+
+    loaded = load_classification(data, split)
+    loaded.texts, loaded.labels = loaded.texts[:limit], loaded.labels[:limit]
+    features = classification_features(loaded, tokenizer, max_length)
+    return [features.row(i) for i in range(len(features))], loaded.labels
+
+
+def evaluator(
+    model, data: str, tokenizer, max_length: int, doc_stride: int, limit: int | None = None
+) -> Callable[[Callable, int], float]:
+    """``evaluate(run, seq_len)`` on ``data``'s validation split: accuracy, or SQuAD F1 / 100."""
+    pad = tokenizer.pad_token_id or 0
+    if model.task == "question-answering":
+        _, (examples, features) = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
+        return qa_evaluator(examples, features, pad)
+    rows, labels = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
+    for row in rows:
+        row.pop("labels", None)
+    return classification_evaluator(rows, labels, pad)
+
+
+def classification_evaluator(
+    task_rows: list[dict], labels: list[int], pad_token_id: int, batch_size: int = 32
+) -> Callable:
+    """``evaluate(run, seq_len) -> accuracy`` over feature rows (padded to the graph's ``seq_len``)."""
+    from qla_sdk.backends import pad_rows
+
+    def evaluate(run, seq_len: int) -> float:
+        predictions = []
+        for ids, mask, types in pad_rows(task_rows, seq_len, pad_token_id, batch_size):
+            logits = run(ids, mask, types)
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            predictions.extend(np.asarray(logits.float() if hasattr(logits, "float") else logits).argmax(-1).tolist())
+        return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+    return evaluate
+
+
+def qa_evaluator(examples, features, pad_token_id: int, batch_size: int = 32) -> Callable:
+    """``evaluate(run, seq_len) -> SQuAD F1 / 100`` over doc-stride windows."""
+    from qla_sdk.backends import pad_rows
+    from qla_sdk.data import postprocess_qa, squad_scores
+
+    rows = [features.row(i) for i in range(len(features))]
+
+    def evaluate(run, seq_len: int) -> float:
+        starts, ends = [], []
+        for ids, mask, types in pad_rows(rows, seq_len, pad_token_id, batch_size):
+            start, end = run(ids, mask, types)
+            starts.extend(np.asarray(start, dtype=np.float32))
+            ends.extend(np.asarray(end, dtype=np.float32))
+        predictions = postprocess_qa(examples, features, starts, ends)
+        return squad_scores(predictions, examples)["f1"] / 100.0
+
+    return evaluate
