@@ -5,8 +5,9 @@
 
 Runs the two settings interleaved in rounds, so load from other processes hits both alike, and reports the
 median of per-round medians. The headline is the runtime as it ships. The ablation runs the same rounds with the
-oneDNN linears (``qla_sdk/modeling/dense.py``) and/or the native pruning kernels (``qla_sdk/modeling/native.py``)
-switched off, so each one's share is measured under the same conditions. glibc is told to keep freed memory
+oneDNN linears (``qla_sdk/runtime/dense.py``) and/or the native pruning kernels (``qla_sdk/runtime/native.py``)
+switched off, and the reference encoder (``qla_sdk/modeling/encoder.py``, what training and export run) without the
+runtime, so each one's share is measured under the same conditions. glibc is told to keep freed memory
 (``qla_bench.allocator``), as the README recommends for deployment; otherwise the full-length forward pays page
 faults in some rounds and not in others. Writes benchmarks/results/runtime_latency.{json,md}.
 """
@@ -20,20 +21,21 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import torch
-from qla_sdk.modeling.native import native_kernels, native_kernels_disabled
 
 from qla_bench import measure_latency, write_results
 from qla_bench.allocator import keep_freed_memory
 from qla_sdk.io import markdown_table
 from qla_sdk.modeling import count_macs, from_pretrained
 from qla_sdk.pretrained import minilm_path
+from qla_sdk.runtime import EagerRuntime, native_kernels
 
-# runtime variant -> (oneDNN linears, native kernels); the first is the headline
+# variant -> (oneDNN linears, native kernels, eager runtime); the first is the headline
 VARIANTS = {
-    "as shipped": (True, True),
-    "without native kernels": (True, False),
-    "without oneDNN linears": (False, True),
-    "ATen only": (False, False),
+    "as shipped": (True, True, True),
+    "without native kernels": (True, False, True),
+    "without oneDNN linears": (False, True, True),
+    "ATen only": (False, False, True),
+    "reference encoder (no runtime)": (True, False, False),
 }
 
 
@@ -61,17 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_ablation:
         variants = {"as shipped": VARIANTS["as shipped"]}
     elif not native:  # the shipped runtime already runs the ATen path: only the linears can be switched
-        variants = {name: VARIANTS[name] for name in ("as shipped", "without oneDNN linears")}
+        variants = {n: VARIANTS[n] for n in ("as shipped", "without oneDNN linears", "reference encoder (no runtime)")}
+    runtimes = {True: EagerRuntime(model), False: EagerRuntime(model, native=False)}
     per_round = {(v, s): [] for v in variants for s in settings}
     with torch.inference_mode():
         for _ in range(args.rounds):
-            for variant, (onednn, kernels) in variants.items():
+            for variant, (onednn, kernels, use_runtime) in variants.items():
+                run = runtimes[kernels and native] if use_runtime else model
                 with ExitStack() as switches:
                     switches.enter_context(torch.backends.mkldnn.flags(enabled=onednn))
-                    if not kernels:
-                        switches.enter_context(native_kernels_disabled())
                     for name, lc in settings.items():
-                        stats = measure_latency(lambda lc=lc: model(ids, mask, types, length_config=lc), args.runs, 3)
+                        stats = measure_latency(
+                            lambda run=run, lc=lc: run(ids, mask, types, length_config=lc), args.runs, 3
+                        )
                         per_round[variant, name].append(stats.p50_ms)
     ms = {key: statistics.median(values) for key, values in per_round.items()}
     macs = {name: count_macs(model.config, args.seq_len, lc) for name, lc in settings.items()}

@@ -12,6 +12,7 @@ other one. Each export is a real artifact under ``--work`` (kept, so sizes can b
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -125,10 +126,12 @@ def main(argv=None) -> dict:
         inputs = padded(squad[0] * (seq_len // max(1, len(squad[0])) + 1), seq_len, pad)  # all real tokens
         timers[name] = lambda: runner.run(*inputs)
 
+    full_model, lc_model = copy.copy(model), copy.copy(model)  # the weights shared; each runs its own length config
+    full_model.length_config, lc_model.length_config = None, lc
     for seq_len in seq_lens:
-        timed(f"fp32_eager_full_{seq_len}", EagerRunner(model, None, bf16=False), seq_len)
+        timed(f"fp32_eager_full_{seq_len}", EagerRunner(full_model, bf16=False), seq_len)
     figures["fp32_size_mb"] = mb(Path(args.model).glob("*.safetensors"))
-    figures["fp32_dev_acc"] = evaluate(lambda *x: EagerRunner(model, lc, False).run(*x), args.lc_seq_len)
+    figures["fp32_dev_acc"] = evaluate(EagerRunner(lc_model, bf16=False).run, args.lc_seq_len)
 
     for backend in backends:
         for seq_len in seq_lens:

@@ -103,7 +103,7 @@ def learning_curve(train: Path, evaluation: Path, work: Path, outputs: dict) -> 
                 data.train_features,
                 data.eval_features,
                 recipe.task,
-                teacher.finetune.to_train_config(folder, resume=True),
+                teacher.finetune.for_run(folder, resume=True),
                 eval_examples=data.eval_examples,
                 tokenizer=tokenizer,
                 eval_batch_size=teacher.finetune.eval_batch_size,

@@ -70,15 +70,12 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-column", default="label", help="classification label column (default %(default)s)")
     g.add_argument("--max-length", type=int, default=None, help="tokens per input (default 384 QA, 128 otherwise)")
     g.add_argument("--doc-stride", type=int, default=128, help="QA: overlap of context windows (default 128)")
-    g.add_argument("--eval-batch-size", type=int, default=64)
 
 
 def load_task_data(args: argparse.Namespace, tokenizer, task: str, label_names: list[str] | None) -> TaskData:
     """``qla_sdk.data.task_data.load_task_data`` with the flags of ``add_data_arguments``."""
     from qla_sdk.data.task_data import load_task_data as load
 
-    if args.eval_batch_size < 1:
-        raise ValueError(f"--eval-batch-size {args.eval_batch_size}: must be >= 1")
     return load(
         args.train,
         args.eval,

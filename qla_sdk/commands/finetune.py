@@ -28,7 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-column", default="label", help="classification label column (default %(default)s)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per input (default 384 QA, 128 otherwise)")
     p.add_argument("--doc-stride", type=int, default=128, help="QA: overlap of context windows (default 128)")
-    p.add_argument("--eval-batch-size", type=int, default=64)
     add_train_arguments(p)
     p.set_defaults(func=run)
 
@@ -52,8 +51,6 @@ def finetune(args: argparse.Namespace):
     from qla_sdk.train import config_from_args
     from qla_sdk.train.finetune import finetune as train_finetune
 
-    if args.eval_batch_size < 1:
-        raise ValueError(f"--eval-batch-size {args.eval_batch_size}: must be >= 1")
     config = config_from_args(args, output_dir=args.output)
     tokenizer = load_tokenizer(args.model)
     data = load_task_data(

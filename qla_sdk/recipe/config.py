@@ -1,15 +1,14 @@
 """The recipe file: the task, the data, the teacher, the student, and each stage's options side by side.
 
 Every section is a small dataclass; stage sections hold the library's own configs (``DistillConfig``,
-``LatConfig``, ``SearchConfig``, ``QuantConfig``) next to a ``train`` section (``TrainConfig`` without its output
-folder, which the recipe gives each stage). ``load_recipe`` validates the whole file with
+``LatConfig``, ``SearchConfig``, ``QuantConfig``) next to a ``train`` section (a ``TrainConfig``, whose output folder,
+resume and progress the recipe sets for each stage). ``load_recipe`` validates the whole file with
 ``qla_sdk.config.from_dict`` before any work starts: an unknown key or a bad value raises ``ConfigError`` naming
 it (``recipe.yaml.distill.minilm: unknown key 'versoin'; did you mean 'version'?``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,36 +24,6 @@ from qla_sdk.train.length_drop import LatConfig
 
 PRETRAINED_MINILM = "pretrained:minilm"  # the verified MiniLM-L6-H384 shipped with the SDK (qla_sdk.pretrained)
 _DATA_SUFFIXES = (".json", ".jsonl", ".tsv", ".csv", ".txt")
-
-
-@dataclass
-class TrainSection:
-    """``TrainConfig`` minus ``output_dir``/``resume``/``progress`` (the recipe sets those per stage)."""
-
-    epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    seed: int = 42
-    bf16: bool | None = None
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    log_every: int = 20
-    max_grad_norm: float = 1.0
-    find_unused_parameters: bool = False
-    eval_batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if self.eval_batch_size < 1:
-            raise ConfigError(f"eval_batch_size={self.eval_batch_size}: must be >= 1")
-        self.to_train_config(".")  # TrainConfig checks every other value
-
-    def to_train_config(self, output_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainConfig:
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "eval_batch_size"}
-        return TrainConfig(output_dir=output_dir, resume=resume, progress=progress, **values)
 
 
 @dataclass
@@ -83,7 +52,7 @@ class TeacherSection:
 
     model: str
     tokenizer: str | None = None  # default: the model's folder
-    finetune: TrainSection | None = field(default_factory=TrainSection)
+    finetune: TrainConfig | None = field(default_factory=TrainConfig)
 
 
 @dataclass
@@ -114,13 +83,13 @@ class StudentSection:
 @dataclass
 class DistillSection:
     minilm: DistillConfig = field(default_factory=DistillConfig)
-    train: TrainSection = field(default_factory=TrainSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 @dataclass
 class LatSection:
     length_adaptive: LatConfig = field(default_factory=LatConfig)
-    train: TrainSection = field(default_factory=TrainSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
     use_teacher: bool = True  # the full model also distils from the fine-tuned teacher (teacher_weight)
 
 
@@ -197,6 +166,15 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         from qla_sdk.search.job import METRICS
+
+        sections = {"teacher.finetune": self.teacher.finetune, "distill.train": self.distill.train}
+        sections["lat.train"] = self.lat.train
+        for where, train in sections.items():
+            if train is not None and (train.output_dir is not None or train.resume):
+                raise ConfigError(
+                    f"{where}: output_dir and resume are set by the recipe for each stage (its folder in --output, "
+                    "resumed when a run was interrupted); remove them"
+                )
 
         if self.search.metric is not None and self.search.metric not in METRICS[self.task]:
             raise ConfigError(

@@ -63,7 +63,7 @@ class RecipeStages:
         )
 
     def _train_config(self, section, folder: Path, resume: bool):
-        return section.to_train_config(folder, resume=resume, progress=self.progress)
+        return section.for_run(folder, resume=resume, progress=self.progress)
 
     @staticmethod
     def _summary(result, eval_keys: dict) -> dict:

@@ -28,9 +28,12 @@ def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 
 @dataclass
 class TrainConfig:
-    """How to train. Steps count optimizer updates (one update = ``grad_accum`` batches on every process)."""
+    """How to train. Steps count optimizer updates (one update = ``grad_accum`` batches on every process).
 
-    output_dir: str | Path
+    Defined once: the training flags of ``qla finetune``/``distill``/``lat-train`` and the recipe's ``train``
+    sections are this dataclass (a recipe sets ``output_dir``, ``resume`` and ``progress`` per stage)."""
+
+    output_dir: str | Path | None = None  # where checkpoints and the final model go; required to train
     epochs: int = 3
     max_steps: int | None = None  # when set, overrides epochs (runs as many epochs as it takes)
     batch_size: int = 32  # per process, per micro-batch; recorded in the checkpoint to refuse a mismatched resume
@@ -47,10 +50,12 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # 0 disables clipping
     find_unused_parameters: bool = False  # DDP: needed when some parameters get no gradient (LayerDrop)
     progress: bool = True  # tqdm bar on the main process
+    eval_batch_size: int = 64  # batch size of the dev-set evaluation after training
 
     def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
+        self.output_dir = None if self.output_dir is None else Path(self.output_dir)
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum": self.grad_accum}
+        positive["eval_batch_size"] = self.eval_batch_size
         positive["log_every"] = self.log_every
         positive["keep_checkpoints"] = self.keep_checkpoints
         for name, value in positive.items():
@@ -72,6 +77,10 @@ class TrainConfig:
             raise ConfigError(f"bf16={self.bf16!r}: must be True, False or None (auto)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r}: must be an integer >= 0")
+
+    def for_run(self, output_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainConfig:
+        """This config writing to ``output_dir`` (how a recipe stage or a command runs it)."""
+        return dataclasses.replace(self, output_dir=output_dir, resume=resume, progress=progress)
 
     def resolved_bf16(self, device_type: str = "cpu") -> bool:
         if self.bf16 is not None:
@@ -102,6 +111,7 @@ _HELP = {
     "keep_checkpoints": "how many recent checkpoints to keep (default %(default)s)",
     "log_every": "log loss and throughput every N steps (default %(default)s)",
     "max_grad_norm": "clip the gradient norm to this value, 0 = no clipping (default %(default)s)",
+    "eval_batch_size": "batch size of the dev-set evaluation (default %(default)s)",
 }
 
 

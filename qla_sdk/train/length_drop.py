@@ -18,11 +18,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import LengthConfig, TaskModel
+from qla_sdk.modeling.length import ratio_keep
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import check_compatible, prediction_loss, train_on_features
 from qla_sdk.train.loop import TrainResult
@@ -96,11 +98,12 @@ def sample_lengths(
 
 
 def _ratio(count: int, total: int) -> float:
-    """The largest float r with ceil(r * total) == count, so the encoder resolves r back to exactly ``count``."""
-    r = count / total
-    while math.ceil(r * total) > count:
-        r = math.nextafter(r, 0.0)
-    return r
+    """The largest float32 r with ``ratio_keep(r, total) == count``, so the encoder (which rounds in float32)
+    resolves r back to exactly ``count``."""
+    r = np.float32(count / total)
+    while ratio_keep(float(r), total) > count:
+        r = np.nextafter(r, np.float32(0.0))
+    return float(r)
 
 
 def ratio_config(counts: tuple[int, ...], seq_len: int) -> LengthConfig:

@@ -92,6 +92,8 @@ def train(
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
     )
     world, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if config.output_dir is None:
+        raise ConfigError("TrainConfig.output_dir is not set: give the folder for checkpoints and the final model")
     output_dir = Path(config.output_dir)
     existing = latest_checkpoint(output_dir)
     if existing is not None and not config.resume:

@@ -137,7 +137,10 @@ def _ints_below(low: int) -> st.SearchStrategy:
 
 IMPOSSIBLE = {
     TrainConfig: {
-        **{n: _ints_below(1) for n in ("epochs", "batch_size", "grad_accum", "keep_checkpoints", "log_every")},
+        **{
+            n: _ints_below(1)
+            for n in ("epochs", "batch_size", "grad_accum", "keep_checkpoints", "log_every", "eval_batch_size")
+        },
         "max_steps": _ints_below(1),
         "checkpoint_every": _ints_below(0),
         "seed": _ints_below(0),

@@ -6,7 +6,7 @@ import pytest
 
 from qla_sdk.cli import main
 from qla_sdk.errors import ConfigError
-from qla_sdk.recipe.config import RecipeConfig, TrainSection, load_recipe
+from qla_sdk.recipe.config import RecipeConfig, load_recipe
 from qla_sdk.train.config import TrainConfig
 
 RECIPES = Path(__file__).resolve().parents[2] / "qla_sdk" / "recipes"
@@ -20,9 +20,11 @@ student: {{init_layers: [0, 2, 4]}}
 """
 
 
-@pytest.mark.parametrize("name", ["demo", "sst2", "squad"])
+@pytest.mark.parametrize("name", ["demo", "sst2", "squad", "squad_minilm"])
 def test_packaged_recipes_load(name):
-    recipe = load_recipe(RECIPES / f"{name}.yaml")
+    squad = Path(__file__).resolve().parents[1] / "fixtures" / "squad_tiny.json"
+    data = [f"data.train={squad}", f"data.eval={squad}"] if name == "squad_minilm" else []
+    recipe = load_recipe(RECIPES / f"{name}.yaml", data)
     assert isinstance(recipe, RecipeConfig)
     assert recipe.lat.length_adaptive.length_drop_prob == recipe.search.evolution.length_drop_bound == 0.2
 
@@ -32,6 +34,13 @@ def test_demo_uses_embedded_data_and_model():
     assert Path(recipe.data.train).is_file() and Path(recipe.data.train).parent.name == "sst2"
     assert (Path(recipe.teacher.model) / "config.json").is_file()
     assert recipe.student.init_layers == [0, 2, 4]
+
+
+def test_the_squad_minilm_recipe_compresses_the_fine_tuned_minilm_itself():
+    squad = Path(__file__).resolve().parents[1] / "fixtures" / "squad_tiny.json"
+    recipe = load_recipe(RECIPES / "squad_minilm.yaml", [f"data.train={squad}", f"data.eval={squad}"])
+    assert recipe.student is None and recipe.max_length == 384 and recipe.data.doc_stride == 128
+    assert recipe.search.metric == "f1" and recipe.search.ratio and recipe.quantize.backend == "openvino"
 
 
 def test_paper_recipe_settings():
@@ -99,8 +108,16 @@ def test_bad_recipe_fails_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_train_section_mirrors_train_config():
-    config = TrainSection(epochs=1, lr=1e-4).to_train_config("somewhere", resume=True)
-    assert isinstance(config, TrainConfig) and config.resume and config.lr == 1e-4
-    fields = set(TrainSection.__dataclass_fields__) - {"eval_batch_size"}
-    assert fields == set(TrainConfig.__dataclass_fields__) - {"output_dir", "resume", "progress"}
+def _write(folder: Path, text: str) -> Path:
+    path = folder / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_train_sections_are_train_configs_whose_folder_the_recipe_sets(tmp_path):
+    recipe = load_recipe(_write(tmp_path, MINIMAL + "lat: {train: {epochs: 1, lr: 1.0e-4, eval_batch_size: 8}}\n"))
+    assert isinstance(recipe.lat.train, TrainConfig) and recipe.lat.train.eval_batch_size == 8
+    config = recipe.lat.train.for_run("somewhere", resume=True)
+    assert config.resume and config.lr == 1e-4 and str(config.output_dir) == "somewhere"
+    with pytest.raises(ConfigError, match="lat.train: output_dir and resume are set by the recipe"):
+        load_recipe(_write(tmp_path, MINIMAL + "lat: {train: {output_dir: /tmp/x}}\n"))
