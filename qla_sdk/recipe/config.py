@@ -17,7 +17,7 @@ from typing import Literal
 from qla_sdk.config import from_dict, load_yaml
 from qla_sdk.errors import ConfigError
 from qla_sdk.quantize.config import QuantConfig
-from qla_sdk.search.evolution import SearchConfig
+from qla_sdk.search.config import SearchConfig
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import DistillConfig
 from qla_sdk.train.length_drop import LatConfig
@@ -94,45 +94,6 @@ class LatSection:
 
 
 @dataclass
-class SearchSection:
-    """``evolution``: the evolutionary search itself. Budgets are absolute (``1.2G``, ``8``) or a share of the
-    full model (``55%``); without one the best gene is the most accurate on the front. ``subset``: score genes on
-    this many dev examples (a fixed random subset); the chosen gene is then scored on the whole dev set."""
-
-    evolution: SearchConfig = field(default_factory=SearchConfig)
-    metric: str | None = None  # accuracy|f1 (classification), f1|exact_match (QA)
-    subset: int | None = None
-    subset_seed: int = 0
-    max_macs: str | float | None = None
-    min_macs: str | float | None = None
-    max_latency_ms: str | float | None = None
-    min_latency_ms: str | float | None = None
-    measure_latency: bool = False
-    ratio: bool = False
-    ratio_steps: int = 100
-    batch_size: int = 64
-    latency_runs: int = 20
-    latency_warmup: int = 5
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        from qla_sdk.search.job import parse_amount
-
-        for name, unit in (("max_macs", "MACs"), ("min_macs", "MACs"), ("max_latency_ms", "ms")):
-            parse_amount(None if getattr(self, name) is None else str(getattr(self, name)), 1.0, unit)
-        parse_amount(None if self.min_latency_ms is None else str(self.min_latency_ms), 1.0, "ms")
-        macs = self.max_macs is not None or self.min_macs is not None
-        latency = self.max_latency_ms is not None or self.min_latency_ms is not None
-        if macs and latency:
-            raise ConfigError("give a MACs budget or a latency budget, not both: the front has one cost axis")
-        if self.subset is not None and self.subset < 1:
-            raise ConfigError(f"subset={self.subset}: give a number of dev examples >= 1, or null for all")
-        for name in ("ratio_steps", "batch_size", "latency_runs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
-
-
-@dataclass
 class BenchmarkSection:
     """Batch-1 latency of the teacher (FP32 eager) and the final artifact, back to back, at ``seq_len`` (default:
     the data's max_length)."""
@@ -159,7 +120,7 @@ class RecipeConfig:
     student: StudentSection | None
     distill: DistillSection = field(default_factory=DistillSection)
     lat: LatSection = field(default_factory=LatSection)
-    search: SearchSection = field(default_factory=SearchSection)
+    search: SearchConfig = field(default_factory=SearchConfig)
     quantize: QuantConfig = field(default_factory=QuantConfig)
     benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
     name: str = "recipe"

@@ -191,7 +191,7 @@ class RecipeStages:
         from qla_sdk.search.job import SearchJob, run_search
         from qla_sdk.train import evaluate
 
-        s, evo = self.recipe.search, self.recipe.search.evolution
+        s = self.recipe.search
         model_dir = folder / "model"
         if model_dir.exists():  # a copy written by an interrupted run; the search writes it again
             shutil.rmtree(model_dir)
@@ -201,33 +201,12 @@ class RecipeStages:
             output=folder,
             task=self.recipe.task,
             tokenizer=self.tokenizer_source,
-            metric=s.metric,
-            subset=s.subset,
-            subset_seed=s.subset_seed,
-            batch_size=s.batch_size,
             seq_len=self.recipe.max_length,
             doc_stride=self.recipe.data.doc_stride,
-            ratio=s.ratio,
-            ratio_steps=s.ratio_steps,
-            max_macs=s.max_macs,
-            min_macs=s.min_macs,
-            max_latency_ms=s.max_latency_ms,
-            min_latency_ms=s.min_latency_ms,
-            measure_latency=s.measure_latency,
-            threads=s.threads,
-            latency_runs=s.latency_runs,
-            latency_warmup=s.latency_warmup,
-            iterations=evo.iterations,
-            mutations=evo.mutations,
-            crossovers=evo.crossovers,
-            mutation_prob=evo.mutation_prob,
-            length_drop_bound=evo.length_drop_bound,
-            constant_rate=evo.num_constant_rate,
-            min_length=evo.min_length,
-            seed=evo.seed,
             resume=resume and (folder / "search_state.json").exists(),
             write_to=model_dir,
             no_progress=not self.progress,
+            config=self.recipe.search,
         )
         report = run_search(job)
         best = report["best"]

@@ -15,7 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from qla_sdk.errors import ConfigError
@@ -28,17 +28,27 @@ SAVE_INTERVAL_S = 2.0  # between saves after single scores; iteration ends and i
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Defaults as in the LAT paper's search: 30 iterations of 30 mutations and 30 crossovers."""
+class EvolutionConfig:
+    """The evolution itself; defaults as in the LAT paper's search: 30 iterations of 30 mutations and 30
+    crossovers. (``qla_sdk.search.SearchConfig`` holds it with the fitness, cost and budget options.)"""
 
-    iterations: int = 30
-    mutations: int = 30
-    crossovers: int = 30
-    mutation_prob: float = 0.5
-    length_drop_bound: float = 0.2  # the smallest gene drops this share at every layer, as in LAT training
-    num_constant_rate: int = 20  # constant-rate genes between the full and the smallest gene
-    min_length: int = 1  # no layer keeps fewer tokens (or ratio steps)
-    seed: int = 0
+    iterations: int = field(default=30, metadata={"help": "generations after the initial population (default 30)"})
+    mutations: int = field(default=30, metadata={"help": "mutated genes per generation (default 30)"})
+    crossovers: int = field(default=30, metadata={"help": "crossed-over genes per generation (default 30)"})
+    mutation_prob: float = field(default=0.5, metadata={"help": "chance that a layer's length mutates (default 0.5)"})
+    length_drop_bound: float | None = field(
+        default=None,
+        metadata={"help": "the smallest gene drops this share per layer (default: the model's LAT rate, else 0.2)"},
+    )
+    num_constant_rate: int = field(
+        default=20,
+        metadata={
+            "help": "constant-rate genes in the initial population, besides the full and the smallest (default 20)",
+            "aliases": ("--constant-rate", "--population-size"),
+        },
+    )
+    min_length: int = field(default=1, metadata={"help": "fewest tokens (or ratio steps) a layer keeps (default 1)"})
+    seed: int = field(default=0, metadata={"help": "seed of the evolution (default 0)"})
 
     def __post_init__(self) -> None:
         for name in ("iterations", "mutations", "crossovers", "num_constant_rate"):
@@ -47,7 +57,7 @@ class SearchConfig:
                 raise ConfigError(f"{name}={value!r}: must be an integer >= 0")
         if not 0.0 < self.mutation_prob <= 1.0:
             raise ConfigError(f"mutation_prob={self.mutation_prob}: must lie in (0, 1], e.g. 0.5")
-        if not 0.0 < self.length_drop_bound < 1.0:
+        if self.length_drop_bound is not None and not 0.0 < self.length_drop_bound < 1.0:
             raise ConfigError(
                 f"length_drop_bound={self.length_drop_bound}: must lie in (0, 1); use the drop rate the model was "
                 "trained with (LAT's default 0.2)"
@@ -247,13 +257,12 @@ def _diff(saved: dict, current: dict, prefix: str = "") -> str:
     return "unknown difference"
 
 
-def initial_genes(num_layers: int, seq_len: int, config: SearchConfig) -> tuple[Gene, Gene, list[Gene]]:
+def initial_genes(num_layers: int, seq_len: int, config: EvolutionConfig) -> tuple[Gene, Gene, list[Gene]]:
     """(full, smallest, constant-rate genes between them)."""
     full = (seq_len,) * num_layers
-    smallest = constant_rate_gene(seq_len, num_layers, config.length_drop_bound, config.min_length)
-    between = constant_rate_genes(
-        seq_len, num_layers, config.length_drop_bound, config.num_constant_rate, config.min_length
-    )
+    bound = 0.2 if config.length_drop_bound is None else config.length_drop_bound  # LAT's default drop rate
+    smallest = constant_rate_gene(seq_len, num_layers, bound, config.min_length)
+    between = constant_rate_genes(seq_len, num_layers, bound, config.num_constant_rate, config.min_length)
     return full, smallest, [g for g in between if g not in (full, smallest)]
 
 
@@ -316,7 +325,7 @@ def evolve(
     cost: Callable[[Gene], float],
     num_layers: int,
     seq_len: int,
-    config: SearchConfig | None = None,
+    config: EvolutionConfig | None = None,
     state_path: str | Path | None = None,
     budget: Budget | None = None,
     resume: bool = True,
@@ -330,7 +339,9 @@ def evolve(
     such as the model, data and metric), without it the search starts over. Offspring cheaper than the smallest
     gene or outside ``budget`` are not scored.
     """
-    config = config or SearchConfig()
+    config = config or EvolutionConfig()
+    if config.length_drop_bound is None:  # LAT's default drop rate
+        config = replace(config, length_drop_bound=0.2)
     budget = budget or Budget()
     search = _Search(fitness, cost, num_layers, seq_len, config, budget, state_path, context)
     if search.state_path is not None and resume and search.state_path.exists():

@@ -12,98 +12,60 @@ import dataclasses
 import io
 import json
 import random
-import re
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from qla_sdk.errors import ConfigError
+from qla_sdk.search.config import SearchConfig, parse_amount
 
 METRICS = {"text-classification": ("accuracy", "f1"), "question-answering": ("f1", "exact_match")}
 STATE_FILE = "search_state.json"
 LATENCY_FILE = "latency_cache.json"
-_SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
 @dataclass
 class SearchJob:
-    """Every option of one search; the names and defaults are those of ``qla search``'s flags."""
+    """One search: which model and data (the wiring, flags of ``qla search``) and how (``SearchConfig``)."""
 
-    model: str | Path
-    data: str | Path
-    output: str | Path
-    task: str | None = None
-    split: str = "validation"
-    dataset_subset: str | None = None
-    tokenizer: str | Path | None = None
-    metric: str | None = None
-    subset: int | None = None  # score on this many dev examples, a fixed random subset
-    subset_seed: int = 0
-    batch_size: int = 64
-    device: str = "cpu"
-    seq_len: int | None = None
-    doc_stride: int = 128
-    ratio: bool = False
-    ratio_steps: int = 100
-    max_macs: str | None = None  # "1.2G", "55%"
-    min_macs: str | None = None
-    max_latency_ms: str | None = None
-    min_latency_ms: str | None = None
-    cost: str | None = None  # "macs" | "latency"
-    measure_latency: bool = False
-    latency_batch_size: int = 1
-    latency_backend: str = "eager"  # eager | inductor | openvino: the backend the latency cost is measured on
-    latency_seq_len: int | None = None
-    threads: int | None = None
-    latency_runs: int = 20
-    latency_warmup: int = 5
-    iterations: int = 30
-    mutations: int = 30
-    crossovers: int = 30
-    mutation_prob: float = 0.5
-    length_drop_bound: float | None = None  # None: the model's LAT length_drop_prob, else 0.2
-    constant_rate: int = 20
-    min_length: int = 1
-    seed: int = 0
-    resume: bool = False
-    write_to: str | Path | None = None
-    no_progress: bool = False
+    model: str | Path = field(metadata={"help": "length-adaptively trained checkpoint folder"})
+    data: str | Path = field(metadata={"help": "dev set: SQuAD json, GLUE folder/TSV/CSV/JSON, or a datasets name"})
+    output: str | Path = field(metadata={"help": "folder for front.json, best.json, the plot and the search state"})
+    task: Literal["question-answering", "text-classification"] | None = field(
+        default=None, metadata={"help": "the model's task (default: read from its qla.json)"}
+    )
+    split: str = field(default="validation", metadata={"help": "split of a GLUE folder or datasets name"})
+    dataset_subset: str | None = field(default=None, metadata={"help": "configuration of a datasets name, e.g. sst2"})
+    tokenizer: str | Path | None = field(
+        default=None, metadata={"help": "tokenizer folder or vocab.txt (default: the model folder)"}
+    )
+    device: str = field(
+        default="cpu", metadata={"help": "where the dev set is scored (e.g. cuda); latency is timed on CPU"}
+    )
+    seq_len: int | None = field(default=None, metadata={"help": "padded input length (default 128; 384 for QA)"})
+    doc_stride: int = field(default=128, metadata={"help": "QA window overlap (default 128)"})
+    resume: bool = field(default=False, metadata={"help": "continue the search saved in --output"})
+    write_to: str | Path | None = field(
+        default=None, metadata={"help": "also save a copy of the model running the best gene here"}
+    )
+    no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
+    config: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
         for name in ("model", "data", "output", "tokenizer", "write_to"):
             value = getattr(self, name)
             if isinstance(value, Path):
                 setattr(self, name, str(value))
-        for name in ("max_macs", "min_macs", "max_latency_ms", "min_latency_ms"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                setattr(self, name, str(value))
-
-    @classmethod
-    def from_namespace(cls, args) -> SearchJob:
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
-
-
-def parse_amount(text: str | None, full: float, unit: str) -> float | None:
-    """``"1.2G"`` -> 1.2e9, ``"55%"`` -> 0.55 * full, ``"8"`` -> 8.0."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT%]?)\s*", str(text))
-    if not match:
-        raise ConfigError(f"budget {text!r} ({unit}) is not a number: write e.g. 1.2G, 900M, 8.5 or 55%")
-    value, suffix = float(match.group(1)), match.group(2).lower()
-    if suffix == "%":
-        return value / 100.0 * full
-    return value * _SUFFIXES.get(suffix, 1.0)
 
 
 def run_search(args: SearchJob) -> dict:
     """Run the search; return the report written to front.json (plus every scored gene)."""
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.modeling.checkpoint import read_qla_metadata
-    from qla_sdk.search import Budget, GeneSpace, SearchConfig, evolve
+    from qla_sdk.search import Budget, GeneSpace, evolve
 
     output = Path(args.output)
     state_path = output / STATE_FILE
@@ -116,7 +78,7 @@ def run_search(args: SearchJob) -> dict:
 
     model = from_pretrained(args.model, task=args.task).eval()
     task = model.task
-    metric = args.metric or METRICS[task][0]
+    metric = args.config.metric or METRICS[task][0]
     if metric not in METRICS[task]:
         raise ConfigError(f"--metric {metric!r} is not a {task} metric; choose one of {', '.join(METRICS[task])}")
     meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
@@ -128,42 +90,37 @@ def run_search(args: SearchJob) -> dict:
             "`qla lat_train` first",
             stacklevel=1,
         )
-    bound = args.length_drop_bound
+    bound = args.config.evolution.length_drop_bound
     if bound is None:
         bound = float((lat or {}).get("length_drop_prob") or 0.2)
     seq_len = args.seq_len or (384 if task == "question-answering" else 128)
     data = _load_eval_data(args, model, task, seq_len)
-    space = GeneSpace(model.num_layers, args.ratio_steps if args.ratio else seq_len, ratio=args.ratio)
-    config = SearchConfig(
-        iterations=args.iterations,
-        mutations=args.mutations,
-        crossovers=args.crossovers,
-        mutation_prob=args.mutation_prob,
-        length_drop_bound=bound,
-        num_constant_rate=args.constant_rate,
-        min_length=args.min_length,
-        seed=args.seed,
+    space = GeneSpace(
+        model.num_layers, args.config.ratio_steps if args.config.ratio else seq_len, ratio=args.config.ratio
     )
-    fitness = _fitness(_on_device(model, args.device), task, data, metric, space, args.batch_size, seq_len)
+    config = dataclasses.replace(args.config.evolution, length_drop_bound=bound)
+    fitness = _fitness(_on_device(model, args.device), task, data, metric, space, args.config.batch_size, seq_len)
     macs, latency, latency_settings = _costs(model, task, space, data, seq_len, args)
     cost = latency if cost_kind == "latency" else macs
     full_cost = cost(space.full())
     if cost_kind == "latency":
         budget = Budget(
-            parse_amount(args.max_latency_ms, full_cost, "ms"),
-            parse_amount(args.min_latency_ms, full_cost, "ms"),
+            parse_amount(args.config.max_latency_ms, full_cost, "ms"),
+            parse_amount(args.config.min_latency_ms, full_cost, "ms"),
             unit="ms",
         )
     else:
         budget = Budget(
-            parse_amount(args.max_macs, full_cost, "MACs"), parse_amount(args.min_macs, full_cost, "MACs"), "MACs"
+            parse_amount(args.config.max_macs, full_cost, "MACs"),
+            parse_amount(args.config.min_macs, full_cost, "MACs"),
+            "MACs",
         )
 
     started = time.perf_counter()
     print(
         f"qla search: {task}, {len(data['features'])} dev rows, {metric}, cost {cost_kind}, "
-        f"{'ratio' if args.ratio else 'token'} genes over {model.num_layers} layers; full model {full_cost:,.4g} "
-        f"{budget.unit}",
+        f"{'ratio' if args.config.ratio else 'token'} genes over {model.num_layers} layers; "
+        f"full model {full_cost:,.4g} {budget.unit}",
         file=sys.stderr,
     )
     result = evolve(
@@ -178,7 +135,7 @@ def run_search(args: SearchJob) -> dict:
         progress=not args.no_progress,
         context=_context(args, task, metric, seq_len, cost_kind, latency_settings),
     )
-    timed = args.measure_latency or cost_kind == "latency"
+    timed = args.config.measure_latency or cost_kind == "latency"
     report = _report(result, space, macs, latency if timed else None, cost_kind)
     report.update(
         model=str(args.model),
@@ -188,7 +145,7 @@ def run_search(args: SearchJob) -> dict:
         dev_rows=len(data["features"]),
         dev_examples=len(data["examples"]) if data["examples"] is not None else len(data["features"]),
         dev_mean_length=round(sum(data["features"].lengths) / len(data["features"]), 2),
-        genes="ratio" if args.ratio else "tokens",
+        genes="ratio" if args.config.ratio else "tokens",
         seq_len=seq_len,
         macs_seq_len=macs.mean_length,
         latency=latency_settings if timed else None,
@@ -208,20 +165,7 @@ def run_search(args: SearchJob) -> dict:
 
 
 def _cost_kind(args: SearchJob) -> str:
-    latency_budget = args.max_latency_ms is not None or args.min_latency_ms is not None
-    macs_budget = args.max_macs is not None or args.min_macs is not None
-    if latency_budget and macs_budget:
-        raise ConfigError("give a MACs budget or a latency budget, not both: the front has one cost axis")
-    if args.cost == "macs" and latency_budget:
-        raise ConfigError("--cost macs with a latency budget: drop --cost, or give --max-macs instead")
-    if args.cost == "latency" and macs_budget:
-        raise ConfigError("--cost latency with a MACs budget: drop --cost, or give --max-latency-ms instead")
-    for name in ("batch_size", "latency_batch_size", "latency_runs", "ratio_steps"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
-    if args.subset is not None and args.subset < 1:
-        raise ConfigError(f"--subset {args.subset}: give a number of dev examples >= 1")
-    return args.cost or ("latency" if latency_budget else "macs")
+    return args.config.cost_kind
 
 
 def _check_write_to(write_to: str | None, model: str) -> Path | None:
@@ -247,13 +191,13 @@ def _load_eval_data(args: SearchJob, model, task: str, seq_len: int) -> dict:
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     if task == "question-answering":
         examples = load_squad(args.data, split=args.split)
-        examples = [examples[i] for i in _subset(len(examples), args.subset, args.subset_seed)]
+        examples = [examples[i] for i in _subset(len(examples), args.config.subset, args.config.subset_seed)]
         features = qa_features(examples, tokenizer, max_length=seq_len, doc_stride=args.doc_stride)
         return {"features": features, "examples": examples}
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     data = load_classification(args.data, split=args.split, label_names=labels, subset=args.dataset_subset)
     features = classification_features(data, tokenizer, max_length=seq_len)
-    features = features.subset(_subset(len(features), args.subset, args.subset_seed))
+    features = features.subset(_subset(len(features), args.config.subset, args.config.subset_seed))
     return {"features": features, "examples": None}
 
 
@@ -302,22 +246,22 @@ def _costs(model, task: str, space, data: dict, seq_len: int, args: SearchJob):
 
     lengths = data["features"].lengths
     macs = MacsCost(model.config, task, space, lengths if space.ratio else seq_len)
-    latency_len = args.latency_seq_len or (round(macs.mean_length) if space.ratio else seq_len)
+    latency_len = args.config.latency_seq_len or (round(macs.mean_length) if space.ratio else seq_len)
     if not space.ratio and latency_len != seq_len:
         raise ConfigError(
             f"--latency-seq-len {latency_len} differs from --seq-len {seq_len}: token-count genes run at the "
             "padded length; drop --latency-seq-len or use --ratio"
         )
-    compiler = backend_compiler(args.latency_backend, args.threads)
-    runner = torch_runner(model, args.latency_batch_size, latency_len, compile_model=compiler)
-    latency = LatencyCost(runner, space, args.threads, args.latency_warmup, args.latency_runs)
+    compiler = backend_compiler(args.config.latency_backend, args.config.threads)
+    runner = torch_runner(model, args.config.latency_batch_size, latency_len, compile_model=compiler)
+    latency = LatencyCost(runner, space, args.config.threads, args.config.latency_warmup, args.config.latency_runs)
     settings = {
-        "backend": "torch-eager" if args.latency_backend == "eager" else args.latency_backend,
-        "batch_size": args.latency_batch_size,
+        "backend": "torch-eager" if args.config.latency_backend == "eager" else args.config.latency_backend,
+        "batch_size": args.config.latency_batch_size,
         "seq_len": latency_len,
-        "threads": args.threads,
-        "runs": args.latency_runs,
-        "warmup": args.latency_warmup,
+        "threads": args.config.threads,
+        "runs": args.config.latency_runs,
+        "warmup": args.config.latency_warmup,
     }
     if args.resume:
         _load_latency_cache(Path(args.output), latency, settings)
@@ -355,7 +299,7 @@ def _context(args: SearchJob, task: str, metric: str, seq_len: int, cost_kind: s
         "task": task,
         "data": str(Path(args.data).resolve()) if Path(args.data).exists() else args.data,
         "split": args.split,
-        "subset": [args.subset, args.subset_seed],
+        "subset": [args.config.subset, args.config.subset_seed],
         "metric": metric,
         "seq_len": seq_len,
         "doc_stride": args.doc_stride if task == "question-answering" else None,

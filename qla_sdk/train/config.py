@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qla_sdk.errors import ConfigError
+from qla_sdk.options import add_options, options_from_args
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -26,6 +27,10 @@ def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return False
 
 
+def _opt(default, help_text: str):
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass
 class TrainConfig:
     """How to train. Steps count optimizer updates (one update = ``grad_accum`` batches on every process).
@@ -33,24 +38,27 @@ class TrainConfig:
     Defined once: the training flags of ``qla finetune``/``distill``/``lat-train`` and the recipe's ``train``
     sections are this dataclass (a recipe sets ``output_dir``, ``resume`` and ``progress`` per stage)."""
 
-    output_dir: str | Path | None = None  # where checkpoints and the final model go; required to train
-    epochs: int = 3
-    max_steps: int | None = None  # when set, overrides epochs (runs as many epochs as it takes)
-    batch_size: int = 32  # per process, per micro-batch; recorded in the checkpoint to refuse a mismatched resume
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    seed: int = 42
-    bf16: bool | None = None  # None: bf16 autocast where the CPU has AMX or AVX512-BF16
-    checkpoint_every: int = 500  # steps; 0 disables intermediate checkpoints
-    keep_checkpoints: int = 2
-    log_every: int = 20
-    resume: bool = False
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    find_unused_parameters: bool = False  # DDP: needed when some parameters get no gradient (LayerDrop)
-    progress: bool = True  # tqdm bar on the main process
-    eval_batch_size: int = 64  # batch size of the dev-set evaluation after training
+    output_dir: str | Path | None = field(
+        default=None, metadata={"help": "where checkpoints and the final model go (a recipe sets it per stage)"}
+    )
+    epochs: int = _opt(3, "training epochs (default %(default)s)")
+    max_steps: int | None = _opt(None, "stop after this many optimizer steps (overrides --epochs)")
+    # per process and micro-batch; recorded in the checkpoint to refuse a mismatched resume
+    batch_size: int = _opt(32, "batch size per process (default %(default)s)")
+    grad_accum: int = _opt(1, "batches accumulated per optimizer step (default %(default)s)")
+    lr: float = _opt(5e-5, "peak learning rate of AdamW (default %(default)s)")
+    weight_decay: float = _opt(0.01, "AdamW weight decay, not applied to biases and LayerNorm (default %(default)s)")
+    warmup_ratio: float = _opt(0.1, "share of steps with linear warm-up, then linear decay to 0 (default %(default)s)")
+    seed: int = _opt(42, "seed for initialisation, shuffling and dropout (default %(default)s)")
+    bf16: bool | None = _opt(None, "bf16 autocast (default: on where the CPU has AMX or AVX512-BF16)")
+    checkpoint_every: int = _opt(500, "write a resumable checkpoint every N steps, 0 = never (default %(default)s)")
+    keep_checkpoints: int = _opt(2, "how many recent checkpoints to keep (default %(default)s)")
+    log_every: int = _opt(20, "log loss and throughput every N steps (default %(default)s)")
+    resume: bool = _opt(False, "continue from the latest checkpoint in the output folder")
+    max_grad_norm: float = _opt(1.0, "clip the gradient norm to this value, 0 = no clipping (default %(default)s)")
+    find_unused_parameters: bool = _opt(False, "DDP: some parameters get no gradient (LayerDrop)")
+    progress: bool = _opt(True, "progress bar on the main process")
+    eval_batch_size: int = _opt(64, "batch size of the dev-set evaluation (default %(default)s)")
 
     def __post_init__(self) -> None:
         self.output_dir = None if self.output_dir is None else Path(self.output_dir)
@@ -97,44 +105,12 @@ class TrainConfig:
         return {k: getattr(self, k) for k in keys}
 
 
-# Command-line flags for every TrainConfig field except output_dir (each command names its own output flag).
-_HELP = {
-    "epochs": "training epochs (default %(default)s)",
-    "max_steps": "stop after this many optimizer steps (overrides --epochs)",
-    "batch_size": "batch size per process (default %(default)s)",
-    "grad_accum": "batches accumulated per optimizer step (default %(default)s)",
-    "lr": "peak learning rate of AdamW (default %(default)s)",
-    "weight_decay": "AdamW weight decay, not applied to biases and LayerNorm (default %(default)s)",
-    "warmup_ratio": "share of steps with linear warm-up, then linear decay to 0 (default %(default)s)",
-    "seed": "seed for initialisation, shuffling and dropout (default %(default)s)",
-    "checkpoint_every": "write a resumable checkpoint every N steps, 0 = never (default %(default)s)",
-    "keep_checkpoints": "how many recent checkpoints to keep (default %(default)s)",
-    "log_every": "log loss and throughput every N steps (default %(default)s)",
-    "max_grad_norm": "clip the gradient norm to this value, 0 = no clipping (default %(default)s)",
-    "eval_batch_size": "batch size of the dev-set evaluation (default %(default)s)",
-}
-
-
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--epochs``, ``--lr``, ..., ``--bf16/--no-bf16`` and ``--resume`` to a command's parser."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    group = parser.add_argument_group("training")
-    for name, help_text in _HELP.items():
-        kind = float if isinstance(defaults[name], float) else int
-        group.add_argument("--" + name.replace("_", "-"), type=kind, default=defaults[name], help=help_text)
-    group.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="bf16 autocast (default: on where the CPU has AMX or AVX512-BF16)",
-    )
-    group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
-    group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    """Add one flag per ``TrainConfig`` field (``--epochs``, ``--lr``, ..., ``--bf16/--no-bf16``, ``--resume``,
+    ``--no-progress``) to a command's parser; each command names its own output folder flag."""
+    add_options(parser.add_argument_group("training"), TrainConfig, exclude=("output_dir",))
 
 
 def config_from_args(args: argparse.Namespace, output_dir: str | Path, **overrides) -> TrainConfig:
     """The TrainConfig for flags added by ``add_train_arguments``."""
-    names = [*_HELP, "bf16", "resume", "progress"]
-    values = {name: getattr(args, name) for name in names}
-    values.update(overrides)
-    return TrainConfig(output_dir=output_dir, **values)
+    return options_from_args(TrainConfig, args, output_dir=output_dir, **overrides)

@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 from qla_sdk.config import from_dict
 from qla_sdk.errors import ConfigError
 from qla_sdk.quantize.config import QuantConfig
-from qla_sdk.search.evolution import SearchConfig
+from qla_sdk.search.evolution import EvolutionConfig
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import DistillConfig
 from qla_sdk.train.length_drop import LatConfig
 
 PROFILE = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 RAN: collections.Counter = collections.Counter()
-BASES = {TrainConfig: {"output_dir": "runs/x"}, DistillConfig: {}, LatConfig: {}, SearchConfig: {}, QuantConfig: {}}
+BASES = {TrainConfig: {"output_dir": "runs/x"}, DistillConfig: {}, LatConfig: {}, EvolutionConfig: {}, QuantConfig: {}}
 CONFIGS = list(BASES)
 
 # What YAML/JSON can hold, extremes included (YAML reads .nan, .inf and 400-digit integers).
@@ -166,7 +166,7 @@ IMPOSSIBLE = {
         "temperature": _out_of(low=0.0, low_open=True) | st.just(math.inf),
         "teacher_weight": _out_of(0.0, 1.0),
     },
-    SearchConfig: {
+    EvolutionConfig: {
         **{n: _ints_below(0) for n in ("iterations", "mutations", "crossovers", "num_constant_rate")},
         "mutation_prob": _out_of(0.0, 1.0, low_open=True),
         "length_drop_bound": _out_of(0.0, 1.0, low_open=True, high_open=True),

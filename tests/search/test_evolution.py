@@ -4,11 +4,11 @@ import json
 import pytest
 
 from qla_sdk.errors import ConfigError
-from qla_sdk.search.evolution import Budget, SearchConfig, evolve, initial_genes
+from qla_sdk.search.evolution import Budget, EvolutionConfig, evolve, initial_genes
 from qla_sdk.search.pareto import dominates
 
 LAYERS, SEQ = 4, 64
-SMALL = SearchConfig(iterations=6, mutations=8, crossovers=8, num_constant_rate=5, seed=3)
+SMALL = EvolutionConfig(iterations=6, mutations=8, crossovers=8, num_constant_rate=5, seed=3)
 
 
 def fitness(gene):
@@ -39,7 +39,7 @@ def counting(fn, fail_after=None):
 def test_same_seed_same_result_and_other_seed_differs():
     a = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False)
     b = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False)
-    c = evolve(fitness, cost, LAYERS, SEQ, SearchConfig(**{**SMALL.__dict__, "seed": 4}), progress=False)
+    c = evolve(fitness, cost, LAYERS, SEQ, EvolutionConfig(**{**SMALL.__dict__, "seed": 4}), progress=False)
     assert a.to_dict() == b.to_dict()
     assert set(a.candidates) != set(c.candidates)
 
@@ -62,7 +62,7 @@ def test_every_gene_is_scored_once_and_front_is_consistent():
 
 
 def test_search_improves_on_constant_rate_genes():
-    result = evolve(fitness, cost, LAYERS, SEQ, SearchConfig(iterations=10, seed=0), progress=False)
+    result = evolve(fitness, cost, LAYERS, SEQ, EvolutionConfig(iterations=10, seed=0), progress=False)
     areas = [h["front_area"] for h in result.history]
     assert areas == sorted(areas) and areas[-1] > areas[0]
     # at each constant-rate gene's cost, the front holds a gene at least as good
@@ -99,7 +99,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, fail_after):
 def test_resume_can_extend_iterations(tmp_path):
     state = tmp_path / "state.json"
     evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
-    longer = SearchConfig(**{**SMALL.__dict__, "iterations": 9})
+    longer = EvolutionConfig(**{**SMALL.__dict__, "iterations": 9})
     assert (
         evolve(fitness, cost, LAYERS, SEQ, longer, state_path=state, progress=False).to_dict()
         == evolve(fitness, cost, LAYERS, SEQ, longer, progress=False).to_dict()
@@ -109,7 +109,7 @@ def test_resume_can_extend_iterations(tmp_path):
 def test_resume_refuses_state_of_another_search(tmp_path):
     state = tmp_path / "state.json"
     evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
-    other = SearchConfig(**{**SMALL.__dict__, "mutation_prob": 0.3})
+    other = EvolutionConfig(**{**SMALL.__dict__, "mutation_prob": 0.3})
     with pytest.raises(ConfigError, match=r"config.mutation_prob was 0.5, now 0.3"):
         evolve(fitness, cost, LAYERS, SEQ, other, state_path=state, progress=False)
     fresh = evolve(fitness, cost, LAYERS, SEQ, other, state_path=state, resume=False, progress=False)
@@ -142,7 +142,7 @@ def test_budget_out_of_range_fails_before_scoring(budget, message):
 )
 def test_search_config_validates(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        SearchConfig(**kwargs)
+        EvolutionConfig(**kwargs)
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 import qla_sdk.search.evolution as evolution
-from qla_sdk.search.evolution import SearchConfig, evolve
+from qla_sdk.search.evolution import EvolutionConfig, evolve
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 7
 LAYERS, SEQ = 4, 64
-CONFIG = SearchConfig(iterations=5, mutations=6, crossovers=6, num_constant_rate=4, seed=11)
+CONFIG = EvolutionConfig(iterations=5, mutations=6, crossovers=6, num_constant_rate=4, seed=11)
 
 
 def fitness(gene):

@@ -1,0 +1,73 @@
+"""Command-line flags generated from a config dataclass, so that an option is written once: its type, default and
+validation in the dataclass (``__post_init__``), its help in ``field(metadata={"help": ...})``. The recipe's YAML
+sections are the same dataclasses (``qla_sdk.config.from_dict``).
+
+``add_options(parser, Config)`` adds ``--field-name`` for every field (``metadata["aliases"]`` adds other spellings,
+``metadata["choices"]`` restricts the values); ``options_from_args(Config, args)`` builds the config back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+
+def add_options(parser: argparse.ArgumentParser | Any, cls: type, exclude: typing.Iterable[str] = ()) -> None:
+    """Add one flag per field of the dataclass ``cls`` (except ``exclude``) to ``parser`` or an argument group."""
+    hints = typing.get_type_hints(cls)
+    skip = set(exclude)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        kind, choices = _flag_type(hints[f.name], f.name, cls)
+        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help")}
+        if kind is bool:
+            if default is False:
+                kwargs.update(action="store_true", default=False)
+            else:
+                kwargs.update(action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kwargs.update(type=kind, default=default, required=required)
+            choices = f.metadata.get("choices", choices)
+            if choices:
+                kwargs["choices"] = list(choices)
+        parser.add_argument(*flags, **kwargs)
+
+
+def options_from_args(cls: type, args: argparse.Namespace, **values: Any):
+    """``cls`` from the flags ``add_options`` added (fields without a flag keep their default), plus ``values``."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    return cls(**{**given, **values})
+
+
+def option_names(cls: type, exclude: typing.Iterable[str] = ()) -> set[str]:
+    """The fields ``add_options`` makes flags of."""
+    skip = set(exclude)
+    return {f.name for f in dataclasses.fields(cls) if f.init and f.name not in skip}
+
+
+def _flag_type(tp: Any, name: str, cls: type) -> tuple[type, tuple | None]:
+    """The argparse ``type`` (and choices) of a field annotation: ``X | None`` is ``X``; a union with ``str`` or
+    ``Path`` reads text (the dataclass parses it); ``Literal`` gives choices."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _flag_type(members[0], name, cls)
+        if str in members or Path in members:
+            return str, None
+        raise TypeError(f"{cls.__name__}.{name}: cannot make a flag of {tp}")
+    if typing.get_origin(tp) is Literal:
+        return type(args[0]), args
+    if tp in (bool, int, float, str):
+        return tp, None
+    if tp is Path:
+        return str, None
+    raise TypeError(f"{cls.__name__}.{name}: cannot make a flag of {tp}")

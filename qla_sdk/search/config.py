@@ -1,0 +1,94 @@
+"""``SearchConfig``: every option of a length-config search besides which model and data it runs on — the evolution,
+the fitness (metric, dev subset), the cost axis and its budget, and how latency is measured. Defined once: the
+flags of ``qla search`` and the recipe's ``search`` section are generated from it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.search.cost import LATENCY_BACKENDS
+from qla_sdk.search.evolution import EvolutionConfig
+
+_SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def _opt(default, help_text: str, **extra):
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass
+class SearchConfig:
+    """Budgets are absolute (``1.2G`` MACs, ``8`` ms) or a share of the full model (``55%``); without one the best
+    gene is the most accurate on the front."""
+
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    metric: str | None = _opt(None, "accuracy|f1 (classification, default accuracy); f1|exact_match (QA, default f1)")
+    subset: int | None = _opt(None, "score genes on this many dev examples, a fixed random subset (default: all)")
+    subset_seed: int = _opt(0, "seed of that subset (default 0)")
+    batch_size: int = _opt(64, "evaluation batch size (default 64)")
+    ratio: bool = _opt(False, "search ratios of each input's real length (unpadded inference), not token counts")
+    ratio_steps: int = _opt(100, "ratio resolution: 100 searches whole percents (default 100)")
+    max_macs: str | float | None = _opt(None, "MACs budget, e.g. 1.2G or 55%%")
+    min_macs: str | float | None = _opt(None, "lower end of a MACs band")
+    max_latency_ms: str | float | None = _opt(
+        None, "latency budget in ms, e.g. 8 or 60%%: searches on measured latency"
+    )
+    min_latency_ms: str | float | None = _opt(None, "lower end of a latency band")
+    cost: Literal["macs", "latency"] | None = _opt(None, "axis of the front (default: latency with a latency budget)")
+    measure_latency: bool = _opt(False, "with MACs as cost, also time the front")
+    latency_backend: str = _opt(
+        "eager", "time each gene as this backend runs it (fp32 graph of the pruned model)", choices=LATENCY_BACKENDS
+    )
+    latency_batch_size: int = _opt(1, "batch size while timing (default 1)")
+    latency_seq_len: int | None = _opt(None, "input length while timing (default: --seq-len, or mean real length)")
+    threads: int | None = _opt(None, "intra-op threads while timing (default: torch's)")
+    latency_runs: int = _opt(20, "timed runs per gene; the median counts (default 20)")
+    latency_warmup: int = _opt(5, "untimed runs before them (default 5)")
+
+    def __post_init__(self) -> None:
+        for name in ("max_macs", "min_macs", "max_latency_ms", "min_latency_ms"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, str(value))
+                parse_amount(str(value), 1.0, "ms" if "latency" in name else "MACs")
+        macs = self.max_macs is not None or self.min_macs is not None
+        latency = self.max_latency_ms is not None or self.min_latency_ms is not None
+        if macs and latency:
+            raise ConfigError("give a MACs budget or a latency budget, not both: the front has one cost axis")
+        if (self.cost == "macs" and latency) or (self.cost == "latency" and macs):
+            raise ConfigError(f"cost={self.cost!r} does not match the budget given; drop one of them")
+        if self.subset is not None and self.subset < 1:
+            raise ConfigError(f"subset={self.subset}: give a number of dev examples >= 1, or null for all")
+        for name in ("ratio_steps", "batch_size", "latency_runs", "latency_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.latency_warmup < 0:
+            raise ConfigError(f"latency_warmup={self.latency_warmup}: must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads}: must be >= 1, or null for torch's default")
+        if self.latency_backend not in LATENCY_BACKENDS:
+            choose = ", ".join(LATENCY_BACKENDS)
+            raise ConfigError(f"latency backend {self.latency_backend!r} is not supported; choose one of {choose}")
+
+    @property
+    def cost_kind(self) -> str:
+        """The front's axis: ``cost`` if given, else latency when a latency budget is, else MACs."""
+        if self.cost is not None:
+            return self.cost
+        return "latency" if self.max_latency_ms is not None or self.min_latency_ms is not None else "macs"
+
+
+def parse_amount(text: str | None, full: float, unit: str) -> float | None:
+    """``"1.2G"`` -> 1.2e9, ``"55%"`` -> 0.55 * full, ``"8"`` -> 8.0."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT%]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"budget {text!r} ({unit}) is not a number: write e.g. 1.2G, 900M, 8.5 or 55%")
+    value, suffix = float(match.group(1)), match.group(2).lower()
+    if suffix == "%":
+        return value / 100.0 * full
+    return value * _SUFFIXES.get(suffix, 1.0)
