@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 
 from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH, TaskData
+from qla_sdk.options import add_options, options_from_args
+from qla_sdk.train.distill import DistillConfig
 
 TASK_CHOICES = tuple(DEFAULT_MAX_LENGTH)
 
@@ -29,25 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--output", required=True, help="output folder: checkpoints, final/, metrics.json")
     g = p.add_argument_group("distillation")
-    g.add_argument("--version", choices=("v1", "v2"), default="v2", help="MiniLM version (default %(default)s)")
-    g.add_argument(
-        "--relation-heads",
-        type=int,
-        default=None,
-        help="v2 relation heads (default: the student's heads; 48 in MiniLMv2)",
-    )
-    g.add_argument(
-        "--teacher-layer", type=int, default=None, help="1-based teacher layer to distil from (default: the last)"
-    )
-    g.add_argument("--temperature", type=float, default=1.0, help="prediction distillation temperature (default 1)")
-    for name, help_text in (
-        ("attention", "v1 attention transfer"),
-        ("value", "v1 value relation"),
-        ("relation", "v2 q-q + k-k + v-v relations"),
-        ("prediction", "prediction-layer distillation"),
-        ("task", "hard-label task loss"),
-    ):
-        g.add_argument(f"--{name}-weight", type=float, default=1.0, help=f"weight of the {help_text} (default 1)")
+    add_options(g, DistillConfig)  # every DistillConfig field is a flag
     g.add_argument(
         "--assistant",
         action="store_true",
@@ -124,7 +108,7 @@ def distill_command(args: argparse.Namespace):
     from qla_sdk.io import write_json_atomic
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.train import config_from_args, evaluate
-    from qla_sdk.train.distill import DistillConfig, check_pair, distill
+    from qla_sdk.train.distill import check_pair, distill
     from qla_sdk.train.student import (
         StudentShape,
         build_assistant,
@@ -136,17 +120,7 @@ def distill_command(args: argparse.Namespace):
     )
 
     train_config = config_from_args(args, output_dir=args.output)
-    distill_config = DistillConfig(
-        version=args.version,
-        relation_heads=args.relation_heads,
-        teacher_layer=args.teacher_layer,
-        temperature=args.temperature,
-        attention_weight=args.attention_weight,
-        value_weight=args.value_weight,
-        relation_weight=args.relation_weight,
-        prediction_weight=args.prediction_weight,
-        task_weight=args.task_weight,
-    )
+    distill_config = options_from_args(DistillConfig, args)
     teacher = from_pretrained(args.teacher, task=args.task)
     task = teacher.task
     if args.student_config:

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 
 from qla_sdk.commands.distill import add_data_arguments, describe, load_task_data, model_labels
+from qla_sdk.options import add_options, options_from_args
+from qla_sdk.train.length_drop import LatConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,24 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--output", required=True, help="output folder: checkpoints, final/, metrics.json")
     g = p.add_argument_group("length-adaptive training")
-    g.add_argument(
-        "--length-drop-prob",
-        type=float,
-        default=0.2,
-        help="LengthDrop bound p: each layer keeps between (1-p) and all of its tokens (default %(default)s)",
-    )
-    g.add_argument(
-        "--layer-drop-prob", type=float, default=0.2, help="LayerDrop: skip each layer with this probability"
-    )
-    g.add_argument("--num-sandwich", type=int, default=2, help="random sub-models per step (default %(default)s)")
-    g.add_argument("--temperature", type=float, default=1.0, help="in-place distillation temperature (default 1)")
+    add_options(g, LatConfig)  # every LatConfig field is a flag
     g.add_argument("--teacher", default=None, help="external teacher for the full model (default: none)")
-    g.add_argument(
-        "--teacher-weight",
-        type=float,
-        default=0.5,
-        help="with --teacher: full-model loss = (1-w) task + w KD (default %(default)s)",
-    )
     add_train_arguments(p)
     p.set_defaults(func=run)
 
@@ -63,16 +49,10 @@ def lat_train_command(args: argparse.Namespace):
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.train import config_from_args
     from qla_sdk.train.distill import check_compatible
-    from qla_sdk.train.length_drop import LatConfig, lat_train, smallest_ratios
+    from qla_sdk.train.length_drop import lat_train, smallest_ratios
 
     train_config = config_from_args(args, output_dir=args.output)
-    lat_config = LatConfig(
-        length_drop_prob=args.length_drop_prob,
-        layer_drop_prob=args.layer_drop_prob,
-        num_sandwich=args.num_sandwich,
-        temperature=args.temperature,
-        teacher_weight=args.teacher_weight,
-    )
+    lat_config = options_from_args(LatConfig, args)
     model = from_pretrained(args.model, task=args.task)
     task = model.task
     teacher = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -43,15 +43,23 @@ class DistillConfig:
     are the same and a perfect student scores 0.
     """
 
-    version: str = "v2"
-    relation_heads: int | None = None
-    teacher_layer: int | None = None
-    temperature: float = 1.0
-    attention_weight: float = 1.0  # v1 attention transfer
-    value_weight: float = 1.0  # v1 value relation
-    relation_weight: float = 1.0  # v2 q-q + k-k + v-v relations
-    prediction_weight: float = 1.0
-    task_weight: float = 1.0
+    version: str = field(default="v2", metadata={"help": "MiniLM version (default v2)", "choices": VERSIONS})
+    relation_heads: int | None = field(
+        default=None, metadata={"help": "v2 relation heads (default: the student's heads; 48 in MiniLMv2)"}
+    )
+    teacher_layer: int | None = field(
+        default=None, metadata={"help": "1-based teacher layer to distil from (default: the last)"}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "prediction distillation temperature (default 1)"})
+    attention_weight: float = field(default=1.0, metadata={"help": "weight of the v1 attention transfer (default 1)"})
+    value_weight: float = field(default=1.0, metadata={"help": "weight of the v1 value relation (default 1)"})
+    relation_weight: float = field(
+        default=1.0, metadata={"help": "weight of the v2 q-q + k-k + v-v relations (default 1)"}
+    )
+    prediction_weight: float = field(
+        default=1.0, metadata={"help": "weight of the prediction-layer distillation (default 1)"}
+    )
+    task_weight: float = field(default=1.0, metadata={"help": "weight of the hard-label task loss (default 1)"})
 
     def __post_init__(self) -> None:
         if self.version not in VERSIONS:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,11 +38,15 @@ class LatConfig:
     ``num_sandwich``: random sub-models per step, besides the full and the smallest one.
     ``teacher_weight``: with an external teacher, the full model's loss is (1 - w) task + w KD(teacher)."""
 
-    length_drop_prob: float = 0.2
-    layer_drop_prob: float = 0.2
-    num_sandwich: int = 2
-    temperature: float = 1.0
-    teacher_weight: float = 0.5
+    length_drop_prob: float = field(
+        default=0.2, metadata={"help": "LengthDrop bound p: each layer keeps between (1-p) and all its tokens (0.2)"}
+    )
+    layer_drop_prob: float = field(default=0.2, metadata={"help": "LayerDrop: skip each layer with this probability"})
+    num_sandwich: int = field(default=2, metadata={"help": "random sub-models per step (default 2)"})
+    temperature: float = field(default=1.0, metadata={"help": "in-place distillation temperature (default 1)"})
+    teacher_weight: float = field(
+        default=0.5, metadata={"help": "with --teacher: full-model loss = (1-w) task + w KD (default 0.5)"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("length_drop_prob", "layer_drop_prob"):

@@ -14,6 +14,8 @@ from qla_sdk.recipe.config import RecipeConfig
 from qla_sdk.search import EvolutionConfig, SearchConfig
 from qla_sdk.search.job import SearchJob
 from qla_sdk.train.config import TrainConfig
+from qla_sdk.train.distill import DistillConfig
+from qla_sdk.train.length_drop import LatConfig
 
 
 def dests(command: str) -> set[str]:
@@ -30,6 +32,11 @@ def test_every_search_option_is_a_qla_search_flag_and_nothing_else_is():
 @pytest.mark.parametrize("command", ["finetune", "distill", "lat-train"])
 def test_every_train_option_is_a_training_flag(command):
     assert option_names(TrainConfig, exclude=("output_dir",)) <= dests(command)
+
+
+@pytest.mark.parametrize(("command", "config"), [("distill", DistillConfig), ("lat-train", LatConfig)])
+def test_every_stage_option_is_a_flag_of_its_command(command, config):
+    assert option_names(config) <= dests(command)
 
 
 def test_the_recipe_sections_are_the_configs():
