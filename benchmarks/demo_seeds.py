@@ -5,7 +5,8 @@ SST-2 dev accuracy, at least 5x faster at batch 1) whatever the seed?
 
 Each seed runs the packaged demo recipe (`qla demo`) with every training stage's seed and the search's seed set to
 it, in its own folder (finished stages are skipped, an interrupted run resumes). `--rebenchmark` re-times the
-benchmark stage of finished runs only (run it on a quiet machine); `--collect` only reads finished reports. Writes benchmarks/results/demo_seeds.json + .md.
+benchmark stage of finished runs only (run it on a quiet machine); `--collect` only reads finished reports.
+Writes benchmarks/results/demo_seeds.json + .md.
 """
 
 from __future__ import annotations
