@@ -20,8 +20,8 @@ from pathlib import Path
 
 from qla_bench import write_results
 from qla_sdk.cli import main as qla
-from qla_sdk.commands.search import STATE_FILE
 from qla_sdk.io import markdown_table
+from qla_sdk.search.job import STATE_FILE
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_BUDGET = 0.55  # of full-length MACs

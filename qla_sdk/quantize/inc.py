@@ -163,8 +163,9 @@ def tune(
 ) -> TuningResult:
     """Accuracy-aware config choice with INC's ``autotune``: ``evaluate(run)`` scores a model (higher is better,
     e.g. dev accuracy) where ``run(input_ids, attention_mask, token_type_ids)`` gives its outputs. ``baseline``: the
-    fp32 metric to hold the tolerance against (default: INC's own score of ``model`` before quantization, which
-    includes any change already made to it, such as int8 embeddings).
+    fp32 metric to hold the tolerance against, e.g. the unmodified model's when ``model`` already has int8
+    embeddings; INC's stopping rule then uses it too, and ``model`` itself is not scored. Default: ``evaluate``'s
+    score of ``model`` before quantization (which includes any change already made to it).
 
     Returns the first config within ``tolerance`` (relative) of fp32, or raises ``QuantizationError`` listing
     every config tried and its score.
@@ -177,8 +178,14 @@ def tune(
     scores: list[float] = []
 
     def eval_fn(candidate) -> float:
-        with torch.no_grad():
-            score = float(evaluate(candidate))
+        # INC's first call scores ``model`` unquantized and becomes the baseline its stopping rule holds trials
+        # against. A caller's baseline must take that place: else a trial within tolerance of an already degraded
+        # model (int8 embeddings) stops the search, fails the true tolerance below, and later configs never run.
+        if not scores and baseline is not None:
+            score = float(baseline)
+        else:
+            with torch.no_grad():
+                score = float(evaluate(candidate))
         scores.append(score)
         return score
 
@@ -190,13 +197,12 @@ def tune(
     exported = export_for_quantization(model, example)
     tuning = TuningConfig(config_set=[c for _, c in configs], tolerable_loss=tolerance, max_trials=len(configs))
     inc_quant.autotune(exported, tuning, eval_fn=eval_fn, run_fn=run_fn, example_inputs=tuple(example))
-    inc_baseline, trial_scores = scores[0], scores[1 : 1 + len(configs)]
-    baseline = inc_baseline if baseline is None else baseline
+    fp32, trial_scores = scores[0], scores[1 : 1 + len(configs)]
     trials = [(name, score) for (name, _), score in zip(configs, trial_scores, strict=False)]
     for (name, config), score in zip(configs, trial_scores, strict=False):
-        if _relative_drop(baseline, score) <= tolerance:
-            return TuningResult(name, config, baseline, score, trials)
-    result = TuningResult("none", None, baseline, max(trial_scores, default=float("nan")), trials)
+        if _relative_drop(fp32, score) <= tolerance:
+            return TuningResult(name, config, fp32, score, trials)
+    result = TuningResult("none", None, fp32, max(trial_scores, default=float("nan")), trials)
     raise QuantizationError(
         f"no int8 config kept the dev metric within {tolerance:.1%} of fp32:\n{result.report()}\n"
         "Raise --tolerance, calibrate on more samples (--calibration-samples), or export --backend bf16"

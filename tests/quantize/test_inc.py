@@ -88,6 +88,28 @@ def test_tune_returns_first_config_within_tolerance(tiny):
     assert result.description == inc.tuning_configs(2)[0][0] and len(result.trials) == 1
 
 
+def test_a_given_baseline_is_the_one_inc_stops_against(tiny):
+    """With int8 embeddings the model handed to ``tune`` already lost accuracy (it scores 0.90 here against a true
+    fp32 1.00). INC stops at the first trial within tolerance of *its* baseline; when that was the modified model's
+    score, the first trial (0.90) stopped the search, failed the true tolerance, and the second config (0.99) never
+    ran: the build failed although a config would have held."""
+    quantized_scores = iter([0.90, 0.99])
+    scored = []
+
+    def evaluate(run):
+        if "quantized_decomposed.quantize_per_tensor.default" not in inc.graph_targets(run):
+            scored.append("fp32")
+            return 0.90  # the model with its int8 embedding: already below the true fp32 figure
+        scored.append("int8")
+        return next(quantized_scores)
+
+    configs = inc.tuning_configs(2)[:2]
+    result = inc.tune(tiny, _inputs(0), [_inputs(1)], evaluate, tolerance=0.05, configs=configs, baseline=1.0)
+    assert result.description == configs[1][0] and result.score == pytest.approx(0.99)
+    assert result.baseline == 1.0 and [s for _, s in result.trials] == pytest.approx([0.90, 0.99])
+    assert "fp32" not in scored  # the caller's baseline replaces INC's scoring of the modified model
+
+
 @pytest.mark.skipif(not os.environ.get("QLA_SLOW_TESTS"), reason="Inductor compilation takes ~1 min; QLA_SLOW_TESTS=1")
 def test_inductor_compiles_the_int8_graph(tiny, quantized):
     from qla_sdk.backends.inductor import compile_inductor
