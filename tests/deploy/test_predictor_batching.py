@@ -5,6 +5,7 @@ import pytest
 from deploy_helpers import export_fp32, minilm_tokenizer, tiny_model
 
 import qla_sdk
+from qla_sdk.modeling import LengthConfig
 
 TEXTS = [
     "bad",
@@ -16,10 +17,12 @@ TEXTS = [
 ]
 
 
+@pytest.mark.parametrize("length_config", [None, "0.7,0.4"])  # a ratio config drops tokens of each row's own length
 @pytest.mark.parametrize("task", ["text-classification", "question-answering"])
-def test_rows_of_different_lengths_share_a_batch_and_answer_as_alone(tmp_path, task, monkeypatch):
+def test_rows_of_different_lengths_share_a_batch_and_answer_as_alone(tmp_path, task, length_config, monkeypatch):
     tokenizer = minilm_tokenizer()
-    art = export_fp32(tiny_model(task, tokenizer, tmp_path / "m"), tokenizer, tmp_path / "art")
+    model = tiny_model(task, tokenizer, tmp_path / "m", LengthConfig.parse(length_config))
+    art = export_fp32(model, tokenizer, tmp_path / "art")
     batched, alone = qla_sdk.load(art, max_batch_size=4), qla_sdk.load(art, max_batch_size=1)
     calls = []
     run = batched.runner.run

@@ -49,7 +49,8 @@ def _in_threads(call, inputs):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=120)  # a guard against a deadlock, not a speed check
+    assert not [t for t in threads if t.is_alive()], "a predict() call never returned (deadlock?)"
     assert not errors, errors
     return results
 

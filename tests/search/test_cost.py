@@ -1,3 +1,5 @@
+import types
+
 import pytest
 import torch
 
@@ -37,37 +39,57 @@ def test_macs_cost_validates(tiny_model):
         MacsCost(tiny_model.config, "text-classification", GeneSpace(2, 48), 0)
 
 
-def test_latency_is_measured_once_per_gene_through_a_pluggable_compile(tiny_model):
-    compiled = []
+def _fake_clock(monkeypatch) -> dict:
+    """``cost.time.perf_counter`` reads ``clock["now"]``, which only the code under test advances: what is timed is
+    then known exactly (the real clock would make any figure pass)."""
+    import qla_sdk.search.cost as cost
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(cost, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    return clock
+
+
+def _other_thread_count() -> int:
+    # conftest pins one thread for the session: ask for another count, so that the restore check is real
+    return 2 if torch.get_num_threads() != 2 else 1
+
+
+def test_latency_times_the_compiled_model_per_gene_with_its_threads(tiny_model, monkeypatch):
+    clock = _fake_clock(monkeypatch)
+    before, threads = torch.get_num_threads(), _other_thread_count()
+    compiled, calls = [], []
 
     def compile_model(module, inputs):
         compiled.append(module.length_config)
         assert inputs[0].shape == (2, 32)
-        return module
+
+        def run(*args):
+            calls.append(torch.get_num_threads())
+            clock["now"] += 0.001 * len(calls)  # call k of the compiled model takes k ms
+            return module(*args)
+
+        return run
 
     space = GeneSpace(num_layers=2, seq_len=32)
-    latency = LatencyCost(torch_runner(tiny_model, 2, 32, compile_model), space, threads=1, warmup=1, runs=3)
-    first = latency((16, 8))
-    assert first > 0
-    assert latency((16, 8)) == first  # cached
-    latency.of(None)
+    latency = LatencyCost(torch_runner(tiny_model, 2, 32, compile_model), space, threads=threads, warmup=1, runs=3)
+    assert latency((16, 8)) == pytest.approx(3.0)  # call 1 warms up; calls 2, 3, 4 are timed: median 3 ms
+    assert calls == [threads] * 4 and torch.get_num_threads() == before
+    assert latency((16, 8)) == pytest.approx(3.0) and len(calls) == 4  # cached: neither compiled nor run again
+    assert latency.of(None) == pytest.approx(7.0) and len(calls) == 8  # calls 6, 7, 8 timed
     assert [str(lc) if lc else None for lc in compiled] == ["16,8@32", None]  # token genes carry their length
+    assert torch.get_num_threads() == before
 
 
 def test_measure_ms_takes_the_median_of_the_timed_runs_and_restores_threads(monkeypatch):
-    import qla_sdk.search.cost as cost
-
-    before = torch.get_num_threads()
-    requested = 2 if before != 2 else 1  # a thread count other than the session's, so the restore is real
+    clock = _fake_clock(monkeypatch)
+    before, requested = torch.get_num_threads(), _other_thread_count()
     durations = iter([7.0, 9.0, 0.005, 0.001, 0.003, 0.100, 0.002])  # 2 warm-up runs, then 5 timed ones (seconds)
-    clock = {"now": 0.0}
     calls = []
 
     def run():
         calls.append(torch.get_num_threads())
         clock["now"] += next(durations)
 
-    monkeypatch.setattr(cost.time, "perf_counter", lambda: clock["now"])
     assert measure_ms(run, warmup=2, runs=5, threads=requested) == pytest.approx(3.0)  # median of 5,1,3,100,2 ms
     assert calls == [requested] * 7 and torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="runs=0"):
