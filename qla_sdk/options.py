@@ -3,7 +3,8 @@ validation in the dataclass (``__post_init__``), its help in ``field(metadata={"
 sections are the same dataclasses (``qla_sdk.config.from_dict``).
 
 ``add_options(parser, Config)`` adds ``--field-name`` for every field (``metadata["aliases"]`` adds other spellings,
-``metadata["choices"]`` restricts the values); ``options_from_args(Config, args)`` builds the config back.
+``metadata["choices"]`` restricts the values; a ``list[X]`` field takes one or more values); ``options_from_args(Config,
+args)`` builds the config back. Help strings name a default as ``%(default)s``, so the default is written once too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+def option(default: Any = dataclasses.MISSING, help: str | None = None, **extra: Any) -> Any:
+    """A dataclass field with its flag's help (and ``aliases``/``choices``); without ``default`` it is required.
+    ``default_factory=...`` goes in ``extra`` like in ``dataclasses.field``."""
+    factory = extra.pop("default_factory", dataclasses.MISSING)
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **extra})
+
+
 def add_options(parser: argparse.ArgumentParser | Any, cls: type, exclude: typing.Iterable[str] = ()) -> None:
     """Add one flag per field of the dataclass ``cls`` (except ``exclude``) to ``parser`` or an argument group."""
     hints = typing.get_type_hints(cls)
@@ -26,7 +34,8 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, exclude: typin
         flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        kind, choices = _flag_type(hints[f.name], f.name, cls)
+        item = _list_item(hints[f.name])
+        kind, choices = _flag_type(hints[f.name] if item is None else item, f.name, cls)
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help")}
         if kind is bool:
             if default is False:
@@ -35,6 +44,8 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, exclude: typin
                 kwargs.update(action=argparse.BooleanOptionalAction, default=default)
         else:
             kwargs.update(type=kind, default=default, required=required)
+            if item is not None:
+                kwargs["nargs"] = "+"
             choices = f.metadata.get("choices", choices)
             if choices:
                 kwargs["choices"] = list(choices)
@@ -51,6 +62,19 @@ def option_names(cls: type, exclude: typing.Iterable[str] = ()) -> set[str]:
     """The fields ``add_options`` makes flags of."""
     skip = set(exclude)
     return {f.name for f in dataclasses.fields(cls) if f.init and f.name not in skip}
+
+
+def _list_item(tp: Any) -> Any:
+    """The item type of a ``list[X]`` (or ``list[X] | None``) field, else None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(members) != 1:
+            return None
+        tp = members[0]
+    if typing.get_origin(tp) is list:
+        args = typing.get_args(tp)
+        return args[0] if args else str
+    return None
 
 
 def _flag_type(tp: Any, name: str, cls: type) -> tuple[type, tuple | None]:

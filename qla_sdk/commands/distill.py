@@ -11,6 +11,7 @@ from pathlib import Path
 
 from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH, TaskData
 from qla_sdk.options import add_options, options_from_args
+from qla_sdk.recipe.config import DataSection
 from qla_sdk.train.distill import DistillConfig
 
 TASK_CHOICES = tuple(DEFAULT_MAX_LENGTH)
@@ -35,41 +36,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--assistant",
         action="store_true",
-        help="distil through a teacher assistant (teacher depth, student width); for students with at most half "
-        "the teacher's layers and hidden size",
+        help="distil through a teacher assistant (teacher depth, student width); for randomly initialised students "
+        "with at most half the teacher's layers and hidden size",
     )
     g.add_argument("--eval-teacher", action="store_true", help="also evaluate the teacher, for comparison")
     add_train_arguments(p)
     p.set_defaults(func=run)
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """Data flags shared by ``qla distill`` and ``qla lat-train``."""
+def add_data_arguments(p: argparse.ArgumentParser, task_required: bool = False) -> None:
+    """Data flags of ``qla finetune``, ``qla distill`` and ``qla lat-train``: the recipe's ``data`` section
+    (``DataSection``), plus the task and the tokenizer."""
     g = p.add_argument_group("data")
-    g.add_argument("--train", required=True, help="training data: SQuAD JSON, TSV/CSV/JSON file, or dataset name")
-    g.add_argument("--eval", required=True, help="evaluation data, same kinds as --train")
-    g.add_argument("--task", choices=TASK_CHOICES, default=None, help="default: the model's (its qla.json)")
+    add_options(g, DataSection)
+    if task_required:
+        g.add_argument("--task", required=True, choices=TASK_CHOICES, help="the task to train the model for")
+    else:
+        g.add_argument("--task", choices=TASK_CHOICES, default=None, help="default: the model's (its qla.json)")
     g.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the model's folder)")
-    g.add_argument("--text-columns", nargs="+", default=None, help="classification text column(s), 1 or 2")
-    g.add_argument("--label-column", default="label", help="classification label column (default %(default)s)")
-    g.add_argument("--max-length", type=int, default=None, help="tokens per input (default 384 QA, 128 otherwise)")
-    g.add_argument("--doc-stride", type=int, default=128, help="QA: overlap of context windows (default 128)")
 
 
 def load_task_data(args: argparse.Namespace, tokenizer, task: str, label_names: list[str] | None) -> TaskData:
     """``qla_sdk.data.task_data.load_task_data`` with the flags of ``add_data_arguments``."""
     from qla_sdk.data.task_data import load_task_data as load
 
+    d = options_from_args(DataSection, args)  # validated like a recipe's data section
     return load(
-        args.train,
-        args.eval,
+        d.train,
+        d.eval,
         tokenizer,
         task,
         label_names,
-        text_columns=args.text_columns,
-        label_column=args.label_column,
-        max_length=args.max_length,
-        doc_stride=args.doc_stride,
+        text_columns=d.text_columns,
+        label_column=d.label_column,
+        max_length=d.max_length,
+        doc_stride=d.doc_stride,
     )
 
 
@@ -145,7 +146,7 @@ def distill_command(args: argparse.Namespace):
     teacher_eval = None
     if args.eval_teacher:
         teacher_eval = evaluate(
-            teacher, data.eval_features, task, examples=data.eval_examples, batch_size=args.eval_batch_size
+            teacher, data.eval_features, task, examples=data.eval_examples, batch_size=train_config.eval_batch_size
         )
     result = distill(
         teacher,
@@ -158,7 +159,6 @@ def distill_command(args: argparse.Namespace):
         eval_examples=data.eval_examples,
         assistant=assistant,
         tokenizer=tokenizer,
-        eval_batch_size=args.eval_batch_size,
         extra_metadata={"max_length": data.max_length, "student_init": source},
     )
     metrics = {

@@ -10,24 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH
-
-TASK_CHOICES = tuple(DEFAULT_MAX_LENGTH)
-
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from qla_sdk.commands.distill import add_data_arguments
     from qla_sdk.train.config import add_train_arguments
 
     p = sub.add_parser("finetune", help="fine-tune a model on question answering or text classification")
     p.add_argument("--model", required=True, help="checkpoint folder (config.json + model.safetensors) or hub id")
-    p.add_argument("--task", required=True, choices=TASK_CHOICES)
-    p.add_argument("--train", required=True, help="training data: a file (SQuAD JSON, TSV/CSV/JSON) or dataset name")
-    p.add_argument("--eval", required=True, help="evaluation data, same kinds as --train")
+    add_data_arguments(p, task_required=True)  # the recipe's data section, --task and --tokenizer
     p.add_argument("--output", required=True, help="output folder: checkpoints/, final/, metrics.json")
-    p.add_argument("--text-columns", nargs="+", default=None, help="classification text column(s), 1 or 2")
-    p.add_argument("--label-column", default="label", help="classification label column (default %(default)s)")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per input (default 384 QA, 128 otherwise)")
-    p.add_argument("--doc-stride", type=int, default=128, help="QA: overlap of context windows (default 128)")
     add_train_arguments(p)
     p.set_defaults(func=run)
 
@@ -44,25 +35,16 @@ def run(args: argparse.Namespace) -> int:
 
 def finetune(args: argparse.Namespace):
     """Load, train, evaluate, write; returns (TrainResult, metrics dict)."""
+    from qla_sdk.commands.distill import load_task_data
     from qla_sdk.data import load_tokenizer
-    from qla_sdk.data.task_data import load_task_data
     from qla_sdk.io import write_json_atomic
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.train import config_from_args
     from qla_sdk.train.finetune import finetune as train_finetune
 
     config = config_from_args(args, output_dir=args.output)
-    tokenizer = load_tokenizer(args.model)
-    data = load_task_data(
-        args.train,
-        args.eval,
-        tokenizer,
-        args.task,
-        text_columns=args.text_columns,
-        label_column=args.label_column,
-        max_length=args.max_length,
-        doc_stride=args.doc_stride,
-    )
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    data = load_task_data(args, tokenizer, args.task, None)
     model = from_pretrained(args.model, task=args.task, labels=data.label_names)
     result = train_finetune(
         model,
@@ -72,7 +54,6 @@ def finetune(args: argparse.Namespace):
         config,
         eval_examples=data.eval_examples,
         tokenizer=tokenizer,
-        eval_batch_size=args.eval_batch_size,
         extra_metadata={"max_length": data.max_length},
     )
     eval_metrics = {k: v for k, v in result.metrics.items() if k != "train_loss"}

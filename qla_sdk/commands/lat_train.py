@@ -71,7 +71,6 @@ def lat_train_command(args: argparse.Namespace):
         eval_examples=data.eval_examples,
         teacher=teacher,
         tokenizer=tokenizer,
-        eval_batch_size=args.eval_batch_size,
         extra_metadata={"max_length": data.max_length},
     )
     full = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("smallest_")}

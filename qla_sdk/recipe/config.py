@@ -1,8 +1,9 @@
 """The recipe file: the task, the data, the teacher, the student, and each stage's options side by side.
 
 Every section is a small dataclass; stage sections hold the library's own configs (``DistillConfig``,
-``LatConfig``, ``SearchConfig``, ``QuantConfig``) next to a ``train`` section (a ``TrainConfig``, whose output folder,
-resume and progress the recipe sets for each stage). ``load_recipe`` validates the whole file with
+``LatConfig``, ``QuantConfig``; ``search`` is a ``SearchConfig``) next to a ``train`` section (a ``TrainConfig``, whose
+output folder and resumption the recipe sets for each stage). The same dataclasses make the flags of the stages'
+commands (``qla_sdk.options``), so an option is written once. ``load_recipe`` validates the whole file with
 ``qla_sdk.config.from_dict`` before any work starts: an unknown key or a bad value raises ``ConfigError`` naming
 it (``recipe.yaml.distill.minilm: unknown key 'versoin'; did you mean 'version'?``).
 """
@@ -16,6 +17,7 @@ from typing import Literal
 
 from qla_sdk.config import from_dict, load_yaml
 from qla_sdk.errors import ConfigError
+from qla_sdk.options import option
 from qla_sdk.quantize.config import QuantConfig
 from qla_sdk.search.config import SearchConfig
 from qla_sdk.train.config import TrainConfig
@@ -28,19 +30,22 @@ _DATA_SUFFIXES = (".json", ".jsonl", ".tsv", ".csv", ".txt")
 
 @dataclass
 class DataSection:
-    """Files, folders (GLUE-style, ``dev.tsv`` for eval) or ``datasets`` names; relative paths are read from the
-    recipe file's folder first, then from the working directory."""
+    """Files, folders (GLUE-style, ``dev.tsv`` for eval) or ``datasets`` names; in a recipe, relative paths are read
+    from the recipe file's folder first, then from the working directory. Also the data flags of ``qla finetune``,
+    ``qla distill`` and ``qla lat-train`` (``qla_sdk.options``)."""
 
-    train: str
-    eval: str
-    text_columns: list[str] | None = None
-    label_column: str = "label"
-    max_length: int | None = None  # default 384 for QA, 128 for classification
-    doc_stride: int = 128
+    train: str = option(help="training data: SQuAD JSON, TSV/CSV/JSON file, GLUE-style folder, or a datasets name")
+    eval: str = option(help="evaluation data, same kinds as --train")
+    text_columns: list[str] | None = field(default=None, metadata={"help": "classification text column(s), 1 or 2"})
+    label_column: str = option("label", "classification label column (default %(default)s)")
+    max_length: int | None = option(None, "tokens per input (default 384 for QA, 128 otherwise)")
+    doc_stride: int = option(128, "QA: overlap of context windows (default %(default)s)")
 
     def __post_init__(self) -> None:
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"max_length={self.max_length}: must be >= 8")
+        if self.doc_stride < 1:
+            raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 1 token (default 128)")
         if self.text_columns is not None and not 1 <= len(self.text_columns) <= 2:
             raise ConfigError(f"text_columns={self.text_columns}: give one column, or two for sentence pairs")
 

@@ -63,7 +63,9 @@ class RecipeStages:
         )
 
     def _train_config(self, section, folder: Path, resume: bool):
-        return section.for_run(folder, resume=resume, progress=self.progress)
+        """A stage's ``TrainConfig``: its folder and resumption set by the run; a bar unless the run or the section
+        (``progress: false``) turns it off."""
+        return section.for_run(folder, resume=resume, progress=self.progress and section.progress)
 
     @staticmethod
     def _summary(result, eval_keys: dict) -> dict:
@@ -102,7 +104,6 @@ class RecipeStages:
             self._train_config(t.finetune, folder, resume),
             eval_examples=data.eval_examples,
             tokenizer=self.tokenizer,
-            eval_batch_size=t.finetune.eval_batch_size,
             extra_metadata={"max_length": data.max_length},
         )
         dev = {k: v for k, v in result.metrics.items() if k != "train_loss"}
@@ -144,7 +145,6 @@ class RecipeStages:
             eval_examples=data.eval_examples,
             assistant=assistant,
             tokenizer=self.tokenizer,
-            eval_batch_size=section.train.eval_batch_size,
             extra_metadata={"max_length": data.max_length, "student_init": _student_source(s)},
         )
         dev = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("assistant_")}
@@ -172,7 +172,6 @@ class RecipeStages:
             eval_examples=data.eval_examples,
             teacher=teacher,
             tokenizer=self.tokenizer,
-            eval_batch_size=section.train.eval_batch_size,
             extra_metadata={"max_length": data.max_length},
         )
         full = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("smallest_")}

@@ -9,14 +9,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from qla_sdk.errors import ConfigError
+from qla_sdk.options import option
 from qla_sdk.search.cost import LATENCY_BACKENDS
 from qla_sdk.search.evolution import EvolutionConfig
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-
-
-def _opt(default, help_text: str, **extra):
-    return field(default=default, metadata={"help": help_text, **extra})
 
 
 @dataclass
@@ -25,28 +22,32 @@ class SearchConfig:
     gene is the most accurate on the front."""
 
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
-    metric: str | None = _opt(None, "accuracy|f1 (classification, default accuracy); f1|exact_match (QA, default f1)")
-    subset: int | None = _opt(None, "score genes on this many dev examples, a fixed random subset (default: all)")
-    subset_seed: int = _opt(0, "seed of that subset (default 0)")
-    batch_size: int = _opt(64, "evaluation batch size (default 64)")
-    ratio: bool = _opt(False, "search ratios of each input's real length (unpadded inference), not token counts")
-    ratio_steps: int = _opt(100, "ratio resolution: 100 searches whole percents (default 100)")
-    max_macs: str | float | None = _opt(None, "MACs budget, e.g. 1.2G or 55%%")
-    min_macs: str | float | None = _opt(None, "lower end of a MACs band")
-    max_latency_ms: str | float | None = _opt(
+    metric: str | None = option(None, "accuracy|f1 (classification, default accuracy); f1|exact_match (QA, default f1)")
+    subset: int | None = option(None, "score genes on this many dev examples, a fixed random subset (default: all)")
+    subset_seed: int = option(0, "seed of that subset (default %(default)s)")
+    batch_size: int = option(64, "evaluation batch size (default %(default)s)")
+    ratio: bool = option(False, "search ratios of each input's real length (unpadded inference), not token counts")
+    ratio_steps: int = option(100, "ratio resolution: 100 searches whole percents (default %(default)s)")
+    max_macs: str | float | None = option(None, "MACs budget, e.g. 1.2G or 55%%")
+    min_macs: str | float | None = option(None, "lower end of a MACs band")
+    max_latency_ms: str | float | None = option(
         None, "latency budget in ms, e.g. 8 or 60%%: searches on measured latency"
     )
-    min_latency_ms: str | float | None = _opt(None, "lower end of a latency band")
-    cost: Literal["macs", "latency"] | None = _opt(None, "axis of the front (default: latency with a latency budget)")
-    measure_latency: bool = _opt(False, "with MACs as cost, also time the front")
-    latency_backend: str = _opt(
-        "eager", "time each gene as this backend runs it (fp32 graph of the pruned model)", choices=LATENCY_BACKENDS
+    min_latency_ms: str | float | None = option(None, "lower end of a latency band")
+    cost: Literal["macs", "latency"] | None = option(
+        None, "axis of the front (default: latency with a latency budget, else macs)"
     )
-    latency_batch_size: int = _opt(1, "batch size while timing (default 1)")
-    latency_seq_len: int | None = _opt(None, "input length while timing (default: --seq-len, or mean real length)")
-    threads: int | None = _opt(None, "intra-op threads while timing (default: torch's)")
-    latency_runs: int = _opt(20, "timed runs per gene; the median counts (default 20)")
-    latency_warmup: int = _opt(5, "untimed runs before them (default 5)")
+    measure_latency: bool = option(False, "with MACs as cost, also time the front")
+    latency_backend: str = option(
+        "eager",
+        "time each gene as this backend runs it, fp32 graph of the pruned model (default %(default)s)",
+        choices=LATENCY_BACKENDS,
+    )
+    latency_batch_size: int = option(1, "batch size while timing (default %(default)s)")
+    latency_seq_len: int | None = option(None, "input length while timing (default: --seq-len, or mean real length)")
+    threads: int | None = option(None, "intra-op threads while timing (default: torch's)")
+    latency_runs: int = option(20, "timed runs per gene; the median counts (default %(default)s)")
+    latency_warmup: int = option(5, "untimed runs before them (default %(default)s)")
 
     def __post_init__(self) -> None:
         for name in ("max_macs", "min_macs", "max_latency_ms", "min_latency_ms"):
@@ -67,6 +68,8 @@ class SearchConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
         if self.latency_warmup < 0:
             raise ConfigError(f"latency_warmup={self.latency_warmup}: must be >= 0")
+        if self.latency_seq_len is not None and self.latency_seq_len < 1:
+            raise ConfigError(f"latency_seq_len={self.latency_seq_len}: must be >= 1, or null for the search's length")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads={self.threads}: must be >= 1, or null for torch's default")
         if self.latency_backend not in LATENCY_BACKENDS:

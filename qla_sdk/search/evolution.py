@@ -20,6 +20,7 @@ from pathlib import Path
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.io import write_json_atomic
+from qla_sdk.options import option
 from qla_sdk.search.genes import Gene, check_gene, constant_rate_gene, constant_rate_genes, crossover, mutate
 from qla_sdk.search.pareto import best_within, pareto_front
 
@@ -32,23 +33,20 @@ class EvolutionConfig:
     """The evolution itself; defaults as in the LAT paper's search: 30 iterations of 30 mutations and 30
     crossovers. (``qla_sdk.search.SearchConfig`` holds it with the fitness, cost and budget options.)"""
 
-    iterations: int = field(default=30, metadata={"help": "generations after the initial population (default 30)"})
-    mutations: int = field(default=30, metadata={"help": "mutated genes per generation (default 30)"})
-    crossovers: int = field(default=30, metadata={"help": "crossed-over genes per generation (default 30)"})
-    mutation_prob: float = field(default=0.5, metadata={"help": "chance that a layer's length mutates (default 0.5)"})
-    length_drop_bound: float | None = field(
-        default=None,
-        metadata={"help": "the smallest gene drops this share per layer (default: the model's LAT rate, else 0.2)"},
+    iterations: int = option(30, "generations after the initial population (default %(default)s)")
+    mutations: int = option(30, "mutated genes per generation (default %(default)s)")
+    crossovers: int = option(30, "crossed-over genes per generation (default %(default)s)")
+    mutation_prob: float = option(0.5, "chance that a layer's length mutates (default %(default)s)")
+    length_drop_bound: float | None = option(
+        None, "the smallest gene drops this share per layer (default: the model's LAT rate, else 0.2)"
     )
-    num_constant_rate: int = field(
-        default=20,
-        metadata={
-            "help": "constant-rate genes in the initial population, besides the full and the smallest (default 20)",
-            "aliases": ("--constant-rate", "--population-size"),
-        },
+    num_constant_rate: int = option(
+        20,
+        "constant-rate genes in the initial population, besides the full and the smallest (default %(default)s)",
+        aliases=("--constant-rate", "--population-size"),
     )
-    min_length: int = field(default=1, metadata={"help": "fewest tokens (or ratio steps) a layer keeps (default 1)"})
-    seed: int = field(default=0, metadata={"help": "seed of the evolution (default 0)"})
+    min_length: int = option(1, "fewest tokens (or ratio steps) a layer keeps (default %(default)s)")
+    seed: int = option(0, "seed of the evolution (default %(default)s)")
 
     def __post_init__(self) -> None:
         for name in ("iterations", "mutations", "crossovers", "num_constant_rate"):

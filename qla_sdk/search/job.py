@@ -46,7 +46,7 @@ class SearchJob:
         default="cpu", metadata={"help": "where the dev set is scored (e.g. cuda); latency is timed on CPU"}
     )
     seq_len: int | None = field(default=None, metadata={"help": "padded input length (default 128; 384 for QA)"})
-    doc_stride: int = field(default=128, metadata={"help": "QA window overlap (default 128)"})
+    doc_stride: int = field(default=128, metadata={"help": "QA window overlap (default %(default)s)"})
     resume: bool = field(default=False, metadata={"help": "continue the search saved in --output"})
     write_to: str | Path | None = field(
         default=None, metadata={"help": "also save a copy of the model running the best gene here"}
@@ -59,6 +59,10 @@ class SearchJob:
             value = getattr(self, name)
             if isinstance(value, Path):
                 setattr(self, name, str(value))
+        if self.seq_len is not None and self.seq_len < 8:
+            raise ConfigError(f"seq_len={self.seq_len}: must be >= 8 tokens, or omitted for the task's default")
+        if self.doc_stride < 1:
+            raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 1 token (default 128)")
 
 
 def run_search(args: SearchJob) -> dict:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qla_sdk.errors import ConfigError
-from qla_sdk.options import add_options, options_from_args
+from qla_sdk.options import add_options, option, options_from_args
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -27,38 +27,37 @@ def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return False
 
 
-def _opt(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
-
-
 @dataclass
 class TrainConfig:
     """How to train. Steps count optimizer updates (one update = ``grad_accum`` batches on every process).
 
-    Defined once: the training flags of ``qla finetune``/``distill``/``lat-train`` and the recipe's ``train``
-    sections are this dataclass (a recipe sets ``output_dir``, ``resume`` and ``progress`` per stage)."""
+    Defined once: the training flags of ``qla finetune``/``distill``/``lat-train`` (each command names its own
+    output folder flag) and the recipe's ``train`` sections (where the recipe sets ``output_dir`` and ``resume`` for
+    each stage) are this dataclass; ``eval_batch_size`` is read by the training verbs from here."""
 
     output_dir: str | Path | None = field(
         default=None, metadata={"help": "where checkpoints and the final model go (a recipe sets it per stage)"}
     )
-    epochs: int = _opt(3, "training epochs (default %(default)s)")
-    max_steps: int | None = _opt(None, "stop after this many optimizer steps (overrides --epochs)")
+    epochs: int = option(3, "training epochs (default %(default)s)")
+    max_steps: int | None = option(None, "stop after this many optimizer steps (overrides --epochs)")
     # per process and micro-batch; recorded in the checkpoint to refuse a mismatched resume
-    batch_size: int = _opt(32, "batch size per process (default %(default)s)")
-    grad_accum: int = _opt(1, "batches accumulated per optimizer step (default %(default)s)")
-    lr: float = _opt(5e-5, "peak learning rate of AdamW (default %(default)s)")
-    weight_decay: float = _opt(0.01, "AdamW weight decay, not applied to biases and LayerNorm (default %(default)s)")
-    warmup_ratio: float = _opt(0.1, "share of steps with linear warm-up, then linear decay to 0 (default %(default)s)")
-    seed: int = _opt(42, "seed for initialisation, shuffling and dropout (default %(default)s)")
-    bf16: bool | None = _opt(None, "bf16 autocast (default: on where the CPU has AMX or AVX512-BF16)")
-    checkpoint_every: int = _opt(500, "write a resumable checkpoint every N steps, 0 = never (default %(default)s)")
-    keep_checkpoints: int = _opt(2, "how many recent checkpoints to keep (default %(default)s)")
-    log_every: int = _opt(20, "log loss and throughput every N steps (default %(default)s)")
-    resume: bool = _opt(False, "continue from the latest checkpoint in the output folder")
-    max_grad_norm: float = _opt(1.0, "clip the gradient norm to this value, 0 = no clipping (default %(default)s)")
-    find_unused_parameters: bool = _opt(False, "DDP: some parameters get no gradient (LayerDrop)")
-    progress: bool = _opt(True, "progress bar on the main process")
-    eval_batch_size: int = _opt(64, "batch size of the dev-set evaluation (default %(default)s)")
+    batch_size: int = option(32, "batch size per process (default %(default)s)")
+    grad_accum: int = option(1, "batches accumulated per optimizer step (default %(default)s)")
+    lr: float = option(5e-5, "peak learning rate of AdamW (default %(default)s)")
+    weight_decay: float = option(0.01, "AdamW weight decay, not applied to biases and LayerNorm (default %(default)s)")
+    warmup_ratio: float = option(
+        0.1, "share of steps with linear warm-up, then linear decay to 0 (default %(default)s)"
+    )
+    seed: int = option(42, "seed for initialisation, shuffling and dropout (default %(default)s)")
+    bf16: bool | None = option(None, "bf16 autocast (default: on where the CPU has AMX or AVX512-BF16)")
+    checkpoint_every: int = option(500, "write a resumable checkpoint every N steps, 0 = never (default %(default)s)")
+    keep_checkpoints: int = option(2, "how many recent checkpoints to keep (default %(default)s)")
+    log_every: int = option(20, "log loss and throughput every N steps (default %(default)s)")
+    resume: bool = option(False, "continue from the latest checkpoint in the output folder")
+    max_grad_norm: float = option(1.0, "clip the gradient norm to this value, 0 = no clipping (default %(default)s)")
+    find_unused_parameters: bool = option(False, "DDP: some parameters get no gradient (LayerDrop)")
+    progress: bool = option(True, "progress bar on the main process (in a recipe: false hides this stage's)")
+    eval_batch_size: int = option(64, "batch size of the dev-set evaluation (default %(default)s)")
 
     def __post_init__(self) -> None:
         self.output_dir = None if self.output_dir is None else Path(self.output_dir)

@@ -318,7 +318,7 @@ def distill(
     eval_examples=None,
     assistant: TaskModel | None = None,
     tokenizer=None,
-    eval_batch_size: int = 64,
+    eval_batch_size: int | None = None,  # default: train_config.eval_batch_size
     extra_metadata: dict | None = None,
 ) -> TrainResult:
     """Distil ``teacher`` into ``student`` (trained in place, written to ``train_config.output_dir/final``).
@@ -334,6 +334,7 @@ def distill(
         check_pair(teacher, assistant, distill_config)
     check_pair(assistant or teacher, student, distill_config)  # before any training: fail fast
     extra = {"distillation": distill_config.to_dict(), **(extra_metadata or {})}
+    eval_batch_size = eval_batch_size or train_config.eval_batch_size
 
     def eval_fn(model: nn.Module) -> dict:
         return evaluate(model, eval_features, task, examples=eval_examples, batch_size=eval_batch_size)

@@ -21,13 +21,14 @@ def finetune(
     *,
     eval_examples=None,
     tokenizer=None,
-    eval_batch_size: int = 64,
+    eval_batch_size: int | None = None,  # default: train_config.eval_batch_size
     extra_metadata: dict | None = None,
 ) -> TrainResult:
     """Train ``model`` (in place) on the task loss, written to ``train_config.output_dir/final``; metrics are the
     dev scores of ``eval_features`` (None: no evaluation; QA needs ``eval_examples``)."""
     if model.task != task:
         raise ConfigError(f"the model's task is {model.task!r}, not {task!r}")
+    eval_batch_size = eval_batch_size or train_config.eval_batch_size
 
     def eval_fn(trained: nn.Module) -> dict:
         return evaluate(trained, eval_features, task, examples=eval_examples, batch_size=eval_batch_size)

@@ -204,7 +204,7 @@ def lat_train(
     eval_examples=None,
     teacher: TaskModel | None = None,
     tokenizer=None,
-    eval_batch_size: int = 64,
+    eval_batch_size: int | None = None,  # default: train_config.eval_batch_size
     extra_metadata: dict | None = None,
 ) -> TrainResult:
     """Length-adaptive training of ``model`` (in place), written to ``train_config.output_dir/final`` with
@@ -218,6 +218,7 @@ def lat_train(
     if teacher is not None:
         check_compatible(teacher, model)
     smallest = smallest_ratios(model.num_layers, lat_config.length_drop_prob)
+    eval_batch_size = eval_batch_size or train_config.eval_batch_size
 
     def eval_fn(trained: nn.Module) -> dict:
         full = evaluate(trained, eval_features, task, examples=eval_examples, batch_size=eval_batch_size)

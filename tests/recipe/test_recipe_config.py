@@ -121,3 +121,39 @@ def test_train_sections_are_train_configs_whose_folder_the_recipe_sets(tmp_path)
     assert config.resume and config.lr == 1e-4 and str(config.output_dir) == "somewhere"
     with pytest.raises(ConfigError, match="lat.train: output_dir and resume are set by the recipe"):
         load_recipe(_write(tmp_path, MINIMAL + "lat: {train: {output_dir: /tmp/x}}\n"))
+
+
+def test_every_train_option_but_the_per_stage_ones_is_a_key_of_every_train_section(tmp_path):
+    """The recipe's train sections are TrainConfig itself: each field (written once, also a training flag) is a key
+    of ``teacher.finetune``, ``distill.train`` and ``lat.train``; only the folder and resumption belong to the run."""
+    import dataclasses
+
+    import yaml
+
+    path = _write(tmp_path, MINIMAL)
+    per_stage = {"output_dir", "resume"}
+    values = {"epochs": 2, "max_steps": 5, "bf16": False, "progress": False, "eval_batch_size": 8, "seed": 3}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in per_stage:
+            continue
+        value = values.get(f.name, f.default)
+        for section in ("teacher.finetune", "distill.train", "lat.train"):
+            recipe = load_recipe(path, [f"{section}.{f.name}={yaml.safe_dump(value).strip()}"])
+            owner, key = section.split(".")
+            assert getattr(getattr(getattr(recipe, owner), key), f.name) == value, (section, f.name)
+
+
+@pytest.mark.parametrize(("run_progress", "section_progress"), [(True, True), (True, False), (False, True)])
+def test_a_stage_shows_a_bar_unless_the_run_or_its_train_section_turns_it_off(tmp_path, run_progress, section_progress):
+    from qla_sdk.recipe.stages import RecipeStages
+
+    recipe = load_recipe(_write(tmp_path, MINIMAL + f"lat: {{train: {{progress: {str(section_progress).lower()}}}}}\n"))
+    stages = RecipeStages(recipe, tmp_path / "out", progress=run_progress)
+    config = stages._train_config(recipe.lat.train, tmp_path / "out" / "lat", resume=True)
+    assert config.progress is (run_progress and section_progress)
+    assert config.resume and config.output_dir == tmp_path / "out" / "lat"
+
+
+def test_data_values_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="recipe.yaml.data: doc_stride=0: must be >= 1"):
+        load_recipe(_write(tmp_path, MINIMAL), ["data.doc_stride=0"])

@@ -297,3 +297,28 @@ def test_finetune_question_answering_cli(model_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["eval"]) == {"exact_match", "f1"} and metrics["max_length"] == 24
     assert from_pretrained(out / "final").task == QA
+
+
+@pytest.mark.parametrize("verb", ["finetune", "distill", "lat_train"])
+def test_the_verbs_evaluate_with_the_configs_eval_batch_size(tmp_path, monkeypatch, verb):
+    """``eval_batch_size`` has one home, TrainConfig: a verb called without the keyword evaluates with it."""
+    import importlib
+
+    from qla_sdk.train.distill import DistillConfig
+    from qla_sdk.train.length_drop import LatConfig
+    from qla_sdk.train.student import student_from_layers
+
+    module = importlib.import_module("qla_sdk.train." + {"lat_train": "length_drop"}.get(verb, verb))
+    seen = []
+    monkeypatch.setattr(module, "evaluate", lambda *a, batch_size, **k: seen.append(batch_size) or {"accuracy": 1.0})
+    features = token_task(8)
+    options = {"max_steps": 1, "batch_size": 4, "bf16": False, "progress": False, "checkpoint_every": 0}
+    config = TrainConfig(tmp_path / "run", eval_batch_size=7, **options)
+    model = tiny_model()
+    if verb == "finetune":
+        module.finetune(model, features, features, CLS, config)
+    elif verb == "distill":
+        module.distill(model, student_from_layers(model, [0]), features, features, CLS, DistillConfig(), config)
+    else:
+        module.lat_train(model, features, features, CLS, LatConfig(), config)
+    assert seen and set(seen) == {7}

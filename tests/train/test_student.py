@@ -140,6 +140,8 @@ def test_student_from_checkpoint_takes_the_teachers_labels(tiny_checkpoint):
 )
 def test_assistant_rule(teacher, student, expected):
     assert needs_assistant(sizes(teacher), sizes(student)) is expected
+    # a pretrained student (or one copied from teacher layers) would learn from a weaker, random assistant
+    assert needs_assistant(sizes(teacher), sizes(student), random_student=False) is False
 
 
 def test_assistant_has_teacher_depth_and_student_width():
