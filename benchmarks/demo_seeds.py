@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebenchmark", action="store_true", help="redo only the benchmark and report stages")
     parser.add_argument("--collect", action="store_true", help="run nothing: read the reports of finished runs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "demo_seeds.json")
+    parser.add_argument("--provenance", default=None, help="how the runs were made, recorded with the figures")
     args = parser.parse_args(argv)
 
     from qla_bench.report import markdown_table, write_results
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_within_drop": all(r["drop_points"] <= MAX_DROP_POINTS for r in rows),
         "all_fast_enough": all(r["speedup"] >= MIN_SPEEDUP for r in rows),
         "worst_drop_points": max(r["drop_points"] for r in rows),
+        "provenance": args.provenance,
     }
     table = markdown_table(
         ["seed", "teacher %", "final int8 %", "points lost", "speed-up (b=1)", "teacher ms", "final ms", "wall s"],
