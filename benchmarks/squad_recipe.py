@@ -13,8 +13,9 @@ Steps, each resumable (re-run the same command after an interruption; finished w
 4. latency: every evaluation question, one at a time, through what a service would call, with tokenization, windows
    and answer extraction: `qla_sdk.load(artifact).predict(question=..., context=...)` for the QuaLA artifact and for
    the fine-tuned model FP32 eager (an fp32 artifact: the SDK's eager runtime), and optimum-intel int8 of the same
-   fine-tuned model (`OVQuantizer`, then `transformers.pipeline("question-answering", OVModelForQuestionAnswering)`),
-   in interleaved order per question. Each system's F1/EM on those questions is scored from the same predictions.
+   fine-tuned model (`OVQuantizer`, then `OVModelForQuestionAnswering` on the same doc-stride windows and span
+   extraction; transformers 5 has no "question-answering" pipeline any more), in interleaved order per question.
+   Each system's F1/EM on those questions is scored from the same predictions.
 
 Writes benchmarks/results/squad_recipe.json and .md. Run nothing else heavy meanwhile: the latency step is timed.
 """
@@ -124,11 +125,11 @@ def learning_curve(train: Path, evaluation: Path, work: Path, outputs: dict) -> 
 
 
 def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, samples: int = 300):
-    """What a user would deploy otherwise: optimum-intel's OVQuantizer (NNCF int8) and the transformers QA
-    pipeline over the OpenVINO model."""
+    """What a user would deploy otherwise: optimum-intel's OVQuantizer (NNCF int8) of the same fine-tuned model,
+    served by ``OVModelForQuestionAnswering``."""
     from datasets import Dataset
     from optimum.intel import OVConfig, OVModelForQuestionAnswering, OVQuantizationConfig, OVQuantizer
-    from transformers import AutoTokenizer, pipeline
+    from transformers import AutoTokenizer
 
     from qla_bench.peers import staged_checkpoint
 
@@ -138,10 +139,18 @@ def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, samples: in
         from qla_sdk.data import load_squad, qa_features
 
         features = qa_features(load_squad(train)[:samples], tokenizer, max_length=384, doc_stride=128)
-        rows = [
-            {k: features.tensors[k][i].tolist() for k in ("input_ids", "attention_mask", "token_type_ids")}
-            for i in range(min(samples, len(features.tensors["input_ids"])))
-        ]
+        rows = []
+        for i in range(min(samples, len(features))):  # windows padded to 384, as the pipeline feeds them
+            ids = features.input_ids[i]
+            pad = 384 - len(ids)
+            types = features.token_type_ids[i] if features.token_type_ids is not None else [0] * len(ids)
+            rows.append(
+                {
+                    "input_ids": ids + [tokenizer.pad_token_id] * pad,
+                    "attention_mask": [1] * len(ids) + [0] * pad,
+                    "token_type_ids": types + [0] * pad,
+                }
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = OVModelForQuestionAnswering.from_pretrained(
@@ -155,10 +164,33 @@ def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, samples: in
     model = OVModelForQuestionAnswering.from_pretrained(
         str(target), ov_config={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     )
-    qa = pipeline("question-answering", model=model, tokenizer=tokenizer)
-    return lambda question, context: qa(
-        question=question, context=context, max_seq_len=384, doc_stride=128, max_answer_len=30
-    )["answer"]
+    return question_answerer(model, tokenizer)
+
+
+def question_answerer(model, tokenizer):
+    """What ``transformers.pipeline("question-answering", model=OVModelForQuestionAnswering)`` did before
+    transformers 5 removed that pipeline: doc-stride windows of 384 (stride 128), the model on them, the best span of
+    at most 30 tokens. Windows and span extraction are the SDK's own (the same code the Predictor runs), so the
+    systems differ only in the model call."""
+    import numpy as np
+
+    from qla_sdk.data import QAExample, postprocess_qa, qa_features
+
+    def answer(question: str, context: str) -> str:
+        example = QAExample("q", "", question, context)
+        features = qa_features([example], tokenizer, max_length=384, doc_stride=128)
+        width = max(len(ids) for ids in features.input_ids)
+        ids = np.zeros((len(features), width), dtype=np.int64)
+        mask, types = np.zeros_like(ids), np.zeros_like(ids)
+        for i, row in enumerate(features.input_ids):
+            ids[i, : len(row)], mask[i, : len(row)] = row, 1
+            if features.token_type_ids is not None:
+                types[i, : len(row)] = features.token_type_ids[i]
+        out = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        starts, ends = (np.asarray(t, dtype=np.float32) for t in (out.start_logits, out.end_logits))
+        return postprocess_qa([example], features, list(starts), list(ends))["q"]
+
+    return answer
 
 
 def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int | None) -> dict:
