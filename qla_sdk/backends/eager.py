@@ -15,6 +15,7 @@ import torch
 
 from qla_sdk.backends.base import Backend, BuildRequest, LockedRunner, Runner, as_outputs
 from qla_sdk.modeling import from_pretrained, save_pretrained
+from qla_sdk.modeling.heads import max_input_length
 from qla_sdk.runtime import EagerRuntime
 
 
@@ -35,8 +36,7 @@ class EagerRunner(LockedRunner):
 
     def warmup(self) -> None:
         """One short and one long forward: packs the linear weights and touches every code path once."""
-        config = self.model.config
-        longest = config.max_position_embeddings - (config.pad_token_id + 1 if config.model_type == "roberta" else 0)
+        longest = max_input_length(self.model.config)
         for seq_len in sorted({min(8, longest), min(128, longest)}):
             ids = np.zeros((1, seq_len), dtype=np.int64)
             self.run(ids, np.ones_like(ids), np.zeros_like(ids))

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from qla_sdk.errors import CheckpointError, ConfigError, IntegrityError
 from qla_sdk.io import atomic_dir, sha256_file, write_json_atomic
 from qla_sdk.modeling import TASKS, LengthConfig, TaskModel
+from qla_sdk.modeling.heads import max_input_length
 
 FORMAT_VERSION = 1
 MANIFEST = "qla.json"
@@ -106,9 +107,7 @@ def export_model(
     lc = LengthConfig.parse(lc)
     if max_length is None:
         max_length = 384 if model.task == "question-answering" else 128
-    limit = model.config.max_position_embeddings - (
-        model.config.pad_token_id + 1 if model.config.model_type == "roberta" else 0
-    )
+    limit = max_input_length(model.config)
     if not 2 <= max_length <= limit:
         raise ConfigError(f"max_length {max_length}: must lie in [2, {limit}] (the model's position embeddings)")
     seq_lens = config.seq_lens or default_seq_lens(max_length, lc is not None and lc.is_ratio)

@@ -126,6 +126,11 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
+def max_input_length(config) -> int:
+    """The longest input the position embeddings cover (RoBERTa numbers positions from ``pad_token_id + 1``)."""
+    return config.max_position_embeddings - (config.pad_token_id + 1 if config.model_type == "roberta" else 0)
+
+
 def check_inputs(config, input_ids, attention_mask, token_type_ids) -> None:
     """Reject what would otherwise fail deep inside torch (or silently read the wrong embedding)."""
     if (
@@ -142,7 +147,7 @@ def check_inputs(config, input_ids, attention_mask, token_type_ids) -> None:
     batch, seq_len = input_ids.shape
     if seq_len == 0 or batch == 0:
         raise ValueError(f"input_ids has shape {tuple(input_ids.shape)}: need at least one token per row")
-    limit = config.max_position_embeddings - (config.pad_token_id + 1 if config.model_type == "roberta" else 0)
+    limit = max_input_length(config)
     if seq_len > limit:
         raise ValueError(f"input of {seq_len} tokens exceeds the model's maximum of {limit}; truncate or use windows")
     low, high = int(input_ids.min()), int(input_ids.max())

@@ -16,8 +16,6 @@ import os
 import platform
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -43,17 +41,6 @@ def native_kernels() -> ModuleType | None:
             if "module" not in _kernel:
                 _kernel["module"] = _build()
     return _kernel["module"]
-
-
-@contextmanager
-def native_kernels_disabled() -> Iterator[None]:
-    """Run the ATen path inside the block (comparisons, debugging); the built module is kept for after."""
-    built = native_kernels()
-    _kernel["module"] = None
-    try:
-        yield
-    finally:
-        _kernel["module"] = built
 
 
 def _build() -> ModuleType | None:
