@@ -49,7 +49,8 @@ def split(squad: Path, work: Path) -> tuple[Path, Path]:
 
 
 def run_recipe(train: Path, evaluation: Path, work: Path) -> dict:
-    from qla_sdk.recipe import load_recipe, run_recipe
+    from qla_sdk.recipe.config import load_recipe
+    from qla_sdk.recipe.run import run_recipe
 
     recipe = load_recipe(RECIPE, [f"data.train={train}", f"data.eval={evaluation}"])
     return run_recipe(recipe, work / "run")
@@ -62,7 +63,7 @@ def learning_curve(train: Path, evaluation: Path, work: Path, outputs: dict) -> 
     from qla_sdk.data.task_data import load_task_data
     from qla_sdk.io import write_json_atomic
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.recipe import load_recipe
+    from qla_sdk.recipe.config import load_recipe
     from qla_sdk.train.finetune import finetune
 
     squad = json.loads(train.read_text(encoding="utf-8"))

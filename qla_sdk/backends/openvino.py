@@ -247,22 +247,27 @@ class OpenVINOBackend(Backend):
         return Built(models, report, "int8")
 
     def _tune(self, ov, model, request: BuildRequest, trials, report: dict, head: int):
-        """The first NNCF config whose dev metric is within the relative tolerance of fp32 (at the longest graph),
-        with its int8 model; or ``QuantizationError`` listing every config tried."""
+        """The NNCF config whose dev metric is within the relative tolerance of fp32 (at the longest graph): the
+        first such config, or with ``keep='best'`` the most accurate of all tried; with its int8 model. Otherwise
+        ``QuantizationError`` listing every config tried."""
         seq_len = max(request.seq_lens)
         core = ov.Core()
         fp32 = convert(model, seq_len, request.pad_token_id)
         calibration = pad_rows(request.calibration[: request.config.calibration_samples], seq_len, request.pad_token_id)
         baseline = reference_metric(request, seq_len)  # the unmodified model: int8 embeddings count as int8 loss
-        scores = []
+        scores, kept = [], None
         for name, options in trials[: request.config.max_trials]:
             int8 = quantize(fp32.clone(), calibration, options, head)
             score = request.evaluate(_callable(compile_model(core, int8, "fp32", None)), seq_len)
             scores.append({"config": name, "metric": score})
             drop = (baseline - score) / baseline if baseline else 0.0
-            if drop <= request.config.tolerance:
-                report.update(fp32_metric=baseline, int8_metric=score, trials=scores)
-                return (name, options), int8
+            if drop <= request.config.tolerance and (kept is None or score > kept[0]):
+                kept = (score, (name, options), int8)
+                if request.config.keep == "first":
+                    break
+        if kept is not None:
+            report.update(fp32_metric=baseline, int8_metric=kept[0], trials=scores, keep=request.config.keep)
+            return kept[1], kept[2]
         lines = "\n".join(f"  {s['config']}: {s['metric']:.4f}" for s in scores)
         raise QuantizationError(
             f"no NNCF config kept the dev metric within {request.config.tolerance:.1%} of fp32 ({baseline:.4f}):\n"

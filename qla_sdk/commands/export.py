@@ -27,6 +27,13 @@ def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
     p.add_argument("--split", default="train", help="split of --data used for calibration")
     p.add_argument("--calibration-samples", type=int, default=128)
     p.add_argument("--act-algo", default="minmax", choices=["minmax", "kl"])
+    p.add_argument(
+        "--keep",
+        default="first",
+        choices=["first", "best"],
+        help="with an accuracy check (qla quantize, openvino): keep the first tuning config within --tolerance, "
+        "or score them all and keep the most accurate",
+    )
     p.add_argument("--no-int8-embeddings", action="store_true", help="keep the word embedding fp32")
 
 
@@ -50,6 +57,7 @@ def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str
         act_algo=args.act_algo,
         seq_lens=tuple(int(v) for v in args.seq_lens.split(",")) if args.seq_lens else None,
         quantize_embeddings=not args.no_int8_embeddings,
+        keep=args.keep,
     )
     model = from_pretrained(args.model, task=args.task).eval()
     tokenizer = load_tokenizer(args.tokenizer or args.model)

@@ -9,6 +9,8 @@ from qla_sdk.errors import ConfigError
 BACKENDS = ("inductor", "openvino", "ipex", "fp32", "bf16")
 INT8_BACKENDS = ("inductor", "openvino", "ipex")
 ACT_ALGOS = ("minmax", "kl")
+# Which tuned config accuracy-aware quantization keeps (see ``QuantConfig.keep``).
+KEEP_RULES = ("first", "best")
 # Buckets a ratio length config is exported at (one graph per length; inputs pad to the next bucket).
 RATIO_BUCKET_STEP = 64
 
@@ -20,6 +22,9 @@ class QuantConfig:
     ``tolerance``: the largest relative drop of the dev metric int8 may have against fp32 (0.01 = 1%).
     ``seq_lens``: sequence lengths to export graphs for; default: ``max_length`` for a token-count length config,
     multiples of 64 up to ``max_length`` for a ratio config (so short inputs run short graphs).
+    ``keep``: with a dev set, ``first`` stops at the first tuning config within ``tolerance`` (INC's rule);
+    ``best`` scores all ``max_trials`` configs and keeps the most accurate one (OpenVINO backend), which spends a
+    few more dev-set evaluations to keep the int8 loss as small as the tried configs allow.
     """
 
     backend: str = "inductor"
@@ -29,6 +34,7 @@ class QuantConfig:
     seq_lens: tuple[int, ...] | None = None
     quantize_embeddings: bool = True
     max_trials: int = 4
+    keep: str = "first"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -39,6 +45,13 @@ class QuantConfig:
             raise ConfigError(f"tolerance {self.tolerance}: a relative drop in [0, 1), e.g. 0.01 for 1%")
         if self.act_algo not in ACT_ALGOS:
             raise ConfigError(f"act_algo {self.act_algo!r}: choose one of {', '.join(ACT_ALGOS)}")
+        if self.keep not in KEEP_RULES:
+            raise ConfigError(f"keep {self.keep!r}: choose one of {', '.join(KEEP_RULES)}")
+        if self.keep == "best" and self.backend != "openvino":
+            raise ConfigError(
+                f"keep 'best' is implemented for the openvino backend only ({self.backend} tunes with INC, which "
+                "stops at the first config within tolerance): use keep 'first' or backend openvino"
+            )
         if self.max_trials < 1:
             raise ConfigError(f"max_trials {self.max_trials}: must be >= 1")
         if self.seq_lens is not None:

@@ -249,3 +249,28 @@ def test_the_tuning_baseline_is_the_unmodified_fp32_model(qa_model, backend_name
         with_int8_embedding = metric(with_int8_embeddings(qa_model.with_length_config(lc)), 24)
     assert fp32 != with_int8_embedding
     assert report["fp32_metric"] == pytest.approx(fp32, abs=1e-9)
+
+
+@pytest.mark.parametrize("keep, tried", [("first", 1), ("best", 3)])
+def test_keep_best_scores_every_config_and_keeps_the_most_accurate(qa_model, keep, tried):
+    pytest.importorskip("openvino")
+    lc = LengthConfig.parse("16,8")
+    ids, mask = padded_batch(120, 0)
+
+    def metric(run, seq_len):  # a deterministic function of the outputs that differs between NNCF configs
+        ids24 = torch.nn.functional.pad(ids, (0, seq_len - ids.shape[1]))
+        mask24 = torch.nn.functional.pad(mask, (0, seq_len - ids.shape[1]))
+        start, _ = run(ids24, mask24, torch.zeros_like(ids24))
+        return 10.0 - float(np.abs(np.asarray(start, dtype=np.float64)[mask24.numpy() > 0]).mean())
+
+    config = QuantConfig(backend="openvino", tolerance=0.5, max_trials=3, keep=keep)
+    report = (
+        get_backend("openvino")
+        .build(BuildRequest(qa_model, lc, (24,), config, calibration=_rows(), evaluate=metric))
+        .report
+    )
+    metrics = [t["metric"] for t in report["trials"]]
+    assert len(metrics) == tried
+    assert report["int8_metric"] == max(metrics)
+    if keep == "best":
+        assert len(set(metrics)) > 1, "the configs should score differently for this test to mean anything"

@@ -178,6 +178,7 @@ IMPOSSIBLE = {
         "tolerance": _out_of(0.0, 1.0, high_open=True),
         "act_algo": st.text(max_size=6).filter(lambda v: v not in ("minmax", "kl")),
         "max_trials": _ints_below(1),
+        "keep": st.text(max_size=6).filter(lambda v: v not in ("first", "best")),
         "seq_lens": st.lists(st.integers(2, 512), max_size=3).map(lambda v: [*v, 1]) | st.just([]),
     },
 }

@@ -12,6 +12,8 @@ from qla_sdk.quantize import QuantConfig, default_seq_lens
         ({"tolerance": 1.5}, "tolerance 1.5"),
         ({"act_algo": "percentile"}, "act_algo 'percentile'"),
         ({"seq_lens": (1,)}, "seq_lens"),
+        ({"keep": "last"}, "keep 'last'"),
+        ({"backend": "inductor", "keep": "best"}, "openvino backend only"),
     ],
 )
 def test_bad_values_are_named(kwargs, message):
