@@ -110,3 +110,52 @@ def openvino_kernels(compiled_model) -> dict:
         "matmuls": dict(matmuls.most_common()),
         "layers": dict(layers.most_common()),
     }
+
+
+def _isa_tag(implementation: str, dtypes: str) -> str:
+    """One matrix kernel as a short ISA tag: ``amx_int8``, ``amx_bf16``, ``avx512_vnni`` (int8 on AVX-512),
+    ``avx512_bf16``, ``avx512_f32``, ``avx2_int8``, ``avx2_f32``, ``mlas_f32``, ``ref`` or ``unknown``."""
+    impl, kinds = implementation.lower(), dtypes.lower()
+    int8 = any(t in kinds.replace("/", ":").split(":") for t in ("u8", "s8", "i8")) or "i8" in impl.split("_")
+    bf16 = "bf16" in kinds or "bf16" in impl
+    if "amx" in impl:
+        return "amx_int8" if int8 else "amx_bf16" if bf16 else "amx"
+    if "avx512" in impl or "avx10" in impl:
+        return "avx512_vnni" if int8 else "avx512_bf16" if bf16 else "avx512_f32"
+    if "avx2" in impl or "uni" in impl:
+        return "avx2_int8" if int8 else "avx2_f32"
+    if "mlas" in impl:
+        return "mlas_int8" if int8 else "mlas_f32"
+    if "ref" in impl:
+        return "ref"
+    return "unknown"
+
+
+def matrix_isa(kernels: dict | None) -> str | None:
+    """The matrix kernels a row ran, as ISA tags by how many nodes used each (most first), e.g.
+    ``amx_int8,avx512_f32``; None where no matmul kernel was recorded (MKL's fp32 GEMM is not in oneDNN's log)."""
+    if not kernels or kernels.get("error"):
+        return None
+    counts: Counter[str] = Counter()
+    for key, n in (kernels.get("matmuls") or {}).items():  # OpenVINO: layer:primitive:precision
+        _, primitive, precision = [*key.split(":"), "", ""][:3]
+        counts[_isa_tag(primitive, precision)] += n
+    for key, n in (kernels.get("primitives") or {}).items():  # oneDNN: kind:implementation:isa:dtypes
+        kind, _, rest = key.partition(":")
+        if kind in MATMUL_KINDS:
+            implementation, _, dtypes = rest.rpartition(":")
+            counts[_isa_tag(implementation, dtypes)] += n
+    for op, n in (kernels.get("int8_ops") or {}).items():  # ONNX Runtime: int8 MatMulInteger on MLAS
+        if op == "MatMulInteger":
+            counts["mlas_int8"] += n
+    return ",".join(tag for tag, _ in counts.most_common()) or None
+
+
+def amx_line(records: list[dict]) -> str:
+    """One line for a results header: did any row run an AMX matrix kernel (from the kernel names)?"""
+    amx = sorted({r["name"] for r in records if "amx" in (r.get("isa") or "")})
+    if amx:
+        return f"AMX ran: yes, in {len(amx)} row(s) ({', '.join(amx)}), read from the kernel names."
+    if any(r.get("isa") for r in records):
+        return "AMX ran: no (no row's matrix kernels are AMX kernels; see each row's `isa`)."
+    return "AMX ran: unknown (no kernels were recorded: run without --no-kernels)."

@@ -2,7 +2,8 @@
 
 - ``transformers``: the Hugging Face model in FP32 eager (the status quo, and the baseline of every speedup);
 - ``optimum-intel``: ``OVModelFor...`` exported to OpenVINO and quantized to int8 by ``OVQuantizer`` (NNCF static
-  int8 with a calibration set), run through OpenVINO with static shapes;
+  int8 with a calibration set), run through OpenVINO with static shapes; and the same export unquantized at
+  OpenVINO's default precision (no hint: bf16 on CPUs with AMX or AVX512-BF16), what a user gets without NNCF;
 - ``onnxruntime``: ``torch.onnx.export``, ORT's transformer graph optimizer, ``quantize_dynamic`` (int8 weights,
   dynamic int8 activations);
 - ``torch-dynamic``: ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear``.
@@ -222,6 +223,10 @@ def _build_optimum_intel(ctx: BuildContext) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = model_class.from_pretrained(str(staged_checkpoint(ctx.source, ctx.workdir)), export=True, compile=False)
+    if ctx.spec.precision == "default":  # exported as it is: OpenVINO picks the precision when it compiles
+        artifact = ctx.workdir / "optimum-intel-default"
+        model.save_pretrained(str(artifact))
+        return artifact
     rows = [{k: v[i].tolist() for k, v in b.items()} for b in ctx.calibration for i in range(len(b["input_ids"]))]
     dataset = Dataset.from_list(rows)
     artifact = ctx.workdir / "optimum-intel-int8"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qla_bench.allocator import THRESHOLD_BYTES
+from qla_bench.kernels import matrix_isa
 from qla_bench.launcher import (
     Instance,
     Topology,
@@ -180,6 +181,7 @@ def _row_record(spec: RowSpec, seq_len: int, batch: int, weights: str, length_co
         "accuracy_metric": None,
         "accuracy": None,
         "kernels": None,
+        "isa": None,
         "error": None,
     }
 
@@ -264,6 +266,8 @@ def run_row(
         record["build_s"] = build.get("build_s") if build else None
         record["instances"] = [{"cores": r["cores"], "threads": r["threads"]} for r in results]
     records[0]["kernels"] = results[0]["kernels"]
+    for record in records:  # one set of kernels per row: the first batch size's stands for the others
+        record["isa"] = matrix_isa(results[0]["kernels"])
     return records
 
 

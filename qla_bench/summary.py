@@ -7,6 +7,7 @@ At batch 1 a speedup is a ratio of p50 latencies; at larger batches a ratio of t
 
 from __future__ import annotations
 
+from qla_bench.kernels import amx_line
 from qla_sdk.io import markdown_table
 
 
@@ -99,4 +100,4 @@ def bench_markdown(figures: dict) -> str:
     if binding.get("warning"):
         notes.append(f"- warning: {binding['warning']}")
     notes.append(f"- instances (cores, NUMA node): {binding.get('instances')}")
-    return "\n\n".join(sections) + "\n\n" + "\n".join(notes)
+    return amx_line(records) + "\n\n" + "\n\n".join(sections) + "\n\n" + "\n".join(notes)

@@ -1,9 +1,10 @@
 """Kernel records: oneDNN verbose parsing and capture, OpenVINO's execution graph."""
 
 import numpy as np
+import pytest
 import torch
 
-from qla_bench.kernels import onednn_kernels, openvino_kernels, parse_onednn_verbose
+from qla_bench.kernels import amx_line, matrix_isa, onednn_kernels, openvino_kernels, parse_onednn_verbose
 
 VERBOSE = """\
 onednn_verbose,v1,info,oneDNN v3.12.0 (commit 80afa71)
@@ -48,3 +49,35 @@ def test_openvino_kernels_of_a_compiled_model():
     summary = openvino_kernels(compiled)
     assert summary["matmuls"] and all(key.split(":")[0] in ("FullyConnected", "MatMul") for key in summary["matmuls"])
     assert summary["inference_precision_hint"]
+
+
+@pytest.mark.parametrize(
+    ("kernels", "isa"),
+    [
+        ({"matmuls": {"FullyConnected:brgemm_avx512_amx_I8:u8": 34, "MatMul:brgemm_avx512_amx_bf16:bf16": 12}},
+         "amx_int8,amx_bf16"),
+        ({"matmuls": {"FullyConnected:brgemm_avx512_I8:u8": 34, "FullyConnected:gemm_mlas_f32:f32": 1}},
+         "avx512_vnni,mlas_f32"),
+        ({"matmuls": {"MatMul:jit_avx2_f32:f32": 2, "MatMul:ref_any_f32:f32": 1}}, "avx2_f32,ref"),
+        ({"primitives": {"matmul:brg_matmul:avx10_1_512:u8/s8/f32/f32": 61, "eltwise:jit:avx512_core:f32": 9}},
+         "avx512_vnni"),
+        ({"primitives": {"inner_product:brgemm:avx512_core_amx:bf16/bf16/f32": 3}}, "amx_bf16"),
+        ({"int8_ops": {"DynamicQuantizeLinear": 25, "MatMulInteger": 37}}, "mlas_int8"),
+        ({"primitives": {"eltwise:jit:avx512_core:f32": 12}}, None),  # fp32 linears on MKL: not in oneDNN's log
+        ({"error": "RuntimeError: boom"}, None),
+        (None, None),
+    ],
+)  # fmt: skip
+def test_matrix_isa_names_the_matrix_kernels_that_ran(kernels, isa):
+    assert matrix_isa(kernels) == isa
+
+
+def test_matrix_isa_of_parsed_verbose_lines():
+    assert matrix_isa(parse_onednn_verbose(VERBOSE.splitlines())) == "amx_int8,avx512_vnni"
+
+
+def test_amx_line_says_which_rows_ran_amx():
+    rows = [{"name": "a", "isa": "amx_int8,avx512_f32"}, {"name": "b", "isa": "avx512_vnni"}, {"name": "c"}]
+    assert amx_line(rows).startswith("AMX ran: yes, in 1 row(s) (a)")
+    assert amx_line(rows[1:]).startswith("AMX ran: no")
+    assert amx_line(rows[2:]).startswith("AMX ran: unknown")

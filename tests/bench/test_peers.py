@@ -37,3 +37,19 @@ def test_peer_matches_fp32(backend, tiny_checkpoint, tmp_path):
     assert got.shape == want.shape == (2, SEQ)
     assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 0.02  # int8 error, not a different model
     assert runtime.kernels(inputs)  # what ran is recorded
+
+
+def test_optimum_intel_at_default_precision_is_the_unquantized_export(tiny_checkpoint, tmp_path):
+    """The peer a user gets without NNCF: no FakeQuantize in the graph, and FP32-close answers."""
+    folder, hf_model = tiny_checkpoint("bert", "question-answering")
+    spec = RowSpec("optimum-intel-default-tiny", "peer", "optimum-intel", "default", str(folder))
+    builder = get_builder("optimum-intel")
+    calibration = [random_inputs(120, 1, SEQ, seed=s) for s in range(4)]
+    artifact = builder.build(BuildContext(spec, folder, SEQ, None, tmp_path, calibration, 1))
+    runtime = builder.load(LoadContext(spec, folder, artifact, SEQ, None, 1))
+    assert not [op for op in runtime.model.get_ops() if op.get_type_name() == "FakeQuantize"]
+    inputs = random_inputs(120, 2, SEQ, seed=9)
+    got = start_logits(runtime.bind(inputs)())
+    with torch.inference_mode():
+        want = hf_model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).start_logits.numpy()
+    assert np.abs(got - want).max() < 0.02 * np.abs(want).max() + 0.02  # bf16 at worst, never int8 error

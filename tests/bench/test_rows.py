@@ -12,6 +12,8 @@ def test_default_rows_cover_the_comparison():
     roles = {r.name: r.role for r in rows}
     assert roles["bert-base-fp32-eager"] == "baseline" and list(roles.values()).count("baseline") == 1
     assert {"optimum-intel", "onnxruntime", "torch-dynamic"} == {r.backend for r in rows if r.role == "peer"}
+    default = [r for r in rows if r.precision == "default"]
+    assert [(r.name, r.role, r.backend) for r in default] == [("optimum-intel-minilm-default", "peer", "optimum-intel")]
     ours = [r for r in rows if r.role == "ours"]
     assert {r.backend for r in ours} == {"inductor", "openvino"} and all(r.precision == "int8" for r in ours)
     quala = [r for r in rows if r.model == "quala-minilm"]

@@ -48,6 +48,7 @@ def test_speedups_against_baseline_and_fastest_peer():
 def test_markdown_marks_failures_and_headline():
     text = bench_markdown(figures([record("base", "baseline", 270.0), record("x", "peer", 1.0, error="E: bad|pipe")]))
     assert "FAILED: E: bad/pipe" in text and "### seq 384, batch 1" in text and "warning: no numactl" in text
+    assert text.startswith("AMX ran: unknown")
 
 
 def test_charts_are_pngs(tmp_path):
