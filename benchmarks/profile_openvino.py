@@ -15,8 +15,9 @@ import sys
 
 import torch
 
-from qla_sdk.backends.openvino import convert, head_linear_count, quantize, require_openvino
+from qla_sdk.backends.openvino import convert, head_linear_count, quantize, require_openvino, without_attention_mask
 from qla_sdk.modeling import from_pretrained
+from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
 
 
 def calibration(vocab_size: int, seq_len: int, count: int = 8) -> list[tuple[torch.Tensor, ...]]:
@@ -33,14 +34,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--top", type=int, default=15, help="slowest single nodes to list")
+    parser.add_argument("--task", default="question-answering", choices=["question-answering", "text-classification"])
+    parser.add_argument(
+        "--graph",
+        default="served",
+        choices=["served", "masked", "unfused"],
+        help="served: what an unpadded batch-1 row runs (mask-free, fused pruning attention, static "
+        "batch); masked: the graph as exported, dynamic batch; unfused: served without the fusion",
+    )
     args = parser.parse_args(argv)
     ov = require_openvino()
 
-    model = from_pretrained(args.model).eval()
+    model = from_pretrained(args.model, task=args.task).eval()
     rows = calibration(model.config.vocab_size, args.seq_len)
     graph = convert(model.with_length_config(args.length_config), args.seq_len, model.config.pad_token_id or 0)
     int8 = quantize(graph, rows, head_linears=head_linear_count(model))
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads, "PERF_COUNT": True}
+    if args.graph != "masked":
+        int8 = without_attention_mask(int8) or int8
+        if args.graph == "served":
+            fuse_pruning_attention(int8)
+        int8.reshape({port: ov.PartialShape([1, args.seq_len]) for port in int8.inputs})
     request = ov.Core().compile_model(int8, "CPU", config).create_infer_request()
     inputs = [t.numpy() for t in rows[0]]
     for _ in range(10):
@@ -53,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             ms = node.real_time.total_seconds() * 1e3 / args.runs
             by_kind[(node.node_type, node.exec_type)] += ms
             by_node[(node.node_name, node.node_type, node.exec_type)] += ms
-    print(f"{args.model}, length config {args.length_config}, seq {args.seq_len}, {args.threads} threads, int8")
+    print(
+        f"{args.model}, length config {args.length_config}, seq {args.seq_len}, {args.threads} threads, int8, "
+        f"graph {args.graph}"
+    )
     print(f"total of the counters: {sum(by_kind.values()):.2f} ms per inference (mean of {args.runs})\n")
     print("| node kind | kernel | ms |\n|---|---|---|")
     for (kind, kernel), ms in by_kind.most_common():

@@ -67,7 +67,8 @@ class ArtifactRuntime:
     def kernels(self, inputs: Inputs) -> dict:
         if self.backend == "openvino":
             unpadded = bool(inputs["attention_mask"].all())
-            return openvino_kernels(self.runner.compiled_model(inputs["input_ids"].shape[1], unpadded=unpadded))
+            batch, seq_len = inputs["input_ids"].shape
+            return openvino_kernels(self.runner.compiled_model(seq_len, unpadded=unpadded, batch=batch))
         return onednn_kernels(self.bind(inputs))
 
 

@@ -7,6 +7,7 @@ The inference precision is always stated: on AMX CPUs OpenVINO's default would s
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -141,34 +142,89 @@ class Built:
 
 
 class OpenVINORunner(Runner):
-    """One compiled model per bucket, and where the graph has pruning attention a second one for inputs without
-    padding (``without_attention_mask``); one infer request per thread (requests are not shareable)."""
+    """Serves one graph per bucket (``seq_len``). Each call runs a copy compiled for its exact input shape: with the
+    batch static, OpenVINO resolves every length after the pruning layers' row gathers and picks static kernels
+    (fusing element-wise chains), where a dynamic batch leaves everything after the first gather dynamic. Rows
+    without padding run the graph's mask-free copy. With ``QLA_SDK_FUSED_ATTENTION=1`` the pruning attention blocks
+    of both run fused (``qla_sdk.runtime.openvino_attention``; see ``fused_attention_enabled``).
 
-    def __init__(self, compiled: dict[int, object], unpadded: dict[int, object] | None = None) -> None:
-        self._compiled = compiled
-        self._unpadded = unpadded or {}
-        self.seq_lens = tuple(sorted(compiled))
+    Batch 1 is compiled at construction; other batch sizes on first use, up to ``max_static_batches`` per graph
+    (later ones share one dynamic-batch copy). One infer request per thread and compiled copy."""
+
+    def __init__(
+        self, core, models: dict[int, object], precision: str, threads: int | None, max_static_batches: int = 4
+    ) -> None:
+        self._core, self._precision, self._threads = core, precision, threads
+        from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
+
+        fuse = fused_attention_enabled()
+        self._graphs: dict[tuple[int, bool], object] = {}
+        for n, model in models.items():
+            variant = without_attention_mask(model)
+            if fuse:  # on copies: ``models`` may be what an export then saves
+                model = model.clone()
+                fuse_pruning_attention(model)
+                if variant is not None:
+                    fuse_pruning_attention(variant)
+            self._graphs[(int(n), False)] = model
+            if variant is not None:
+                self._graphs[(int(n), True)] = variant
+        self.seq_lens = tuple(sorted(n for n, _ in self._graphs))
+        self.max_static_batches = max_static_batches
+        self._compiled: dict[tuple[int, bool, int | None], object] = {}
+        self._lock = threading.RLock()  # re-entered when a batch size past the static ones falls back to dynamic
         self._local = threading.local()
+        for seq_len, unpadded in self._graphs:
+            self.compiled_model(seq_len, unpadded, batch=1)
 
-    def compiled_model(self, seq_len: int, unpadded: bool = False):
-        """The OpenVINO ``CompiledModel`` that serves inputs padded to ``seq_len`` (``unpadded``: inputs without
-        padding, when the graph has a mask-free copy), e.g. to read which kernels it runs."""
-        if seq_len not in self._compiled:
+    def compiled_model(self, seq_len: int, unpadded: bool = False, batch: int | None = 1):
+        """The OpenVINO ``CompiledModel`` that serves ``batch`` rows padded to ``seq_len`` (``unpadded``: rows
+        without padding, when the graph has a mask-free copy; ``batch=None``: the dynamic-batch copy), e.g. to read
+        which kernels it runs."""
+        if seq_len not in self.seq_lens:
             raise ConfigError(f"no graph for {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
-        return self._unpadded.get(seq_len, self._compiled[seq_len]) if unpadded else self._compiled[seq_len]
+        unpadded = unpadded and (seq_len, True) in self._graphs
+        key = (seq_len, unpadded, batch)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            with self._lock:
+                static = sum(1 for n, u, b in self._compiled if (n, u) == (seq_len, unpadded) and b is not None)
+                if batch is not None and (seq_len, unpadded, batch) not in self._compiled:
+                    if static >= self.max_static_batches:
+                        return self.compiled_model(seq_len, unpadded, None)
+                if key not in self._compiled:
+                    graph = self._graphs[(seq_len, unpadded)]
+                    if batch is not None:
+                        ov = require_openvino()
+                        graph = graph.clone()
+                        graph.reshape({port: ov.PartialShape([batch, seq_len]) for port in graph.inputs})
+                    self._compiled[key] = compile_model(self._core, graph, self._precision, self._threads)
+                compiled = self._compiled[key]
+        return compiled
 
     def run(self, input_ids, attention_mask, token_type_ids) -> list[np.ndarray]:
-        seq_len = np.asarray(input_ids).shape[1]
-        if seq_len not in self._compiled:
+        batch, seq_len = np.asarray(input_ids).shape
+        if seq_len not in self.seq_lens:
             raise ConfigError(f"input padded to {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
         arrays = [np.ascontiguousarray(x, dtype=np.int64) for x in (input_ids, attention_mask, token_type_ids)]
-        key = (seq_len, seq_len in self._unpadded and bool(arrays[1].all()))
-        graph = (self._unpadded if key[1] else self._compiled)[seq_len]
+        graph = self.compiled_model(seq_len, bool(arrays[1].all()), batch)
         requests = self._local.__dict__.setdefault("requests", {})
-        if key not in requests:
-            requests[key] = graph.create_infer_request()
-        result = requests[key].infer(arrays)
+        if id(graph) not in requests:
+            requests[id(graph)] = graph.create_infer_request()
+        result = requests[id(graph)].infer(arrays)
         return [np.array(result[out], dtype=np.float32) for out in graph.outputs]
+
+
+def build_runner(core, models: dict[int, object], precision: str, threads: int | None) -> OpenVINORunner:
+    """What serves ``models`` (one ``ov.Model`` per bucket); see ``OpenVINORunner``."""
+    return OpenVINORunner(core, models, precision, threads)
+
+
+def fused_attention_enabled() -> bool:
+    """``QLA_SDK_FUSED_ATTENTION=1`` opts in to ``runtime.openvino_attention``. Off by default: its float32 kernel is
+    slower than OpenVINO's own int8 attention nodes (benchmarks/results/openvino_attention.md); it is the plumbing
+    an int8 (VNNI/AMX) fused kernel would plug into."""
+    return os.environ.get("QLA_SDK_FUSED_ATTENTION", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def without_attention_mask(model):
@@ -258,7 +314,7 @@ class OpenVINOBackend(Backend):
         scores, kept = [], None
         for name, options in trials[: request.config.max_trials]:
             int8 = quantize(fp32.clone(), calibration, options, head)
-            score = request.evaluate(_callable(compile_model(core, int8, "fp32", None)), seq_len)
+            score = request.evaluate(_runner_callable(build_runner(core, {seq_len: int8}, "f32", None)), seq_len)
             scores.append({"config": name, "metric": score})
             drop = (baseline - score) / baseline if baseline else 0.0
             if drop <= request.config.tolerance and (kept is None or score > kept[0]):
@@ -286,26 +342,16 @@ class OpenVINOBackend(Backend):
     def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
         ov = require_openvino()
         core = ov.Core()
-        precision = entry.get("inference_precision", "f32")
-        compiled, unpadded = {}, {}
-        for n in entry["seq_lens"]:
-            model = core.read_model(str(folder / f"seq{n}.xml"))
-            compiled[int(n)] = compile_model(core, model, precision, threads)
-            variant = without_attention_mask(model)
-            if variant is not None:
-                unpadded[int(n)] = compile_model(core, variant, precision, threads)
-        return OpenVINORunner(compiled, unpadded)
+        models = {int(n): core.read_model(str(folder / f"seq{n}.xml")) for n in entry["seq_lens"]}
+        return build_runner(core, models, entry.get("inference_precision", "f32"), threads)
 
 
-def _callable(compiled):
-    """``compiled`` as a model-like callable for dev-set evaluation. It runs its own infer request, which copies its
-    inputs: ``CompiledModel.__call__`` shares them (``share_inputs=True`` by default), and a later request on the same
-    compiled model can then write its own inputs into the caller's arrays (seen with OpenVINO 2026.4)."""
-    request = compiled.create_infer_request()
+def _runner_callable(runner: OpenVINORunner):
+    """``runner`` as a model-like callable for dev-set evaluation: the graphs a loaded artifact serves, chosen per
+    call as at serving time (rows without padding run the fused mask-free copy)."""
 
     def run(*inputs):
-        result = request.infer([np.asarray(x, dtype=np.int64) for x in inputs])
-        outs = [torch.from_numpy(np.array(result[o])) for o in compiled.outputs]
+        outs = [torch.from_numpy(o) for o in runner.run(*(np.asarray(x, dtype=np.int64) for x in inputs))]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     return run

@@ -157,11 +157,11 @@ def backend_compiler(backend: str, threads: int | None = None, precision: str = 
     def compile_openvino(module, inputs):
         import openvino as ov
 
-        from qla_sdk.backends.openvino import compile_model, convert
+        from qla_sdk.backends.openvino import OpenVINORunner, convert
 
-        compiled = compile_model(ov.Core(), convert(module, inputs[0].shape[1]), precision, threads)
-        request = compiled.create_infer_request()
+        seq_len = inputs[0].shape[1]  # served as the backend serves it: static shapes, fused pruning attention
+        runner = OpenVINORunner(ov.Core(), {seq_len: convert(module, seq_len)}, precision, threads)
         arrays = [t.numpy() for t in inputs]
-        return lambda *_: request.infer(arrays)
+        return lambda *_: runner.run(*arrays)
 
     return compile_openvino

@@ -104,9 +104,11 @@ def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
     start, _end = runner.run(ids.numpy(), mask.numpy(), types.numpy())
     import openvino as ov
 
-    in_memory = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    again = in_memory([ids.numpy(), mask.numpy(), types.numpy()])
-    assert np.allclose(start, again[0], atol=1e-5)  # what was saved is what runs
+    from qla_sdk.backends.openvino import build_runner
+
+    in_memory = build_runner(ov.Core(), {24: built.models[24]}, "f32", 1)
+    again = in_memory.run(ids.numpy(), mask.numpy(), types.numpy())
+    assert np.array_equal(start, again[0])  # what was saved is what runs
     with torch.no_grad():
         fp32 = qa_model(ids, mask, types, length_config="16,8")[0].numpy()
     assert np.abs(start - fp32).max() < 0.1 * np.abs(fp32).max() + 0.01
@@ -114,7 +116,7 @@ def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
         runner.run(*(x[:, :20].numpy() for x in (ids, mask, types)))
 
 
-def test_openvino_runs_unpadded_inputs_on_a_graph_without_the_mask_bias(openvino_built, tmp_path):
+def test_openvino_runs_unpadded_inputs_on_a_graph_without_the_mask_bias(openvino_built, tmp_path, monkeypatch):
     import openvino as ov
 
     from qla_sdk.backends.openvino import without_attention_mask
@@ -127,17 +129,18 @@ def test_openvino_runs_unpadded_inputs_on_a_graph_without_the_mask_bias(openvino
     assert softmax_inputs(built.models[24]) == {"Add"}  # one mask-bias add per pruning layer
     assert "Add" not in softmax_inputs(variant)
     runner = backend.load(tmp_path, backend.save(built, tmp_path), threads=1)
-    assert set(runner._unpadded) == {24}
+    unpadded_graph = runner.compiled_model(24, unpadded=True, batch=2)
+    assert unpadded_graph is not runner.compiled_model(24, unpadded=False, batch=2)
     ids = torch.randint(3, 120, (2, 24), generator=torch.Generator().manual_seed(5))
     inputs = [ids.numpy(), np.ones_like(ids.numpy()), np.zeros_like(ids.numpy())]
     masked = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     want = masked(inputs)
     for got, expected in zip(runner.run(*inputs), (want[0], want[1]), strict=True):
-        assert np.array_equal(got, expected)  # a zero bias dropped: the same numbers
-    assert set(runner._local.requests) == {(24, True)}  # ... from the graph without it
+        assert np.allclose(got, expected, atol=1e-5)  # a zero bias dropped: the same numbers (static kernels)
+    assert set(runner._local.requests) == {id(unpadded_graph)}  # ... from the graph without it
     ids, mask, types = pad_rows(_rows(seed=3), 24, 0)[0]
     start, _ = runner.run(ids.numpy(), mask.numpy(), types.numpy())
-    assert (24, False) in runner._local.requests  # padded rows take the masked graph
+    assert id(runner.compiled_model(24, False, ids.shape[0])) in runner._local.requests  # padded: the masked graph
     assert np.allclose(start, masked([ids.numpy(), mask.numpy(), types.numpy()])[0], atol=1e-5)
 
 
@@ -207,17 +210,18 @@ def test_openvino_evaluation_never_writes_into_the_callers_inputs(openvino_built
     then overwrote them; the evaluation callable must copy."""
     import openvino as ov
 
-    from qla_sdk.backends.openvino import _callable
+    from qla_sdk.backends.openvino import _runner_callable, build_runner
 
     _, built = openvino_built
-    compiled = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    runner = build_runner(ov.Core(), {24: built.models[24]}, "f32", None)
     ids, mask, types = (x.numpy() for x in pad_rows(_rows(seed=4), 24, 0)[0])
+    compiled = runner.compiled_model(24, batch=ids.shape[0])
     kept = [a.copy() for a in (ids, mask, types)]
-    first = _callable(compiled)(ids, mask, types)[0].numpy().copy()
+    first = _runner_callable(runner)(ids, mask, types)[0].numpy().copy()
     other = compiled.create_infer_request()
     other.infer([np.ones_like(ids), np.ones_like(mask), np.zeros_like(types)])
     assert all(np.array_equal(a, b) for a, b in zip((ids, mask, types), kept, strict=True))
-    assert np.allclose(_callable(compiled)(ids, mask, types)[0].numpy(), first)
+    assert np.allclose(_runner_callable(runner)(ids, mask, types)[0].numpy(), first)
 
 
 @pytest.mark.parametrize("backend_name", ["openvino", "inductor"])
@@ -274,3 +278,42 @@ def test_keep_best_scores_every_config_and_keeps_the_most_accurate(qa_model, kee
     assert report["int8_metric"] == max(metrics)
     if keep == "best":
         assert len(set(metrics)) > 1, "the configs should score differently for this test to mean anything"
+
+
+def test_openvino_serves_unpadded_rows_with_fused_pruning_attention(openvino_built, tmp_path, monkeypatch):
+    """The saved IR stays plain OpenVINO; at load the mask-free copy gets one fused node per pruning layer, whose
+    float32 attention stays within int8 error of the masked int8 graph."""
+    import openvino as ov
+
+    from qla_sdk.runtime.openvino_attention import OP_NAME
+
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "1")
+    backend, built = openvino_built
+    entry = backend.save(built, tmp_path)
+    assert "qla_sdk" not in (tmp_path / "seq24.xml").read_text()
+    runner = backend.load(tmp_path, entry, threads=1)
+    layers = {
+        str(op.get_rt_info()["layerType"].astype(str))
+        for op in runner.compiled_model(24, True).get_runtime_model().get_ops()
+    }
+    assert "Softmax" not in layers and "Reference" in layers  # the fused node runs instead of OpenVINO's softmax
+    ids = torch.randint(3, 120, (2, 24), generator=torch.Generator().manual_seed(5))
+    inputs = [ids.numpy(), np.ones_like(ids.numpy()), np.zeros_like(ids.numpy())]
+    masked = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(inputs)
+    assert any(op.get_type_info().name == OP_NAME for op in runner._graphs[(24, True)].get_ops())
+    got = runner.run(*inputs)
+    for g, want in zip(got, (masked[0], masked[1]), strict=True):
+        assert np.abs(g - want).max() < 0.1 * np.abs(want).max() + 0.01
+
+
+def test_openvino_compiles_a_static_copy_per_batch_size_up_to_a_limit(openvino_built, tmp_path):
+    backend, built = openvino_built
+    runner = backend.load(tmp_path, backend.save(built, tmp_path), threads=1)
+    runner.max_static_batches = 2
+    ids, mask, types = (x.numpy() for x in pad_rows(_rows(seed=3), 24, 0)[0])  # 3 padded rows
+    alone = np.concatenate([runner.run(ids[i : i + 1], mask[i : i + 1], types[i : i + 1])[0] for i in range(3)])
+    for batch in (2, 3):
+        got = runner.run(ids[:batch], mask[:batch], types[:batch])
+        assert np.allclose(got[0], alone[:batch], atol=1e-5)  # every shape gives the rows' own answers
+    shapes = [str(runner.compiled_model(24, False, b).inputs[0].get_partial_shape()) for b in (1, 2, 3)]
+    assert shapes == ["[1,24]", "[2,24]", "[?,24]"]  # batch 3: past the limit, the dynamic copy

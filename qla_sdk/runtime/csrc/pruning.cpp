@@ -45,6 +45,27 @@ struct FlushDenormals {
 #endif
 };
 
+// In place: row <- softmax(row) over the keys whose key_mask is non-zero (the others get exactly 0, as the
+// reference's float32.min bias gives them); column_sums += row unless column_sums is null (a padding query's row).
+void softmax_masked(float* row, float* column_sums, const float* key_mask, int64_t len) {
+  float top = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < len; ++j)
+    if (key_mask[j] != 0.f) top = row[j] > top ? row[j] : top;
+  if (top == -std::numeric_limits<float>::infinity()) top = 0.f;  // no real key: the reference's softmax of equal
+  float total = 0.f;                                                // biases, uniform over every key
+  const bool any_real = std::any_of(key_mask, key_mask + len, [](float m) { return m != 0.f; });
+  for (int64_t j = 0; j < len; ++j) {
+    const float shifted = row[j] - top;
+    const float e = (key_mask[j] != 0.f || !any_real) ? std::exp(shifted > -87.f ? shifted : -87.f) : 0.f;
+    row[j] = e;
+    total += e;
+  }
+  const float inverse = 1.f / total;
+  for (int64_t j = 0; j < len; ++j) row[j] *= inverse;
+  if (column_sums != nullptr)
+    for (int64_t j = 0; j < len; ++j) column_sums[j] += row[j];
+}
+
 // In place: row <- softmax(row); column_sums += row.
 void softmax_accumulate(float* row, float* column_sums, int64_t len) {
   // A ternary, not std::max: with std::max GCC 12 compiled this loop so that the whole kernel took 2.7 instead
@@ -76,8 +97,11 @@ void softmax_accumulate(float* row, float* column_sums, int64_t len) {
 // q, k, v: (batch, len, heads, head_dim) float32 with contiguous head_dim (views of the projections). Returns the
 // context (batch, len, heads, head_dim) and the significance (batch, len): the attention each token receives,
 // summed over heads and queries.
+// With a mask (batch, len) float32, 1 for real tokens: padding keys get no attention and only real queries count
+// in the significance, as in the reference encoder; the context of padding queries is still computed.
 std::tuple<at::Tensor, at::Tensor> attention_with_significance(const at::Tensor& q, const at::Tensor& k,
-                                                              const at::Tensor& v, double scale) {
+                                                              const at::Tensor& v, double scale,
+                                                              const c10::optional<at::Tensor>& mask) {
   TORCH_CHECK(q.dim() == 4 && q.sizes() == k.sizes() && q.sizes() == v.sizes(),
               "q, k, v must share one (batch, len, heads, head_dim) shape");
   for (const at::Tensor* t : {&q, &k, &v}) {
@@ -85,6 +109,14 @@ std::tuple<at::Tensor, at::Tensor> attention_with_significance(const at::Tensor&
     TORCH_CHECK(t->stride(3) == 1, "q, k, v need a contiguous head_dim");
   }
   const int64_t batch = q.size(0), len = q.size(1), heads = q.size(2), head_dim = q.size(3);
+  at::Tensor mask_values;
+  if (mask.has_value()) {
+    mask_values = mask->contiguous();
+    TORCH_CHECK(mask_values.scalar_type() == at::kFloat && mask_values.dim() == 2 && mask_values.size(0) == batch &&
+                    mask_values.size(1) == len,
+                "mask must be a (batch, len) float32 tensor");
+  }
+  const float* mp = mask.has_value() ? mask_values.data_ptr<float>() : nullptr;
   auto context = at::empty({batch, len, heads, head_dim}, q.options());
   const int threads = at::get_num_threads();
   auto column_sums = at::zeros({threads, batch, len}, q.options());
@@ -112,7 +144,13 @@ std::tuple<at::Tensor, at::Tensor> attention_with_significance(const at::Tensor&
       float* received = sums + (thread * batch + b) * len;
       gemm_rowmajor(true, len, len, head_dim, static_cast<float>(scale), qh, q.stride(1), kh, k.stride(1), probs,
                     len);
-      for (int64_t i = 0; i < len; ++i) softmax_accumulate(probs + i * len, received, len);
+      if (mp == nullptr) {
+        for (int64_t i = 0; i < len; ++i) softmax_accumulate(probs + i * len, received, len);
+      } else {
+        const float* row_mask = mp + b * len;
+        for (int64_t i = 0; i < len; ++i)
+          softmax_masked(probs + i * len, row_mask[i] != 0.f ? received : nullptr, row_mask, len);
+      }
       gemm_rowmajor(false, len, head_dim, len, 1.f, probs, len, vh, v.stride(1),
                     out + (b * len * heads + h) * head_dim, heads * head_dim);
     }
@@ -152,6 +190,7 @@ at::Tensor top_tokens(const at::Tensor& score, int64_t width, bool keep_cls) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attention_with_significance", &attention_with_significance,
-        "Fused self-attention returning (context, significance)");
+        "Fused self-attention returning (context, significance)", py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("scale"), py::arg("mask") = py::none());
   m.def("top_tokens", &top_tokens, "Positions of the highest scores per row, in increasing order");
 }

@@ -1,0 +1,128 @@
+"""The pruning attention in OpenVINO int8 graphs, variant by variant: which graph change pays, at batch 1.
+
+    python benchmarks/openvino_attention.py [--seq-len 384] [--length-config 269,253,252,202,104,34] [--rounds 7]
+
+Builds the int8 graphs the ``openvino`` backend ships for the real all-MiniLM-L6-v2 (random span head: latency
+does not depend on the weights' values; NNCF calibrated on random token ids) at full length and with the length
+config, and times them in interleaved rounds in one process, one unpadded input:
+- ``full``: the full-length graph (OpenVINO fuses its attention);
+- ``pruned-masked``: the pruned graph with its mask bias, as padded rows run it;
+- ``pruned-unfused``: the mask-free copy with OpenVINO's own nodes (QLA_SDK_FUSED_ATTENTION=0);
+- ``pruned-fused``: the mask-free copy with ``runtime.openvino_attention`` (what unpadded rows run);
+each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1.
+Writes benchmarks/results/openvino_attention.json + .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def calibration(vocab_size: int, seq_len: int, count: int = 8) -> list[tuple[torch.Tensor, ...]]:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, vocab_size, (count, 1, seq_len), generator=generator)
+    return [(row, torch.ones_like(row), torch.zeros_like(row)) for row in ids]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq-len", type=int, default=384)
+    parser.add_argument("--length-config", default="269,253,252,202,104,34")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=30, help="timed calls per variant per round")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "openvino_attention.json")
+    args = parser.parse_args(argv)
+
+    import openvino as ov
+
+    from qla_bench.kernels import matrix_isa, openvino_kernels
+    from qla_bench.report import markdown_table, write_results
+    from qla_sdk.backends.openvino import convert, head_linear_count, quantize, without_attention_mask
+    from qla_sdk.modeling import LengthConfig, from_pretrained
+    from qla_sdk.pretrained import minilm_path
+    from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
+
+    torch.manual_seed(0)
+    model = from_pretrained(minilm_path(), task="question-answering").eval()
+    rows = calibration(model.config.vocab_size, args.seq_len)
+    head = head_linear_count(model)
+    length_config = LengthConfig.parse(args.length_config)
+    full = quantize(convert(model.with_length_config(None), args.seq_len), rows, head_linears=head)
+    pruned = quantize(convert(model.with_length_config(length_config), args.seq_len), rows, head_linears=head)
+    unfused = without_attention_mask(pruned)
+    fused = unfused.clone()
+    fuse_pruning_attention(fused)
+    graphs = {"full": full, "pruned-masked": pruned, "pruned-unfused": unfused, "pruned-fused": fused}
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads}
+    feed = [t.numpy() for t in rows[0]]
+    requests, kernels = {}, {}
+    for name, graph in graphs.items():
+        for shape in ("dynamic", "static"):
+            variant = graph.clone()
+            if shape == "static":
+                variant.reshape({port: ov.PartialShape([1, args.seq_len]) for port in variant.inputs})
+            compiled = core.compile_model(variant, "CPU", config)
+            requests[f"{name}/{shape}"] = compiled.create_infer_request()
+            kernels[f"{name}/{shape}"] = openvino_kernels(compiled)
+    outputs = {key: [np.array(v) for v in request.infer(feed).values()] for key, request in requests.items()}
+    times: dict[str, list[float]] = {key: [] for key in requests}
+    for request in requests.values():  # warm-up
+        for _ in range(5):
+            request.infer(feed)
+    for _ in range(args.rounds):
+        for key, request in requests.items():
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                request.infer(feed)
+            times[key].append((time.perf_counter() - start) / args.calls * 1e3)
+    reference = outputs["pruned-masked/dynamic"][0]
+    rows_out = []
+    for key, series in times.items():
+        rows_out.append(
+            {
+                "graph": key,
+                "ms": statistics.median(series),
+                "rounds_ms": series,
+                "isa": matrix_isa(kernels[key]),
+                "max_abs_diff_vs_masked": float(np.abs(outputs[key][0] - reference).max()),
+                "ref_kernels": sum(n for k, n in kernels[key]["layers"].items() if ":ref" in k),
+                "layers": kernels[key]["layers"],
+            }
+        )
+    full_ms = next(r["ms"] for r in rows_out if r["graph"] == "full/static")
+    for row in rows_out:
+        row["speedup_vs_full_static"] = full_ms / row["ms"]
+    figures = {
+        "seq_len": args.seq_len,
+        "batch_size": 1,
+        "length_config": str(length_config),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "calls_per_round": args.calls,
+        "rows": rows_out,
+    }
+    table = [
+        [r["graph"], f"{r['ms']:.2f}", f"{r['speedup_vs_full_static']:.2f}x", r["isa"], r["ref_kernels"],
+         f"{r['max_abs_diff_vs_masked']:.3g}"]
+        for r in rows_out
+    ]  # fmt: skip
+    headers = ["graph / batch dim", "median ms", "vs full static", "isa", "ref-kernel nodes", "max |diff| vs masked"]
+    markdown = markdown_table(headers, table)
+    write_results(args.out, figures, markdown, [Path(sys.executable).name, *sys.argv])
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

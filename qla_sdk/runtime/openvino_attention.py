@@ -1,0 +1,266 @@
+"""The pruning layers' attention as one OpenVINO operation.
+
+An exported pruning layer computes its attention as separate nodes: scores, (mask bias,) softmax, the context
+product and the significance product (the attention each token receives), with FakeQuantize nodes between them after
+NNCF. The probabilities have two consumers, so OpenVINO cannot fuse them into its attention kernel, and every
+(len x len) probability map makes several trips through memory. ``fuse_pruning_attention`` rewrites each such block
+into one ``PruningAttention`` node that runs the eager runtime's native kernel (``runtime/csrc/pruning.cpp``: scores
+in L2, probabilities, column sums and context in one pass per head) on the float32 q, k and v the graph computed,
+and gives back the context and the significance where the graph used them. The int8 linear layers, the token choice
+(TopK) and everything else stay OpenVINO's.
+
+It is applied at load time by the OpenVINO backend (``backends.openvino.OpenVINORunner``) when
+``QLA_SDK_FUSED_ATTENTION=1``, so the artifact on disk stays a plain OpenVINO IR that any OpenVINO runtime reads.
+It is off by default: the float32 kernel does more work per score than OpenVINO's int8 matmuls save in memory
+traffic (benchmarks/results/openvino_attention.md). The graph matching, the operation and the tests are what an
+int8 (VNNI/AMX) fused kernel needs; only ``attention_with_significance`` would change. Where the native kernel
+cannot be built the operation computes the same thing from ATen ops. The attention products run in float32 instead
+of NNCF's int8: closer to the reference encoder, not further (``tests/runtime/test_openvino_attention.py`` holds the
+chosen tokens and the logits to the reference, padded and unpadded).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from qla_sdk.runtime.native import native_kernels
+
+OP_NAME, OP_SET = "QuaLAPruningAttention", "qla_sdk"
+# Nodes between a linear layer's output and the attention products that only move, scale or fake-quantize values.
+_PASS_THROUGH = ("Reshape", "Transpose", "FakeQuantize", "Multiply")
+
+
+def _op_class():
+    import openvino as ov
+
+    class PruningAttention(ov.Op):
+        """inputs q, k, v (batch, len, heads * head_dim) float32 [, mask (batch, len) float32, 1 for real tokens];
+        attributes heads, scale. Outputs the context
+        (batch, len, heads * head_dim) and each token's significance (batch, len): the softmax probabilities it
+        receives, summed over heads and queries."""
+
+        class_type_info = ov.DiscreteTypeInfo(OP_NAME, OP_SET)
+
+        def __init__(self, inputs=None, attrs: dict | None = None) -> None:
+            super().__init__(self, inputs)
+            attrs = attrs or {}
+            self.heads, self.scale = int(attrs.get("heads", 1)), float(attrs.get("scale", 1.0))
+            self.kernels = native_kernels()
+            if inputs is not None:
+                self.constructor_validate_and_infer_types()
+
+        def validate_and_infer_types(self) -> None:
+            shape = self.get_input_partial_shape(0)
+            self.set_output_type(0, self.get_input_element_type(0), shape)
+            self.set_output_type(1, self.get_input_element_type(0), ov.PartialShape([shape[0], shape[1]]))
+
+        def clone_with_new_inputs(self, new_inputs):
+            return PruningAttention(new_inputs, {"heads": self.heads, "scale": self.scale})
+
+        def get_type_info(self):
+            return PruningAttention.class_type_info
+
+        def visit_attributes(self, visitor) -> bool:
+            visitor.on_attributes({"heads": self.heads, "scale": self.scale})
+            return True
+
+        def has_evaluate(self) -> bool:
+            return True
+
+        def evaluate(self, outputs, inputs) -> bool:
+            q, k, v = (torch.from_numpy(t.data) for t in inputs[:3])
+            mask = torch.from_numpy(inputs[3].data) if len(inputs) > 3 else None
+            b, n, hidden = q.shape
+            shape = (b, n, self.heads, hidden // self.heads)
+            context, received = attention_with_significance(
+                self.kernels, q.view(shape), k.view(shape), v.view(shape), self.scale, mask
+            )
+            outputs[0].shape, outputs[1].shape = [b, n, hidden], [b, n]
+            np.copyto(outputs[0].data, context.reshape(b, n, hidden).numpy())
+            np.copyto(outputs[1].data, received.numpy())
+            return True
+
+    return PruningAttention
+
+
+_OP = {}
+
+
+def pruning_attention_op():
+    """The ``ov.Op`` class (created once: OpenVINO registers extensions by class)."""
+    if "op" not in _OP:
+        _OP["op"] = _op_class()
+    return _OP["op"]
+
+
+def attention_with_significance(
+    kernels, q, k, v, scale: float, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """q, k, v (batch, len, heads, head_dim) -> context (batch, len, heads, head_dim), significance (batch, len).
+    With ``mask`` (batch, len), 1 for real tokens: padding keys get no attention and only real queries count, as
+    in ``modeling.encoder``."""
+    with torch.inference_mode():
+        if kernels is not None:
+            return kernels.attention_with_significance(q, k, v, scale, mask)
+        b, n, heads, d = q.shape
+        q3, k3, v3 = (t.transpose(1, 2).reshape(b * heads, n, d) for t in (q, k, v))
+        scores = torch.bmm(q3 * scale, k3.transpose(1, 2)).view(b, heads, n, n)
+        rows = torch.ones(b, n) if mask is None else mask
+        if mask is not None:
+            scores = scores + (1.0 - mask[:, None, None, :]) * torch.finfo(torch.float32).min
+        probs = torch.softmax(scores, dim=-1)
+        context = torch.bmm(probs.view(b * heads, n, n), v3).view(b, heads, n, d).transpose(1, 2)
+        return context, torch.einsum("bi,bhij->bj", rows, probs)
+
+
+def fuse_pruning_attention(model) -> int:
+    """Rewrite every pruning attention block (softmax with a significance product) into one ``PruningAttention``
+    node, given the layer's mask where the graph adds a mask bias; returns the number of blocks rewritten. ``model``
+    is changed in place."""
+    import openvino.opset13 as ops
+
+    op_class = pruning_attention_op()
+    fused = 0
+    for softmax in [op for op in model.get_ordered_ops() if op.get_type_name() == "Softmax"]:
+        block = _match(softmax)
+        if block is None:
+            continue
+        q, k, v, mask, context_out, significance_out, heads, head_dim = block
+        inputs = [q, k, v] if mask is None else [q, k, v, mask]
+        node = op_class(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim)})
+        context = node.output(0)
+        if context_out.get_partial_shape().rank.get_length() == 2:  # (batch * len, hidden) for the row gather
+            context = ops.reshape(context, ops.constant(np.array([-1, heads * head_dim], np.int64)), False).output(0)
+        for target in list(context_out.get_target_inputs()):
+            target.replace_source_output(context)
+        for target in list(significance_out.get_target_inputs()):
+            target.replace_source_output(node.output(1))
+        fused += 1
+    if fused:
+        model.validate_nodes_and_infer_types()
+    return fused
+
+
+def _match(softmax):
+    """(q, k, v, mask or None, context output, significance output, heads, head_dim) of the block around
+    ``softmax``, or None where the graph is not the exporter's pruning attention (the walk follows ``Layer.attend``
+    and ``significance`` as exported). A graph with the mask bias gives the mask (batch, len) of the layer's input."""
+    scores = _up(softmax.input_value(0), ("Reshape",))
+    masked = scores.get_node().get_type_name() == "Add"
+    if masked:  # scores + mask bias: the scores are the operand that comes from a MatMul
+        operands = [_up(scores.get_node().input_value(i), ("Reshape",)) for i in range(2)]
+        products = [o for o in operands if o.get_node().get_type_name() == "MatMul"]
+        if len(products) != 1:
+            return None
+        scores = products[0]
+    matmul = scores.get_node()
+    if matmul.get_type_name() != "MatMul":
+        return None
+    attributes = matmul.get_attributes()
+    out_shape, q_shape = softmax.get_output_partial_shape(0), matmul.get_input_partial_shape(0)
+    if attributes.get("transpose_a") or not attributes.get("transpose_b") or not out_shape.rank.is_static:
+        return None
+    if out_shape.rank.get_length() != 4 or not (out_shape[1].is_static and q_shape[-1].is_static):
+        return None
+    heads, head_dim = out_shape[1].get_length(), q_shape[-1].get_length()
+    hidden = heads * head_dim
+    q, q_scale = _projection(matmul.input_value(0), hidden)
+    k, k_scale = _projection(matmul.input_value(1), hidden)
+    if q is None or k is None or not math.isclose(q_scale * k_scale, 1.0 / math.sqrt(head_dim), rel_tol=1e-6):
+        return None
+    probs = _down_single(softmax.output(0), ("Reshape",))
+    context_product = significance_product = None
+    for target in probs.get_target_inputs():
+        node, index = target.get_node(), target.get_index()
+        if node.get_type_name() == "FakeQuantize":
+            node, index = _only_consumer(node.output(0)), 0
+        if node is None or node.get_type_name() != "MatMul":
+            return None
+        shape = node.get_output_partial_shape(0)
+        if index == 1 and shape.rank.get_length() == 3 and shape[1].is_static and shape[1].get_length() == 1:
+            significance_product = node  # (mask row) x probabilities
+        elif index == 0:
+            context_product = node  # probabilities x v
+    if context_product is None or significance_product is None:
+        return None
+    v, v_scale = _projection(context_product.input_value(1), hidden)
+    if v is None or v_scale != 1.0:
+        return None
+    context_out = _down_context(context_product.output(0), hidden)
+    per_head = _down_single(significance_product.output(0), ("Reshape",))
+    reduce = _only_consumer(per_head)
+    if context_out is None or reduce is None or reduce.get_type_name() != "ReduceSum":
+        return None
+    mask = _up(significance_product.input_value(0), ("Reshape", "Broadcast", "Unsqueeze")) if masked else None
+    if mask is not None and not (
+        mask.get_partial_shape().rank.is_static and mask.get_partial_shape().rank.get_length() == 2
+    ):
+        return None
+    return q, k, v, mask, context_out, reduce.output(0), heads, head_dim
+
+
+def _up(value, kinds: tuple[str, ...]):
+    while value.get_node().get_type_name() in kinds:
+        value = value.get_node().input_value(0)
+    return value
+
+
+def _is_hidden(value, hidden: int, rank: int = 3) -> bool:
+    shape = value.get_partial_shape()
+    return (
+        shape.rank.is_static
+        and shape.rank.get_length() == rank
+        and shape[rank - 1].is_static
+        and shape[rank - 1].get_length() == hidden
+    )
+
+
+def _projection(value, hidden: int):
+    """Walk from an attention product's operand up to the linear layer output it reshapes: (output, scale), with
+    FakeQuantize skipped (the float32 value) and a constant scalar Multiply folded into ``scale``."""
+    scale = 1.0
+    while True:
+        node = value.get_node()
+        kind = node.get_type_name()
+        if _is_hidden(value, hidden) and kind != "FakeQuantize":
+            return value, scale
+        if kind not in _PASS_THROUGH:
+            return None, scale
+        if kind == "Multiply":
+            operands = [node.input_value(0), node.input_value(1)]
+            constants = [o for o in operands if o.get_node().get_type_name() == "Constant"]
+            if len(constants) != 1 or constants[0].get_node().get_data().size != 1:
+                return None, scale
+            scale *= float(constants[0].get_node().get_data().reshape(-1)[0])
+            value = next(o for o in operands if o.get_node().get_type_name() != "Constant")
+            continue
+        value = node.input_value(0)
+
+
+def _only_consumer(value):
+    targets = list(value.get_target_inputs())
+    return targets[0].get_node() if len(targets) == 1 else None
+
+
+def _down_single(value, kinds: tuple[str, ...]):
+    """Follow single consumers of the given kinds."""
+    while True:
+        node = _only_consumer(value)
+        if node is None or node.get_type_name() not in kinds:
+            return value
+        value = node.output(0)
+
+
+def _down_context(value, hidden: int):
+    """From the context product (batch * heads, len, head_dim) down its reshapes and transposes to the first value
+    laid out as (batch, len, hidden) or (batch * len, hidden)."""
+    while True:
+        if _is_hidden(value, hidden) or _is_hidden(value, hidden, rank=2):
+            return value
+        node = _only_consumer(value)
+        if node is None or node.get_type_name() not in ("Reshape", "Transpose", "FakeQuantize"):
+            return None
+        value = node.output(0)

@@ -1,0 +1,108 @@
+"""The fused pruning attention of OpenVINO graphs (``runtime.openvino_attention``) equals the reference encoder: the
+same tokens chosen at every layer and the same logits, on the real MiniLM, padded and unpadded; and it leaves graphs
+without pruning attention alone."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from qla_sdk.modeling import LengthConfig, from_pretrained
+from qla_sdk.pretrained import minilm_path
+
+ov = pytest.importorskip("openvino")
+
+from qla_sdk.backends.openvino import convert, without_attention_mask  # noqa: E402
+from qla_sdk.runtime.native import native_kernels  # noqa: E402
+from qla_sdk.runtime.openvino_attention import attention_with_significance, fuse_pruning_attention  # noqa: E402
+
+SEQ = 96
+CONFIGS = {
+    "tokens": LengthConfig((67, 63, 60, 50, 26, 8), reference_length=SEQ),
+    "ratios": LengthConfig((0.7, 0.66, 0.65, 0.53, 0.27, 0.09)),
+}
+F32 = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    torch.manual_seed(0)  # the span head is new: seeded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return from_pretrained(minilm_path(), task="question-answering").eval()
+
+
+def inputs(rows: int = 1, pad_last_to: int | None = None) -> list[np.ndarray]:
+    """[CLS] word pieces [SEP]; with ``pad_last_to`` the last row has that many real tokens, then padding."""
+    ids = torch.randint(1000, 29000, (rows, SEQ), generator=torch.Generator().manual_seed(7))
+    ids[:, 0], ids[:, -1] = 101, 102
+    mask = torch.ones_like(ids)
+    if pad_last_to is not None:
+        ids[-1, pad_last_to - 1] = 102
+        ids[-1, pad_last_to:], mask[-1, pad_last_to:] = 0, 0
+    types = torch.zeros_like(ids)
+    types[:, SEQ // 3 :] = 1
+    return [ids.numpy(), mask.numpy(), (types * mask).numpy()]
+
+
+def with_choices(model):
+    """The graph with each layer's chosen positions (the sort after TopK) as extra outputs."""
+    sorts = [op for op in model.get_ordered_ops() if op.get_type_name() == "TopK" and "sort" in op.get_friendly_name()]
+    model.add_outputs([op.output(1) for op in sorts])
+    return model
+
+
+def run(model, feed):
+    compiled = ov.Core().compile_model(model, "CPU", F32)
+    result = compiled.create_infer_request().infer(feed)
+    return [np.array(result[out]) for out in compiled.outputs]
+
+
+SHAPES = {"batch1": (1, None), "batch2": (2, None), "padded": (2, 61)}
+
+
+@pytest.mark.parametrize(("config", "shape"), [("tokens", "batch1"), ("tokens", "padded"), ("ratios", "batch2"),
+                                               ("ratios", "padded")])  # fmt: skip
+def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm, config, shape):
+    length_config = CONFIGS[config]
+    rows, pad_last_to = SHAPES[shape]
+    graph = convert(minilm.with_length_config(length_config), SEQ)
+    if pad_last_to is None:  # rows without padding run the mask-free copy
+        graph = without_attention_mask(graph)
+    fused = graph.clone()
+    assert fuse_pruning_attention(fused) == sum(op.get_type_name() == "Softmax" for op in graph.get_ops()) == 6
+    assert not [op for op in fused.get_ops() if op.get_type_name() == "Softmax"]
+    feed = inputs(rows, pad_last_to)
+    plain_out, fused_out = run(with_choices(graph), feed), run(with_choices(fused), feed)
+    with torch.inference_mode():
+        reference = [t.numpy() for t in minilm(*(torch.from_numpy(x) for x in feed), length_config=length_config)]
+    for got, plain in zip(fused_out[2:], plain_out[2:], strict=True):
+        assert np.array_equal(got, plain)  # the same positions at every layer
+    real = feed[1] > 0
+    for got, want in zip(fused_out[:2], reference, strict=True):
+        assert np.abs(got - want)[real].max() < 2e-4  # span logits at real positions
+
+
+def test_graphs_without_pruning_attention_are_left_as_they_are(minilm):
+    graph = convert(minilm.with_length_config(None), SEQ)  # full length: no significance, no block to fuse
+    before = sorted(op.get_type_name() for op in graph.get_ops())
+    assert fuse_pruning_attention(graph) == 0
+    assert sorted(op.get_type_name() for op in graph.get_ops()) == before
+
+
+def test_the_aten_fallback_computes_what_the_native_kernel_does():
+    kernels = native_kernels()
+    if kernels is None:
+        pytest.skip("native kernels cannot be built here")
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 40, 4, 16, generator=g) for _ in range(3))
+    mask = torch.ones(2, 40)
+    mask[1, 25:] = 0
+    for rows in (None, mask):
+        native = attention_with_significance(kernels, q, k, v, 0.25, rows)
+        aten = attention_with_significance(None, q, k, v, 0.25, rows)
+        for a, b in zip(native, aten, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
