@@ -148,15 +148,16 @@ class OpenVINORunner(Runner):
     without padding run the graph's mask-free copy. With ``QLA_SDK_FUSED_ATTENTION=1`` the pruning attention blocks
     of both run fused (``qla_sdk.runtime.openvino_attention``; see ``fused_attention_enabled``).
 
-    Batch 1 is compiled at construction; other batch sizes on first use, up to ``max_static_batches`` per graph
-    (later ones share one dynamic-batch copy). One infer request per thread and compiled copy."""
+    Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
+    ``static_batches`` (default batch 1, the latency case) and one dynamic-batch copy for any other batch size. One
+    infer request per thread and compiled copy."""
 
     def __init__(
-        self, core, models: dict[int, object], precision: str, threads: int | None, max_static_batches: int = 4
+        self, core, models: dict[int, object], precision: str, threads: int | None, static_batches: tuple = (1,)
     ) -> None:
-        self._core, self._precision, self._threads = core, precision, threads
         from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
 
+        ov = require_openvino()
         fuse = fused_attention_enabled()
         self._graphs: dict[tuple[int, bool], object] = {}
         for n, model in models.items():
@@ -169,13 +170,16 @@ class OpenVINORunner(Runner):
             self._graphs[(int(n), False)] = model
             if variant is not None:
                 self._graphs[(int(n), True)] = variant
-        self.seq_lens = tuple(sorted(n for n, _ in self._graphs))
-        self.max_static_batches = max_static_batches
+        self.seq_lens = tuple(sorted({n for n, _ in self._graphs}))
+        self.static_batches = tuple(sorted({int(b) for b in static_batches}))
         self._compiled: dict[tuple[int, bool, int | None], object] = {}
-        self._lock = threading.RLock()  # re-entered when a batch size past the static ones falls back to dynamic
+        for (seq_len, unpadded), graph in self._graphs.items():
+            self._compiled[(seq_len, unpadded, None)] = compile_model(core, graph, precision, threads)
+            for batch in self.static_batches:
+                static = graph.clone()
+                static.reshape({port: ov.PartialShape([batch, seq_len]) for port in static.inputs})
+                self._compiled[(seq_len, unpadded, batch)] = compile_model(core, static, precision, threads)
         self._local = threading.local()
-        for seq_len, unpadded in self._graphs:
-            self.compiled_model(seq_len, unpadded, batch=1)
 
     def compiled_model(self, seq_len: int, unpadded: bool = False, batch: int | None = 1):
         """The OpenVINO ``CompiledModel`` that serves ``batch`` rows padded to ``seq_len`` (``unpadded``: rows
@@ -184,23 +188,7 @@ class OpenVINORunner(Runner):
         if seq_len not in self.seq_lens:
             raise ConfigError(f"no graph for {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
         unpadded = unpadded and (seq_len, True) in self._graphs
-        key = (seq_len, unpadded, batch)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            with self._lock:
-                static = sum(1 for n, u, b in self._compiled if (n, u) == (seq_len, unpadded) and b is not None)
-                if batch is not None and (seq_len, unpadded, batch) not in self._compiled:
-                    if static >= self.max_static_batches:
-                        return self.compiled_model(seq_len, unpadded, None)
-                if key not in self._compiled:
-                    graph = self._graphs[(seq_len, unpadded)]
-                    if batch is not None:
-                        ov = require_openvino()
-                        graph = graph.clone()
-                        graph.reshape({port: ov.PartialShape([batch, seq_len]) for port in graph.inputs})
-                    self._compiled[key] = compile_model(self._core, graph, self._precision, self._threads)
-                compiled = self._compiled[key]
-        return compiled
+        return self._compiled[(seq_len, unpadded, batch if batch in self.static_batches else None)]
 
     def run(self, input_ids, attention_mask, token_type_ids) -> list[np.ndarray]:
         batch, seq_len = np.asarray(input_ids).shape
