@@ -7,9 +7,10 @@ does not depend on the weights' values; NNCF calibrated on random token ids) at 
 config, and times them in interleaved rounds in one process, one unpadded input:
 - ``full``: the full-length graph (OpenVINO fuses its attention);
 - ``pruned-masked``: the pruned graph with its mask bias, as padded rows run it;
-- ``pruned-unfused``: the mask-free copy with OpenVINO's own nodes (QLA_SDK_FUSED_ATTENTION=0);
-- ``pruned-fused``: the mask-free copy with ``runtime.openvino_attention`` (what unpadded rows run);
-each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1.
+- ``pruned-mask-free``: its copy without the mask bias;
+- ``pruned-summed``: that copy with the significance summed by one ReduceSum (what unpadded rows run);
+- ``pruned-fused``: the mask-free copy with ``runtime.openvino_attention`` (opt-in, QLA_SDK_FUSED_ATTENTION=1);
+each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1 (as served).
 Writes benchmarks/results/openvino_attention.json + .md.
 """
 
@@ -27,12 +28,6 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def calibration(vocab_size: int, seq_len: int, count: int = 8) -> list[tuple[torch.Tensor, ...]]:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, vocab_size, (count, 1, seq_len), generator=generator)
-    return [(row, torch.ones_like(row), torch.zeros_like(row)) for row in ids]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seq-len", type=int, default=384)
@@ -44,10 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import openvino as ov
+    from profile_openvino import calibration  # benchmarks/ is the script's folder
 
     from qla_bench.kernels import matrix_isa, openvino_kernels
     from qla_bench.report import markdown_table, write_results
-    from qla_sdk.backends.openvino import convert, head_linear_count, quantize, without_attention_mask
+    from qla_sdk.backends.openvino import (
+        convert,
+        head_linear_count,
+        quantize,
+        sum_significance_directly,
+        without_attention_mask,
+    )
     from qla_sdk.modeling import LengthConfig, from_pretrained
     from qla_sdk.pretrained import minilm_path
     from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
@@ -59,10 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     length_config = LengthConfig.parse(args.length_config)
     full = quantize(convert(model.with_length_config(None), args.seq_len), rows, head_linears=head)
     pruned = quantize(convert(model.with_length_config(length_config), args.seq_len), rows, head_linears=head)
-    unfused = without_attention_mask(pruned)
-    fused = unfused.clone()
+    mask_free = without_attention_mask(pruned)
+    summed = mask_free.clone()
+    sum_significance_directly(summed)
+    fused = mask_free.clone()
     fuse_pruning_attention(fused)
-    graphs = {"full": full, "pruned-masked": pruned, "pruned-unfused": unfused, "pruned-fused": fused}
+    graphs = {
+        "full": full,
+        "pruned-masked": pruned,
+        "pruned-mask-free": mask_free,
+        "pruned-summed": summed,
+        "pruned-fused": fused,
+    }
     core = ov.Core()
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads}
     feed = [t.numpy() for t in rows[0]]

@@ -15,7 +15,14 @@ import sys
 
 import torch
 
-from qla_sdk.backends.openvino import convert, head_linear_count, quantize, require_openvino, without_attention_mask
+from qla_sdk.backends.openvino import (
+    convert,
+    head_linear_count,
+    quantize,
+    require_openvino,
+    sum_significance_directly,
+    without_attention_mask,
+)
 from qla_sdk.modeling import from_pretrained
 from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
 
@@ -38,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--graph",
         default="served",
-        choices=["served", "masked", "unfused"],
-        help="served: what an unpadded batch-1 row runs (mask-free, fused pruning attention, static "
-        "batch); masked: the graph as exported, dynamic batch; unfused: served without the fusion",
+        choices=["served", "masked", "fused"],
+        help="served: what an unpadded batch-1 row runs (mask-free, significance by one ReduceSum, static batch); "
+        "masked: the graph as exported, dynamic batch; fused: served with the opt-in fused attention",
     )
     args = parser.parse_args(argv)
     ov = require_openvino()
@@ -52,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads, "PERF_COUNT": True}
     if args.graph != "masked":
         int8 = without_attention_mask(int8) or int8
-        if args.graph == "served":
+        if args.graph == "fused":
             fuse_pruning_attention(int8)
+        else:
+            sum_significance_directly(int8)
         int8.reshape({port: ov.PartialShape([1, args.seq_len]) for port in int8.inputs})
     request = ov.Core().compile_model(int8, "CPU", config).create_infer_request()
     inputs = [t.numpy() for t in rows[0]]

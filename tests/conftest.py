@@ -85,3 +85,16 @@ def _quiet_head_warnings():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*head starts random.*")
         yield
+
+
+def word_piece_batch(rows: int, length: int, pad_last_to: int | None = None) -> tuple[torch.Tensor, ...]:
+    """[CLS] ordinary word pieces [SEP]; with ``pad_last_to`` the last row has that many real tokens, then padding."""
+    ids = torch.randint(1000, 29000, (rows, length), generator=torch.Generator().manual_seed(length + rows))
+    ids[:, 0], ids[:, -1] = 101, 102
+    mask = torch.ones_like(ids)
+    if pad_last_to is not None:
+        ids[-1, pad_last_to - 1] = 102
+        ids[-1, pad_last_to:], mask[-1, pad_last_to:] = 0, 0
+    types = torch.zeros_like(ids)
+    types[:, length // 3 :] = 1
+    return ids, mask, types * mask

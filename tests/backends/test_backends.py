@@ -119,7 +119,7 @@ def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
 def test_openvino_runs_unpadded_inputs_on_a_graph_without_the_mask_bias(openvino_built, tmp_path, monkeypatch):
     import openvino as ov
 
-    from qla_sdk.backends.openvino import without_attention_mask
+    from qla_sdk.backends.openvino import significance_matmuls, without_attention_mask
 
     backend, built = openvino_built
     variant = without_attention_mask(built.models[24])
@@ -131,6 +131,7 @@ def test_openvino_runs_unpadded_inputs_on_a_graph_without_the_mask_bias(openvino
     runner = backend.load(tmp_path, backend.save(built, tmp_path), threads=1)
     unpadded_graph = runner.compiled_model(24, unpadded=True, batch=2)
     assert unpadded_graph is not runner.compiled_model(24, unpadded=False, batch=2)
+    assert significance_matmuls(built.models[24]) and not significance_matmuls(runner._graphs[(24, True)])
     ids = torch.randint(3, 120, (2, 24), generator=torch.Generator().manual_seed(5))
     inputs = [ids.numpy(), np.ones_like(ids.numpy()), np.zeros_like(ids.numpy())]
     masked = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})

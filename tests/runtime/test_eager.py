@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import word_piece_batch as batch
 
 import qla_sdk.modeling.encoder as encoder_module
 from qla_sdk.modeling import LengthConfig, from_pretrained
@@ -27,19 +28,6 @@ def minilm(request):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return from_pretrained(minilm_path(), task=request.param, num_labels=2).eval()
-
-
-def batch(rows: int, length: int, pad_last_to: int | None = None) -> tuple[torch.Tensor, ...]:
-    """[CLS] ordinary word pieces [SEP]; with ``pad_last_to`` the last row has that many real tokens, then padding."""
-    ids = torch.randint(1000, 29000, (rows, length), generator=torch.Generator().manual_seed(length + rows))
-    ids[:, 0], ids[:, -1] = 101, 102
-    mask = torch.ones_like(ids)
-    if pad_last_to is not None:
-        ids[-1, pad_last_to - 1] = 102
-        ids[-1, pad_last_to:], mask[-1, pad_last_to:] = 0, 0
-    types = torch.zeros_like(ids)
-    types[:, length // 3 :] = 1
-    return ids, mask, types * mask
 
 
 def reference_run(model, inputs, length_config, monkeypatch) -> tuple[object, list[torch.Tensor]]:

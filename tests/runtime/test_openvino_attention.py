@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import word_piece_batch
 
 from qla_sdk.modeling import LengthConfig, from_pretrained
 from qla_sdk.pretrained import minilm_path
@@ -36,16 +37,7 @@ def minilm():
 
 
 def inputs(rows: int = 1, pad_last_to: int | None = None) -> list[np.ndarray]:
-    """[CLS] word pieces [SEP]; with ``pad_last_to`` the last row has that many real tokens, then padding."""
-    ids = torch.randint(1000, 29000, (rows, SEQ), generator=torch.Generator().manual_seed(7))
-    ids[:, 0], ids[:, -1] = 101, 102
-    mask = torch.ones_like(ids)
-    if pad_last_to is not None:
-        ids[-1, pad_last_to - 1] = 102
-        ids[-1, pad_last_to:], mask[-1, pad_last_to:] = 0, 0
-    types = torch.zeros_like(ids)
-    types[:, SEQ // 3 :] = 1
-    return [ids.numpy(), mask.numpy(), (types * mask).numpy()]
+    return [t.numpy() for t in word_piece_batch(rows, SEQ, pad_last_to)]
 
 
 def with_choices(model):
