@@ -2,7 +2,7 @@
 
     python benchmarks/demo.py [--output demo_output] [--from STAGE] [--set KEY=VALUE ...]
 
-Runs `qla demo` (the packaged qla_sdk/recipes/demo.yaml: SST-2 sample, MiniLM-L6-H384 teacher, 3-layer student;
+Runs `qla demo` (the packaged qla_sdk/recipes/demo.yaml: SST-2 sample, MiniLM-L6-H384 teacher, 4-layer student;
 finished stages in --output are skipped, an interrupted run resumes), then writes the report JSON to
 benchmarks/results/demo_report.json (plus machine, versions, command, date) and a markdown summary beside it, with
 the bar the demo is held to: the final int8 length-adaptive student within 2 points of the teacher's dev accuracy

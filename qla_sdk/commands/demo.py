@@ -1,6 +1,6 @@
 """`qla demo [--output demo_output]`: the whole recipe on the embedded default, offline: the packaged
 ``qla_sdk/recipes/demo.yaml`` (the SST-2 sample in ``qla_sdk/resources/sst2``, pretrained MiniLM-L6-H384 as the
-teacher, a 3-layer student). Same as ``qla run --config <that file> --output demo_output``; the report lands in
+teacher, a 4-layer student). Same as ``qla run --config <that file> --output demo_output``; the report lands in
 ``demo_output/report/report.md``."""
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def test_demo_uses_embedded_data_and_model():
     recipe = load_recipe(RECIPES / "demo.yaml")
     assert Path(recipe.data.train).is_file() and Path(recipe.data.train).parent.name == "sst2"
     assert (Path(recipe.teacher.model) / "config.json").is_file()
-    assert recipe.student.init_layers == [0, 2, 4]
+    assert recipe.student.init_layers == [0, 2, 4, 5]
 
 
 def test_the_squad_minilm_recipe_compresses_the_fine_tuned_minilm_itself():
