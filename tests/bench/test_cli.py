@@ -36,7 +36,7 @@ def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
 def test_list_rows(capsys):
     assert main(["--list-rows", "--backends", "openvino"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 9 and lines[0].startswith("bert-base-fp32-eager") and "269,253,252,202,104,34" in lines[4]
+    assert len(lines) == 10 and lines[0].startswith("bert-base-fp32-eager") and "269,253,252,202,104,34" in lines[4]
 
 
 def test_quick_settings_and_overrides():
