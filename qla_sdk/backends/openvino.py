@@ -205,11 +205,6 @@ class OpenVINORunner(Runner):
         return [np.array(result[out], dtype=np.float32) for out in graph.outputs]
 
 
-def build_runner(core, models: dict[int, object], precision: str, threads: int | None) -> OpenVINORunner:
-    """What serves ``models`` (one ``ov.Model`` per bucket); see ``OpenVINORunner``."""
-    return OpenVINORunner(core, models, precision, threads)
-
-
 def fused_attention_enabled() -> bool:
     """``QLA_SDK_FUSED_ATTENTION=1`` opts in to ``runtime.openvino_attention``. Off by default: its float32 kernel is
     slower than OpenVINO's own int8 attention nodes (benchmarks/results/openvino_attention.md); it is the plumbing
@@ -344,7 +339,7 @@ class OpenVINOBackend(Backend):
         scores, kept = [], None
         for name, options in trials[: request.config.max_trials]:
             int8 = quantize(fp32.clone(), calibration, options, head)
-            score = request.evaluate(_runner_callable(build_runner(core, {seq_len: int8}, "f32", None)), seq_len)
+            score = request.evaluate(_runner_callable(OpenVINORunner(core, {seq_len: int8}, "f32", None)), seq_len)
             scores.append({"config": name, "metric": score})
             drop = (baseline - score) / baseline if baseline else 0.0
             if drop <= request.config.tolerance and (kept is None or score > kept[0]):
@@ -373,7 +368,7 @@ class OpenVINOBackend(Backend):
         ov = require_openvino()
         core = ov.Core()
         models = {int(n): core.read_model(str(folder / f"seq{n}.xml")) for n in entry["seq_lens"]}
-        return build_runner(core, models, entry.get("inference_precision", "f32"), threads)
+        return OpenVINORunner(core, models, entry.get("inference_precision", "f32"), threads)
 
 
 def _runner_callable(runner: OpenVINORunner):

@@ -104,9 +104,9 @@ def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
     start, _end = runner.run(ids.numpy(), mask.numpy(), types.numpy())
     import openvino as ov
 
-    from qla_sdk.backends.openvino import build_runner
+    from qla_sdk.backends.openvino import OpenVINORunner
 
-    in_memory = build_runner(ov.Core(), {24: built.models[24]}, "f32", 1)
+    in_memory = OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1)
     again = in_memory.run(ids.numpy(), mask.numpy(), types.numpy())
     assert np.array_equal(start, again[0])  # what was saved is what runs
     with torch.no_grad():
@@ -211,10 +211,10 @@ def test_openvino_evaluation_never_writes_into_the_callers_inputs(openvino_built
     then overwrote them; the evaluation callable must copy."""
     import openvino as ov
 
-    from qla_sdk.backends.openvino import _runner_callable, build_runner
+    from qla_sdk.backends.openvino import OpenVINORunner, _runner_callable
 
     _, built = openvino_built
-    runner = build_runner(ov.Core(), {24: built.models[24]}, "f32", None)
+    runner = OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", None)
     ids, mask, types = (x.numpy() for x in pad_rows(_rows(seed=4), 24, 0)[0])
     compiled = runner.compiled_model(24, batch=ids.shape[0])
     kept = [a.copy() for a in (ids, mask, types)]
