@@ -142,9 +142,9 @@ class Built:
 
 
 class OpenVINORunner(Runner):
-    """Serves one graph per bucket (``seq_len``). Each call runs a copy compiled for its exact input shape: with the
-    batch static, OpenVINO resolves every length after the pruning layers' row gathers and picks static kernels
-    (fusing element-wise chains), where a dynamic batch leaves everything after the first gather dynamic. Rows
+    """Serves one graph per bucket (``seq_len``). A call at one of ``static_batches`` runs a copy compiled for its
+    exact input shape: with the batch static, OpenVINO resolves every length after the pruning layers' row gathers
+    and picks static kernels, where a dynamic batch leaves everything after the first gather dynamic. Rows
     without padding run the graph's mask-free copy. With ``QLA_SDK_FUSED_ATTENTION=1`` the pruning attention blocks
     of both run fused (``qla_sdk.runtime.openvino_attention``; see ``fused_attention_enabled``).
 
@@ -153,7 +153,7 @@ class OpenVINORunner(Runner):
     infer request per thread and compiled copy."""
 
     def __init__(
-        self, core, models: dict[int, object], precision: str, threads: int | None, static_batches: tuple = (1,)
+        self, core, models: dict[int, object], precision: str, threads: int | None, static_batches=(1,)
     ) -> None:
         from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
 
