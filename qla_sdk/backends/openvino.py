@@ -153,7 +153,12 @@ class OpenVINORunner(Runner):
     infer request per thread and compiled copy."""
 
     def __init__(
-        self, core, models: dict[int, object], precision: str, threads: int | None, static_batches=(1,)
+        self,
+        core,
+        models: dict[int, object],
+        precision: str,
+        threads: int | None,
+        static_batches: tuple[int, ...] = (1,),
     ) -> None:
         from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
 
