@@ -47,12 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         convert,
         head_linear_count,
         quantize,
-        sum_significance_directly,
         without_attention_mask,
     )
     from qla_sdk.modeling import LengthConfig, from_pretrained
     from qla_sdk.pretrained import minilm_path
-    from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
+    from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
 
     torch.manual_seed(0)
     model = from_pretrained(minilm_path(), task="question-answering").eval()

@@ -20,11 +20,10 @@ from qla_sdk.backends.openvino import (
     head_linear_count,
     quantize,
     require_openvino,
-    sum_significance_directly,
     without_attention_mask,
 )
 from qla_sdk.modeling import from_pretrained
-from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
+from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
 
 
 def calibration(vocab_size: int, seq_len: int, count: int = 8) -> list[tuple[torch.Tensor, ...]]:

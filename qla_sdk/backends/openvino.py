@@ -160,7 +160,7 @@ class OpenVINORunner(Runner):
         threads: int | None,
         static_batches: tuple[int, ...] = (1,),
     ) -> None:
-        from qla_sdk.runtime.openvino_attention import fuse_pruning_attention
+        from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
 
         ov = require_openvino()
         fuse = fused_attention_enabled()
@@ -240,46 +240,6 @@ def without_attention_mask(model):
         return None
     copy.validate_nodes_and_infer_types()
     return copy
-
-
-def sum_significance_directly(model) -> int:
-    """In a mask-free graph, replace each significance product (a (1 x len) row of ones times every head's
-    probabilities, then a sum over heads) by one ReduceSum of the probabilities over heads and queries: the same sum,
-    read in one streaming pass instead of a matrix-vector product per head. Returns how many were replaced; ``model``
-    changes in place. Only valid where every query is real (the mask-free copy)."""
-    import openvino.opset13 as ops
-
-    replaced = 0
-    for softmax in [op for op in model.get_ordered_ops() if op.get_type_name() == "Softmax"]:
-        probs = softmax.output(0)
-        shape = probs.get_partial_shape()
-        if not (shape.rank.is_static and shape.rank.get_length() == 4):
-            continue
-        for reshape in (t.get_node() for t in probs.get_target_inputs()):
-            if reshape.get_type_name() != "Reshape":
-                continue
-            for target in reshape.output(0).get_target_inputs():
-                product = target.get_node()
-                out = product.get_output_partial_shape(0)
-                if product.get_type_name() != "MatMul" or target.get_index() != 1 or not out[1].is_static:
-                    continue
-                if out.rank.get_length() != 3 or out[1].get_length() != 1:
-                    continue
-                per_head = product.output(0)
-                while True:  # (batch * heads, 1, len) -> (batch, heads, len) -> ReduceSum over heads
-                    consumers = list(per_head.get_target_inputs())
-                    if len(consumers) != 1 or consumers[0].get_node().get_type_name() != "Reshape":
-                        break
-                    per_head = consumers[0].get_node().output(0)
-                consumers = list(per_head.get_target_inputs())
-                if len(consumers) != 1 or consumers[0].get_node().get_type_name() != "ReduceSum":
-                    continue
-                total = ops.reduce_sum(probs, ops.constant(np.array([1, 2], np.int64)), keep_dims=False)
-                consumers[0].get_node().output(0).replace(total.output(0))
-                replaced += 1
-    if replaced:
-        model.validate_nodes_and_infer_types()
-    return replaced
 
 
 def _is_mask_bias(node) -> bool:

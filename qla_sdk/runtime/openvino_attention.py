@@ -144,6 +144,46 @@ def fuse_pruning_attention(model) -> int:
     return fused
 
 
+def sum_significance_directly(model) -> int:
+    """In a mask-free graph, replace each significance product (a (1 x len) row of ones times every head's
+    probabilities, then a sum over heads) by one ReduceSum of the probabilities over heads and queries: the same sum,
+    read in one streaming pass instead of a matrix-vector product per head. Returns how many were replaced; ``model``
+    changes in place. Only valid where every query is real (the mask-free copy)."""
+    import openvino.opset13 as ops
+
+    replaced = 0
+    for softmax in [op for op in model.get_ordered_ops() if op.get_type_name() == "Softmax"]:
+        probs = softmax.output(0)
+        shape = probs.get_partial_shape()
+        if not (shape.rank.is_static and shape.rank.get_length() == 4):
+            continue
+        product = _significance_product(_down_single(probs, ("Reshape",)))
+        if product is None:
+            continue
+        reduce = _only_consumer(_down_single(product.output(0), ("Reshape",)))
+        if reduce is None or reduce.get_type_name() != "ReduceSum":
+            continue
+        total = ops.reduce_sum(probs, ops.constant(np.array([1, 2], np.int64)), keep_dims=False)
+        reduce.output(0).replace(total.output(0))
+        replaced += 1
+    if replaced:
+        model.validate_nodes_and_infer_types()
+    return replaced
+
+
+def _significance_product(probs):
+    """The MatMul that multiplies a (1 x len) row by the probabilities ``probs`` (its second operand), or None."""
+    for target in probs.get_target_inputs():
+        node = target.get_node()
+        if node.get_type_name() == "MatMul" and target.get_index() == 1 and _is_row(node.get_output_partial_shape(0)):
+            return node
+    return None
+
+
+def _is_row(shape) -> bool:
+    return shape.rank.is_static and shape.rank.get_length() == 3 and shape[1].is_static and shape[1].get_length() == 1
+
+
 def _match(softmax):
     """(q, k, v, mask or None, context output, significance output, heads, head_dim) of the block around
     ``softmax``, or None where the graph is not the exporter's pruning attention (the walk follows ``Layer.attend``
@@ -179,8 +219,7 @@ def _match(softmax):
             node, index = _only_consumer(node.output(0)), 0
         if node is None or node.get_type_name() != "MatMul":
             return None
-        shape = node.get_output_partial_shape(0)
-        if index == 1 and shape.rank.get_length() == 3 and shape[1].is_static and shape[1].get_length() == 1:
+        if index == 1 and _is_row(node.get_output_partial_shape(0)):
             significance_product = node  # (mask row) x probabilities
         elif index == 0:
             context_product = node  # probabilities x v
