@@ -1,6 +1,7 @@
 """Where the time goes in an int8 OpenVINO graph: per-node-kind milliseconds from OpenVINO's performance counters.
 
     python benchmarks/profile_openvino.py --model DIR [--length-config 0.98,0.62,...] [--seq-len 384] [--threads 2]
+        [--precision f32|bf16] [--batch 1]
 
 Builds the graph the ``openvino`` backend ships (the pruned model exported at --seq-len, NNCF int8 with the task
 head and the significance products fp32), calibrated on random token ids (latency does not depend on the values),
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=384)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument(
+        "--precision", default="f32", choices=["f32", "bf16"], help="inference precision of the floating-point ops"
+    )
+    parser.add_argument("--batch", type=int, default=1, help="rows per call (the graph is static at this batch)")
     parser.add_argument("--top", type=int, default=15, help="slowest single nodes to list")
     parser.add_argument("--task", default="question-answering", choices=["question-answering", "text-classification"])
     parser.add_argument(
@@ -53,18 +58,19 @@ def main(argv: list[str] | None = None) -> int:
 
     model = from_pretrained(args.model, task=args.task).eval()
     rows = calibration(model.config.vocab_size, args.seq_len)
+    batch = [tuple(t.expand(args.batch, -1).contiguous() for t in rows[0])]  # one input, repeated per row
     graph = convert(model.with_length_config(args.length_config), args.seq_len, model.config.pad_token_id or 0)
     int8 = quantize(graph, rows, head_linears=head_linear_count(model))
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads, "PERF_COUNT": True}
+    config = {"INFERENCE_PRECISION_HINT": args.precision, "INFERENCE_NUM_THREADS": args.threads, "PERF_COUNT": True}
     if args.graph != "masked":
         int8 = without_attention_mask(int8) or int8
         if args.graph == "fused":
             fuse_pruning_attention(int8)
         else:
             sum_significance_directly(int8)
-        int8.reshape({port: ov.PartialShape([1, args.seq_len]) for port in int8.inputs})
+        int8.reshape({port: ov.PartialShape([args.batch, args.seq_len]) for port in int8.inputs})
     request = ov.Core().compile_model(int8, "CPU", config).create_infer_request()
-    inputs = [t.numpy() for t in rows[0]]
+    inputs = [t.numpy() for t in batch[0]]
     for _ in range(10):
         request.infer(inputs)
     by_kind: collections.Counter = collections.Counter()
@@ -76,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             by_kind[(node.node_type, node.exec_type)] += ms
             by_node[(node.node_name, node.node_type, node.exec_type)] += ms
     print(
-        f"{args.model}, length config {args.length_config}, seq {args.seq_len}, {args.threads} threads, int8, "
-        f"graph {args.graph}"
+        f"{args.model}, length config {args.length_config}, seq {args.seq_len}, batch {args.batch}, {args.threads} "
+        f"threads, int8, {args.precision} floating point, graph {args.graph}"
     )
     print(f"total of the counters: {sum(by_kind.values()):.2f} ms per inference (mean of {args.runs})\n")
     print("| node kind | kernel | ms |\n|---|---|---|")

@@ -1,6 +1,7 @@
 """Our rows: the SDK's own artifacts, built with ``qla_sdk.deploy.export_model`` and loaded with ``qla_sdk.load``,
 exactly as a user exports and serves them: FP32 eager (the eager runtime) and the int8 backends (INC/NNCF int8, then
-Inductor, OpenVINO or IPEX). Only the runner's ``run`` is timed (tokenization is not part of a row).
+Inductor, OpenVINO or IPEX; OpenVINO with ``inference_precision='bf16'``, what OpenVINO picks for the peers). Only the
+runner's ``run`` is timed (tokenization is not part of a row).
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ def _export(ctx: BuildContext) -> Path:
     backend = "fp32" if ctx.spec.backend == "eager" else ctx.spec.backend
     model = from_pretrained(ctx.source, task=ctx.spec.task).eval()
     rows = [] if backend == "fp32" else _calibration_rows(ctx)
-    config = QuantConfig(backend=backend, calibration_samples=max(1, len(rows)), seq_lens=(ctx.seq_len,), max_trials=1)
+    # OpenVINO rows run their floating-point operations in bf16 where the CPU has native bf16, as OpenVINO runs the
+    # peers' unhinted graphs there (f32 elsewhere); the row's kernels record which ran.
+    precision = {"inference_precision": "bf16"} if backend == "openvino" else {}
+    config = QuantConfig(
+        backend=backend, calibration_samples=max(1, len(rows)), seq_lens=(ctx.seq_len,), max_trials=1, **precision
+    )
     return export_model(
         model,
         ctx.workdir / f"{backend}-artifact",

@@ -137,8 +137,9 @@ def head_linear_count(model: torch.nn.Module) -> int:
 
 
 class Built:
-    def __init__(self, models: dict, report: dict, precision: str) -> None:
+    def __init__(self, models: dict, report: dict, precision: str, inference_precision: str = "f32") -> None:
         self.models, self.report, self.precision = models, report, precision
+        self.inference_precision = inference_precision
 
 
 class OpenVINORunner(Runner):
@@ -254,8 +255,18 @@ def _is_mask_bias(node) -> bool:
     return False
 
 
+def resolved_precision(core, precision: str) -> str:
+    """What the CPU plugin runs for the hint ``precision``: bf16 needs native bf16 (AMX or AVX512-BF16); elsewhere
+    OpenVINO runs f32."""
+    if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return "f32"
+    return precision
+
+
 def compile_model(core, model, precision: str, threads: int | None):
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    if precision not in ("f32", "bf16"):
+        raise ConfigError(f"inference precision {precision!r}: this artifact needs 'f32' or 'bf16' (rebuild it)")
+    config = {"INFERENCE_PRECISION_HINT": precision}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return core.compile_model(model, "CPU", config)
@@ -273,10 +284,13 @@ class OpenVINOBackend(Backend):
             model = with_int8_embeddings(model)
         trials, _ = _trials()
         head = head_linear_count(request.model)
+        precision = request.config.inference_precision
         report: dict = {
             "quantizer": f"nncf {_version('nncf')}",
             "activations": "uint8 asymmetric (preset MIXED)",
             "fp32": f"task head ({head} Linear), token-significance products",
+            "inference_precision": precision,
+            "inference_precision_here": resolved_precision(ov.Core(), precision),
         }
         chosen, models = trials[0], {}
         if request.evaluate is not None:
@@ -290,7 +304,7 @@ class OpenVINOBackend(Backend):
                 ov_model = convert(model, seq_len, request.pad_token_id)
                 models[seq_len] = quantize(ov_model, calibration, chosen[1], head)
         report["config"] = chosen[0]
-        return Built(models, report, "int8")
+        return Built(models, report, "int8", precision)
 
     def _tune(self, ov, model, request: BuildRequest, trials, report: dict, head: int):
         """The NNCF config whose dev metric is within the relative tolerance of fp32 (at the longest graph): the
@@ -304,7 +318,8 @@ class OpenVINOBackend(Backend):
         scores, kept = [], None
         for name, options in trials[: request.config.max_trials]:
             int8 = quantize(fp32.clone(), calibration, options, head)
-            score = request.evaluate(_runner_callable(OpenVINORunner(core, {seq_len: int8}, "f32", None)), seq_len)
+            runner = OpenVINORunner(core, {seq_len: int8}, request.config.inference_precision, None)
+            score = request.evaluate(_runner_callable(runner), seq_len)
             scores.append({"config": name, "metric": score})
             drop = (baseline - score) / baseline if baseline else 0.0
             if drop <= request.config.tolerance and (kept is None or score > kept[0]):
@@ -327,7 +342,7 @@ class OpenVINOBackend(Backend):
             xml = f"seq{seq_len}.xml"
             ov.save_model(model, str(folder / xml), compress_to_fp16=False)
             files += [xml, f"seq{seq_len}.bin"]
-        return {"seq_lens": sorted(built.models), "files": files, "inference_precision": "f32"}
+        return {"seq_lens": sorted(built.models), "files": files, "inference_precision": built.inference_precision}
 
     def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
         ov = require_openvino()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from qla_sdk.quantize.config import BACKENDS
+from qla_sdk.quantize.config import BACKENDS, INFERENCE_PRECISIONS
 
 
 def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
@@ -34,6 +34,13 @@ def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
         help="with an accuracy check (qla quantize, openvino): keep the first tuning config within --tolerance, "
         "or score them all and keep the most accurate",
     )
+    p.add_argument(
+        "--inference-precision",
+        default="f32",
+        choices=list(INFERENCE_PRECISIONS),
+        help="openvino: what the operations that stay floating point run in (bf16: OpenVINO's own default on CPUs "
+        "with AMX or AVX512-BF16; f32 elsewhere)",
+    )
     p.add_argument("--no-int8-embeddings", action="store_true", help="keep the word embedding fp32")
 
 
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str
         seq_lens=tuple(int(v) for v in args.seq_lens.split(",")) if args.seq_lens else None,
         quantize_embeddings=not args.no_int8_embeddings,
         keep=args.keep,
+        inference_precision=args.inference_precision,
     )
     model = from_pretrained(args.model, task=args.task).eval()
     tokenizer = load_tokenizer(args.tokenizer or args.model)

@@ -11,6 +11,8 @@ INT8_BACKENDS = ("inductor", "openvino", "ipex")
 ACT_ALGOS = ("minmax", "kl")
 # Which tuned config accuracy-aware quantization keeps (see ``QuantConfig.keep``).
 KEEP_RULES = ("first", "best")
+# What OpenVINO runs the operations that stay floating point in (softmax, layer norms, GELU, the significance sums).
+INFERENCE_PRECISIONS = ("f32", "bf16")
 # Buckets a ratio length config is exported at (one graph per length; inputs pad to the next bucket).
 RATIO_BUCKET_STEP = 64
 
@@ -25,6 +27,10 @@ class QuantConfig:
     ``keep``: with a dev set, ``first`` stops at the first tuning config within ``tolerance`` (INC's rule);
     ``best`` scores all ``max_trials`` configs and keeps the most accurate one (OpenVINO backend), which spends a
     few more dev-set evaluations to keep the int8 loss as small as the tried configs allow.
+    ``inference_precision`` (openvino backend): what the operations that stay floating point run in. ``bf16`` is
+    what OpenVINO picks unasked on CPUs with AMX or AVX512-BF16 (optimum-intel's default); the accuracy check and
+    the artifact use the same setting, and CPUs without native bf16 run f32 (the build report says which ran).
+    ``f32`` keeps the token ranking exactly the fp32 graph's.
     """
 
     backend: str = "inductor"
@@ -35,6 +41,7 @@ class QuantConfig:
     quantize_embeddings: bool = True
     max_trials: int = 4
     keep: str = "first"
+    inference_precision: str = "f32"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -51,6 +58,16 @@ class QuantConfig:
             raise ConfigError(
                 f"keep 'best' is implemented for the openvino backend only ({self.backend} tunes with INC, which "
                 "stops at the first config within tolerance): use keep 'first' or backend openvino"
+            )
+        if self.inference_precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(
+                f"inference_precision {self.inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}"
+            )
+        if self.inference_precision != "f32" and self.backend != "openvino":
+            raise ConfigError(
+                f"inference_precision {self.inference_precision!r} applies to the openvino backend only "
+                f"({self.backend} runs its floating-point operations in fp32): use backend openvino, or "
+                "backend bf16 for a bf16 model without int8"
             )
         if self.max_trials < 1:
             raise ConfigError(f"max_trials {self.max_trials}: must be >= 1")

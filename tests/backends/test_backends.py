@@ -322,3 +322,44 @@ def test_openvino_serves_its_static_batch_sizes_static_and_others_dynamic(openvi
     shapes = [str(runner.compiled_model(24, False, b).inputs[0].get_partial_shape()) for b in (1, 2, 3)]
     assert shapes == ["[1,24]", "[2,24]", "[?,24]"]  # batch 3: the dynamic copy
     assert len(runner._compiled) == 2 * 3  # masked and mask-free, each static 1 and 2 and dynamic: all at load
+
+
+def test_openvino_inference_precision_is_checked_saved_and_served(qa_model, tmp_path):
+    """``inference_precision='bf16'``: the accuracy check runs the int8 graph as the artifact will serve it, the
+    artifact records it, and the loaded runner compiles every copy with it (f32 where the CPU has no native bf16)."""
+    ov = pytest.importorskip("openvino")
+    from qla_sdk.backends.openvino import resolved_precision
+
+    seen = []
+
+    def metric(run, seq_len):
+        ids = torch.randint(3, 120, (2, seq_len), generator=torch.Generator().manual_seed(1))
+        seen.append(run(ids, torch.ones_like(ids), torch.zeros_like(ids))[0])
+        return 1.0
+
+    backend = get_backend("openvino")
+    config = QuantConfig(backend="openvino", inference_precision="bf16", max_trials=1)
+    request = BuildRequest(qa_model, LengthConfig.parse("16,8"), (24,), config, calibration=_rows(), evaluate=metric)
+    built = backend.build(request)
+    here = resolved_precision(ov.Core(), "bf16")
+    assert built.report["inference_precision"] == "bf16" and built.report["inference_precision_here"] == here
+    entry = backend.save(built, tmp_path)
+    assert entry["inference_precision"] == "bf16"
+    runner = backend.load(tmp_path, entry, threads=1)
+    hints = {c.get_property("INFERENCE_PRECISION_HINT") for c in runner._compiled.values()}
+    assert hints == {ov.Type.bf16 if here == "bf16" else ov.Type.f32}
+    ids = torch.randint(3, 120, (2, 24), generator=torch.Generator().manual_seed(1))
+    inputs = [ids.numpy(), np.ones_like(ids.numpy()), np.zeros_like(ids.numpy())]
+    served = runner.run(*inputs)[0]
+    assert np.array_equal(served, np.asarray(seen[-1]))  # what was checked (after the fp32 reference) is served
+    f32 = backend.load(tmp_path, {**entry, "inference_precision": "f32"}, threads=1).run(*inputs)[0]
+    assert np.abs(served - f32).max() < 0.05 * np.abs(f32).max() + 0.05
+    if here == "bf16":
+        assert not np.array_equal(served, f32)  # the hint took effect
+
+
+def test_openvino_refuses_an_unknown_inference_precision(openvino_built, tmp_path):
+    backend, built = openvino_built
+    entry = backend.save(built, tmp_path)
+    with pytest.raises(ConfigError, match="inference precision 'fp8'.*rebuild"):
+        backend.load(tmp_path, {**entry, "inference_precision": "fp8"}, threads=1)

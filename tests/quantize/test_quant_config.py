@@ -14,6 +14,8 @@ from qla_sdk.quantize import QuantConfig, default_seq_lens
         ({"seq_lens": (1,)}, "seq_lens"),
         ({"keep": "last"}, "keep 'last'"),
         ({"backend": "inductor", "keep": "best"}, "openvino backend only"),
+        ({"backend": "openvino", "inference_precision": "fp16"}, "inference_precision 'fp16'"),
+        ({"backend": "inductor", "inference_precision": "bf16"}, "applies to the openvino backend only"),
     ],
 )
 def test_bad_values_are_named(kwargs, message):
