@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs before timing (default 10)")
     p.add_argument("--throughput-runs", type=int, default=None, help="timed runs at larger batches (default 10)")
     p.add_argument("--throughput-max-s", type=float, default=None, help="time cap per larger batch (default 60)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds the runs are split into (default 3)")
     p.add_argument("--calibration-samples", type=int, default=None, help="int8 calibration samples (default 16)")
     p.add_argument(
         "--backends",
@@ -89,7 +90,7 @@ def settings_from_args(args: argparse.Namespace):
     from qla_bench.suite import BenchSettings, quick_settings
 
     fields = (
-        "seq_lens batch_sizes runs warmup throughput_runs throughput_max_s calibration_samples int8_backends "
+        "seq_lens batch_sizes runs warmup throughput_runs throughput_max_s rounds calibration_samples int8_backends "
         "length_config length_config_seq_len task rows cores instances accuracy_from out work_dir row_timeout_s "
         "kernels"
     ).split()

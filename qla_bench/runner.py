@@ -36,7 +36,8 @@ class MeasureSettings:
     warmup: int = 10
     throughput_runs: int = 10  # timed runs at the larger batch sizes
     throughput_warmup: int = 2
-    throughput_max_s: float = 60.0  # stop the larger batches early (after >= 3 runs) past this much timing
+    throughput_max_s: float = 60.0  # stop the larger batches early (after >= throughput_min_runs) past this
+    throughput_min_runs: int = 3
     calibration_samples: int = 16
     kernels: bool = True
 
@@ -163,7 +164,11 @@ def child_measure(job: Job, instance: int) -> dict:
             times = measure_times(call, settings.runs, settings.warmup)
         else:
             times = measure_times(
-                call, settings.throughput_runs, settings.throughput_warmup, settings.throughput_max_s, min_runs=3
+                call,
+                settings.throughput_runs,
+                settings.throughput_warmup,
+                settings.throughput_max_s,
+                min_runs=settings.throughput_min_runs,
             )
         stats = LatencyStats.from_times(times)
         results[str(batch)] = {**stats.to_dict(), "times_ms": times, "throughput_per_s": batch * 1000 / stats.mean_ms}

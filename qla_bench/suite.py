@@ -1,9 +1,15 @@
 """`qla-bench`: every row at every sequence length, each in fresh subprocesses; then bench.json, bench.md and
-the charts. A row that fails is recorded with its error and the run goes on."""
+the charts. A row that fails is recorded with its error and the run goes on.
+
+Rows are timed in interleaved rounds: at each sequence length every row is built first, then each round measures
+every row once (a fresh process per row and round, ``runs / rounds`` timed calls), and a row's figures pool its
+rounds. A slow minute of a shared machine then lands on every row, not on whichever row ran in it, so ratios of
+rows are comparable; each record keeps its per-round medians (``round_p50_ms``) to show the spread."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -37,7 +43,7 @@ from qla_sdk.modeling.length import LengthConfig
 
 DEFAULT_OUT = Path("benchmarks/results/bench.json")
 MIN_RUNS = 50
-QUICK = dict(seq_lens=(64,), batch_sizes=(1, 4), runs=5, warmup=1, throughput_runs=2, calibration_samples=2)
+QUICK = dict(seq_lens=(64,), batch_sizes=(1, 4), runs=5, warmup=1, throughput_runs=2, calibration_samples=2, rounds=1)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class BenchSettings:
     warmup: int = 10
     throughput_runs: int = 10
     throughput_max_s: float = 60.0
+    rounds: int = 3
     calibration_samples: int = 16
     int8_backends: tuple[str, ...] = DEFAULT_INT8_BACKENDS
     length_config: str | None = None  # None: the QuaLA checkpoint's own, else DEFAULT_LENGTH_CONFIG
@@ -73,6 +80,8 @@ class BenchSettings:
             raise ConfigError(f"batch sizes {self.batch_sizes}: include 1 (latency) and others >= 1, e.g. 1,32")
         if self.runs < 1 or self.warmup < 0 or self.throughput_runs < 1:
             raise ConfigError(f"runs {self.runs}, warm-up {self.warmup}, throughput runs {self.throughput_runs}: >= 1")
+        if self.rounds < 1 or self.rounds > self.runs:
+            raise ConfigError(f"--rounds {self.rounds}: give 1 to --runs ({self.runs}) interleaved rounds")
         if self.runs < MIN_RUNS and not self.quick:
             raise ConfigError(f"--runs {self.runs}: percentiles need >= {MIN_RUNS} runs; use --quick for a smoke run")
         if self.calibration_samples < 1:
@@ -89,15 +98,21 @@ class BenchSettings:
         if self.row_timeout_s <= 0:
             raise ConfigError(f"--row-timeout {self.row_timeout_s}: must be > 0 seconds")
 
-    def measure_settings(self) -> MeasureSettings:
+    def measure_settings(self, round_index: int = 0) -> MeasureSettings:
+        """What one round's measuring child does: its share of the runs (the time cap shared likewise); the
+        kernels are recorded in the first round only. With several rounds, the larger batches warm up once per
+        round (the first call compiled them already) and need one run per round."""
+        rounds = self.rounds
         return MeasureSettings(
             batch_sizes=self.batch_sizes,
-            runs=self.runs,
+            runs=math.ceil(self.runs / rounds),
             warmup=self.warmup,
-            throughput_runs=self.throughput_runs,
-            throughput_max_s=self.throughput_max_s,
+            throughput_runs=math.ceil(self.throughput_runs / rounds),
+            throughput_warmup=2 if rounds == 1 else 1,
+            throughput_max_s=self.throughput_max_s / rounds,
+            throughput_min_runs=3 if rounds == 1 else 1,
             calibration_samples=self.calibration_samples,
-            kernels=self.kernels,
+            kernels=self.kernels and round_index == 0,
         )
 
 
@@ -177,6 +192,7 @@ def _row_record(spec: RowSpec, seq_len: int, batch: int, weights: str, length_co
         "build_s": None,
         "load_s": None,
         "first_call_s": None,
+        "round_p50_ms": None,
         "instances": None,
         "accuracy_metric": None,
         "accuracy": None,
@@ -199,7 +215,7 @@ def aggregate(outcomes: list[dict], batch: int) -> dict:
     }
 
 
-def run_row(
+def prepare_row(
     spec: RowSpec,
     seq_len: int,
     settings: BenchSettings,
@@ -207,15 +223,17 @@ def run_row(
     numactl: str | None,
     workdir: Path,
     builds: dict,
-) -> list[dict]:
-    """The records of one row at one sequence length (one per batch size); failures become ``error``s."""
+) -> tuple[list[dict], Job | None, dict | None]:
+    """The records of one row at one sequence length (one per batch size), its measuring job and its build: the
+    source resolved and the artifact built (once per row, or per sequence length for length-dependent backends).
+    A failure fills every record's ``error`` and gives no job."""
     length_config = spec.length_config_at(seq_len)
     records = [_row_record(spec, seq_len, b, "?", length_config) for b in settings.batch_sizes]
 
-    def fail(message: str) -> list[dict]:
+    def fail(message: str) -> tuple[list[dict], None, None]:
         for record in records:
             record["error"] = message
-        return records
+        return records, None, None
 
     try:
         source = resolve_source(spec.model, spec.task, workdir / "sources", settings.models, settings.quick)
@@ -251,23 +269,47 @@ def run_row(
         if build.get("error"):
             return fail(f"build failed: {build['error']}")
         job.artifact = build["artifact"]
-    job_path = job.save(job_dir / f"measure-job-{seq_len}.json")
+    return records, job, build
+
+
+def measure_round(
+    job: Job, settings: BenchSettings, round_index: int, plan: list[Instance], numactl: str | None
+) -> list[dict] | str:
+    """One round of one row: every instance's result, or the first error."""
+    job.settings = settings.measure_settings(round_index).__dict__
+    job_path = job.save(Path(job.workdir) / f"measure-job-{job.seq_len}.json")
     outcomes = run_measure(job, job_path, plan, numactl, settings.row_timeout_s)
     errors = [o.result["error"] for o in outcomes if o.result.get("error")]
-    if errors:
-        return fail(errors[0])
-    results = [o.result for o in outcomes]
+    return errors[0] if errors else [o.result for o in outcomes]
+
+
+def finish_row(records: list[dict], rounds: list[list[dict]], build: dict | None) -> list[dict]:
+    """Fill a row's records from all its rounds: runs pooled over rounds and instances, throughput the rounds'
+    mean, peak RSS the highest of any process; load and first-call times and kernels from the first round."""
+    from qla_sdk.timing import LatencyStats
+
+    first = rounds[0]
     for record in records:
-        record.update(aggregate(results, record["batch_size"]))
-        record["size_mb"] = results[0]["size_mb"]
-        record["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
-        record["load_s"] = results[0]["load_s"]
-        record["first_call_s"] = results[0]["first_call_s"][str(record["batch_size"])]
+        batch = record["batch_size"]
+        per_round = [aggregate(results, batch) for results in rounds]
+        record.update(aggregate([result for results in rounds for result in results], batch))
+        record["throughput_per_s"] = sum(r["throughput_per_s"] for r in per_round) / len(per_round)
+        record["per_instance_p50_ms"] = [  # each instance's runs of every round
+            LatencyStats.from_times(
+                [t for results in rounds for t in results[i]["batches"][str(batch)]["times_ms"]]
+            ).p50_ms
+            for i in range(len(first))
+        ]
+        record["round_p50_ms"] = [r["p50_ms"] for r in per_round]
+        record["size_mb"] = first[0]["size_mb"]
+        record["peak_rss_mb"] = max(r["peak_rss_mb"] for results in rounds for r in results)
+        record["load_s"] = first[0]["load_s"]
+        record["first_call_s"] = first[0]["first_call_s"][str(batch)]
         record["build_s"] = build.get("build_s") if build else None
-        record["instances"] = [{"cores": r["cores"], "threads": r["threads"]} for r in results]
-    records[0]["kernels"] = results[0]["kernels"]
+        record["instances"] = [{"cores": r["cores"], "threads": r["threads"]} for r in first]
+    records[0]["kernels"] = first[0]["kernels"]
     for record in records:  # one set of kernels per row: the first batch size's stands for the others
-        record["isa"] = matrix_isa(results[0]["kernels"])
+        record["isa"] = matrix_isa(first[0]["kernels"])
     return records
 
 
@@ -293,15 +335,31 @@ def run_suite(settings: BenchSettings, command: list[str] | None = None, log=pri
     started = time.perf_counter()
     try:
         for seq_len in settings.seq_lens:
+            prepared = []
             for spec in rows:
-                log(f"[{time.perf_counter() - started:7.1f}s] {spec.name} seq {seq_len} ...")
-                new = run_row(spec, seq_len, settings, plan, numactl, workdir, builds)
+                log(f"[{time.perf_counter() - started:7.1f}s] {spec.name} seq {seq_len}: build ...")
+                prepared.append(prepare_row(spec, seq_len, settings, plan, numactl, workdir, builds))
+            rounds: list[list[list[dict]]] = [[] for _ in rows]
+            for round_index in range(settings.rounds):
+                log(f"[{time.perf_counter() - started:7.1f}s] seq {seq_len}: round {round_index + 1}/{settings.rounds}")
+                for (row_records, job, _), results in zip(prepared, rounds, strict=True):
+                    if job is None or row_records[0]["error"]:
+                        continue
+                    outcome = measure_round(job, settings, round_index, plan, numactl)
+                    if isinstance(outcome, str):
+                        for record in row_records:
+                            record["error"] = outcome
+                    else:
+                        results.append(outcome)
+            for spec, (row_records, _, build), results in zip(rows, prepared, rounds, strict=True):
+                new = row_records if row_records[0]["error"] else finish_row(row_records, results, build)
                 for record in new:
                     if record["name"] in accuracy:
                         record["accuracy_metric"], record["accuracy"] = accuracy[record["name"]]
                 records.extend(new)
                 first = new[0]
-                log(f"    {'failed: ' + first['error'].splitlines()[0] if first['error'] else _short(first)}")
+                failed = "failed: " + first["error"].splitlines()[0] if first["error"] else _short(first)
+                log(f"    {spec.name} seq {seq_len}: {failed}")
     finally:
         if temporary:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -320,6 +378,9 @@ def run_suite(settings: BenchSettings, command: list[str] | None = None, log=pri
             "accuracy columns come from --accuracy-from (trained models) and are null otherwise.",
             "p50/p90/p99 are per call at the given batch size; throughput_per_s is samples per second "
             "(summed over instances).",
+            f"Rows were timed in {settings.rounds} interleaved round(s): each round measures every row once, in a "
+            "fresh process, with its share of the runs; a row's percentiles pool its rounds (p50 by round: each "
+            "round's median).",
             "peak_rss_mb is the measuring process's peak resident memory (model loaded and run; the build ran in "
             "another process); size_mb is the model's files on disk.",
             "Every measuring process runs with glibc's MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ at "
@@ -334,7 +395,11 @@ def run_suite(settings: BenchSettings, command: list[str] | None = None, log=pri
 
 
 def _short(record: dict) -> str:
-    return f"p50 {record['p50_ms']:.2f} ms, size {record['size_mb']:.1f} MB, peak RSS {record['peak_rss_mb']:.0f} MB"
+    rounds = ", ".join(f"{v:.2f}" for v in record["round_p50_ms"])
+    return (
+        f"p50 {record['p50_ms']:.2f} ms (rounds {rounds}), size {record['size_mb']:.1f} MB, "
+        f"peak RSS {record['peak_rss_mb']:.0f} MB"
+    )
 
 
 def _settings_record(settings: BenchSettings) -> dict:

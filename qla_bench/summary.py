@@ -65,7 +65,7 @@ def bench_markdown(figures: dict) -> str:
             accuracy = f"{r['accuracy']:.2f} ({r['accuracy_metric']})" if r.get("accuracy") is not None else "-"
             if r.get("error"):
                 first_line = r["error"].splitlines()[0][:120].replace("|", "/")
-                table.append([r["name"], r["role"], r["backend"], r["precision"], f"FAILED: {first_line}"] + [""] * 8)
+                table.append([r["name"], r["role"], r["backend"], r["precision"], f"FAILED: {first_line}"] + [""] * 9)
                 continue
             table.append(
                 [
@@ -77,6 +77,7 @@ def bench_markdown(figures: dict) -> str:
                     _fmt(r["p50_ms"]),
                     _fmt(r["p90_ms"]),
                     _fmt(r["p99_ms"]),
+                    " / ".join(_fmt(v) for v in r.get("round_p50_ms") or []) or "-",
                     _fmt(r["throughput_per_s"], 1),
                     _fmt(r["speedup_vs_baseline"], 1, "x"),
                     _fmt(r["speedup_vs_best_peer"], 2, "x"),
@@ -84,7 +85,7 @@ def bench_markdown(figures: dict) -> str:
                     f"{accuracy}; {r['weights']}",
                 ]
             )
-        headers = ["row", "role", "backend", "precision", "length config", "p50 ms", "p90 ms", "p99 ms"]
+        headers = ["row", "role", "backend", "precision", "length config", "p50 ms", "p90 ms", "p99 ms", "p50 by round"]
         headers += ["samples/s", "vs baseline", "vs best peer", "size / peak RSS MB", "accuracy; weights"]
         title = f"### seq {seq_len}, batch {batch}"
         best = ""

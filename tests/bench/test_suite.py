@@ -14,6 +14,7 @@ import qla_bench.suite as suite
 from qla_bench.launcher import Instance
 from qla_bench.runner import ChildOutcome, Job, MeasureSettings, run_measure
 from qla_bench.suite import quick_settings, run_suite
+from qla_sdk.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ["name", "backend", "precision", "seq_len", "batch_size", "p50_ms", "p90_ms", "p99_ms"]
@@ -23,8 +24,8 @@ ROWS = ("bert-base-fp32-eager", "lat-minilm-fp32-eager", "minilm-int8-openvino")
 TIMES = {"bert-base-fp32-eager": [40.0] * 4 + [80.0], "lat-minilm-fp32-eager": [10.0, 11.0, 12.0, 13.0, 90.0]}
 
 
-@pytest.fixture
-def stubbed_run(tmp_path, monkeypatch):
+def _stub(tmp_path, monkeypatch, rounds=1, slow_rounds=()):
+    """Run the suite on stub children; a round in ``slow_rounds`` doubles every time measured in it."""
     built, measured = [], []
 
     def fake_build(job, job_path, prefix, timeout_s):
@@ -34,8 +35,9 @@ def stubbed_run(tmp_path, monkeypatch):
         return ChildOutcome({"artifact": str(tmp_path / job.spec["name"]), "build_s": 1.5}, "log")
 
     def fake_measure(job, job_path, plan, numactl, timeout_s):
-        measured.append((job.spec["name"], job.seq_len))
-        times = TIMES[job.spec["name"]]
+        measured.append((job.spec["name"], job.seq_len, job.settings["kernels"]))
+        slow = sum(1 for n, *_ in measured if n == job.spec["name"]) - 1 in slow_rounds
+        times = [t * (2 if slow else 1) for t in TIMES[job.spec["name"]]]
         batches = {
             str(b): {"times_ms": times, "throughput_per_s": 100.0 / b, "p50_ms": sorted(times)[2]}
             for b in job.settings["batch_sizes"]
@@ -52,9 +54,16 @@ def stubbed_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(suite, "run_build", fake_build)
     monkeypatch.setattr(suite, "run_measure", fake_measure)
-    settings = quick_settings(rows=ROWS, out=tmp_path / "bench.json", work_dir=tmp_path / "work", kernels=False)
+    settings = quick_settings(
+        rows=ROWS, out=tmp_path / "bench.json", work_dir=tmp_path / "work", kernels=rounds > 1, rounds=rounds
+    )
     record = run_suite(settings, command=["qla-bench", "--quick"], log=lambda line: None)
-    return record, settings, built, measured, tmp_path
+    return record, settings, built, [m[:2] for m in measured] if rounds == 1 else measured, tmp_path
+
+
+@pytest.fixture
+def stubbed_run(tmp_path, monkeypatch):
+    return _stub(tmp_path, monkeypatch)
 
 
 def test_every_row_and_batch_has_a_record_with_the_documented_fields(stubbed_run):
@@ -82,6 +91,30 @@ def test_instances_are_pooled_and_speedups_are_against_the_baseline(stubbed_run)
     assert lat["speedup_vs_baseline"] == pytest.approx(40.0 / 12.0)
     assert lat["length_config"] == "45,42,42,34,17,6"  # 269,...,34 at 384 scaled to the quick length 64
     assert lat["build_s"] == 1.5 and lat["size_mb"] == 12.5 and lat["error"] is None
+
+
+def test_rows_are_measured_in_interleaved_rounds_and_pooled(tmp_path, monkeypatch):
+    record, settings, built, measured, _ = _stub(tmp_path, monkeypatch, rounds=2, slow_rounds=(1,))
+    seq = settings.seq_lens[0]
+    timed = [(n, k) for n, s, k in measured if s == seq]
+    # built once, then round 1 of every row before round 2 of any; kernels recorded in the first round only
+    first, second = [(n, True) for n in ROWS[:2]], [(n, False) for n in ROWS[:2]]
+    assert timed == [*first, *second]
+    assert built.count("lat-minilm-fp32-eager") == len(settings.seq_lens)  # built once per length, not per round
+    rows = {r["name"]: r for r in record["rows"] if r["seq_len"] == seq and r["batch_size"] == 1}
+    lat = rows["lat-minilm-fp32-eager"]
+    instances = len(record["binding"]["instances"])
+    assert lat["runs"] == 10 * instances  # both rounds' runs pooled
+    assert lat["round_p50_ms"] == [12.0, 24.0]  # the second round ran slow for every row alike
+    assert rows["bert-base-fp32-eager"]["round_p50_ms"] == [40.0, 80.0]
+    assert lat["speedup_vs_baseline"] == pytest.approx(rows["bert-base-fp32-eager"]["p50_ms"] / lat["p50_ms"])
+    assert lat["kernels"] == {"isa": "avx512_vnni"}
+
+
+@pytest.mark.parametrize("rounds", [0, 6])
+def test_rounds_must_fit_the_runs(rounds):
+    with pytest.raises(ConfigError, match=f"--rounds {rounds}"):
+        quick_settings(rounds=rounds)
 
 
 def test_a_failed_build_is_that_rows_error_and_the_run_goes_on(stubbed_run):
