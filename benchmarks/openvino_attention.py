@@ -1,6 +1,7 @@
 """The pruning attention in OpenVINO int8 graphs, variant by variant: which graph change pays, at batch 1.
 
     python benchmarks/openvino_attention.py [--seq-len 384] [--length-config 269,253,252,202,104,34] [--rounds 7]
+        [--precisions f32,bf16]
 
 Builds the int8 graphs the ``openvino`` backend ships for the real all-MiniLM-L6-v2 (random span head: latency
 does not depend on the weights' values; NNCF calibrated on random token ids) at full length and with the length
@@ -10,7 +11,9 @@ config, and times them in interleaved rounds in one process, one unpadded input:
 - ``pruned-mask-free``: its copy without the mask bias;
 - ``pruned-summed``: that copy with the significance summed by one ReduceSum (what unpadded rows run);
 - ``pruned-fused``: the mask-free copy with ``runtime.openvino_attention`` (opt-in, QLA_SDK_FUSED_ATTENTION=1);
-each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1 (as served).
+- ``pruned-served``: the pruned graph through ``OpenVINORunner``, as a loaded artifact runs it (its own overhead);
+each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1 (as served), and at
+each inference precision asked for (what the floating-point operations run in; bf16 where the CPU has it).
 Writes benchmarks/results/openvino_attention.json + .md.
 """
 
@@ -28,6 +31,16 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
+class _Served:
+    """An ``OpenVINORunner`` behind an infer request's ``infer(feed) -> outputs``."""
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+
+    def infer(self, feed) -> dict:
+        return dict(enumerate(self.runner.run(*feed)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seq-len", type=int, default=384)
@@ -35,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=30, help="timed calls per variant per round")
+    parser.add_argument("--precisions", default="f32", help="inference precisions to compare, e.g. f32,bf16")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "openvino_attention.json")
     args = parser.parse_args(argv)
 
@@ -44,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from qla_bench.kernels import matrix_isa, openvino_kernels
     from qla_bench.report import markdown_table, write_results
     from qla_sdk.backends.openvino import (
+        OpenVINORunner,
         convert,
         head_linear_count,
         quantize,
@@ -73,17 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         "pruned-fused": fused,
     }
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads}
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     feed = [t.numpy() for t in rows[0]]
     requests, kernels = {}, {}
-    for name, graph in graphs.items():
-        for shape in ("dynamic", "static"):
-            variant = graph.clone()
-            if shape == "static":
-                variant.reshape({port: ov.PartialShape([1, args.seq_len]) for port in variant.inputs})
-            compiled = core.compile_model(variant, "CPU", config)
-            requests[f"{name}/{shape}"] = compiled.create_infer_request()
-            kernels[f"{name}/{shape}"] = openvino_kernels(compiled)
+    for precision in precisions:
+        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": args.threads}
+        suffix = "" if precisions == ["f32"] else f"/{precision}"
+        for name, graph in graphs.items():
+            for shape in ("dynamic", "static"):
+                variant = graph.clone()
+                if shape == "static":
+                    variant.reshape({port: ov.PartialShape([1, args.seq_len]) for port in variant.inputs})
+                compiled = core.compile_model(variant, "CPU", config)
+                requests[f"{name}/{shape}{suffix}"] = compiled.create_infer_request()
+                kernels[f"{name}/{shape}{suffix}"] = openvino_kernels(compiled)
+        # What an artifact serves: the runner picks the static mask-free summed copy for this unpadded row.
+        runner = OpenVINORunner(core, {args.seq_len: pruned}, precision, args.threads)
+        requests[f"pruned-served/runner{suffix}"] = _Served(runner)
+        kernels[f"pruned-served/runner{suffix}"] = openvino_kernels(runner.compiled_model(args.seq_len, True, 1))
     outputs = {key: [np.array(v) for v in request.infer(feed).values()] for key, request in requests.items()}
     times: dict[str, list[float]] = {key: [] for key in requests}
     for request in requests.values():  # warm-up
@@ -95,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.calls):
                 request.infer(feed)
             times[key].append((time.perf_counter() - start) / args.calls * 1e3)
-    reference = outputs["pruned-masked/dynamic"][0]
+    reference = outputs[next(k for k in outputs if k.startswith("pruned-masked/dynamic"))][0]
     rows_out = []
     for key, series in times.items():
         rows_out.append(
@@ -109,14 +131,20 @@ def main(argv: list[str] | None = None) -> int:
                 "layers": kernels[key]["layers"],
             }
         )
-    full_ms = next(r["ms"] for r in rows_out if r["graph"] == "full/static")
-    for row in rows_out:
+    for row in rows_out:  # against the full-length static graph at the same precision
+        same = row["graph"].split("/")[2:]
+        full_ms = next(
+            r["ms"]
+            for r in rows_out
+            if r["graph"].split("/")[:2] == ["full", "static"] and r["graph"].split("/")[2:] == same
+        )
         row["speedup_vs_full_static"] = full_ms / row["ms"]
     figures = {
         "seq_len": args.seq_len,
         "batch_size": 1,
         "length_config": str(length_config),
         "threads": args.threads,
+        "precisions": precisions,
         "rounds": args.rounds,
         "calls_per_round": args.calls,
         "rows": rows_out,
@@ -126,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
          f"{r['max_abs_diff_vs_masked']:.3g}"]
         for r in rows_out
     ]  # fmt: skip
-    headers = ["graph / batch dim", "median ms", "vs full static", "isa", "ref-kernel nodes", "max |diff| vs masked"]
+    headers = ["graph / batch dim [/ precision]", "median ms", "vs full static", "isa", "ref-kernel nodes"]
+    headers.append("max |diff| vs masked")
     markdown = markdown_table(headers, table)
     write_results(args.out, figures, markdown, [Path(sys.executable).name, *sys.argv])
     print(markdown)
