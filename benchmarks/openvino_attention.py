@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,28 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import openvino as ov
-    from profile_openvino import calibration  # benchmarks/ is the script's folder
+    from profile_openvino import minilm_int8_graphs  # benchmarks/ is the script's folder
 
     from qla_bench.kernels import matrix_isa, openvino_kernels
     from qla_bench.report import markdown_table, write_results
-    from qla_sdk.backends.openvino import (
-        OpenVINORunner,
-        convert,
-        head_linear_count,
-        quantize,
-        without_attention_mask,
-    )
-    from qla_sdk.modeling import LengthConfig, from_pretrained
-    from qla_sdk.pretrained import minilm_path
+    from qla_sdk.backends.openvino import OpenVINORunner, without_attention_mask
+    from qla_sdk.modeling import LengthConfig
     from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
 
-    torch.manual_seed(0)
-    model = from_pretrained(minilm_path(), task="question-answering").eval()
-    rows = calibration(model.config.vocab_size, args.seq_len)
-    head = head_linear_count(model)
     length_config = LengthConfig.parse(args.length_config)
-    full = quantize(convert(model.with_length_config(None), args.seq_len), rows, head_linears=head)
-    pruned = quantize(convert(model.with_length_config(length_config), args.seq_len), rows, head_linears=head)
+    built, rows = minilm_int8_graphs(args.seq_len, {"full": None, "pruned": length_config})
+    full, pruned = built["full"], built["pruned"]
     mask_free = without_attention_mask(pruned)
     summed = mask_free.clone()
     sum_significance_directly(summed)

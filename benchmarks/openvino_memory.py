@@ -69,24 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import openvino as ov
-    from profile_openvino import calibration  # benchmarks/ is the script's folder
+    from profile_openvino import minilm_int8_graphs  # benchmarks/ is the script's folder
 
     from qla_bench.report import markdown_table, write_results
-    from qla_sdk.backends.openvino import convert, head_linear_count, quantize
-    from qla_sdk.modeling import LengthConfig, from_pretrained
-    from qla_sdk.pretrained import minilm_path
+    from qla_sdk.modeling import LengthConfig
 
-    model = from_pretrained(minilm_path(), task="question-answering").eval()
-    rows = calibration(model.config.vocab_size, args.seq_len)
-    head = head_linear_count(model)
     length_config = LengthConfig.parse(args.length_config)
+    graphs, _ = minilm_int8_graphs(args.seq_len, {"full": None, "pruned": length_config})
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, config in (("full", None), ("pruned", length_config)):
+        for name, graph in graphs.items():
             xml = Path(tmp) / f"{name}.xml"
-            ov.save_model(
-                quantize(convert(model.with_length_config(config), args.seq_len), rows, head_linears=head), xml
-            )
+            ov.save_model(graph, xml)
             for precision in (p.strip() for p in args.precisions.split(",") if p.strip()):
                 result = Path(tmp) / f"{name}-{precision}.json"
                 command = [sys.executable, __file__, "--one", str(xml), precision, str(result)]

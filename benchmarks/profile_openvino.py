@@ -33,6 +33,23 @@ def calibration(vocab_size: int, seq_len: int, count: int = 8) -> list[tuple[tor
     return [(row, torch.ones_like(row), torch.zeros_like(row)) for row in ids]
 
 
+def minilm_int8_graphs(seq_len: int, length_configs: dict) -> tuple[dict, list]:
+    """The int8 graphs the ``openvino`` backend ships for the real all-MiniLM-L6-v2 (random span head: latency does
+    not depend on the weights' values), one per ``{name: length config}``, NNCF-calibrated on random token ids;
+    and those calibration rows (the first is an input to run)."""
+    from qla_sdk.pretrained import minilm_path
+
+    torch.manual_seed(0)
+    model = from_pretrained(minilm_path(), task="question-answering").eval()
+    rows = calibration(model.config.vocab_size, seq_len)
+    head = head_linear_count(model)
+    graphs = {
+        name: quantize(convert(model.with_length_config(config), seq_len), rows, head_linears=head)
+        for name, config in length_configs.items()
+    }
+    return graphs, rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder")
