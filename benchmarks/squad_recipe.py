@@ -12,9 +12,10 @@ Steps, each resumable (re-run the same command after an interruption; finished w
    where the data caps F1.
 4. latency: every evaluation question, one at a time, through what a service would call, with tokenization, windows
    and answer extraction: `qla_sdk.load(artifact).predict(question=..., context=...)` for the QuaLA artifact and for
-   the fine-tuned model FP32 eager (an fp32 artifact: the SDK's eager runtime), and optimum-intel int8 of the same
-   fine-tuned model (`OVQuantizer`, then `OVModelForQuestionAnswering` on the same doc-stride windows and span
-   extraction; transformers 5 has no "question-answering" pipeline any more), in interleaved order per question.
+   the fine-tuned model FP32 eager (an fp32 artifact: the SDK's eager runtime; and as transformers runs it), and
+   optimum-intel int8 of the same fine-tuned model (`OVQuantizer`, then `OVModelForQuestionAnswering` on the same
+   doc-stride windows and span extraction; transformers 5 has no "question-answering" pipeline any more), in
+   interleaved order per question.
    Each system's F1/EM on those questions is scored from the same predictions.
 
 Writes benchmarks/results/squad_recipe.json and .md. Run nothing else heavy meanwhile: the latency step is timed.
@@ -169,6 +170,23 @@ def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, precision: 
     return question_answerer(model, tokenizer)
 
 
+def transformers_pipeline(finetuned: Path):
+    """The fine-tuned model as transformers runs it, FP32 eager (``AutoModelForQuestionAnswering``), on the same
+    windows and span extraction: the plain baseline, slower than the SDK's own FP32 eager runtime."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForQuestionAnswering.from_pretrained(str(finetuned)).eval()
+
+    def call(**arrays):
+        with torch.inference_mode():
+            return model(**{name: torch.from_numpy(value) for name, value in arrays.items()})
+
+    return question_answerer(call, AutoTokenizer.from_pretrained(str(finetuned)))
+
+
 def question_answerer(model, tokenizer):
     """What ``transformers.pipeline("question-answering", model=OVModelForQuestionAnswering)`` did before
     transformers 5 removed that pipeline: doc-stride windows of 384 (stride 128), the model on them, the best span of
@@ -223,6 +241,7 @@ def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int
         "ours": lambda q, c: ours.predict(question=q, context=c)["answer"],
         "finetuned_fp32": lambda q, c: fp32.predict(question=q, context=c)["answer"],
         "optimum_intel_int8": optimum_intel_pipeline(finetuned, train, work, precision),
+        "transformers_fp32": transformers_pipeline(finetuned),
     }
     examples = load_squad(evaluation)[:limit]
     for answer in systems.values():  # warm every path (graph buckets, pipeline) before timing
@@ -303,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
             "ours_p99": s["ours"]["p99_ms"],
             "finetuned_fp32_p50": s["finetuned_fp32"]["p50_ms"],
             "optimum_intel_int8_p50": s["optimum_intel_int8"]["p50_ms"],
+            "transformers_fp32_p50": s["transformers_fp32"]["p50_ms"],
         },
+        "fp32_reference": "finetuned_fp32 is the SDK's own FP32 eager runtime (the bar's reference: the stricter one); "
+        "transformers_fp32 is the same model as transformers runs it",
         "systems": s,
         "timed_questions": timed["questions"],
         "mean_input_tokens": timed["mean_input_tokens"],
