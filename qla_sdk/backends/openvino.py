@@ -1,8 +1,9 @@
 """int8 OpenVINO IR: the pruned fp32 graph (torch.export, then ``ov.convert_model``) quantized by NNCF with
 asymmetric (zero-point) activations and symmetric int8 weights (preset MIXED), run by the OpenVINO CPU runtime.
-Every encoder Linear is int8; the task head and the token-significance products stay fp32.
+Every encoder Linear is int8; the task head and the token-significance products stay floating point.
 
-The inference precision is always stated: on AMX CPUs OpenVINO's default would silently run bf16.
+The inference precision of the floating-point operations is always stated (``QuantConfig.inference_precision``,
+recorded in the artifact): on CPUs with AMX or AVX512-BF16, OpenVINO's default would silently run them in bf16.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from qla_sdk.backends.base import (
     reference_metric,
 )
 from qla_sdk.errors import ConfigError
+from qla_sdk.quantize.config import INFERENCE_PRECISIONS
 from qla_sdk.quantize.inc import QuantizationError
 from qla_sdk.quantize.int8_state import with_int8_embeddings
 
@@ -264,7 +266,7 @@ def resolved_precision(core, precision: str) -> str:
 
 
 def compile_model(core, model, precision: str, threads: int | None):
-    if precision not in ("f32", "bf16"):
+    if precision not in INFERENCE_PRECISIONS:
         raise ConfigError(f"inference precision {precision!r}: this artifact needs 'f32' or 'bf16' (rebuild it)")
     config = {"INFERENCE_PRECISION_HINT": precision}
     if threads:
