@@ -10,6 +10,7 @@ from typing import Literal
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.options import option
+from qla_sdk.quantize.config import INFERENCE_PRECISIONS
 from qla_sdk.search.cost import LATENCY_BACKENDS
 from qla_sdk.search.evolution import EvolutionConfig
 
@@ -43,6 +44,11 @@ class SearchConfig:
         "time each gene as this backend runs it, fp32 graph of the pruned model (default %(default)s)",
         choices=LATENCY_BACKENDS,
     )
+    latency_precision: str = option(
+        "f32",
+        "openvino latency backend: what its floating-point ops run in, as the artifact will (default %(default)s)",
+        choices=INFERENCE_PRECISIONS,
+    )
     latency_batch_size: int = option(1, "batch size while timing (default %(default)s)")
     latency_seq_len: int | None = option(None, "input length while timing (default: --seq-len, or mean real length)")
     threads: int | None = option(None, "intra-op threads while timing (default: torch's)")
@@ -75,6 +81,14 @@ class SearchConfig:
         if self.latency_backend not in LATENCY_BACKENDS:
             choose = ", ".join(LATENCY_BACKENDS)
             raise ConfigError(f"latency backend {self.latency_backend!r} is not supported; choose one of {choose}")
+        if self.latency_precision not in INFERENCE_PRECISIONS:
+            choose = ", ".join(INFERENCE_PRECISIONS)
+            raise ConfigError(f"latency_precision {self.latency_precision!r}: choose one of {choose}")
+        if self.latency_precision != "f32" and self.latency_backend != "openvino":
+            raise ConfigError(
+                f"latency_precision {self.latency_precision!r} applies to latency_backend openvino only "
+                f"({self.latency_backend} times fp32 graphs)"
+            )
 
     @property
     def cost_kind(self) -> str:

@@ -166,6 +166,7 @@ def test_ratio_genes_average_macs_over_real_lengths(sst, tmp_path):
         (["--max-macs", "90%", "--max-latency-ms", "3"], "not both"),
         (["--iterations", "-1"], "iterations=-1"),
         (["--device", "nonsense"], "is not a torch device"),
+        (["--latency-precision", "bf16"], "applies to latency_backend openvino only"),
     ],
 )
 def test_bad_input_is_a_clear_error(sst, tmp_path, capsys, extra, message):

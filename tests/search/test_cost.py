@@ -119,3 +119,23 @@ def test_unknown_latency_backend():
 
     with pytest.raises(ConfigError, match="'tensorrt' is not supported; choose one of eager, inductor, openvino"):
         backend_compiler("tensorrt")
+
+
+def test_openvino_latency_compiles_with_the_precision_asked_for(tiny_model, monkeypatch):
+    """A gene is timed as an artifact with that ``inference_precision`` serves it: every copy compiled with it."""
+    pytest.importorskip("openvino")
+    import qla_sdk.backends.openvino as openvino_backend
+    from qla_sdk.search.cost import backend_compiler
+
+    asked = []
+    compile_model = openvino_backend.compile_model
+
+    def record(core, model, precision, threads):
+        asked.append(precision)
+        return compile_model(core, model, precision, threads)
+
+    monkeypatch.setattr(openvino_backend, "compile_model", record)
+    compiler = backend_compiler("openvino", threads=1, precision="bf16")
+    runner = torch_runner(tiny_model, batch_size=1, seq_len=16, compile_model=compiler)
+    assert runner(LengthConfig.parse("12,6"))() is not None
+    assert asked and set(asked) == {"bf16"}
