@@ -358,8 +358,8 @@ def run_suite(settings: BenchSettings, command: list[str] | None = None, log=pri
                         record["accuracy_metric"], record["accuracy"] = accuracy[record["name"]]
                 records.extend(new)
                 first = new[0]
-                failed = "failed: " + first["error"].splitlines()[0] if first["error"] else _short(first)
-                log(f"    {spec.name} seq {seq_len}: {failed}")
+                summary = "failed: " + first["error"].splitlines()[0] if first["error"] else _short(first)
+                log(f"    {spec.name} seq {seq_len}: {summary}")
     finally:
         if temporary:
             shutil.rmtree(workdir, ignore_errors=True)
