@@ -10,7 +10,9 @@ config, and times them in interleaved rounds in one process, one unpadded input:
 - ``pruned-masked``: the pruned graph with its mask bias, as padded rows run it;
 - ``pruned-mask-free``: its copy without the mask bias;
 - ``pruned-summed``: that copy with the significance summed by one ReduceSum (what unpadded rows run);
-- ``pruned-fused``: the mask-free copy with ``runtime.openvino_attention`` (opt-in, QLA_SDK_FUSED_ATTENTION=1);
+- ``pruned-fused-float32`` / ``pruned-fused-int8``: the mask-free copy with ``runtime.openvino_attention``'s
+  fused node, computed by its float32 kernel or its int8 C++ extension (opt-in, ``QLA_SDK_FUSED_ATTENTION``; int8
+  only where the extension builds);
 - ``pruned-served``: the pruned graph through ``OpenVINORunner``, as a loaded artifact runs it (its own overhead);
 each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1 (as served), and at
 each inference precision asked for (what the floating-point operations run in; bf16 where the CPU has it).
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from qla_sdk.backends.openvino import OpenVINORunner, without_attention_mask
     from qla_sdk.modeling import LengthConfig
     from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
+    from qla_sdk.runtime.openvino_extension import unavailable_reason
 
     length_config = LengthConfig.parse(args.length_config)
     built, rows = minilm_int8_graphs(args.seq_len, {"full": None, "pruned": length_config})
@@ -66,15 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     mask_free = without_attention_mask(pruned)
     summed = mask_free.clone()
     sum_significance_directly(summed)
-    fused = mask_free.clone()
-    fuse_pruning_attention(fused)
-    graphs = {
-        "full": full,
-        "pruned-masked": pruned,
-        "pruned-mask-free": mask_free,
-        "pruned-summed": summed,
-        "pruned-fused": fused,
-    }
+    graphs = {"full": full, "pruned-masked": pruned, "pruned-mask-free": mask_free, "pruned-summed": summed}
+    for kernel in ("float32", "int8"):
+        if kernel == "int8" and unavailable_reason() is not None:
+            print(f"pruned-fused-int8 left out: {unavailable_reason()}", file=sys.stderr)
+            continue
+        graphs[f"pruned-fused-{kernel}"] = mask_free.clone()
+        fuse_pruning_attention(graphs[f"pruned-fused-{kernel}"], kernel)
     core = ov.Core()
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     feed = [t.numpy() for t in rows[0]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -148,8 +149,8 @@ class OpenVINORunner(Runner):
     """Serves one graph per bucket (``seq_len``). A call at one of ``static_batches`` runs a copy compiled for its
     exact input shape: with the batch static, OpenVINO resolves every length after the pruning layers' row gathers
     and picks static kernels, where a dynamic batch leaves everything after the first gather dynamic. Rows
-    without padding run the graph's mask-free copy. With ``QLA_SDK_FUSED_ATTENTION=1`` the pruning attention blocks
-    of both run fused (``qla_sdk.runtime.openvino_attention``; see ``fused_attention_enabled``).
+    without padding run the graph's mask-free copy. With ``QLA_SDK_FUSED_ATTENTION`` set the pruning attention blocks
+    of both run fused (``qla_sdk.runtime.openvino_attention``; see ``fused_attention_kernel``).
 
     Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
     ``static_batches`` (default batch 1, the latency case) and one dynamic-batch copy for any other batch size. One
@@ -166,15 +167,15 @@ class OpenVINORunner(Runner):
         from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
 
         ov = require_openvino()
-        fuse = fused_attention_enabled()
+        kernel = fused_attention_kernel()
         self._graphs: dict[tuple[int, bool], object] = {}
         for n, model in models.items():
             variant = without_attention_mask(model)
-            if fuse:  # on copies: ``models`` may be what an export then saves
+            if kernel is not None:  # on copies: ``models`` may be what an export then saves
                 model = model.clone()
-                fuse_pruning_attention(model)
+                fuse_pruning_attention(model, kernel)
                 if variant is not None:
-                    fuse_pruning_attention(variant)
+                    fuse_pruning_attention(variant, kernel)
             elif variant is not None:
                 sum_significance_directly(variant)
             self._graphs[(int(n), False)] = model
@@ -213,11 +214,29 @@ class OpenVINORunner(Runner):
         return [np.array(result[out], dtype=np.float32) for out in graph.outputs]
 
 
-def fused_attention_enabled() -> bool:
-    """``QLA_SDK_FUSED_ATTENTION=1`` opts in to ``runtime.openvino_attention``. Off by default: its float32 kernel is
-    slower than OpenVINO's own int8 attention nodes (benchmarks/results/openvino_attention.md); it is the plumbing
-    an int8 (VNNI/AMX) fused kernel would plug into."""
-    return os.environ.get("QLA_SDK_FUSED_ATTENTION", "0").strip().lower() in ("1", "true", "yes", "on")
+def fused_attention_kernel() -> str | None:
+    """The kernel ``QLA_SDK_FUSED_ATTENTION`` asks for: unset or ``0`` (the default): None, OpenVINO's own nodes;
+    ``int8`` (or ``1``): the C++ int8 extension, or the float32 one with a warning where it cannot be built here;
+    ``float32``. Off by default: neither kernel is yet faster than OpenVINO's int8 nodes
+    (benchmarks/results/openvino_attention.md); they are what an AMX kernel plugs into."""
+    from qla_sdk.runtime.openvino_extension import unavailable_reason
+
+    value = os.environ.get("QLA_SDK_FUSED_ATTENTION", "0").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return None
+    if value == "float32":
+        return value
+    if value not in ("1", "true", "yes", "on", "int8"):
+        raise ConfigError(f"QLA_SDK_FUSED_ATTENTION={value!r} is not one of 0, 1, int8, float32")
+    reason = unavailable_reason()
+    if reason is None:
+        return "int8"
+    warnings.warn(
+        f"qla-sdk: the int8 fused attention cannot run here ({reason}); the float32 one is used instead",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return "float32"
 
 
 def without_attention_mask(model):

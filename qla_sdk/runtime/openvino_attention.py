@@ -4,19 +4,20 @@ An exported pruning layer computes its attention as separate nodes: scores, (mas
 product and the significance product (the attention each token receives), with FakeQuantize nodes between them after
 NNCF. The probabilities have two consumers, so OpenVINO cannot fuse them into its attention kernel, and every
 (len x len) probability map makes several trips through memory. ``fuse_pruning_attention`` rewrites each such block
-into one ``PruningAttention`` node that runs the eager runtime's native kernel (``runtime/csrc/pruning.cpp``: scores
-in L2, probabilities, column sums and context in one pass per head) on the float32 q, k and v the graph computed,
-and gives back the context and the significance where the graph used them. The int8 linear layers, the token choice
-(TopK) and everything else stay OpenVINO's.
+into one ``QuaLAPruningAttention`` node that computes the context and the significance in one pass per (batch, head)
+from the float q, k and v the graph computed, and gives them back where the graph used them. The int8 linear layers,
+the token choice (TopK) and everything else stay OpenVINO's. Two kernels compute the node:
+- ``int8``: the C++ OpenVINO extension (``runtime/csrc/openvino_pruning_attention.cpp``, built on first use by
+  ``runtime.openvino_extension``; AVX512-VNNI): q and k per token and v per channel in int8, the probabilities in
+  uint8 for the context, float32 for the significance; it runs on OpenVINO's threads.
+- ``float32``: a Python ``ov.Op`` on the eager runtime's native kernel (``runtime/csrc/pruning.cpp``), or ATen ops
+  where that cannot be built: closer to the reference encoder than NNCF's int8 products, but slow.
 
 It is applied at load time by the OpenVINO backend (``backends.openvino.OpenVINORunner``) when
-``QLA_SDK_FUSED_ATTENTION=1``, so the artifact on disk stays a plain OpenVINO IR that any OpenVINO runtime reads.
-It is off by default: the float32 kernel does more work per score than OpenVINO's int8 matmuls save in memory
-traffic (benchmarks/results/openvino_attention.md). The graph matching, the operation and the tests are what an
-int8 (VNNI/AMX) fused kernel needs; only ``attention_with_significance`` would change. Where the native kernel
-cannot be built the operation computes the same thing from ATen ops. The attention products run in float32 instead
-of NNCF's int8: closer to the reference encoder, not further (``tests/runtime/test_openvino_attention.py`` holds the
-chosen tokens and the logits to the reference, padded and unpadded).
+``QLA_SDK_FUSED_ATTENTION`` asks for it, so the artifact on disk stays a plain OpenVINO IR that any OpenVINO runtime
+reads. It is off by default: neither kernel is yet faster than OpenVINO's own unfused int8 nodes
+(benchmarks/results/openvino_attention.md). ``tests/runtime/test_openvino_attention.py`` holds the chosen tokens and
+the logits to the reference, padded and unpadded.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import math
 import numpy as np
 import torch
 
+from qla_sdk.errors import ConfigError
 from qla_sdk.runtime.native import native_kernels
 
 OP_NAME, OP_SET = "QuaLAPruningAttention", "qla_sdk"
+KERNELS = ("int8", "float32")
 # Nodes between a linear layer's output and the attention products that only move, scale or fake-quantize values.
 _PASS_THROUGH = ("Reshape", "Transpose", "FakeQuantize", "Multiply")
 
@@ -116,13 +119,14 @@ def attention_with_significance(
         return context, torch.einsum("bi,bhij->bj", rows, probs)
 
 
-def fuse_pruning_attention(model) -> int:
-    """Rewrite every pruning attention block (softmax with a significance product) into one ``PruningAttention``
-    node, given the layer's mask where the graph adds a mask bias; returns the number of blocks rewritten. ``model``
-    is changed in place."""
+def fuse_pruning_attention(model, kernel: str = "float32") -> int:
+    """Rewrite every pruning attention block (softmax with a significance product) into one
+    ``QuaLAPruningAttention`` node computed by ``kernel`` (one of ``KERNELS``), given the layer's mask where the graph
+    adds a mask bias; returns the number of blocks rewritten. ``model`` is changed in place. ``int8`` raises
+    ``ConfigError`` where its extension cannot be built."""
     import openvino.opset13 as ops
 
-    op_class = pruning_attention_op()
+    make_node = _node_maker(kernel)
     fused = 0
     for softmax in [op for op in model.get_ordered_ops() if op.get_type_name() == "Softmax"]:
         block = _match(softmax)
@@ -130,7 +134,7 @@ def fuse_pruning_attention(model) -> int:
             continue
         q, k, v, mask, context_out, significance_out, heads, head_dim = block
         inputs = [q, k, v] if mask is None else [q, k, v, mask]
-        node = op_class(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim)})
+        node = make_node(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim)})
         context = node.output(0)
         if context_out.get_partial_shape().rank.get_length() == 2:  # (batch * len, hidden) for the row gather
             context = ops.reshape(context, ops.constant(np.array([-1, heads * head_dim], np.int64)), False).output(0)
@@ -142,6 +146,26 @@ def fuse_pruning_attention(model) -> int:
     if fused:
         model.validate_nodes_and_infer_types()
     return fused
+
+
+_FACTORY = {}
+
+
+def _node_maker(kernel: str):
+    if kernel not in KERNELS:
+        raise ConfigError(f"unknown attention kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    if kernel == "float32":
+        return pruning_attention_op()
+    if "int8" not in _FACTORY:  # one factory per process: it keeps the extension library loaded
+        from openvino.utils.node_factory import NodeFactory
+
+        from qla_sdk.runtime.openvino_extension import pruning_attention_library
+
+        factory = NodeFactory()
+        factory.add_extension(str(pruning_attention_library()))
+        _FACTORY["int8"] = factory
+    factory = _FACTORY["int8"]
+    return lambda inputs, attrs: factory.create(OP_NAME, inputs, attrs)
 
 
 def sum_significance_directly(model) -> int:

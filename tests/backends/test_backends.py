@@ -281,14 +281,18 @@ def test_keep_best_scores_every_config_and_keeps_the_most_accurate(qa_model, kee
         assert len(set(metrics)) > 1, "the configs should score differently for this test to mean anything"
 
 
-def test_openvino_serves_unpadded_rows_with_fused_pruning_attention(openvino_built, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kernel", ["int8", "float32"])
+def test_openvino_serves_unpadded_rows_with_fused_pruning_attention(openvino_built, tmp_path, monkeypatch, kernel):
     """The saved IR stays plain OpenVINO; at load the mask-free copy gets one fused node per pruning layer, whose
-    float32 attention stays within int8 error of the masked int8 graph."""
+    attention (either kernel) stays within int8 error of the masked int8 graph."""
     import openvino as ov
 
     from qla_sdk.runtime.openvino_attention import OP_NAME
+    from qla_sdk.runtime.openvino_extension import unavailable_reason
 
-    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "1")
+    if kernel == "int8" and unavailable_reason() is not None:
+        pytest.skip(f"int8 extension: {unavailable_reason()}")
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", kernel)
     backend, built = openvino_built
     entry = backend.save(built, tmp_path)
     assert "qla_sdk" not in (tmp_path / "seq24.xml").read_text()
@@ -363,3 +367,31 @@ def test_openvino_refuses_an_unknown_inference_precision(openvino_built, tmp_pat
     entry = backend.save(built, tmp_path)
     with pytest.raises(ConfigError, match="inference precision 'fp8'.*rebuild"):
         backend.load(tmp_path, {**entry, "inference_precision": "fp8"}, threads=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "usable", "want"),
+    [("", True, None), ("0", True, None), ("float32", True, "float32"), ("int8", True, "int8"), ("1", True, "int8"),
+     ("1", False, "float32")],
+)  # fmt: skip
+def test_the_fused_attention_switch_names_its_kernel(monkeypatch, value, usable, want):
+    from qla_sdk.backends.openvino import fused_attention_kernel
+    from qla_sdk.runtime import openvino_extension
+
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", value)
+    monkeypatch.setattr(
+        openvino_extension, "unavailable_reason", lambda: None if usable else "the CPU lacks avx512_vnni"
+    )
+    if usable:
+        assert fused_attention_kernel() == want
+    else:
+        with pytest.warns(RuntimeWarning, match="the CPU lacks avx512_vnni"):
+            assert fused_attention_kernel() == want
+
+
+def test_an_unknown_fused_attention_switch_is_refused(monkeypatch):
+    from qla_sdk.backends.openvino import fused_attention_kernel
+
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "fast")
+    with pytest.raises(ConfigError, match="not one of 0, 1, int8, float32"):
+        fused_attention_kernel()

@@ -1,0 +1,104 @@
+"""The int8 pruning attention extension (``runtime/csrc/openvino_pruning_attention.cpp``, built by
+``runtime.openvino_extension``): within int8 error of the float32 reference on awkward shapes, masked keys get no
+attention, padding queries do not count, and a machine that cannot build it is told why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+ov = pytest.importorskip("openvino")
+
+from qla_sdk.errors import ConfigError  # noqa: E402
+from qla_sdk.runtime import openvino_extension  # noqa: E402
+from qla_sdk.runtime.openvino_attention import OP_NAME, attention_with_significance  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def factory():
+    if openvino_extension.unavailable_reason() is not None:
+        pytest.skip(f"int8 extension: {openvino_extension.unavailable_reason()}")
+    from openvino.utils.node_factory import NodeFactory
+
+    made = NodeFactory()
+    made.add_extension(str(openvino_extension.pruning_attention_library()))
+    return made
+
+
+def run_op(factory, q, k, v, heads, mask=None):
+    import openvino.opset13 as ops
+
+    params = [ops.parameter([-1, -1, q.shape[-1]], np.float32) for _ in range(3)]
+    if mask is not None:
+        params.append(ops.parameter([-1, -1], np.float32))
+    scale = 1.0 / np.sqrt(q.shape[-1] // heads)
+    node = factory.create(OP_NAME, [p.output(0) for p in params], {"heads": heads, "scale": scale})
+    compiled = ov.Core().compile_model(ov.Model([node.output(0), node.output(1)], params), "CPU")
+    out = compiled([q, k, v] if mask is None else [q, k, v, mask])
+    return np.array(out[0]), np.array(out[1])
+
+
+def reference(q, k, v, heads, mask=None):
+    b, n, hidden = q.shape
+    shaped = (torch.from_numpy(t).view(b, n, heads, hidden // heads) for t in (q, k, v))
+    context, significance = attention_with_significance(
+        None, *shaped, 1.0 / np.sqrt(hidden // heads), None if mask is None else torch.from_numpy(mask)
+    )
+    return context.reshape(b, n, hidden).numpy(), significance.numpy()
+
+
+# Lengths off every block size (4 query rows, 64 keys), head sizes below, at and above 16 lanes.
+@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), [(1, 5, 2, 8), (2, 67, 12, 32), (1, 130, 4, 64),
+                                                               (3, 33, 3, 20)])  # fmt: skip
+@pytest.mark.parametrize("padded", [False, True])
+def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, batch, n, heads, head_dim, padded):
+    rng = np.random.default_rng(n)
+    q, k, v = (rng.standard_normal((batch, n, heads * head_dim)).astype(np.float32) for _ in range(3))
+    mask = None
+    if padded:
+        mask = np.ones((batch, n), np.float32)
+        mask[-1, n // 2 + 1 :] = 0
+    context, significance = run_op(factory, q, k, v, heads, mask)
+    want_context, want_significance = reference(q, k, v, heads, mask)
+    real = np.ones((batch, n), bool) if mask is None else mask > 0
+    assert np.abs(context - want_context)[real].max() < 0.05 * np.abs(want_context).max()
+    assert np.abs(significance - want_significance).max() < 0.03 * want_significance.max()
+    if mask is not None:
+        assert (significance[mask == 0] == 0).all()  # a masked key receives nothing, as in the reference
+
+
+def test_padding_queries_do_not_count_and_a_sequence_without_real_tokens_is_uniform(factory):
+    rng = np.random.default_rng(1)
+    q, k, v = (rng.standard_normal((2, 12, 32)).astype(np.float32) for _ in range(3))
+    mask = np.ones((2, 12), np.float32)
+    mask[1] = 0  # no real token at all: the reference's float32.min bias makes every row uniform
+    _, significance = run_op(factory, q, k, v, 2, mask)
+    assert np.allclose(significance[0].sum(), 2 * 12, rtol=1e-4)  # every real query spreads 1 per head
+    assert (significance[1] == 0).all()  # no real query counts
+
+
+def test_a_hidden_size_that_does_not_split_into_heads_is_refused(factory):
+    import openvino.opset13 as ops
+
+    params = [ops.parameter([1, 8, 30], np.float32) for _ in range(3)]
+    with pytest.raises(Exception, match="is not heads"):
+        factory.create(OP_NAME, [p.output(0) for p in params], {"heads": 4, "scale": 0.25})
+
+
+def test_a_cpu_without_vnni_is_told_why(monkeypatch):
+    monkeypatch.setattr(openvino_extension, "cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(openvino_extension, "_built", {})
+    assert "avx512bw, avx512vl, avx512_vnni" in openvino_extension.unavailable_reason()
+    with pytest.raises(ConfigError, match="cannot be built here: the CPU lacks"):
+        openvino_extension.pruning_attention_library()
+
+
+def test_the_library_is_cached_per_machine_and_written_whole(factory, tmp_path, monkeypatch):
+    monkeypatch.setenv("QLA_SDK_CACHE", str(tmp_path))
+    monkeypatch.setattr(openvino_extension, "_built", {})
+    library = openvino_extension.pruning_attention_library()
+    assert library.parent == tmp_path / "openvino_extensions" and library.stat().st_size > 0
+    assert [p.name for p in library.parent.iterdir()] == [library.name]  # no temporary file left behind
+    monkeypatch.setattr(openvino_extension, "_built", {})
+    assert openvino_extension.pruning_attention_library() == library  # found, not rebuilt
