@@ -31,6 +31,11 @@ class SearchConfig:
     ratio_steps: int = option(100, "ratio resolution: 100 searches whole percents (default %(default)s)")
     max_macs: str | float | None = option(None, "MACs budget, e.g. 1.2G or 55%%")
     min_macs: str | float | None = option(None, "lower end of a MACs band")
+    max_metric_drop: float | None = option(
+        None,
+        "choose the cheapest gene whose metric is at most this many points below the full model's (e.g. 0.5 F1), "
+        "instead of the most accurate within the cost budget",
+    )
     max_latency_ms: str | float | None = option(
         None, "latency budget in ms, e.g. 8 or 60%%: searches on measured latency"
     )
@@ -67,6 +72,8 @@ class SearchConfig:
             raise ConfigError("give a MACs budget or a latency budget, not both: the front has one cost axis")
         if (self.cost == "macs" and latency) or (self.cost == "latency" and macs):
             raise ConfigError(f"cost={self.cost!r} does not match the budget given; drop one of them")
+        if self.max_metric_drop is not None and not self.max_metric_drop >= 0:
+            raise ConfigError(f"max_metric_drop={self.max_metric_drop}: must be >= 0 metric points, or null")
         if self.subset is not None and self.subset < 1:
             raise ConfigError(f"subset={self.subset}: give a number of dev examples >= 1, or null for all")
         for name in ("ratio_steps", "batch_size", "latency_runs", "latency_batch_size"):

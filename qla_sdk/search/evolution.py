@@ -22,7 +22,7 @@ from qla_sdk.errors import ConfigError
 from qla_sdk.io import write_json_atomic
 from qla_sdk.options import option
 from qla_sdk.search.genes import Gene, check_gene, constant_rate_gene, constant_rate_genes, crossover, mutate
-from qla_sdk.search.pareto import best_within, pareto_front
+from qla_sdk.search.pareto import best_within, cheapest_within, pareto_front
 
 STATE_VERSION = 1
 SAVE_INTERVAL_S = 2.0  # between saves after single scores; iteration ends and interruptions always save
@@ -68,13 +68,19 @@ class EvolutionConfig:
 
 @dataclass(frozen=True)
 class Budget:
-    """Keep genes costing within ``[min_cost, max_cost]`` (either bound may be None); ``unit`` names the cost."""
+    """Keep genes costing within ``[min_cost, max_cost]`` (either bound may be None); ``unit`` names the cost. With
+    ``max_metric_drop`` the chosen gene is the cheapest whose metric is at most that far below the full model's,
+    instead of the most accurate in the band."""
 
     max_cost: float | None = None
     min_cost: float | None = None
     unit: str = "cost"
+    max_metric_drop: float | None = None
 
     def __post_init__(self) -> None:
+        drop = self.max_metric_drop
+        if drop is not None and (not isinstance(drop, (int, float)) or math.isnan(drop) or drop < 0):
+            raise ConfigError(f"max_metric_drop={drop!r}: must be a number of metric points >= 0")
         for name in ("max_cost", "min_cost"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value <= 0):
@@ -84,6 +90,12 @@ class Budget:
                 f"budget band [{self.min_cost:g}, {self.max_cost:g}] {self.unit} is empty: the lower bound must not "
                 "exceed the upper"
             )
+
+    def choose(self, points: dict, full_metric: float):
+        """The chosen gene among ``{gene: (cost, metric)}``, or None where no gene qualifies."""
+        if self.max_metric_drop is None:
+            return best_within(points, self.max_cost, self.min_cost)
+        return cheapest_within(points, full_metric - self.max_metric_drop, self.max_cost, self.min_cost)
 
     def contains(self, cost: float) -> bool:
         return (self.max_cost is None or cost <= self.max_cost) and (self.min_cost is None or cost >= self.min_cost)
@@ -122,7 +134,7 @@ class Candidate:
 class SearchResult:
     candidates: dict[Gene, Candidate]  # every scored gene
     front: list[Candidate]  # by increasing cost
-    best: Candidate | None  # highest metric within the budget
+    best: Candidate | None  # highest metric within the budget (cheapest within the metric drop, if one is given)
     full: Candidate
     smallest: Candidate
     constant_rate: list[Candidate]  # the initial constant-rate genes, full and smallest included, by cost
@@ -370,7 +382,7 @@ def evolve(
         raise
 
     points = search.population(search.completed)
-    best = best_within(points, budget.max_cost, budget.min_cost)
+    best = budget.choose(points, points[full][1])
     initial = sorted({full, smallest, *between}, key=lambda g: (points[g][0], g))
     return SearchResult(
         candidates={g: search.candidate(g) for g in points},
@@ -394,7 +406,7 @@ def _iterate(search: _Search, smallest_cost: float, full_cost: float, progress: 
             parents = _parents(search.population(iteration - 1), budget)
             _offspring(search, iteration, parents, smallest_cost)
             points = search.population(iteration)
-            best = best_within(points, budget.max_cost, budget.min_cost)
+            best = budget.choose(points, points[(search.seq_len,) * search.num_layers][1])
             search.history.append(
                 {
                     "iteration": iteration,

@@ -112,12 +112,14 @@ def run_search(args: SearchJob) -> dict:
             parse_amount(args.config.max_latency_ms, full_cost, "ms"),
             parse_amount(args.config.min_latency_ms, full_cost, "ms"),
             unit="ms",
+            max_metric_drop=args.config.max_metric_drop,
         )
     else:
         budget = Budget(
             parse_amount(args.config.max_macs, full_cost, "MACs"),
             parse_amount(args.config.min_macs, full_cost, "MACs"),
             "MACs",
+            max_metric_drop=args.config.max_metric_drop,
         )
 
     started = time.perf_counter()
@@ -359,7 +361,7 @@ def _report(result, space, macs, latency, cost_kind: str) -> dict:
 
 def _budget_dict(budget, cost_kind: str) -> dict:
     unit = "macs" if cost_kind == "macs" else "latency_ms"
-    return {f"max_{unit}": budget.max_cost, f"min_{unit}": budget.min_cost}
+    return {f"max_{unit}": budget.max_cost, f"min_{unit}": budget.min_cost, "max_metric_drop": budget.max_metric_drop}
 
 
 def _csv(rows: list[dict], columns: list[str]) -> bytes:
@@ -419,7 +421,7 @@ def _print_summary(report: dict, metric: str, output: Path) -> None:
             f"{','.join(map(str, r['length_config']))}"
         )
     if report["best"] is None:
-        print("no scored gene lies within the budget band: widen it (front.json lists the front)")
+        print("no scored gene lies within the budget band (and metric drop): widen it (front.json lists the front)")
     print(f"front of {len(report['front'])} genes: {output / 'front.json'}, {output / 'front.csv'}; plot: search.png")
 
 

@@ -40,3 +40,21 @@ def best_within(points: Mapping[Hashable, tuple[float, float]], max_cost: float 
     if not inside:
         return None
     return min(inside, key=lambda k: (-points[k][1], points[k][0], k))
+
+
+def cheapest_within(
+    points: Mapping[Hashable, tuple[float, float]],
+    min_metric: float,
+    max_cost: float | None = None,
+    min_cost: float | None = None,
+):
+    """The key of the cheapest point scoring at least ``min_metric`` within ``[min_cost, max_cost]`` (higher metric,
+    then key, on ties), or None."""
+    inside = [
+        k
+        for k, (cost, metric) in points.items()
+        if metric >= min_metric and (max_cost is None or cost <= max_cost) and (min_cost is None or cost >= min_cost)
+    ]
+    if not inside:
+        return None
+    return min(inside, key=lambda k: (points[k][0], -points[k][1], k))

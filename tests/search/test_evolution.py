@@ -82,6 +82,16 @@ def test_budget_bounds_the_best_gene_and_the_offspring():
     assert result.best.metric == max(c.metric for c in result.candidates.values() if budget.contains(c.cost))
 
 
+@pytest.mark.parametrize("drop", [0.0, 0.05, 0.2])
+def test_a_metric_drop_chooses_the_cheapest_gene_that_keeps_it(drop):
+    result = evolve(fitness, cost, LAYERS, SEQ, SMALL, budget=Budget(max_metric_drop=drop), progress=False)
+    floor = result.full.metric - drop
+    assert result.best.metric >= floor
+    assert result.best.cost == min(c.cost for c in result.candidates.values() if c.metric >= floor)
+    if drop > 0:
+        assert result.best.cost < result.full.cost  # this fitness saturates: some tokens are free to drop
+
+
 @pytest.mark.parametrize("fail_after", [3, 40, 75])
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, fail_after):
     expected = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False).to_dict()
@@ -146,8 +156,10 @@ def test_search_config_validates(kwargs, message):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message", [({"max_cost": -1.0}, "max_cost=-1.0"), ({"max_cost": 5.0, "min_cost": 6.0}, "is empty")]
-)
+    "kwargs, message",
+    [({"max_cost": -1.0}, "max_cost=-1.0"), ({"max_cost": 5.0, "min_cost": 6.0}, "is empty"),
+     ({"max_metric_drop": -0.5}, "max_metric_drop=-0.5")],
+)  # fmt: skip
 def test_budget_validates(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         Budget(**kwargs)

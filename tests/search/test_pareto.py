@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qla_sdk.search.pareto import best_within, dominates, pareto_front
+from qla_sdk.search.pareto import best_within, cheapest_within, dominates, pareto_front
 
 # (cost, metric): lower cost and higher metric are better.
 POINTS = {
@@ -44,6 +44,17 @@ def test_front_matches_brute_force(points):
     expected = {k for k, p in points.items() if not any(dominates(q, p) for q in points.values())}
     assert set(front) == expected and len(front) == len(expected)
     assert [points[k][0] for k in front] == sorted(points[k][0] for k in front)
+
+
+def test_cheapest_within_a_metric_floor_and_band():
+    full = POINTS["full"]
+    assert cheapest_within(POINTS, full[1]) in {k for k, p in POINTS.items() if p[1] >= full[1]}
+    for floor in sorted({p[1] for p in POINTS.values()}):
+        got = cheapest_within(POINTS, floor)
+        assert POINTS[got][1] >= floor
+        assert POINTS[got][0] == min(p[0] for p in POINTS.values() if p[1] >= floor)
+    assert cheapest_within(POINTS, max(p[1] for p in POINTS.values()) + 1) is None
+    assert cheapest_within(POINTS, 0, max_cost=1) is None
 
 
 def test_best_within_budget_and_band():
