@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         help="served: what an unpadded batch-1 row runs (mask-free, significance by one ReduceSum, static batch); "
         "masked: the graph as exported, dynamic batch; fused: served with the opt-in fused attention",
     )
+    parser.add_argument(
+        "--kernel", default="int8", choices=["int8", "float32"], help="--graph fused: the fused attention's kernel"
+    )
     args = parser.parse_args(argv)
     ov = require_openvino()
 
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.graph != "masked":
         int8 = without_attention_mask(int8) or int8
         if args.graph == "fused":
-            fuse_pruning_attention(int8)
+            fuse_pruning_attention(int8, args.kernel)
         else:
             sum_significance_directly(int8)
         int8.reshape({port: ov.PartialShape([args.batch, args.seq_len]) for port in int8.inputs})
