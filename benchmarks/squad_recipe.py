@@ -6,7 +6,8 @@ Steps, each resumable (re-run the same command after an interruption; finished w
 1. split: only the official dev file exists here (no train file), so it is split by article (`qla split-squad`,
    80/20, seed 0): no article is in both parts.
 2. recipe: `qla run --config qla_sdk/recipes/squad_minilm.yaml` on the split: fine-tune the pretrained MiniLM-L6-H384
-   (length 384, stride 128) -> length-adaptive training -> search (F1 on a fixed subset, MACs budget) -> int8
+   (length 384, stride 128) -> length-adaptive training -> search (F1 on a fixed subset: the cheapest gene within
+   1 F1 of the full-length model) -> int8
    OpenVINO -> export -> report.
 3. curve: the same fine-tuning on 25% and 50% of the training questions (100% is the recipe's own teacher stage):
    where the data caps F1.
