@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from qla_sdk.errors import ConfigError
+from qla_sdk.machine import cpu_flags
 
 SOURCE = Path(__file__).parent / "csrc" / "openvino_pruning_attention.cpp"
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-std=c++17", "-shared", "-fPIC", "-DOV_THREAD=0"]  # 0: TBB
@@ -27,16 +28,6 @@ REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
 
 _lock = threading.Lock()
 _built: dict[str, Path] = {}
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def unavailable_reason() -> str | None:
