@@ -218,8 +218,9 @@ def fused_attention_kernel() -> str | None:
     """The kernel ``QLA_SDK_FUSED_ATTENTION`` asks for: unset or ``0`` (the default): None, OpenVINO's own nodes;
     ``int8`` (or ``1``): the C++ int8 extension, or the float32 one with a warning where it cannot be built here;
     ``float32``. Off by default: neither kernel is yet faster than OpenVINO's int8 nodes
-    (benchmarks/results/openvino_attention.md); they are what an AMX kernel plugs into."""
-    from qla_sdk.runtime.openvino_extension import unavailable_reason
+    (benchmarks/results/openvino_attention.md); they are what an AMX kernel plugs into. ``int8`` builds the extension
+    here (once per machine) so that a build that fails falls back too."""
+    from qla_sdk.runtime.openvino_extension import pruning_attention_library, unavailable_reason
 
     value = os.environ.get("QLA_SDK_FUSED_ATTENTION", "0").strip().lower()
     if value in ("", "0", "false", "no", "off"):
@@ -230,7 +231,11 @@ def fused_attention_kernel() -> str | None:
         raise ConfigError(f"QLA_SDK_FUSED_ATTENTION={value!r} is not one of 0, 1, int8, float32")
     reason = unavailable_reason()
     if reason is None:
-        return "int8"
+        try:
+            pruning_attention_library()
+            return "int8"
+        except ConfigError as error:
+            reason = str(error)
     warnings.warn(
         f"qla-sdk: the int8 fused attention cannot run here ({reason}); the float32 one is used instead",
         RuntimeWarning,

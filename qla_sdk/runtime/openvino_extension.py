@@ -2,9 +2,10 @@
 
 Built on first use with the machine's C++ compiler against the headers of the installed ``openvino`` wheel, for
 the machine's instruction set (``-march=native``), and cached under ``QLA_SDK_CACHE`` (default
-``~/.cache/qla_sdk``), one library per source, flags, OpenVINO version and CPU. It needs x86-64 with AVX512-VNNI
-(``vpdpbusd``) and ``g++``; where either is missing ``pruning_attention_library`` says why and the caller falls
-back to the float32 operation of ``runtime.openvino_attention``.
+``~/.cache/qla_sdk``), one library per source, flags, compiler, OpenVINO version and CPU. It needs x86-64 with
+AVX512-VNNI (``vpdpbusd``) and a C++17 compiler (``CXX``, default ``g++``); where either is missing, or the build
+fails, ``pruning_attention_library`` says why (once per process) and ``backends.openvino.fused_attention_kernel``
+falls back to the float32 operation of ``runtime.openvino_attention``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -22,12 +24,18 @@ from qla_sdk.errors import ConfigError
 from qla_sdk.machine import cpu_flags
 
 SOURCE = Path(__file__).parent / "csrc" / "openvino_pruning_attention.cpp"
-CFLAGS = ["-O3", "-march=native", "-ffast-math", "-std=c++17", "-shared", "-fPIC", "-DOV_THREAD=0"]  # 0: TBB
+# No -ffast-math: linking a shared library with it turns on flush-to-zero for the whole process that loads it.
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-DOV_THREAD=0"]  # 0: TBB
 # The kernel's instructions: AVX-512 F/BW/VL and VNNI's vpdpbusd.
 REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
 
 _lock = threading.Lock()
-_built: dict[str, Path] = {}
+_built: dict[str, Path | ConfigError] = {}
+FIX = "set QLA_SDK_FUSED_ATTENTION=float32, or unset it, to serve without the int8 extension"
+
+
+def _compiler() -> list[str]:
+    return shlex.split(os.environ.get("CXX", "g++")) or ["g++"]
 
 
 def unavailable_reason() -> str | None:
@@ -37,18 +45,24 @@ def unavailable_reason() -> str | None:
     missing = [f for f in REQUIRED_FLAGS if f not in cpu_flags()]
     if missing:
         return f"the CPU lacks {', '.join(missing)}"
-    if shutil.which(os.environ.get("CXX", "g++")) is None:
-        return "no C++ compiler (install g++ or set CXX)"
+    if shutil.which(_compiler()[0]) is None:
+        return f"no C++ compiler {_compiler()[0]!r} (install g++ or set CXX)"
     return None
 
 
 def pruning_attention_library() -> Path:
     """The compiled extension (built once per machine and cached); raises ``ConfigError`` saying why where it
-    cannot be built."""
+    cannot be built (a failed build is not retried in the same process)."""
     with _lock:
         if "library" not in _built:
-            _built["library"] = _build()
-        return _built["library"]
+            try:
+                _built["library"] = _build()
+            except ConfigError as error:
+                _built["library"] = error
+        built = _built["library"]
+        if isinstance(built, ConfigError):
+            raise built
+        return built
 
 
 def _openvino_paths() -> tuple[Path, Path, list[Path]]:
@@ -61,7 +75,7 @@ def _openvino_paths() -> tuple[Path, Path, list[Path]]:
     if not (root / "include" / "openvino" / "op" / "op.hpp").exists() or not core or not tbb:
         raise ConfigError(
             f"the openvino package at {root} ships no C++ headers or libraries to build the int8 attention "
-            "extension against; install the openvino wheel from PyPI (it includes them)"
+            f"extension against; install the openvino wheel from PyPI (it includes them), or {FIX}"
         )
     return root / "include", libs, [core[0], tbb[0]]
 
@@ -71,22 +85,23 @@ def _build() -> Path:
 
     reason = unavailable_reason()
     if reason is not None:
-        raise ConfigError(f"the int8 attention extension cannot be built here: {reason}")
+        raise ConfigError(f"the int8 attention extension cannot be built here: {reason}; {FIX}")
     include, libs, link = _openvino_paths()
     digest = hashlib.sha256()
     flags = " ".join(sorted(cpu_flags()))
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), openvino.__version__.encode(), flags.encode()):
-        digest.update(part)
+    compiler = subprocess.run([*_compiler(), "--version"], capture_output=True, text=True).stdout
+    for part in (SOURCE.read_bytes(), " ".join(CFLAGS), compiler, openvino.__version__, flags):
+        digest.update(part if isinstance(part, bytes) else part.encode())
     cache = Path(os.environ.get("QLA_SDK_CACHE", Path.home() / ".cache" / "qla_sdk")) / "openvino_extensions"
     target = cache / f"qla_pruning_attention_{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     # Built to a temporary name and renamed: a process that finds the library finds a whole one.
-    handle, temporary = tempfile.mkstemp(suffix=".so", dir=cache)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=cache)
     os.close(handle)
     command = [
-        os.environ.get("CXX", "g++"),
+        *_compiler(),
         *CFLAGS,
         f"-I{include}",
         str(SOURCE),
@@ -101,8 +116,9 @@ def _build() -> Path:
             raise ConfigError(
                 "the int8 attention extension failed to build:\n"
                 + done.stderr.strip()[-2000:]
-                + "\nUnset QLA_SDK_FUSED_ATTENTION to serve without it."
+                + f"\nTo serve anyway, {FIX}."
             )
+        os.chmod(temporary, 0o755)  # mkstemp's 0600 would keep a shared cache from loading it
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):

@@ -309,6 +309,11 @@ def test_openvino_serves_unpadded_rows_with_fused_pruning_attention(openvino_bui
     got = runner.run(*inputs)
     for g, want in zip(got, (masked[0], masked[1]), strict=True):
         assert np.abs(g - want).max() < 0.1 * np.abs(want).max() + 0.01
+    inputs[1][1, 17:] = 0  # a padded row: the masked graph's fused node, given the mask
+    assert any(op.get_type_info().name == OP_NAME for op in runner._graphs[(24, False)].get_ops())
+    masked = ov.Core().compile_model(built.models[24], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(inputs)
+    for g, want in zip(runner.run(*inputs), (masked[0], masked[1]), strict=True):
+        assert np.abs(g - want).max() < 0.1 * np.abs(want).max() + 0.01
 
 
 def test_openvino_serves_its_static_batch_sizes_static_and_others_dynamic(openvino_built):
@@ -387,6 +392,21 @@ def test_the_fused_attention_switch_names_its_kernel(monkeypatch, value, usable,
     else:
         with pytest.warns(RuntimeWarning, match="the CPU lacks avx512_vnni"):
             assert fused_attention_kernel() == want
+
+
+def test_an_int8_extension_that_fails_to_build_falls_back_to_float32(monkeypatch):
+    from qla_sdk.backends.openvino import fused_attention_kernel
+    from qla_sdk.runtime import openvino_extension
+
+    def broken_build():
+        raise ConfigError("the int8 attention extension failed to build:\nerror: no such instruction")
+
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "int8")
+    monkeypatch.setattr(openvino_extension, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(openvino_extension, "_built", {})
+    monkeypatch.setattr(openvino_extension, "_build", broken_build)
+    with pytest.warns(RuntimeWarning, match="failed to build"):
+        assert fused_attention_kernel() == "float32"
 
 
 def test_an_unknown_fused_attention_switch_is_refused(monkeypatch):

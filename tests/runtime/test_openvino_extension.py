@@ -59,6 +59,7 @@ def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, bat
     if padded:
         mask = np.ones((batch, n), np.float32)
         mask[-1, n // 2 + 1 :] = 0
+        mask[0, n - n // 4 :] = 0  # with batch > 1, rows padded at different lengths
     context, significance = run_op(factory, q, k, v, heads, mask)
     want_context, want_significance = reference(q, k, v, heads, mask)
     real = np.ones((batch, n), bool) if mask is None else mask > 0
@@ -66,6 +67,53 @@ def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, bat
     assert np.abs(significance - want_significance).max() < 0.03 * want_significance.max()
     if mask is not None:
         assert (significance[mask == 0] == 0).all()  # a masked key receives nothing, as in the reference
+
+
+def test_what_padding_holds_changes_nothing_for_the_real_tokens(factory):
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.standard_normal((2, 70, 64)).astype(np.float32) for _ in range(3))
+    mask = np.ones((2, 70), np.float32)
+    mask[:, 40:] = 0
+    context, significance = run_op(factory, q, k, v, 2, mask)
+    for t in (q, k, v):
+        t[:, 40:] *= 300.0  # padding with large values must not set the real tokens' int8 scales
+    context_2, significance_2 = run_op(factory, q, k, v, 2, mask)
+    np.testing.assert_array_equal(context_2[:, :40], context[:, :40])
+    np.testing.assert_allclose(significance_2, significance, rtol=1e-6, atol=1e-6)
+
+
+def test_loading_the_extension_leaves_denormals_alone():
+    """A library linked with -ffast-math would turn on flush-to-zero for the whole process that loads it."""
+    import subprocess
+    import sys
+
+    if openvino_extension.unavailable_reason() is not None:
+        pytest.skip(f"int8 extension: {openvino_extension.unavailable_reason()}")
+    script = (
+        "import numpy as np\n"
+        "from openvino.utils.node_factory import NodeFactory\n"
+        "from qla_sdk.runtime.openvino_extension import pruning_attention_library\n"
+        "NodeFactory().add_extension(str(pruning_attention_library()))\n"
+        "print(float(np.float32(1e-30) * np.float32(1e-10)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert float(out) > 0.0
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        ([(1, 8, 32), (1, 9, 32), (1, 8, 32)], "k and v must have q's shape"),
+        ([(1, 8, 32), (1, 8, 32), (1, 8, 32), (2, 3)], "the mask must be"),
+        ([(1, 70000, 32)] * 3, "above the int8 kernel's 65536 tokens"),
+    ],
+)
+def test_inputs_of_the_wrong_shape_are_refused(factory, shapes, message):
+    import openvino.opset13 as ops
+
+    params = [ops.parameter(list(shape), np.float32) for shape in shapes]
+    with pytest.raises(Exception, match=message):
+        factory.create(OP_NAME, [p.output(0) for p in params], {"heads": 2, "scale": 0.25})
 
 
 def test_padding_queries_do_not_count_and_a_sequence_without_real_tokens_is_uniform(factory):
@@ -95,10 +143,38 @@ def test_a_cpu_without_vnni_is_told_why(monkeypatch):
 
 
 def test_the_library_is_cached_per_machine_and_written_whole(factory, tmp_path, monkeypatch):
+    import os
+
     monkeypatch.setenv("QLA_SDK_CACHE", str(tmp_path))
     monkeypatch.setattr(openvino_extension, "_built", {})
     library = openvino_extension.pruning_attention_library()
     assert library.parent == tmp_path / "openvino_extensions" and library.stat().st_size > 0
     assert [p.name for p in library.parent.iterdir()] == [library.name]  # no temporary file left behind
+    assert library.stat().st_mode & 0o044 == 0o044  # readable by others: a shared cache can load it
+    built = library.stat().st_mtime_ns
+    compiled = []
+    real_run = openvino_extension.subprocess.run
+    monkeypatch.setattr(
+        openvino_extension.subprocess,
+        "run",
+        lambda command, **kw: compiled.append(command) if "-shared" in command else real_run(command, **kw),
+    )
     monkeypatch.setattr(openvino_extension, "_built", {})
-    assert openvino_extension.pruning_attention_library() == library  # found, not rebuilt
+    assert openvino_extension.pruning_attention_library() == library
+    assert compiled == [] and library.stat().st_mtime_ns == built and os.access(library, os.R_OK)  # not rebuilt
+
+
+def test_a_failed_build_is_reported_once_per_process_with_the_fix(monkeypatch):
+    calls = []
+
+    def broken_build():
+        calls.append(1)
+        raise ConfigError("the int8 attention extension failed to build: error")
+
+    monkeypatch.setattr(openvino_extension, "_built", {})
+    monkeypatch.setattr(openvino_extension, "_build", broken_build)
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="failed to build"):
+            openvino_extension.pruning_attention_library()
+    assert len(calls) == 1
+    assert "QLA_SDK_FUSED_ATTENTION=float32" in openvino_extension.FIX

@@ -8,7 +8,8 @@
 //
 // Numerics, per (batch, head): q and k are quantized per token to int8 (symmetric), v per channel; the probabilities
 // go to uint8 per row as round(255 * exp(s - rowmax)), which keeps the row's largest probability exact in scale. The
-// significance sums the float32 probabilities, so the token choice follows the float scores. Same inputs and outputs
+// significance sums float32 probabilities of those int8 scores (not of uint8 ones). v's per-channel scale is taken
+// over the real keys only, so what padding holds changes nothing. Same inputs and outputs
 // as the Python operation: q, k, v (batch, len, heads * head_dim) f32 [, mask (batch, len) f32, 1 for real tokens];
 // outputs context (batch, len, heads * head_dim) and significance (batch, len), summed over heads and real queries.
 #include <immintrin.h>
@@ -29,7 +30,9 @@ namespace {
 
 constexpr int kRows = 4;    // query rows per register block (the significance pass adds 4 rows at a time)
 constexpr int kCols = 64;   // keys per register block (4 x 16 int32 lanes)
-constexpr float kDropped = -1.0e30f;  // a masked or padding key's score bias (finite: built with -ffast-math)
+constexpr float kDropped = -1.0e30f;  // a masked or padding key's score bias
+// vpdpbusd's int32 lanes do not saturate: a context lane adds up to 255 * 127 per key, so 65,536 keys is the most.
+constexpr int64_t kMaxLength = 65536;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -114,6 +117,8 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
 
   bool any_real = mask == nullptr;
   for (int64_t j = 0; !any_real && j < n; ++j) any_real = mask[j] != 0.f;
+  // A key that can receive attention (with no real key at all, every key: the rows are uniform).
+  const auto is_real = [&](int64_t j) { return j < n && (mask == nullptr || mask[j] != 0.f || !any_real); };
 
   for (int64_t i = 0; i < rows_pad; ++i) {
     uint8_t* out = ws.q.data() + i * d;
@@ -123,11 +128,11 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
   // A sequence with no real key at all gets uniform rows (all scores 0), as the reference's float32.min bias gives.
   std::memset(ws.k.data(), 0, d * keys_pad);
   for (int64_t j = 0; j < keys_pad; ++j) {
-    const bool real = j < n && (mask == nullptr || mask[j] != 0.f || !any_real);
+    const bool real = is_real(j);
     ws.k_bias[j] = real ? 0.f : kDropped;
     ws.k_scale[j] = 0.f;
     ws.k_sum[j] = 0;
-    if (j >= n || !any_real) continue;
+    if (!real || !any_real) continue;  // a masked key's score is its bias alone
     ws.k_scale[j] = quantize_row(k + j * stride, channels, d, ws.row);
     int32_t total = 0;
     for (int64_t c4 = 0; c4 < d / 4; ++c4) {
@@ -136,11 +141,14 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
     }
     ws.k_sum[j] = 128 * total;
   }
-  // v per channel, packed (keys_pad / 4, d, 4).
+  // v per channel over the real keys (a masked key's probability rounds to 0 in uint8, its v stays 0), packed
+  // (keys_pad / 4, d, 4).
   for (int64_t c = 0; c < d; c += 16) {
     __m512 top = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; ++j)
+    for (int64_t j = 0; j < n; ++j) {
+      if (!is_real(j)) continue;
       top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes(channels - c), v + j * stride + c)));
+    }
     const __m512 scale_v = _mm512_div_ps(top, _mm512_set1_ps(127.f));
     _mm512_storeu_ps(ws.v_scale.data() + c, scale_v);
     _mm512_storeu_ps(ws.v_inverse.data() + c,
@@ -149,6 +157,7 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
   }
   std::memset(ws.v.data(), 0, keys_pad * d);
   for (int64_t j = 0; j < n; ++j) {
+    if (!is_real(j)) continue;
     const float* row = v + j * stride;
     int8_t* packed = ws.v.data() + (j / 4) * d * 4 + j % 4;
     for (int64_t c = 0; c < d; c += 16) {
@@ -261,7 +270,8 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
       }
     }
   }
-  // A masked key's probabilities are exp(-87) rather than 0 above: its significance is exactly 0, as the reference's.
+  // A masked key's probabilities are 2^-126 (exp2_512's clamp) rather than 0 above: its significance is exactly 0,
+  // as the reference's.
   for (int64_t j = 0; j < n; ++j) significance[j] = ws.k_bias[j] == 0.f ? ws.received[j] : 0.f;
 }
 
@@ -272,14 +282,35 @@ public:
   OPENVINO_OP("QuaLAPruningAttention", "qla_sdk");
 
   PruningAttention() = default;
-  PruningAttention(const ov::OutputVector& args, int64_t heads, float scale) : Op(args), m_heads(heads), m_scale(scale) {
+  PruningAttention(const ov::OutputVector& args, int64_t heads, float scale)
+      : Op(args), m_heads(heads), m_scale(scale) {
     constructor_validate_and_infer_types();
   }
 
   void validate_and_infer_types() override {
-    const auto shape = get_input_partial_shape(0);
+    NODE_VALIDATION_CHECK(this, get_input_size() == 3 || get_input_size() == 4,
+                          "takes q, k, v and an optional mask, got ", get_input_size(), " inputs");
+    for (size_t i = 0; i < get_input_size(); ++i) {
+      const auto type = get_input_element_type(i);
+      NODE_VALIDATION_CHECK(this, type == ov::element::f32 || type.is_dynamic(), "input ", i, " is ", type,
+                            "; every input must be f32");
+    }
+    auto shape = get_input_partial_shape(0);
     NODE_VALIDATION_CHECK(this, m_heads > 0 && shape.rank().is_static() && shape.rank().get_length() == 3,
                           "q must be (batch, len, heads * head_dim) with heads > 0");
+    for (size_t i : {1, 2})
+      NODE_VALIDATION_CHECK(this, ov::PartialShape::merge_into(shape, get_input_partial_shape(i)),
+                            "k and v must have q's shape ", get_input_partial_shape(0), ", input ", i, " is ",
+                            get_input_partial_shape(i));
+    if (get_input_size() == 4) {
+      auto rows = ov::PartialShape{shape[0], shape[1]};
+      NODE_VALIDATION_CHECK(this, ov::PartialShape::merge_into(rows, get_input_partial_shape(3)),
+                            "the mask must be (batch, len) = ", ov::PartialShape{shape[0], shape[1]}, ", it is ",
+                            get_input_partial_shape(3));
+    }
+    if (shape[1].is_static())
+      NODE_VALIDATION_CHECK(this, shape[1].get_length() <= kMaxLength, "sequence length ", shape[1].get_length(),
+                            " is above the int8 kernel's ", kMaxLength, " tokens");
     if (shape[2].is_static())
       NODE_VALIDATION_CHECK(this, shape[2].get_length() % m_heads == 0 && shape[2].get_length() / m_heads <= 256,
                             "hidden size ", shape[2].get_length(), " is not heads (", m_heads,
@@ -303,7 +334,8 @@ public:
   bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
     const ov::Shape shape = inputs[0].get_shape();
     const int64_t batch = shape[0], n = shape[1], hidden = shape[2], heads = m_heads, d = hidden / heads;
-    if (hidden != heads * d || d > 256) return false;  // refused at validation already
+    if (hidden != heads * d || d > 256 || n > kMaxLength) return false;  // refused at validation when static
+    if (inputs.size() > 3 && inputs[3].get_shape() != ov::Shape{shape[0], shape[1]}) return false;
     outputs[0].set_shape(shape);
     outputs[1].set_shape({shape[0], shape[1]});
     const float* q = inputs[0].data<const float>();
