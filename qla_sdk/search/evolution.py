@@ -22,7 +22,7 @@ from qla_sdk.errors import ConfigError
 from qla_sdk.io import write_json_atomic
 from qla_sdk.options import option
 from qla_sdk.search.genes import Gene, check_gene, constant_rate_gene, constant_rate_genes, crossover, mutate
-from qla_sdk.search.pareto import best_within, cheapest_within, pareto_front
+from qla_sdk.search.pareto import best_within, cheapest_within, in_band, pareto_front
 
 STATE_VERSION = 1
 SAVE_INTERVAL_S = 2.0  # between saves after single scores; iteration ends and interruptions always save
@@ -98,7 +98,7 @@ class Budget:
         return cheapest_within(points, full_metric - self.max_metric_drop, self.max_cost, self.min_cost)
 
     def contains(self, cost: float) -> bool:
-        return (self.max_cost is None or cost <= self.max_cost) and (self.min_cost is None or cost >= self.min_cost)
+        return in_band(cost, self.max_cost, self.min_cost)
 
     def check(self, smallest_cost: float, full_cost: float) -> None:
         """Reject a budget no gene of the search can meet, or one the full-length model already meets."""

@@ -30,13 +30,14 @@ def pareto_front(points: Mapping[Hashable, tuple[float, float]]) -> list:
     return front
 
 
+def in_band(cost: float, max_cost: float | None, min_cost: float | None = None) -> bool:
+    """Whether ``cost`` lies within ``[min_cost, max_cost]``; a bound of None is open."""
+    return (max_cost is None or cost <= max_cost) and (min_cost is None or cost >= min_cost)
+
+
 def best_within(points: Mapping[Hashable, tuple[float, float]], max_cost: float | None, min_cost: float | None = None):
     """The key with the highest metric among points costing within ``[min_cost, max_cost]`` (cheaper on ties)."""
-    inside = [
-        k
-        for k, (cost, _) in points.items()
-        if (max_cost is None or cost <= max_cost) and (min_cost is None or cost >= min_cost)
-    ]
+    inside = [k for k, (cost, _) in points.items() if in_band(cost, max_cost, min_cost)]
     if not inside:
         return None
     return min(inside, key=lambda k: (-points[k][1], points[k][0], k))
@@ -50,11 +51,7 @@ def cheapest_within(
 ):
     """The key of the cheapest point scoring at least ``min_metric`` within ``[min_cost, max_cost]`` (higher metric,
     then key, on ties), or None."""
-    inside = [
-        k
-        for k, (cost, metric) in points.items()
-        if metric >= min_metric and (max_cost is None or cost <= max_cost) and (min_cost is None or cost >= min_cost)
-    ]
+    inside = [k for k, (cost, metric) in points.items() if metric >= min_metric and in_band(cost, max_cost, min_cost)]
     if not inside:
         return None
     return min(inside, key=lambda k: (points[k][0], -points[k][1], k))
