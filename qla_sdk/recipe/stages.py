@@ -206,6 +206,9 @@ class RecipeStages:
             write_to=model_dir,
             no_progress=not self.progress,
             config=self.recipe.search,
+            # The accuracy a recipe keeps is the fine-tuned teacher's, the model the user compresses: a metric
+            # drop counts from it, whatever the distilled or length-adaptive model's own full length scores.
+            reference_model=earlier["teacher"]["model"] if s.max_metric_drop is not None else None,
         )
         report = run_search(job)
         best = report["best"]
@@ -221,6 +224,7 @@ class RecipeStages:
             "metric": report["metric"],
             "search_metric": best["metric"],
             "search_full_metric": report["full"]["metric"],
+            "search_reference_metric": (report.get("reference") or {}).get("metric"),
             "dev_rows_scored": report["dev_rows"],
             "dev": dev,
             "macs": best["macs"],

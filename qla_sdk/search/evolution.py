@@ -69,18 +69,26 @@ class EvolutionConfig:
 @dataclass(frozen=True)
 class Budget:
     """Keep genes costing within ``[min_cost, max_cost]`` (either bound may be None); ``unit`` names the cost. With
-    ``max_metric_drop`` the chosen gene is the cheapest whose metric is at most that far below the full model's,
-    instead of the most accurate in the band."""
+    ``max_metric_drop`` the chosen gene is the cheapest whose metric is at most that far below
+    ``reference_metric`` (default: the full-length model's), instead of the most accurate in the band. A reference
+    is the model the user compresses (the fine-tuned teacher), whose accuracy is the one to keep: the searched
+    model's own full length may score above or below it."""
 
     max_cost: float | None = None
     min_cost: float | None = None
     unit: str = "cost"
     max_metric_drop: float | None = None
+    reference_metric: float | None = None
 
     def __post_init__(self) -> None:
         drop = self.max_metric_drop
         if drop is not None and (not isinstance(drop, (int, float)) or math.isnan(drop) or drop < 0):
             raise ConfigError(f"max_metric_drop={drop!r}: must be a number of metric points >= 0")
+        reference = self.reference_metric
+        if reference is not None and (not isinstance(reference, (int, float)) or not math.isfinite(reference)):
+            raise ConfigError(f"reference_metric={reference!r}: must be a finite metric value")
+        if reference is not None and drop is None:
+            raise ConfigError("a reference metric only applies with max_metric_drop: give both, or neither")
         for name in ("max_cost", "min_cost"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value <= 0):
@@ -95,7 +103,8 @@ class Budget:
         """The chosen gene among ``{gene: (cost, metric)}``, or None where no gene qualifies."""
         if self.max_metric_drop is None:
             return best_within(points, self.max_cost, self.min_cost)
-        return cheapest_within(points, full_metric - self.max_metric_drop, self.max_cost, self.min_cost)
+        reference = full_metric if self.reference_metric is None else self.reference_metric
+        return cheapest_within(points, reference - self.max_metric_drop, self.max_cost, self.min_cost)
 
     def contains(self, cost: float) -> bool:
         return in_band(cost, self.max_cost, self.min_cost)
@@ -185,7 +194,7 @@ class _Search:
             "num_layers": self.num_layers,
             "seq_len": self.seq_len,
             "config": config,
-            "budget": asdict(self.budget),
+            "budget": _band(asdict(self.budget)),
             "context": self.context,
         }
 
@@ -215,6 +224,7 @@ class _Search:
         if state.get("version") != STATE_VERSION:
             raise ConfigError(f"search state {self.state_path} has version {state.get('version')}; delete it")
         saved, current = state["search"], json.loads(json.dumps(self.identity()))
+        saved = {**saved, "budget": _band(saved.get("budget", {}))}  # states written before the band-only identity
         if saved != current:
             diff = _diff(saved, current)
             raise ConfigError(
@@ -225,6 +235,14 @@ class _Search:
         self.history = list(state["history"])
         for item in state["genes"]:
             self.records[tuple(item["gene"])] = _Record(item["cost"], item["metric"], item["born"])
+        for entry in self.history:  # the choice rule may have changed (metric drop, reference): apply today's
+            entry.update(self.best_of(entry["iteration"]))
+
+    def best_of(self, iteration: int) -> dict:
+        """The gene the budget chooses among those scored by ``iteration``, as a history entry's fields."""
+        points = self.population(iteration)
+        best = self.budget.choose(points, points[(self.seq_len,) * self.num_layers][1])
+        return {"best_gene": list(best) if best else None, "best_metric": points[best][1] if best else None}
 
     # -- scoring -----------------------------------------------------------------------------------------------
     def cost_of(self, gene: Gene, born: int) -> float:
@@ -274,6 +292,12 @@ def initial_genes(num_layers: int, seq_len: int, config: EvolutionConfig) -> tup
     smallest = constant_rate_gene(seq_len, num_layers, bound, config.min_length)
     between = constant_rate_genes(seq_len, num_layers, bound, config.num_constant_rate, config.min_length)
     return full, smallest, [g for g in between if g not in (full, smallest)]
+
+
+def _band(budget: dict) -> dict:
+    """The part of a budget that decides which genes are scored (the cost band); the metric drop and its reference
+    only choose among them, so a search may resume under another of those."""
+    return {k: budget.get(k) for k in ("max_cost", "min_cost", "unit")}
 
 
 def _parents(points: dict[Gene, tuple[float, float]], budget: Budget) -> list[Gene]:
@@ -406,21 +430,21 @@ def _iterate(search: _Search, smallest_cost: float, full_cost: float, progress: 
             parents = _parents(search.population(iteration - 1), budget)
             _offspring(search, iteration, parents, smallest_cost)
             points = search.population(iteration)
-            best = budget.choose(points, points[(search.seq_len,) * search.num_layers][1])
+            chosen = search.best_of(iteration)
             search.history.append(
                 {
                     "iteration": iteration,
                     "scored": len(points),
                     "front_size": len(pareto_front(points)),
                     "front_area": _front_area(points, smallest_cost, full_cost),
-                    "best_gene": list(best) if best else None,
-                    "best_metric": points[best][1] if best else None,
+                    **chosen,
                 }
             )
             search.completed = iteration
             search.save()
             if bar is not None:
                 bar.update(1)
+                best = tuple(chosen["best_gene"]) if chosen["best_gene"] else None
                 if best is not None:
                     postfix = {"best": f"{points[best][1]:.4g}", "cost": f"{points[best][0]:.4g}"}
                     bar.set_postfix(**postfix, front=search.history[-1]["front_size"], refresh=False)

@@ -51,11 +51,18 @@ class SearchJob:
     write_to: str | Path | None = field(
         default=None, metadata={"help": "also save a copy of the model running the best gene here"}
     )
+    reference_model: str | Path | None = field(
+        default=None,
+        metadata={
+            "help": "with --max-metric-drop: count the drop from this model's metric on the same dev subset (e.g. "
+            "the fine-tuned model being compressed) instead of the full-length model's"
+        },
+    )
     no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
     config: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
-        for name in ("model", "data", "output", "tokenizer", "write_to"):
+        for name in ("model", "data", "output", "tokenizer", "write_to", "reference_model"):
             value = getattr(self, name)
             if isinstance(value, Path):
                 setattr(self, name, str(value))
@@ -63,6 +70,11 @@ class SearchJob:
             raise ConfigError(f"seq_len={self.seq_len}: must be >= 8 tokens, or omitted for the task's default")
         if self.doc_stride < 1:
             raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 1 token (default 128)")
+        if self.reference_model is not None and self.config.max_metric_drop is None:
+            raise ConfigError(
+                f"reference_model={self.reference_model}: a reference only sets where max_metric_drop counts from; "
+                "give --max-metric-drop too, or drop --reference-model"
+            )
 
 
 def run_search(args: SearchJob) -> dict:
@@ -107,12 +119,14 @@ def run_search(args: SearchJob) -> dict:
     macs, latency, latency_settings = _costs(model, task, space, data, seq_len, args)
     cost = latency if cost_kind == "latency" else macs
     full_cost = cost(space.full())
+    reference = _reference_metric(args, task, data, metric, seq_len, space.ratio)
     if cost_kind == "latency":
         budget = Budget(
             parse_amount(args.config.max_latency_ms, full_cost, "ms"),
             parse_amount(args.config.min_latency_ms, full_cost, "ms"),
             unit="ms",
             max_metric_drop=args.config.max_metric_drop,
+            reference_metric=reference,
         )
     else:
         budget = Budget(
@@ -120,6 +134,7 @@ def run_search(args: SearchJob) -> dict:
             parse_amount(args.config.min_macs, full_cost, "MACs"),
             "MACs",
             max_metric_drop=args.config.max_metric_drop,
+            reference_metric=reference,
         )
 
     started = time.perf_counter()
@@ -143,6 +158,10 @@ def run_search(args: SearchJob) -> dict:
     )
     timed = args.config.measure_latency or cost_kind == "latency"
     report = _report(result, space, macs, latency if timed else None, cost_kind)
+    if reference is not None:
+        report["reference"] = {"model": str(args.reference_model), "metric": reference}
+        if report["best"] is not None:
+            report["best"]["reference_metric_loss"] = reference - report["best"]["metric"]
     report.update(
         model=str(args.model),
         task=task,
@@ -244,6 +263,31 @@ def _fitness(model, task: str, data: dict, metric: str, space, batch_size: int, 
         return float(scores[metric])
 
     return fitness
+
+
+def _reference_metric(args: SearchJob, task: str, data: dict, metric: str, seq_len: int, ratio: bool) -> float | None:
+    """The reference model's metric on the search's dev rows at full length, or None without a reference."""
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.train.tasks import evaluate
+
+    if args.reference_model is None:
+        return None
+    if not Path(args.reference_model).is_dir():
+        raise ConfigError(
+            f"reference model {args.reference_model} is not a checkpoint folder: give the folder of the model the "
+            "metric drop counts from (config.json + model.safetensors)"
+        )
+    reference = from_pretrained(args.reference_model, task=task).eval()
+    pad_to = None if ratio else seq_len  # as the searched genes are scored
+    scores = evaluate(
+        _on_device(reference, args.device),
+        data["features"],
+        task,
+        data["examples"],
+        args.config.batch_size,
+        pad_to=pad_to,
+    )
+    return float(scores[metric])
 
 
 def _costs(model, task: str, space, data: dict, seq_len: int, args: SearchJob):
@@ -361,7 +405,12 @@ def _report(result, space, macs, latency, cost_kind: str) -> dict:
 
 def _budget_dict(budget, cost_kind: str) -> dict:
     unit = "macs" if cost_kind == "macs" else "latency_ms"
-    return {f"max_{unit}": budget.max_cost, f"min_{unit}": budget.min_cost, "max_metric_drop": budget.max_metric_drop}
+    return {
+        f"max_{unit}": budget.max_cost,
+        f"min_{unit}": budget.min_cost,
+        "max_metric_drop": budget.max_metric_drop,
+        "reference_metric": budget.reference_metric,
+    }
 
 
 def _csv(rows: list[dict], columns: list[str]) -> bytes:
@@ -420,6 +469,8 @@ def _print_summary(report: dict, metric: str, output: Path) -> None:
             f"{name:<10} {r['macs'] / 1e9:8.3f} {r['macs_ratio']:8.1%} {ms:>8} {r['metric']:10.4f}  "
             f"{','.join(map(str, r['length_config']))}"
         )
+    if "reference" in report:
+        print(f"reference  {report['reference']['metric']:.4f} ({report['reference']['model']})")
     if report["best"] is None:
         print("no scored gene lies within the budget band (and metric drop): widen it (front.json lists the front)")
     print(f"front of {len(report['front'])} genes: {output / 'front.json'}, {output / 'front.csv'}; plot: search.png")
@@ -430,6 +481,14 @@ def _write_model(target: Path, args: SearchJob, model, report: dict, space) -> N
     from qla_sdk.modeling.checkpoint import read_qla_metadata
 
     best = report["best"]
+    if best is None and "reference" in report:
+        drop, reference = report["budget"]["max_metric_drop"], report["reference"]["metric"]
+        raise ConfigError(
+            f"--write-to: no gene scores within {drop:g} of the reference model's {report['metric']} "
+            f"({reference:.4f}, {report['reference']['model']}); the full-length model scores "
+            f"{report['full']['metric']:.4f}. Train the searched model longer (length-adaptive training, or "
+            "distillation for a student) or allow a larger max_metric_drop"
+        )
     if best is None:
         raise ConfigError("--write-to: no gene lies within the budget, so there is nothing to write")
     model.length_config = space.length_config(tuple(best["gene"]))
@@ -440,6 +499,7 @@ def _write_model(target: Path, args: SearchJob, model, report: dict, space) -> N
         "metric": report["metric"],
         "value": best["metric"],
         "full_value": report["full"]["metric"],
+        "reference": report.get("reference"),
         "macs": best["macs"],
         "macs_ratio": best["macs_ratio"],
         "latency_ms": best["latency_ms"],

@@ -140,6 +140,25 @@ def test_from_stage_redoes_it_and_the_later_ones(recipe_file, finished, tmp_path
     assert {k: report(out)[k] for k in REPORT_KEYS} == {k: report(finished)[k] for k in REPORT_KEYS}
 
 
+def test_a_metric_drop_counts_from_the_fine_tuned_teacher(recipe_file, finished, tmp_path):
+    """The accuracy a recipe keeps is the teacher's: the search's metric drop counts from it, not from the
+    distilled, length-adaptive model's own full length."""
+    recipe = yaml.safe_load(recipe_file.read_text())
+    recipe["search"]["max_metric_drop"] = 0.5
+    changed = tmp_path / "drop.yaml"
+    changed.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    assert run(changed, out) == 0
+    search = read_marker(out / "search")["outputs"]
+    teacher_accuracy = read_marker(out / "teacher")["outputs"]["dev"]["accuracy"]
+    assert search["search_reference_metric"] == pytest.approx(teacher_accuracy)
+    front = json.loads((out / "search" / "front.json").read_text())
+    assert front["reference"]["model"] == read_marker(out / "teacher")["outputs"]["model"]
+    assert front["best"]["metric"] >= search["search_reference_metric"] - 0.5
+    assert read_marker(finished / "search")["outputs"]["search_reference_metric"] is None  # no drop, no reference
+
+
 def test_two_processes_train_together_and_report_once(recipe_file, finished, tmp_path):
     """Under torchrun the training stages run DDP on both processes; the rest runs once, on the main process."""
     out = tmp_path / "out"

@@ -175,6 +175,45 @@ def test_bad_input_is_a_clear_error(sst, tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
+def test_a_reference_model_sets_where_the_metric_drop_counts_from(sst, tmp_path):
+    copy = tmp_path / "best"
+    drop = ["--max-metric-drop", "0", "--reference-model", str(sst["model"]), "--write-to", str(copy)]
+    assert search(sst, tmp_path / "out", *drop) == 0
+    front = json.loads((tmp_path / "out" / "front.json").read_text())
+    # the reference here is the searched model itself, so it scores what the full length scores
+    assert front["reference"] == {"model": str(sst["model"]), "metric": front["full"]["metric"]}
+    assert front["budget"]["reference_metric"] == front["full"]["metric"]
+    assert front["best"]["metric"] >= front["full"]["metric"]
+    assert json.loads((copy / "qla.json").read_text())["search"]["reference"] == front["reference"]
+
+
+def test_no_gene_within_the_drop_of_the_reference_is_a_clear_error(sst, tmp_path, capsys, monkeypatch):
+    import qla_sdk.search.job as job
+
+    monkeypatch.setattr(job, "_reference_metric", lambda *args: 2.0)  # above any accuracy
+    extra = ["--max-metric-drop", "0.1", "--reference-model", str(sst["model"]), "--write-to", str(tmp_path / "m")]
+    assert search(sst, tmp_path / "out", *extra) == 2
+    err = capsys.readouterr().err
+    assert "no gene scores within 0.1 of the reference model's accuracy (2.0000" in err
+    assert "allow a larger max_metric_drop" in err
+    assert not (tmp_path / "m").exists()
+    assert search(sst, tmp_path / "out", "--resume", "--max-metric-drop", "1.5", "--reference-model",
+                  str(sst["model"]), "--write-to", str(tmp_path / "m")) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--reference-model", "REF"], "give --max-metric-drop too"),
+        (["--max-metric-drop", "0.1", "--reference-model", "nowhere"], "is not a checkpoint folder"),
+    ],
+)
+def test_bad_reference_model_is_a_clear_error(sst, tmp_path, capsys, extra, message):
+    extra = [str(sst["model"]) if e == "REF" else str(tmp_path / e) if e == "nowhere" else e for e in extra]
+    assert search(sst, tmp_path / "bad", *extra) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_existing_search_needs_resume_and_write_to_needs_a_new_folder(sst, tmp_path, capsys):
     assert search(sst, tmp_path / "out", "--iterations", "0") == 0
     assert search(sst, tmp_path / "out") == 2

@@ -92,6 +92,44 @@ def test_a_metric_drop_chooses_the_cheapest_gene_that_keeps_it(drop):
         assert result.best.cost < result.full.cost  # this fitness saturates: some tokens are free to drop
 
 
+@pytest.mark.parametrize("offset", [-0.1, 0.0, 0.05])
+def test_a_metric_drop_counts_from_the_reference_metric_when_given(offset):
+    """A reference (the fine-tuned model being compressed) may score above or below the searched model's full
+    length; the floor moves with it, and the scored genes are the same as without one."""
+    plain = evolve(fitness, cost, LAYERS, SEQ, SMALL, budget=Budget(max_metric_drop=0.1), progress=False)
+    reference = plain.full.metric + offset
+    budget = Budget(max_metric_drop=0.1, reference_metric=reference)
+    result = evolve(fitness, cost, LAYERS, SEQ, SMALL, budget=budget, progress=False)
+    assert result.candidates == plain.candidates
+    floor = reference - 0.1
+    inside = [c for c in result.candidates.values() if c.metric >= floor]
+    assert result.best.cost == min(c.cost for c in inside) and result.best.metric >= floor
+    assert result.best.cost <= plain.best.cost if offset <= 0 else result.best.cost >= plain.best.cost
+
+
+def test_a_finished_search_resumes_under_another_metric_drop_as_if_run_with_it(tmp_path):
+    """The drop and its reference only choose among the scored genes: changing them rescores nothing."""
+    state = tmp_path / "state.json"
+    evolve(fitness, cost, LAYERS, SEQ, SMALL, budget=Budget(max_metric_drop=0.0), state_path=state, progress=False)
+    calls = []
+    budget = Budget(max_metric_drop=0.1, reference_metric=0.9)
+    resumed = evolve(
+        lambda g: calls.append(g) or fitness(g), cost, LAYERS, SEQ, SMALL,
+        budget=budget, state_path=state, resume=True, progress=False,
+    )  # fmt: skip
+    assert not calls
+    assert resumed.to_dict() == evolve(fitness, cost, LAYERS, SEQ, SMALL, budget=budget, progress=False).to_dict()
+    with pytest.raises(ConfigError, match="belongs to another search"):  # the cost band decides what is scored
+        evolve(fitness, cost, LAYERS, SEQ, SMALL, budget=Budget(max_cost=1e9), state_path=state, resume=True,
+               progress=False)  # fmt: skip
+
+
+def test_no_gene_within_the_drop_of_a_higher_reference_chooses_none():
+    points = {(4, 4): (1.0, 0.80), (2, 2): (0.5, 0.70)}
+    assert Budget(max_metric_drop=0.05, reference_metric=0.9).choose(points, 0.80) is None
+    assert Budget(max_metric_drop=0.05).choose(points, 0.80) == (4, 4)
+
+
 @pytest.mark.parametrize("fail_after", [3, 40, 75])
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, fail_after):
     expected = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False).to_dict()
@@ -158,7 +196,9 @@ def test_search_config_validates(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"max_cost": -1.0}, "max_cost=-1.0"), ({"max_cost": 5.0, "min_cost": 6.0}, "is empty"),
-     ({"max_metric_drop": -0.5}, "max_metric_drop=-0.5")],
+     ({"max_metric_drop": -0.5}, "max_metric_drop=-0.5"),
+     ({"max_metric_drop": 0.5, "reference_metric": float("nan")}, "reference_metric=nan"),
+     ({"reference_metric": 0.8}, "only applies with max_metric_drop")],
 )  # fmt: skip
 def test_budget_validates(kwargs, message):
     with pytest.raises(ConfigError, match=message):
