@@ -7,7 +7,8 @@ Steps, each resumable (re-run the same command after an interruption; finished w
    80/20, seed 0): no article is in both parts.
 2. recipe: `qla run --config qla_sdk/recipes/squad_minilm.yaml` on the split: fine-tune the pretrained MiniLM-L6-H384
    (length 384, stride 128) -> length-adaptive training -> search (F1 on a fixed subset: the cheapest gene within
-   0.6 F1 of the fine-tuned model) -> int8 OpenVINO -> export -> report.
+   0.5 F1 of the fine-tuned model, confirmed on every evaluation question) -> int8 OpenVINO (32-token buckets) ->
+   export -> report.
 3. curve: the same fine-tuning on 25% and 50% of the training questions (100% is the recipe's own teacher stage):
    where the data caps F1.
 4. latency: every evaluation question, one at a time, through what a service would call, with tokenization, windows

@@ -225,6 +225,7 @@ class RecipeStages:
             "search_metric": best["metric"],
             "search_full_metric": report["full"]["metric"],
             "search_reference_metric": (report.get("reference") or {}).get("metric"),
+            "search_confirmed": report.get("confirmed"),  # the genes re-scored on every dev example, if any
             "dev_rows_scored": report["dev_rows"],
             "dev": dev,
             "macs": best["macs"],

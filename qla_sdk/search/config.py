@@ -36,6 +36,11 @@ class SearchConfig:
         "choose the cheapest gene whose metric is at most this many points below the full model's (e.g. 0.5 F1), "
         "instead of the most accurate within the cost budget",
     )
+    confirm: bool = option(
+        False,
+        "with --max-metric-drop and --subset: score the chosen gene on every dev example, and take costlier genes "
+        "of the front until one keeps the drop there too (a subset's metric can be a point off)",
+    )
     max_latency_ms: str | float | None = option(
         None, "latency budget in ms, e.g. 8 or 60%%: searches on measured latency"
     )
@@ -74,6 +79,8 @@ class SearchConfig:
             raise ConfigError(f"cost={self.cost!r} does not match the budget given; drop one of them")
         if self.max_metric_drop is not None and not self.max_metric_drop >= 0:
             raise ConfigError(f"max_metric_drop={self.max_metric_drop}: must be >= 0 metric points, or null")
+        if self.confirm and self.max_metric_drop is None:
+            raise ConfigError("confirm re-checks a metric drop on every dev example: give max_metric_drop too")
         if self.subset is not None and self.subset < 1:
             raise ConfigError(f"subset={self.subset}: give a number of dev examples >= 1, or null for all")
         for name in ("ratio_steps", "batch_size", "latency_runs", "latency_batch_size"):

@@ -201,9 +201,56 @@ def test_no_gene_within_the_drop_of_the_reference_is_a_clear_error(sst, tmp_path
                   str(sst["model"]), "--write-to", str(tmp_path / "m")) == 0  # fmt: skip
 
 
+def test_confirm_rescores_the_chosen_gene_on_every_dev_example(sst, tmp_path):
+    """A subset picks candidates; the kept gene is the cheapest of the front, from the subset's choice up, whose
+    metric on every dev example stays within the drop."""
+    copy = tmp_path / "best"
+    extra = ["--subset", "5", "--max-metric-drop", "0", "--confirm", "--write-to", str(copy)]
+    assert search(sst, tmp_path / "out", *extra) == 0
+    front = json.loads((tmp_path / "out" / "front.json").read_text())
+    confirmed = front["confirmed"]
+    full_all = padded_accuracy(sst, LengthConfig(tuple(front["full"]["length_config"])))
+    assert confirmed["dev_rows"] == 10 and confirmed["floor"] == pytest.approx(full_all)
+    by_gene = {tuple(r["gene"]): r for r in [*front["front"], front["full"]]}
+    for tried in confirmed["tried"]:  # scored on all 10 rows, not on the subset of 5
+        config = LengthConfig(tuple(by_gene[tuple(tried["gene"])]["length_config"]))
+        assert tried["metric"] == pytest.approx(padded_accuracy(sst, config))
+    assert [t["metric"] >= confirmed["floor"] for t in confirmed["tried"]] == [False] * (
+        len(confirmed["tried"]) - 1
+    ) + [True]
+    assert front["best"]["gene"] == confirmed["kept"]["gene"]
+    assert list(from_pretrained(copy).length_config.lengths) == front["best"]["length_config"]
+
+
+def test_confirm_steps_up_the_front_until_a_gene_keeps_the_floor(sst, tmp_path, monkeypatch):
+    import qla_sdk.search.job as job
+
+    subset_fitness = job._fitness
+
+    def fitness(model, task, data, *args):  # on every row, a metric that grows with the tokens kept
+        if len(data["features"]) < 10:
+            return subset_fitness(model, task, data, *args)
+        return lambda gene: sum(gene) / 48
+
+    monkeypatch.setattr(job, "_fitness", fitness)
+    # the subset's reference lets the cheapest gene through; every row's demands 0.9 (1.0 less the drop)
+    monkeypatch.setattr(job, "_reference_metric", lambda args, task, data, *rest: float(len(data["features"]) == 10))
+    extra = ["--subset", "5", "--max-metric-drop", "0.1", "--confirm", "--reference-model", str(sst["model"])]
+    assert search(sst, tmp_path / "out", *extra) == 0
+    front = json.loads((tmp_path / "out" / "front.json").read_text())
+    tried = front["confirmed"]["tried"]
+    assert [t["metric"] for t in tried] == sorted(t["metric"] for t in tried)  # cheapest first
+    assert all(t["metric"] < 0.9 for t in tried[:-1]) and tried[-1]["metric"] >= 0.9
+    costs = {tuple(r["gene"]): r["macs"] for r in [*front["front"], front["full"]]}
+    cheaper = [r for r in front["front"] if r["macs"] < costs[tuple(tried[-1]["gene"])]]
+    assert all(sum(r["gene"]) / 48 < 0.9 for r in cheaper)  # no cheaper front gene would have kept it
+    assert front["best"]["gene"] == tried[-1]["gene"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
+        (["--confirm"], "give max_metric_drop too"),
         (["--reference-model", "REF"], "give --max-metric-drop too"),
         (["--max-metric-drop", "0.1", "--reference-model", "nowhere"], "is not a checkpoint folder"),
     ],
