@@ -39,7 +39,8 @@ class SearchConfig:
     confirm: bool = option(
         False,
         "with --max-metric-drop and --subset: score the chosen gene on every dev example, and take costlier genes "
-        "of the front until one keeps the drop there too (a subset's metric can be a point off)",
+        "of the front until one keeps the drop there too (a subset's metric can be a point off); with "
+        "--measure-latency, faster ones first, as timed",
     )
     max_latency_ms: str | float | None = option(
         None, "latency budget in ms, e.g. 8 or 60%%: searches on measured latency"

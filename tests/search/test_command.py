@@ -247,6 +247,29 @@ def test_confirm_steps_up_the_front_until_a_gene_keeps_the_floor(sst, tmp_path, 
     assert front["best"]["gene"] == tried[-1]["gene"]
 
 
+def test_confirm_with_measured_latency_tries_the_fastest_genes_first(sst, tmp_path, monkeypatch):
+    """MACs miss what a runtime pays for a layer that prunes at all: with timings, the ladder runs by them."""
+    import qla_sdk.search.job as job
+
+    subset_fitness = job._fitness
+
+    def fitness(model, task, data, *args):
+        if len(data["features"]) < 10:
+            return subset_fitness(model, task, data, *args)
+        return lambda gene: 0.0 if sum(gene) < 48 else 1.0  # on every row only the full length keeps the floor
+
+    monkeypatch.setattr(job, "_fitness", fitness)
+    monkeypatch.setattr(job, "_reference_metric", lambda args, task, data, *rest: float(len(data["features"]) == 10))
+    extra = ["--subset", "5", "--max-metric-drop", "0.1", "--confirm", "--reference-model", str(sst["model"])]
+    timing = ["--measure-latency", "--latency-runs", "1", "--latency-warmup", "0"]
+    assert search(sst, tmp_path / "out", *extra, *timing) == 0
+    confirmed = json.loads((tmp_path / "out" / "front.json").read_text())["confirmed"]
+    assert confirmed["order"] == "latency_ms"
+    times = [t["latency_ms"] for t in confirmed["tried"]]
+    assert all(t > 0 for t in times) and times == sorted(times)
+    assert confirmed["kept"]["gene"] == [24, 24]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
