@@ -138,6 +138,19 @@ class LatencyCost:
     def __call__(self, gene: Gene) -> float:
         return self.of(gene)
 
+    def side_by_side(self, genes: list[Gene], rounds: int = 5) -> dict[Gene, float]:
+        """Milliseconds per gene, timed in ``rounds`` interleaved rounds (the order rotated per round) and the
+        median taken: to rank a few genes a few percent apart, where one measurement each, minutes apart, drifts
+        with the machine's state by more than that."""
+        if rounds < 1:
+            raise ConfigError(f"rounds={rounds}: must be >= 1")
+        runs = {g: self.runner(self.space.length_config(g)) for g in genes}
+        times: dict[Gene, list[float]] = {g: [] for g in genes}
+        for r in range(rounds):
+            for gene in genes[r % len(genes) :] + genes[: r % len(genes)]:
+                times[gene].append(measure_ms(runs[gene], self.warmup, self.runs, self.threads))
+        return {g: statistics.median(t) for g, t in times.items()}
+
 
 LATENCY_BACKENDS = ("eager", "inductor", "openvino")
 

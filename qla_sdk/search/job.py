@@ -239,7 +239,7 @@ def _confirm(
     """Re-score the chosen gene on every dev example; while it falls below the drop's floor there (the reference's,
     or the full length's, metric on every example, less ``max_metric_drop``), take the next gene of the front that
     keeps the drop on the subset. Next means costlier; with ``latency`` (``--measure-latency`` on MACs, or a latency
-    cost) it means slower as measured, since MACs miss what a runtime pays for a layer that prunes at all (its
+    cost) it means slower, the candidates timed again side by side, since MACs miss what a runtime pays for a layer that prunes at all (its
     attention runs unfused): a gene keeping 95% of a layer's tokens can cost fewer MACs and more milliseconds.
     Returns the search result with the kept gene as best, and the record of what was scored."""
     if result.best is None:
@@ -256,19 +256,21 @@ def _confirm(
     ladder = [result.best] + [c for c in ladder if c.gene != result.best.gene]
     if result.full.gene not in {c.gene for c in ladder}:
         ladder.append(result.full)
-    if latency is not None:
-        ladder.sort(key=lambda c: (latency(c.gene), c.cost))
+    timed = latency.side_by_side([c.gene for c in ladder]) if latency is not None else {}
+    if timed:
+        ladder.sort(key=lambda c: (timed[c.gene], c.cost))
     tried = []
     for candidate in ladder:
         value = fitness(candidate.gene)
         row = {"gene": list(candidate.gene), "subset_metric": candidate.metric, "metric": value}
-        tried.append({**row, "latency_ms": latency(candidate.gene)} if latency is not None else row)
+        tried.append({**row, "latency_ms": timed[candidate.gene]} if timed else row)
         if value >= floor:
             record = {
                 "dev_rows": len(data["features"]),
                 "reference_metric": reference,
                 "floor": floor,
-                "order": "latency_ms" if latency is not None else "cost",
+                "order": "latency_ms, timed side by side" if timed else "cost",
+                "ladder": len(ladder),
             }
             return dataclasses.replace(result, best=candidate), {**record, "tried": tried, "kept": tried[-1]}
     raise ConfigError(

@@ -264,7 +264,7 @@ def test_confirm_with_measured_latency_tries_the_fastest_genes_first(sst, tmp_pa
     timing = ["--measure-latency", "--latency-runs", "1", "--latency-warmup", "0"]
     assert search(sst, tmp_path / "out", *extra, *timing) == 0
     confirmed = json.loads((tmp_path / "out" / "front.json").read_text())["confirmed"]
-    assert confirmed["order"] == "latency_ms"
+    assert confirmed["order"] == "latency_ms, timed side by side"
     times = [t["latency_ms"] for t in confirmed["tried"]]
     assert all(t > 0 for t in times) and times == sorted(times)
     assert confirmed["kept"]["gene"] == [24, 24]

@@ -139,3 +139,26 @@ def test_openvino_latency_compiles_with_the_precision_asked_for(tiny_model, monk
     runner = torch_runner(tiny_model, batch_size=1, seq_len=16, compile_model=compiler)
     assert runner(LengthConfig.parse("12,6"))() is not None
     assert asked and set(asked) == {"bf16"}
+
+
+def test_side_by_side_timing_interleaves_rounds_and_takes_medians(monkeypatch):
+    """Genes a few percent apart are ranked from rotated rounds, not from one measurement each."""
+    import qla_sdk.search.cost as cost
+
+    space = GeneSpace(num_layers=2, seq_len=32)
+    order, clock = [], iter([5.0, 1.0, 2.0, 9.0, 1.5, 2.5, 4.0, 1.2, 2.2])  # one outlier per gene
+
+    def runner(length_config):
+        return lambda: length_config.lengths
+
+    def fake_measure(run, warmup, runs, threads):
+        order.append(run())
+        return next(clock)
+
+    monkeypatch.setattr(cost, "measure_ms", fake_measure)
+    genes = [(32, 32), (16, 16), (24, 24)]
+    timed = LatencyCost(runner, space).side_by_side(genes, rounds=3)
+    assert order == [(32, 32), (16, 16), (24, 24), (16, 16), (24, 24), (32, 32), (24, 24), (32, 32), (16, 16)]
+    assert timed == {(32, 32): 2.5, (16, 16): 2.2, (24, 24): 2.0}  # medians: the outliers 5.0, 9.0, 4.0 drop
+    with pytest.raises(ConfigError, match="rounds=0"):
+        LatencyCost(runner, space).side_by_side(genes, rounds=0)
