@@ -239,8 +239,9 @@ def _confirm(
     """Re-score the chosen gene on every dev example; while it falls below the drop's floor there (the reference's,
     or the full length's, metric on every example, less ``max_metric_drop``), take the next gene of the front that
     keeps the drop on the subset. Next means costlier; with ``latency`` (``--measure-latency`` on MACs, or a latency
-    cost) it means slower, the candidates timed again side by side, since MACs miss what a runtime pays for a layer that prunes at all (its
-    attention runs unfused): a gene keeping 95% of a layer's tokens can cost fewer MACs and more milliseconds.
+    cost) it means slower, the candidates timed again side by side, since MACs miss what a runtime pays for a layer
+    that prunes at all (its attention runs unfused): a gene keeping 95% of a layer's tokens can cost fewer MACs and
+    more milliseconds.
     Returns the search result with the kept gene as best, and the record of what was scored."""
     if result.best is None:
         return result, {}
