@@ -3,8 +3,9 @@ validation in the dataclass (``__post_init__``), its help in ``field(metadata={"
 sections are the same dataclasses (``qla_sdk.config.from_dict``).
 
 ``add_options(parser, Config)`` adds ``--field-name`` for every field (``metadata["aliases"]`` adds other spellings,
-``metadata["choices"]`` restricts the values; a ``list[X]`` field takes one or more values); ``options_from_args(Config,
-args)`` builds the config back. Help strings name a default as ``%(default)s``, so the default is written once too.
+``metadata["choices"]`` restricts the values; a ``list[X]`` or ``tuple[X, ...]`` field takes one or more values);
+``options_from_args(Config, args)`` builds the config back. Help strings name a default as ``%(default)s``, so the
+default is written once too.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def _list_item(tp: Any) -> Any:
     if typing.get_origin(tp) is list:
         args = typing.get_args(tp)
         return args[0] if args else str
+    if typing.get_origin(tp) is tuple and len(typing.get_args(tp)) == 2 and typing.get_args(tp)[1] is Ellipsis:
+        return typing.get_args(tp)[0]  # tuple[X, ...]: the list's immutable twin, for frozen configs
     return None
 
 

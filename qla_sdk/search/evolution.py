@@ -21,7 +21,15 @@ from pathlib import Path
 from qla_sdk.errors import ConfigError
 from qla_sdk.io import write_json_atomic
 from qla_sdk.options import option
-from qla_sdk.search.genes import Gene, check_gene, constant_rate_gene, constant_rate_genes, crossover, mutate
+from qla_sdk.search.genes import (
+    Gene,
+    check_gene,
+    constant_rate_gene,
+    constant_rate_genes,
+    crossover,
+    late_drop_genes,
+    mutate,
+)
 from qla_sdk.search.pareto import best_within, cheapest_within, in_band, pareto_front
 
 STATE_VERSION = 1
@@ -45,6 +53,11 @@ class EvolutionConfig:
         "constant-rate genes in the initial population, besides the full and the smallest (default %(default)s)",
         aliases=("--constant-rate", "--population-size"),
     )
+    late_drop_rates: tuple[float, ...] | None = option(
+        None,
+        "also start from late-drop genes: for each rate and each layer but the first, the earlier layers keep every "
+        "token and the later ones drop the rate each (default: none)",
+    )
     min_length: int = option(1, "fewest tokens (or ratio steps) a layer keeps (default %(default)s)")
     seed: int = option(0, "seed of the evolution (default %(default)s)")
 
@@ -60,6 +73,14 @@ class EvolutionConfig:
                 f"length_drop_bound={self.length_drop_bound}: must lie in (0, 1); use the drop rate the model was "
                 "trained with (LAT's default 0.2)"
             )
+        rates = self.late_drop_rates
+        if (rates is not None and not isinstance(rates, (list, tuple))) or any(
+            isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 < r < 1.0 for r in rates or ()
+        ):
+            raise ConfigError(
+                f"late_drop_rates={rates!r}: must be a list of drop rates in (0, 1), e.g. [0.3, 0.5, 0.7]"
+            )
+        object.__setattr__(self, "late_drop_rates", tuple(float(r) for r in rates) if rates else None)
         if not isinstance(self.min_length, int) or self.min_length < 1:
             raise ConfigError(f"min_length={self.min_length!r}: must be an integer >= 1")
         if not isinstance(self.seed, int):
@@ -148,6 +169,7 @@ class SearchResult:
     smallest: Candidate
     constant_rate: list[Candidate]  # the initial constant-rate genes, full and smallest included, by cost
     iterations: int
+    late_drop: list[Candidate] = field(default_factory=list)  # the initial late-drop genes, by cost
     history: list[dict] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     rejected: int = 0  # offspring outside the budget band, never scored
@@ -159,6 +181,7 @@ class SearchResult:
             "smallest": self.smallest.to_dict(),
             "front": [c.to_dict() for c in self.front],
             "constant_rate": [c.to_dict() for c in self.constant_rate],
+            "late_drop": [c.to_dict() for c in self.late_drop],
             "iterations": self.iterations,
             "scored": len(self.candidates),
             "rejected": self.rejected,
@@ -190,6 +213,8 @@ class _Search:
     def identity(self) -> dict:
         config = asdict(self.config)
         config.pop("iterations")  # a resumed search may run longer
+        if config["late_drop_rates"] is None:
+            config.pop("late_drop_rates")  # as states written before the option existed
         return {
             "num_layers": self.num_layers,
             "seq_len": self.seq_len,
@@ -382,7 +407,12 @@ def evolve(
         search.load()
 
     full, smallest, between = initial_genes(num_layers, seq_len, config)
-    for gene in (full, smallest, *between):
+    late = [
+        g
+        for g in late_drop_genes(seq_len, num_layers, config.late_drop_rates or (), config.min_length)
+        if g not in (full, smallest, *between)
+    ]
+    for gene in (full, smallest, *between, *late):
         check_gene(gene, num_layers, seq_len)
     full_cost, smallest_cost = search.cost_of(full, 0), search.cost_of(smallest, 0)
     if smallest_cost >= full_cost:
@@ -395,8 +425,9 @@ def evolve(
     try:
         if search.completed < 0:
             if progress:
-                print(f"search: scoring the initial population of {2 + len(between)} genes", file=sys.stderr)
-            for gene in (full, smallest, *between):
+                count = 2 + len(between) + len(late)
+                print(f"search: scoring the initial population of {count} genes", file=sys.stderr)
+            for gene in (full, smallest, *between, *late):
                 search.score(gene, 0)
             search.completed = 0
             search.save()
@@ -415,6 +446,7 @@ def evolve(
         full=search.candidate(full),
         smallest=search.candidate(smallest),
         constant_rate=[search.candidate(g) for g in initial],
+        late_drop=[search.candidate(g) for g in sorted(late, key=lambda g: (points[g][0], g))],
         iterations=search.completed,
         history=search.history,
         budget=budget,

@@ -41,6 +41,24 @@ def constant_rate_genes(seq_len: int, num_layers: int, bound: float, count: int,
     return genes
 
 
+def late_drop_genes(seq_len: int, num_layers: int, rates: tuple[float, ...], min_length: int = 1) -> list[Gene]:
+    """For each layer but the first and each rate: the layers before it keep every token, it and the later layers
+    drop ``rate`` each.
+
+    Redundancy grows with depth (PoWER-BERT), and a layer that drops nothing pays no significance or selection, so
+    these genes reach low costs without touching the early layers. Constant-rate genes, and mutants of them (a
+    layer can only move between its neighbours), rarely get there: keeping the first layers whole means a step of
+    many layers at once.
+    """
+    genes: list[Gene] = []
+    for start in range(1, num_layers):
+        for rate in rates:
+            gene = (seq_len,) * start + constant_rate_gene(seq_len, num_layers - start, rate, min_length)
+            if gene not in genes:
+                genes.append(gene)
+    return genes
+
+
 def mutate(gene: Gene, rng: random.Random, seq_len: int, prob: float, min_length: int = 1) -> Gene:
     """Each layer, with probability ``prob``, takes a length between the next layer's and the previous one's.
 

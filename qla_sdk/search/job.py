@@ -439,6 +439,7 @@ def _report(result, space, macs, latency, cost_kind: str) -> dict:
 
     front = [row(c) for c in result.front]
     constant = [row(c) for c in result.constant_rate]
+    late = [row(c) for c in result.late_drop]
     full = row(result.full)
     best = row(result.best) if result.best is not None else None
     if best is not None:
@@ -453,6 +454,7 @@ def _report(result, space, macs, latency, cost_kind: str) -> dict:
         "best": best,
         "front": front,
         "constant_rate": constant,
+        "late_drop": late,
         "scored": [row(c, time_it=False) for c in sorted(result.candidates.values(), key=lambda c: (c.cost, c.gene))],
         "history": result.history,
     }
@@ -510,6 +512,7 @@ def _write_outputs(output: Path, report: dict, space, metric: str) -> None:
         budget=report["budget"],
         title=f"qla search: {Path(report['model']).name} ({'ratio' if report['genes'] == 'ratio' else 'token'} genes)",
         front_axis="macs" if report["cost"] == "macs" else "latency_ms",
+        late_drop=report["late_drop"],
     )
 
 

@@ -21,6 +21,7 @@ def plot_search(
     budget: dict | None = None,
     title: str | None = None,
     front_axis: str = "macs",
+    late_drop: list[Row] | None = None,
 ) -> Path:
     """Write the plot; ``budget`` may hold ``max_macs``/``min_macs``/``max_latency_ms``/``min_latency_ms``.
 
@@ -47,6 +48,8 @@ def plot_search(
 
         ax.scatter(*xy(scored), s=8, color="0.75", label="scored genes", zorder=1)
         ax.scatter(*xy(constant_rate), s=22, marker="s", color="tab:orange", label="constant-rate genes", zorder=3)
+        if late_drop:
+            ax.scatter(*xy(late_drop), s=22, marker="^", color="tab:green", label="late-drop genes", zorder=3)
         fx, fy = xy(front)
         if key == front_axis:
             ax.step(fx, fy, where="post", color="tab:blue", linewidth=1.2, zorder=2)

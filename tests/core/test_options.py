@@ -121,6 +121,16 @@ def test_a_list_field_takes_several_values():
         options_from_args(DataSection, parser.parse_args(["--train", "t", "--eval", "e", "--doc-stride", "0"]))
 
 
+def test_a_tuple_field_takes_several_values_and_stays_a_tuple():
+    parser = argparse.ArgumentParser()
+    add_options(parser, EvolutionConfig)
+    args = parser.parse_args(["--late-drop-rates", "0.3", "0.5"])
+    assert options_from_args(EvolutionConfig, args).late_drop_rates == (0.3, 0.5)
+    assert options_from_args(EvolutionConfig, parser.parse_args([])).late_drop_rates is None
+    with pytest.raises(ConfigError, match=r"late_drop_rates=.*in \(0, 1\)"):
+        options_from_args(EvolutionConfig, parser.parse_args(["--late-drop-rates", "0.3", "1.5"]))
+
+
 @pytest.mark.parametrize(
     ("config", "values", "message"),
     [

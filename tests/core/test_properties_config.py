@@ -171,6 +171,9 @@ IMPOSSIBLE = {
         "mutation_prob": _out_of(0.0, 1.0, low_open=True),
         "length_drop_bound": _out_of(0.0, 1.0, low_open=True, high_open=True),
         "min_length": _ints_below(1),
+        "late_drop_rates": st.tuples(
+            st.lists(st.floats(0.01, 0.99), max_size=2), _out_of(0.0, 1.0, low_open=True, high_open=True)
+        ).map(lambda v: [*v[0], v[1]]),
     },
     QuantConfig: {
         "backend": st.text(max_size=10).filter(lambda v: v not in ("inductor", "openvino", "ipex", "fp32", "bf16")),

@@ -5,6 +5,7 @@ import pytest
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.search.evolution import Budget, EvolutionConfig, evolve, initial_genes
+from qla_sdk.search.genes import late_drop_genes
 from qla_sdk.search.pareto import dominates
 
 LAYERS, SEQ = 4, 64
@@ -152,6 +153,35 @@ def test_resume_can_extend_iterations(tmp_path):
         evolve(fitness, cost, LAYERS, SEQ, longer, state_path=state, progress=False).to_dict()
         == evolve(fitness, cost, LAYERS, SEQ, longer, progress=False).to_dict()
     )
+
+
+def test_late_drop_genes_join_the_initial_population_and_reach_what_mutants_miss():
+    late = EvolutionConfig(**{**SMALL.__dict__, "late_drop_rates": (0.5, 0.9)})
+    expected = set(late_drop_genes(SEQ, LAYERS, (0.5, 0.9)))
+    scored, calls = counting(fitness)
+    result = evolve(scored, cost, LAYERS, SEQ, late, progress=False)
+    assert {c.gene for c in result.late_drop} == expected
+    assert expected <= set(calls[: 2 + len(initial_genes(LAYERS, SEQ, late)[2]) + len(expected)])  # initial population
+    assert result.to_dict()["late_drop"] == [c.to_dict() for c in sorted(result.late_drop, key=lambda c: c.cost)]
+    without = evolve(fitness, cost, LAYERS, SEQ, SMALL, progress=False)
+    assert not expected & set(without.candidates) and without.late_drop == []
+    # the plain search never scores a gene as cheap as (64, 64, 64, 7) that keeps the first three layers whole
+    cheap = cost((SEQ, SEQ, SEQ, 7))
+    assert (SEQ, SEQ, SEQ, 7) in expected
+    assert not any(g[:3] == (SEQ,) * 3 and cost(g) <= cheap for g in without.candidates)
+
+
+def test_a_state_from_before_late_drop_rates_still_resumes_and_other_rates_are_another_search(tmp_path):
+    state = tmp_path / "state.json"
+    evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    saved = json.loads(state.read_text())
+    assert "late_drop_rates" not in saved["search"]["config"]  # as written before the option existed
+    scored, calls = counting(fitness)
+    assert evolve(scored, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False).iterations == SMALL.iterations
+    assert calls == []
+    late = EvolutionConfig(**{**SMALL.__dict__, "late_drop_rates": (0.5,)})
+    with pytest.raises(ConfigError, match=r"config.late_drop_rates was None, now \[0.5\]"):
+        evolve(fitness, cost, LAYERS, SEQ, late, state_path=state, progress=False)
 
 
 def test_resume_refuses_state_of_another_search(tmp_path):

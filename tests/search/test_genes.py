@@ -13,6 +13,7 @@ from qla_sdk.search.genes import (
     constant_rate_gene,
     constant_rate_genes,
     crossover,
+    late_drop_genes,
     mutate,
 )
 
@@ -42,6 +43,25 @@ def test_constant_rate_genes_lie_between_full_and_smallest():
         assert non_increasing(gene)
         assert all(s <= g <= f for s, g, f in zip(smallest, gene, full, strict=True))
     assert sorted(genes_, key=sum, reverse=True) == genes_  # rates grow, so lengths shrink
+
+
+@pytest.mark.parametrize("layers", [2, 4, 6])
+def test_late_drop_genes_keep_the_first_layers_whole_then_drop_at_a_constant_rate(layers):
+    rates = (0.3, 0.7)
+    genes_ = late_drop_genes(100, layers, rates)
+    expected = [
+        (100,) * start + constant_rate_gene(100, layers - start, rate) for start in range(1, layers) for rate in rates
+    ]
+    assert genes_ == expected and len(set(genes_)) == len(genes_) == 2 * (layers - 1)
+    for gene in genes_:
+        check_gene(gene, layers, 100)
+        start = gene.index(next(v for v in gene if v < 100))
+        assert start >= 1 and gene[start] in (70, 30)  # the first dropping layer drops exactly its rate
+
+
+def test_late_drop_genes_without_rates_or_with_repeats():
+    assert late_drop_genes(100, 6, ()) == []
+    assert late_drop_genes(100, 3, (0.5, 0.5)) == [(100, 50, 25), (100, 100, 50)]
 
 
 def test_constant_rate_gene_respects_min_length():
