@@ -76,7 +76,7 @@ def run_stages(
             continue
         if marker and not redo and is_main:
             log(f"[{stage.name}] options changed since it ran: running it and the later stages again")
-        redo = redo or marker is not None
+        redo = True  # the stages after one that runs (fresh or resumed) were built on its old outputs
         resume = folder.exists() and marker is None and not (stage.name == from_stage)
         if is_main:
             if folder.exists() and not resume:

@@ -38,6 +38,18 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     assert (tmp_path / "two" / "partial").exists()  # the stage's partial work was handed to it, not deleted
 
 
+def test_stages_after_a_resumed_stage_run_again(tmp_path):
+    # stage two's options change and its rerun is killed: stage three still holds a marker of the old run, built
+    # on the old outputs of stage two, so it must run again after two resumes and finishes
+    calls = []
+    run_stages(make_stages(calls), tmp_path, log=lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(make_stages(calls, options=("a", "B", "c"), fail_at="two"), tmp_path, log=lambda s: None)
+    calls.clear()
+    run_stages(make_stages(calls, options=("a", "B", "c")), tmp_path, log=lambda s: None)
+    assert calls == [("two", True), ("three", False)]
+
+
 def test_from_stage_and_changed_options(tmp_path):
     calls = []
     run_stages(make_stages(calls), tmp_path, log=lambda s: None)
