@@ -38,6 +38,9 @@ class BuildRequest:
     calibration: Sequence[dict] = ()  # unpadded rows: {"input_ids": [...], "token_type_ids": [...]}
     pad_token_id: int = 0
     evaluate: Evaluate | None = None
+    # The model whose dev metric the tolerance counts from (scored by ``evaluate`` at full length), e.g. the
+    # fine-tuned model the user compresses; None: the fp32 model's own metric.
+    reference_model: TaskModel | None = None
 
 
 class Runner(ABC):
@@ -123,12 +126,33 @@ def check_calibration(request: BuildRequest) -> None:
         )
 
 
-def reference_metric(request: BuildRequest, seq_len: int) -> float:
-    """The fp32 baseline of accuracy-aware tuning: the dev metric of the unmodified model (the reference encoder
-    with its length config; no int8 embedding or any other quantizer change), so the tolerance sees every loss."""
+def fp32_metric(request: BuildRequest, seq_len: int) -> float:
+    """The dev metric of the unmodified model (the reference encoder with its length config; no int8 embedding or
+    any other quantizer change), so the tolerance sees every loss."""
     model = request.model.eval().with_length_config(request.length_config)
     with torch.inference_mode():
         return float(request.evaluate(model, seq_len))
+
+
+def tolerance_baseline(request: BuildRequest, seq_len: int, fp32: float) -> float:
+    """What accuracy-aware tuning holds its tolerance against: the reference model's dev metric at full length,
+    scored the same way, when the request names one (then the int8 model's whole loss against the model the user
+    compresses is bounded, whatever the pruned fp32 model scores); else ``fp32``, the fp32 model's own."""
+    if request.reference_model is None:
+        return fp32
+    model = request.reference_model.eval().with_length_config(None)
+    with torch.inference_mode():
+        return float(request.evaluate(model, seq_len))
+
+
+def tuning_report(request: BuildRequest, fp32: float, baseline: float) -> dict:
+    """The build report's record of what the tolerance counted from."""
+    report = {"fp32_metric": fp32, "tolerance": request.config.tolerance}
+    if request.reference_model is not None:
+        report.update(reference_metric=baseline, tolerance_from="reference model")
+    else:
+        report["tolerance_from"] = "fp32 model"
+    return report
 
 
 def as_outputs(result) -> list[np.ndarray]:

@@ -17,8 +17,10 @@ from qla_sdk.backends.base import (
     as_outputs,
     check_calibration,
     example_inputs,
+    fp32_metric,
     pad_rows,
-    reference_metric,
+    tolerance_baseline,
+    tuning_report,
 )
 from qla_sdk.quantize import inc
 from qla_sdk.quantize.int8_state import load_program, load_tensors, save_programs, with_int8_embeddings
@@ -69,6 +71,7 @@ class InductorBackend(Backend):
             calibration = pad_rows(
                 request.calibration[: request.config.calibration_samples], tuning_len, request.pad_token_id
             )
+            fp32 = fp32_metric(request, tuning_len)
             result = inc.tune(
                 model,
                 example_inputs(tuning_len, pad_token_id=request.pad_token_id),
@@ -77,12 +80,12 @@ class InductorBackend(Backend):
                 request.config.tolerance,
                 configs=inc.tuning_configs(request.model.num_layers, request.config.act_algo),
                 max_trials=request.config.max_trials,
-                baseline=reference_metric(request, tuning_len),
+                baseline=tolerance_baseline(request, tuning_len, fp32),
             )
             config = result.config
             report.update(
                 tuning=result.description,
-                fp32_metric=result.baseline,
+                **tuning_report(request, fp32, result.baseline),
                 int8_metric=result.score,
                 trials=[{"config": n, "metric": s} for n, s in result.trials],
             )

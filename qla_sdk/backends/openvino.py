@@ -23,8 +23,10 @@ from qla_sdk.backends.base import (
     check_calibration,
     dynamic_batch_shapes,
     example_inputs,
+    fp32_metric,
     pad_rows,
-    reference_metric,
+    tolerance_baseline,
+    tuning_report,
 )
 from qla_sdk.errors import ConfigError
 from qla_sdk.quantize.config import INFERENCE_PRECISIONS
@@ -333,14 +335,15 @@ class OpenVINOBackend(Backend):
         return Built(models, report, "int8", precision)
 
     def _tune(self, ov, model, request: BuildRequest, trials, report: dict, head: int):
-        """The NNCF config whose dev metric is within the relative tolerance of fp32 (at the longest graph): the
-        first such config, or with ``keep='best'`` the most accurate of all tried; with its int8 model. Otherwise
-        ``QuantizationError`` listing every config tried."""
+        """The NNCF config whose dev metric is within the relative tolerance of fp32, or of the reference model
+        where the request names one (at the longest graph): the first such config, or with ``keep='best'`` the most
+        accurate of all tried; with its int8 model. Otherwise ``QuantizationError`` listing every config tried."""
         seq_len = max(request.seq_lens)
         core = ov.Core()
         fp32 = convert(model, seq_len, request.pad_token_id)
         calibration = pad_rows(request.calibration[: request.config.calibration_samples], seq_len, request.pad_token_id)
-        baseline = reference_metric(request, seq_len)  # the unmodified model: int8 embeddings count as int8 loss
+        fp32_score = fp32_metric(request, seq_len)  # the unmodified model: int8 embeddings count as int8 loss
+        baseline = tolerance_baseline(request, seq_len, fp32_score)
         scores, kept = [], None
         for name, options in trials[: request.config.max_trials]:
             int8 = quantize(fp32.clone(), calibration, options, head)
@@ -353,11 +356,14 @@ class OpenVINOBackend(Backend):
                 if request.config.keep == "first":
                     break
         if kept is not None:
-            report.update(fp32_metric=baseline, int8_metric=kept[0], trials=scores, keep=request.config.keep)
+            report.update(tuning_report(request, fp32_score, baseline))
+            report.update(int8_metric=kept[0], trials=scores, keep=request.config.keep)
             return kept[1], kept[2]
         lines = "\n".join(f"  {s['config']}: {s['metric']:.4f}" for s in scores)
         raise QuantizationError(
-            f"no NNCF config kept the dev metric within {request.config.tolerance:.1%} of fp32 ({baseline:.4f}):\n"
+            f"no NNCF config kept the dev metric within {request.config.tolerance:.1%} of "
+            f"{'the reference model' if request.reference_model is not None else 'fp32'} ({baseline:.4f}; fp32 "
+            f"{fp32_score:.4f}):\n"
             f"{lines}\nRaise --tolerance, calibrate on more samples, or export --backend bf16"
         )
 

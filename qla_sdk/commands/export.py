@@ -50,7 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str | None = None) -> int:
+def run(
+    args: argparse.Namespace,
+    tolerance: float | None = None,
+    eval_data: str | None = None,
+    reference_model: str | None = None,
+) -> int:
     from qla_sdk.data import load_tokenizer
     from qla_sdk.deploy import export_model
     from qla_sdk.deploy.evaluation import evaluator, task_rows
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str
         backend=args.backend,
         calibration_samples=args.calibration_samples,
         tolerance=0.01 if tolerance is None else tolerance,
+        tolerance_from="reference" if reference_model else "fp32",
         act_algo=args.act_algo,
         seq_lens=tuple(int(v) for v in args.seq_lens.split(",")) if args.seq_lens else None,
         quantize_embeddings=not args.no_int8_embeddings,
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace, tolerance: float | None = None, eval_data: str
         doc_stride=args.doc_stride,
         calibration=calibration,
         evaluate=evaluate,
+        reference_model=from_pretrained(reference_model, task=model.task).eval() if reference_model else None,
     )
     manifest = json.loads((path / "qla.json").read_text())
     print(

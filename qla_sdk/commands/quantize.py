@@ -14,10 +14,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_arguments(p, "inductor")
     p.add_argument("--eval-data", default=None, help="dev set for the accuracy check (default: no check)")
     p.add_argument("--tolerance", type=float, default=0.01, help="largest relative metric drop (0.01 = 1%%)")
+    p.add_argument(
+        "--reference-model",
+        default=None,
+        help="count --tolerance from this model's dev metric at full length (e.g. the fine-tuned model you "
+        "compress) instead of the quantized model's fp32 metric; needs --eval-data",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.backend not in ("inductor", "openvino", "ipex"):
         raise ValueError(f"qla quantize makes int8 models: --backend inductor, openvino or ipex, not {args.backend}")
-    return export.run(args, tolerance=args.tolerance, eval_data=args.eval_data)
+    if args.reference_model and not args.eval_data:
+        raise ValueError("--reference-model sets where the accuracy check counts from: give --eval-data too")
+    return export.run(args, tolerance=args.tolerance, eval_data=args.eval_data, reference_model=args.reference_model)

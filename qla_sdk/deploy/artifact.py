@@ -91,6 +91,7 @@ def export_model(
     doc_stride: int = 128,
     calibration: Sequence[dict] = (),
     evaluate=None,
+    reference_model: TaskModel | None = None,
     extra: dict | None = None,
 ) -> Path:
     """Build ``model`` with ``config.backend`` (int8 quantization when it is an int8 backend) and write the folder.
@@ -98,6 +99,7 @@ def export_model(
     ``length_config="model"`` uses ``model.length_config`` (the searched one); ``None`` exports the full model.
     ``calibration``: unpadded feature rows (dicts with ``input_ids``/``token_type_ids``) for int8 calibration.
     ``evaluate(run, seq_len) -> metric`` turns on accuracy-aware tuning (see ``qla_sdk.quantize``).
+    ``reference_model``: with ``config.tolerance_from='reference'``, the model whose metric the tolerance counts from.
     """
     from qla_sdk.backends import BuildRequest, get_backend
     from qla_sdk.quantize.config import QuantConfig, default_seq_lens
@@ -116,6 +118,16 @@ def export_model(
     if lc is not None:
         for seq_len in seq_lens if config.is_int8 else (max_length,):
             lc.check(model.num_layers, seq_len)
+    if config.tolerance_from == "reference" and evaluate is not None and reference_model is None:
+        raise ConfigError(
+            "tolerance_from 'reference' counts the int8 tolerance from a reference model's metric, and none was "
+            "given: pass reference_model (qla quantize --reference-model DIR), or use tolerance_from 'fp32'"
+        )
+    if reference_model is not None and config.tolerance_from != "reference":
+        raise ConfigError(
+            "a reference model was given but tolerance_from is 'fp32', so it would be ignored: set "
+            "tolerance_from='reference', or give no reference model"
+        )
     backend = get_backend(config.backend)
     request = BuildRequest(
         model=model.eval(),
@@ -125,6 +137,7 @@ def export_model(
         calibration=list(calibration),
         pad_token_id=tokenizer.pad_token_id or 0,
         evaluate=evaluate,
+        reference_model=reference_model.eval() if reference_model is not None else None,
     )
     built = backend.build(request)
     labels = None

@@ -13,6 +13,8 @@ ACT_ALGOS = ("minmax", "kl")
 KEEP_RULES = ("first", "best")
 # What OpenVINO runs the operations that stay floating point in (softmax, layer norms, GELU, the significance sums).
 INFERENCE_PRECISIONS = ("f32", "bf16")
+# What accuracy-aware tuning's tolerance counts from (see ``QuantConfig.tolerance_from``).
+TOLERANCE_FROM = ("fp32", "reference")
 # Buckets a ratio length config is exported at (one graph per length; inputs pad to the next bucket).
 RATIO_BUCKET_STEP = 64
 
@@ -22,6 +24,9 @@ class QuantConfig:
     """Options of post-training static int8 quantization and export.
 
     ``tolerance``: the largest relative drop of the dev metric int8 may have against fp32 (0.01 = 1%).
+    ``tolerance_from``: ``fp32``, the model being quantized (with its length config); or ``reference``, a reference
+    model scored the same way at full length, e.g. the fine-tuned model a recipe compresses (``qla quantize
+    --reference-model``): the bound then covers pruning and int8 together, whatever the pruned fp32 model scores.
     ``seq_lens``: sequence lengths to export graphs for; default: ``max_length`` for a token-count length config,
     multiples of 64 up to ``max_length`` for a ratio config (so short inputs run short graphs).
     ``keep``: with a dev set, ``first`` stops at the first tuning config within ``tolerance`` (INC's rule);
@@ -36,6 +41,7 @@ class QuantConfig:
     backend: str = "inductor"
     calibration_samples: int = 128
     tolerance: float = 0.01
+    tolerance_from: str = "fp32"
     act_algo: str = "minmax"
     seq_lens: tuple[int, ...] | None = None
     quantize_embeddings: bool = True
@@ -50,6 +56,11 @@ class QuantConfig:
             raise ConfigError(f"calibration_samples {self.calibration_samples}: must be >= 1 (100-300 is typical)")
         if not 0.0 <= self.tolerance < 1.0:
             raise ConfigError(f"tolerance {self.tolerance}: a relative drop in [0, 1), e.g. 0.01 for 1%")
+        if self.tolerance_from not in TOLERANCE_FROM:
+            raise ConfigError(
+                f"tolerance_from {self.tolerance_from!r}: choose one of {', '.join(TOLERANCE_FROM)} (reference: the "
+                "tolerance counts from a reference model's metric, e.g. the fine-tuned model)"
+            )
         if self.act_algo not in ACT_ALGOS:
             raise ConfigError(f"act_algo {self.act_algo!r}: choose one of {', '.join(ACT_ALGOS)}")
         if self.keep not in KEEP_RULES:

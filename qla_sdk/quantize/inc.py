@@ -142,7 +142,7 @@ class TuningResult:
     trials: list[tuple[str, float]] = field(default_factory=list)
 
     def report(self) -> str:
-        lines = [f"fp32 baseline {self.baseline:.4f}"]
+        lines = [f"baseline {self.baseline:.4f}"]
         lines += [f"  {name}: {score:.4f} ({_relative_drop(self.baseline, score):+.2%})" for name, score in self.trials]
         return "\n".join(lines)
 
@@ -204,7 +204,7 @@ def tune(
             return TuningResult(name, config, fp32, score, trials)
     result = TuningResult("none", None, fp32, max(trial_scores, default=float("nan")), trials)
     raise QuantizationError(
-        f"no int8 config kept the dev metric within {tolerance:.1%} of fp32:\n{result.report()}\n"
+        f"no int8 config kept the dev metric within {tolerance:.1%} of the baseline ({fp32:.4f}):\n{result.report()}\n"
         "Raise --tolerance, calibrate on more samples (--calibration-samples), or export --backend bf16"
     )
 

@@ -213,11 +213,20 @@ class RecipeStages:
         report = run_search(job)
         best = report["best"]
         model = from_pretrained(model_dir, task=self.recipe.task).eval()
-        data = self.data(tuple(model_labels(model) or ()) or None)
-        pad_to = None if s.ratio else self.recipe.max_length
-        dev = evaluate(
-            model, data.eval_features, self.recipe.task, data.eval_examples, s.batch_size, model.length_config, pad_to
-        )
+        # confirm scored the kept gene on every dev example already; without it, score the written model here
+        dev = ((report.get("confirmed") or {}).get("kept") or {}).get("scores")
+        if dev is None:
+            data = self.data(tuple(model_labels(model) or ()) or None)
+            pad_to = None if s.ratio else self.recipe.max_length
+            dev = evaluate(
+                model,
+                data.eval_features,
+                self.recipe.task,
+                data.eval_examples,
+                s.batch_size,
+                model.length_config,
+                pad_to,
+            )
         return {
             "model": str(model_dir),
             "length_config": model.length_config.to_dict(),
@@ -237,7 +246,8 @@ class RecipeStages:
 
     def quantize(self, folder: Path, earlier: dict, resume: bool) -> dict:
         """Static int8 of the searched model (``qla quantize``): calibrated on training rows, tuned until the dev
-        metric is within ``quantize.tolerance`` of fp32. FP32/BF16 backends export without calibration."""
+        metric is within ``quantize.tolerance`` of fp32, or with ``tolerance_from: reference`` of the fine-tuned
+        teacher (the model the user compresses). FP32/BF16 backends export without calibration."""
         from qla_sdk.deploy import export_model
         from qla_sdk.deploy.artifact import read_manifest
         from qla_sdk.deploy.evaluation import evaluator, task_rows
@@ -245,8 +255,10 @@ class RecipeStages:
 
         config, d = self.recipe.quantize, self.recipe.data
         model = from_pretrained(earlier["search"]["model"], task=self.recipe.task).eval()
-        calibration, evaluate = [], None
+        calibration, evaluate, reference = [], None, None
         if config.is_int8:
+            if config.tolerance_from == "reference":
+                reference = from_pretrained(earlier["teacher"]["model"], task=self.recipe.task).eval()
             calibration = task_rows(
                 self.recipe.task,
                 d.train,
@@ -267,6 +279,7 @@ class RecipeStages:
             doc_stride=d.doc_stride,
             calibration=calibration,
             evaluate=evaluate,
+            reference_model=reference,
         )
         manifest = read_manifest(path).data
         return {

@@ -246,10 +246,10 @@ def _confirm(
     if result.best is None:
         return result, {}
     data = _load_eval_data(args, model, task, seq_len, subset=False)
-    fitness = _fitness(_on_device(model, args.device), task, data, metric, space, args.config.batch_size, seq_len)
+    scores = _scorer(_on_device(model, args.device), task, data, space, args.config.batch_size, seq_len)
     reference = _reference_metric(args, task, data, metric, seq_len, space.ratio)
     if reference is None:
-        reference = fitness(result.full.gene)
+        reference = float(scores(result.full.gene)[metric])
     floor = reference - args.config.max_metric_drop
     # the front from the subset's choice up: every one keeps the drop on the subset (the front's metric rises with
     # its cost), and the full length is the last resort
@@ -262,7 +262,8 @@ def _confirm(
         ladder.sort(key=lambda c: (timed[c.gene], c.cost))
     tried = []
     for candidate in ladder:
-        value = fitness(candidate.gene)
+        every_metric = scores(candidate.gene)
+        value = float(every_metric[metric])
         row = {"gene": list(candidate.gene), "subset_metric": candidate.metric, "metric": value}
         tried.append({**row, "latency_ms": timed[candidate.gene]} if timed else row)
         if value >= floor:
@@ -273,7 +274,9 @@ def _confirm(
                 "order": "latency_ms, timed side by side" if timed else "cost",
                 "ladder": len(ladder),
             }
-            return dataclasses.replace(result, best=candidate), {**record, "tried": tried, "kept": tried[-1]}
+            # every metric of the kept gene on every dev example, so a caller need not score it again
+            kept = {**tried[-1], "scores": {k: float(v) for k, v in every_metric.items()}}
+            return dataclasses.replace(result, best=candidate), {**record, "tried": tried, "kept": kept}
     raise ConfigError(
         f"no gene keeps {metric} within {args.config.max_metric_drop:g} of {reference:.4f} on every dev example, "
         f"not even the full length ({tried[-1]['metric']:.4f}): train the searched model longer or allow a larger "
@@ -305,19 +308,24 @@ def _subset(total: int, size: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(total), size))
 
 
-def _fitness(model, task: str, data: dict, metric: str, space, batch_size: int, seq_len: int):
+def _scorer(model, task: str, data: dict, space, batch_size: int, seq_len: int):
+    """``scores(gene) -> {metric: value}``: every metric of the model running ``gene`` on ``data``."""
     from qla_sdk.train.tasks import evaluate
 
     # Token-count genes count tokens of an input padded to seq_len, as the reference search pads its inputs.
     pad_to = None if space.ratio else seq_len
 
-    def fitness(gene) -> float:
-        scores = evaluate(
+    def scores(gene) -> dict:
+        return evaluate(
             model, data["features"], task, data["examples"], batch_size, space.length_config(gene), pad_to=pad_to
         )
-        return float(scores[metric])
 
-    return fitness
+    return scores
+
+
+def _fitness(model, task: str, data: dict, metric: str, space, batch_size: int, seq_len: int):
+    scores = _scorer(model, task, data, space, batch_size, seq_len)
+    return lambda gene: float(scores(gene)[metric])
 
 
 def _reference_metric(args: SearchJob, task: str, data: dict, metric: str, seq_len: int, ratio: bool) -> float | None:

@@ -256,6 +256,50 @@ def test_the_tuning_baseline_is_the_unmodified_fp32_model(qa_model, backend_name
     assert report["fp32_metric"] == pytest.approx(fp32, abs=1e-9)
 
 
+def _shifted(model, start_bias: float):
+    """A copy of ``model`` whose start logits are all ``start_bias`` higher: a reference model that scores exactly
+    that much more under a metric that averages the start logits."""
+    import copy
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.head.qa.bias[0] += start_bias
+    return other
+
+
+@pytest.mark.parametrize("backend_name", ["openvino", "inductor"])
+@pytest.mark.parametrize("shift, kept", [(-5.0, True), (5.0, False)])
+def test_the_tolerance_counts_from_the_reference_model(qa_model, backend_name, shift, kept):
+    """With a reference model (the fine-tuned model a recipe compresses), the drop is measured from its metric at
+    full length, not from the pruned fp32 model's: a reference scoring 5 below lets int8 through at tolerance 0.1,
+    one scoring 5 above (about 50% more) stops it."""
+    pytest.importorskip("openvino" if backend_name == "openvino" else "neural_compressor")
+    lc = LengthConfig.parse("16,8")
+    ids, mask = padded_batch(120, 0)
+
+    def metric(run, seq_len):
+        ids24 = torch.nn.functional.pad(ids, (0, seq_len - ids.shape[1]))
+        mask24 = torch.nn.functional.pad(mask, (0, seq_len - ids.shape[1]))
+        start, _ = run(ids24, mask24, torch.zeros_like(ids24))
+        return 10.0 + float(np.asarray(start, dtype=np.float64)[mask24.numpy() > 0].mean())
+
+    reference = _shifted(qa_model, shift)
+    config = QuantConfig(backend=backend_name, tolerance=0.1, tolerance_from="reference", max_trials=1)
+    request = BuildRequest(qa_model, lc, (24,), config, _rows(), evaluate=metric, reference_model=reference)
+    with torch.inference_mode():
+        fp32 = metric(qa_model.with_length_config(lc), 24)
+        want = metric(reference.with_length_config(None), 24)
+    assert want == pytest.approx(fp32 + shift, abs=0.5)  # the reference runs at full length
+    if not kept:
+        with pytest.raises(QuantizationError, match="baseline|reference model"):
+            get_backend(backend_name).build(request)
+        return
+    report = get_backend(backend_name).build(request).report
+    assert report["tolerance_from"] == "reference model"
+    assert report["reference_metric"] == pytest.approx(want, abs=1e-9)
+    assert report["fp32_metric"] == pytest.approx(fp32, abs=1e-9)
+
+
 @pytest.mark.parametrize("keep, tried", [("first", 1), ("best", 3)])
 def test_keep_best_scores_every_config_and_keeps_the_most_accurate(qa_model, keep, tried):
     pytest.importorskip("openvino")

@@ -179,6 +179,7 @@ IMPOSSIBLE = {
         "backend": st.text(max_size=10).filter(lambda v: v not in ("inductor", "openvino", "ipex", "fp32", "bf16")),
         "calibration_samples": _ints_below(1),
         "tolerance": _out_of(0.0, 1.0, high_open=True),
+        "tolerance_from": st.text(max_size=9).filter(lambda v: v not in ("fp32", "reference")),
         "act_algo": st.text(max_size=6).filter(lambda v: v not in ("minmax", "kl")),
         "max_trials": _ints_below(1),
         "keep": st.text(max_size=6).filter(lambda v: v not in ("first", "best")),

@@ -105,3 +105,31 @@ def test_length_config_given_to_export_is_the_one_that_runs(tmp_path, classifier
     assert str(qla_sdk.load(out).manifest.length_config) == "0.5,0.2"
     assert str(qla_sdk.load(out).runner.length_config) == "0.5,0.2"
     assert str(classifier.length_config) == "0.7,0.4"  # the exported model object is left as it was
+
+
+@pytest.mark.parametrize(
+    "tolerance_from, with_reference, message",
+    [
+        ("reference", False, "none was given: pass reference_model"),
+        ("fp32", True, "it would be ignored: set tolerance_from='reference'"),
+    ],
+)
+def test_a_reference_model_and_tolerance_from_must_agree(
+    tmp_path, classifier, tokenizer, tolerance_from, with_reference, message
+):
+    from qla_sdk.deploy import export_model
+    from qla_sdk.errors import ConfigError
+    from qla_sdk.quantize import QuantConfig
+
+    config = QuantConfig(backend="openvino", tolerance_from=tolerance_from)
+    with pytest.raises(ConfigError, match=message):
+        export_model(
+            classifier,
+            tmp_path / "art",
+            tokenizer,
+            config=config,
+            calibration=[{"input_ids": [101, 2000, 102]}],
+            evaluate=lambda run, seq_len: 1.0,
+            reference_model=classifier if with_reference else None,
+        )
+    assert not (tmp_path / "art").exists()

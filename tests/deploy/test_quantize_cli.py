@@ -11,7 +11,8 @@ from qla_sdk.cli import main
 pytest.importorskip("nncf")
 
 
-def test_quantize_openvino_with_accuracy_check(minilm_dir, tmp_path, capsys):
+@pytest.mark.parametrize("reference", [False, True])
+def test_quantize_openvino_with_accuracy_check(minilm_dir, tmp_path, capsys, reference):
     folder = tmp_path / "checkpoint"
     model = tiny_model("text-classification", minilm_tokenizer(), folder)
     data = tmp_path / "train.tsv"
@@ -42,11 +43,24 @@ def test_quantize_openvino_with_accuracy_check(minilm_dir, tmp_path, capsys):
         "--calibration-samples",
         "8",
     ]
+    if reference:  # the tolerance counts from a reference model's metric (here the same checkpoint at full length)
+        argv += ["--reference-model", str(folder)]
     assert main(argv) == 0, capsys.readouterr().err
     manifest = json.loads((out / "qla.json").read_text())
     assert manifest["precision"] == "int8" and manifest["model"]["seq_lens"] == [32]
     build = manifest["build"]
     assert build["trials"] and "fp32_metric" in build and "asymmetric" in build["activations"]
+    assert build["tolerance_from"] == ("reference model" if reference else "fp32 model")
+    assert ("reference_metric" in build) == reference
     predictor = qla_sdk.load(out)
     assert predictor.predict("a good film")["label"] in model.config.id2label.values()
     assert main(["quantize", str(folder), "--out", str(tmp_path / "x"), "--backend", "fp32"]) == 2
+
+
+def test_a_reference_model_needs_eval_data(tmp_path, capsys):
+    folder = tmp_path / "checkpoint"
+    tiny_model("text-classification", minilm_tokenizer(), folder)
+    argv = ["quantize", str(folder), "--out", str(tmp_path / "int8"), "--backend", "openvino"]
+    assert main([*argv, "--data", str(folder), "--reference-model", str(folder)]) == 2
+    assert "give --eval-data too" in capsys.readouterr().err
+    assert not (tmp_path / "int8").exists()

@@ -13,6 +13,7 @@ from qla_sdk.quantize import QuantConfig, default_seq_lens
         ({"act_algo": "percentile"}, "act_algo 'percentile'"),
         ({"seq_lens": (1,)}, "seq_lens"),
         ({"keep": "last"}, "keep 'last'"),
+        ({"tolerance_from": "teacher"}, "tolerance_from 'teacher'"),
         ({"backend": "inductor", "keep": "best"}, "openvino backend only"),
         ({"backend": "openvino", "inference_precision": "fp16"}, "inference_precision 'fp16'"),
         ({"backend": "inductor", "inference_precision": "bf16"}, "applies to the openvino backend only"),

@@ -46,7 +46,13 @@ def recipe_file(tiny_checkpoint, tmp_path_factory):
         "distill": {"train": TRAIN},
         "lat": {"train": TRAIN},
         "search": {"evolution": {"iterations": 1, "mutations": 2, "crossovers": 2, "num_constant_rate": 2}},
-        "quantize": {"backend": "openvino", "calibration_samples": 8, "tolerance": 0.5, "max_trials": 1},
+        "quantize": {
+            "backend": "openvino",
+            "calibration_samples": 8,
+            "tolerance": 0.5,
+            "tolerance_from": "reference",  # the teacher's accuracy
+            "max_trials": 1,
+        },
         "benchmark": {"runs": 3, "warmup": 1},
     }
     path = root / "tiny.yaml"
@@ -79,6 +85,9 @@ def test_whole_recipe(finished):
     assert [row["stage"] for row in r["stages"]] == ["teacher", "distill", "search", "final"]
     assert r["stages"][-1]["macs"] <= r["stages"][1]["macs"] < r["stages"][0]["macs"]  # 1 layer vs 2, fewer tokens
     assert len(r["length_config"]["lengths"]) == 1
+    build = read_marker(finished / "quantize")["outputs"]["build"]
+    assert build["tolerance_from"] == "reference model"
+    assert build["reference_metric"] == pytest.approx(r["teacher_dev_acc"], abs=1e-6)  # the teacher, scored again
     assert (finished / "report" / "stages.png").stat().st_size > 1000
     assert (finished / "report" / "pareto.png").stat().st_size > 1000
     markdown = (finished / "report" / "report.md").read_text()
@@ -144,7 +153,7 @@ def test_a_metric_drop_counts_from_the_fine_tuned_teacher(recipe_file, finished,
     """The accuracy a recipe keeps is the teacher's: the search's metric drop counts from it, not from the
     distilled, length-adaptive model's own full length."""
     recipe = yaml.safe_load(recipe_file.read_text())
-    recipe["search"]["max_metric_drop"] = 0.5
+    recipe["search"].update(max_metric_drop=0.5, subset=8, confirm=True)  # genes scored on 8 rows, then on all
     changed = tmp_path / "drop.yaml"
     changed.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "out"
@@ -152,10 +161,14 @@ def test_a_metric_drop_counts_from_the_fine_tuned_teacher(recipe_file, finished,
     assert run(changed, out) == 0
     search = read_marker(out / "search")["outputs"]
     teacher_accuracy = read_marker(out / "teacher")["outputs"]["dev"]["accuracy"]
-    assert search["search_reference_metric"] == pytest.approx(teacher_accuracy)
+    # the teacher on every dev row (confirm's floor), as the teacher stage scored it; the search's own reference is
+    # the teacher on the 8-row subset
+    assert search["search_confirmed"]["reference_metric"] == pytest.approx(teacher_accuracy)
+    assert search["search_reference_metric"] is not None
     front = json.loads((out / "search" / "front.json").read_text())
     assert front["reference"]["model"] == read_marker(out / "teacher")["outputs"]["model"]
     assert front["best"]["metric"] >= search["search_reference_metric"] - 0.5
+    assert search["dev"] == search["search_confirmed"]["kept"]["scores"]  # confirm's scores, not a second pass
     assert read_marker(finished / "search")["outputs"]["search_reference_metric"] is None  # no drop, no reference
 
 

@@ -220,19 +220,22 @@ def test_confirm_rescores_the_chosen_gene_on_every_dev_example(sst, tmp_path):
     ) + [True]
     assert front["best"]["gene"] == confirmed["kept"]["gene"]
     assert list(from_pretrained(copy).length_config.lengths) == front["best"]["length_config"]
+    # every metric of the kept gene, as the written copy scores on every dev example (a recipe reuses them)
+    written = from_pretrained(copy).length_config
+    assert confirmed["kept"]["scores"]["accuracy"] == pytest.approx(padded_accuracy(sst, written))
 
 
 def test_confirm_steps_up_the_front_until_a_gene_keeps_the_floor(sst, tmp_path, monkeypatch):
     import qla_sdk.search.job as job
 
-    subset_fitness = job._fitness
+    subset_scorer = job._scorer
 
-    def fitness(model, task, data, *args):  # on every row, a metric that grows with the tokens kept
+    def scorer(model, task, data, *args):  # on every row, a metric that grows with the tokens kept
         if len(data["features"]) < 10:
-            return subset_fitness(model, task, data, *args)
-        return lambda gene: sum(gene) / 48
+            return subset_scorer(model, task, data, *args)
+        return lambda gene: {"accuracy": sum(gene) / 48}
 
-    monkeypatch.setattr(job, "_fitness", fitness)
+    monkeypatch.setattr(job, "_scorer", scorer)
     # the subset's reference lets the cheapest gene through; every row's demands 0.9 (1.0 less the drop)
     monkeypatch.setattr(job, "_reference_metric", lambda args, task, data, *rest: float(len(data["features"]) == 10))
     extra = ["--subset", "5", "--max-metric-drop", "0.1", "--confirm", "--reference-model", str(sst["model"])]
@@ -251,14 +254,14 @@ def test_confirm_with_measured_latency_tries_the_fastest_genes_first(sst, tmp_pa
     """MACs miss what a runtime pays for a layer that prunes at all: with timings, the ladder runs by them."""
     import qla_sdk.search.job as job
 
-    subset_fitness = job._fitness
+    subset_scorer = job._scorer
 
-    def fitness(model, task, data, *args):
+    def scorer(model, task, data, *args):
         if len(data["features"]) < 10:
-            return subset_fitness(model, task, data, *args)
-        return lambda gene: 0.0 if sum(gene) < 48 else 1.0  # on every row only the full length keeps the floor
+            return subset_scorer(model, task, data, *args)
+        return lambda gene: {"accuracy": 0.0 if sum(gene) < 48 else 1.0}  # on every row only the full length holds
 
-    monkeypatch.setattr(job, "_fitness", fitness)
+    monkeypatch.setattr(job, "_scorer", scorer)
     monkeypatch.setattr(job, "_reference_metric", lambda args, task, data, *rest: float(len(data["features"]) == 10))
     extra = ["--subset", "5", "--max-metric-drop", "0.1", "--confirm", "--reference-model", str(sst["model"])]
     timing = ["--measure-latency", "--latency-runs", "1", "--latency-warmup", "0"]
