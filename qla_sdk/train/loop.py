@@ -25,7 +25,6 @@ from qla_sdk.errors import CheckpointError, ConfigError
 from qla_sdk.train.checkpointing import latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints
 from qla_sdk.train.checkpointing import save_checkpoint as write_checkpoint
 from qla_sdk.train.config import TrainConfig
-from qla_sdk.train.heap import fix_mmap_threshold
 
 logger = logging.getLogger("qla_sdk.train")
 
@@ -105,7 +104,6 @@ def train(
     if config.resume and existing is None and is_main:
         logger.warning("resume requested but %s has no checkpoint: starting from step 0", output_dir)
 
-    fix_mmap_threshold()  # freed activations go back to the system, so a long run does not grow until it is killed
     bf16 = config.resolved_bf16(accelerator.device.type)
     total_steps = _total_steps(config, train_batches, steps_per_epoch, world)
     model.to(accelerator.device)

@@ -322,13 +322,3 @@ def test_the_verbs_evaluate_with_the_configs_eval_batch_size(tmp_path, monkeypat
     else:
         module.lat_train(model, features, features, CLS, LatConfig(), config)
     assert seen and set(seen) == {7}
-
-
-def test_training_fixes_the_mmap_threshold_first(tmp_path, monkeypatch):
-    """Freed activations of changing sizes go back to the system (``train.heap``): fixed before the first step."""
-    import qla_sdk.train.loop as loop
-
-    calls = []
-    monkeypatch.setattr(loop, "fix_mmap_threshold", lambda: calls.append(len(calls)) or True)
-    _model, result = run(tmp_path, max_steps=1)
-    assert calls == [0] and result.steps == 1
