@@ -13,6 +13,7 @@ see the short lengths the search later gives them.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from qla_sdk.modeling import LengthConfig, TaskModel
 from qla_sdk.modeling.length import ratio_keep
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import check_compatible, prediction_loss, train_on_features
-from qla_sdk.train.loop import TrainResult
+from qla_sdk.train.loop import LossTerms, TrainResult
 from qla_sdk.train.tasks import evaluate, task_loss
 
 
@@ -133,42 +134,57 @@ def sandwich_loss_fn(
     config: LatConfig,
     teacher: TaskModel | None = None,
     rng: random.Random | None = None,
-) -> Callable[[nn.Module, dict], tuple[torch.Tensor, dict]]:
+) -> Callable[[nn.Module, dict], LossTerms]:
     """The loss for ``qla_sdk.train.loop.train``: the sandwich rule with in-place distillation.
 
-    Per batch: the full model with the task loss; the smallest sub-model (drop p at every layer, all layers) and
-    ``num_sandwich`` random ones (LengthDrop + LayerDrop), each with KL(p_full || p_sub) at ``temperature``
-    toward the full model's detached predictions (the teacher's distribution is the target; the reference code,
+    Per batch: the full model with the task loss; ``num_sandwich`` random sub-models (LengthDrop + LayerDrop) and
+    the smallest one (drop p at every layer, all layers), each with KL(p_full || p_sub) at ``temperature`` toward
+    the full model's detached predictions (the teacher's distribution is the target; the reference code,
     clovaai/length-adaptive-transformer, passed the arguments of ``KLDivLoss`` the other way round, which
-    computes KL(p_sub || p_full)). The terms are averaged and back-propagated together. With ``teacher``, the full
-    model also distils from that external model: (1 - w) task + w KL(p_teacher || p_full).
+    computes KL(p_sub || p_full)). The loss is the mean of the terms. With ``teacher``, the full model also distils
+    from that external model: (1 - w) task + w KL(p_teacher || p_full).
+
+    The terms are back-propagated one at a time (``LossTerms``), as the reference code does: summed first, all
+    sub-models' activations would be held at once. The smallest sub-model comes last: it runs every layer, so its
+    backward, the one that synchronises gradients under DDP, reaches every parameter and LayerDrop needs no
+    ``find_unused_parameters``.
 
     Sub-models are drawn from ``rng``, by default Python's global ``random``, which ``loop.train`` seeds from
-    (seed, step, process) before every step: a resumed run draws the same sub-models it would have drawn. Every
-    parameter gets a gradient from the full model's pass, so DDP needs no ``find_unused_parameters`` for LayerDrop.
+    (seed, step, process) before every step: a resumed run draws the same sub-models it would have drawn.
     """
     rng = rng or random
     if teacher is not None:
         teacher.eval().requires_grad_(False)
+    count = 2 + config.num_sandwich
 
-    def loss_fn(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+    def loss_fn(model: nn.Module, batch: dict) -> LossTerms:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         token_type_ids = batch.get("token_type_ids")
-        full = model(input_ids, attention_mask, token_type_ids)
-        full_loss = task_loss(full, batch, task)
-        parts = {"full": full_loss.detach()}
-        if teacher is not None:
-            if next(teacher.parameters()).device != input_ids.device:
-                teacher.to(input_ids.device)
-            with torch.no_grad():
-                teacher_out = teacher(input_ids, attention_mask, token_type_ids)
-            teacher_kd = prediction_loss(teacher_out, full, config.temperature, attention_mask)
-            parts["teacher_kd"] = teacher_kd.detach()
-            full_loss = (1.0 - config.teacher_weight) * full_loss + config.teacher_weight * teacher_kd
-        target = _detach(full)
         seq_len = int(attention_mask.sum(dim=1).max())
+        randoms = []
+        for _ in range(config.num_sandwich):
+            layers = sample_layers(num_layers, config.layer_drop_prob, rng)
+            randoms.append((sample_lengths(seq_len, num_layers, config.length_drop_prob, rng, layers), layers))
+        smallest = (sample_lengths(seq_len, num_layers, config.length_drop_prob), None)
+        target = []  # the full model's detached predictions, set by the first term
+        extras: dict[str, float] = {}  # filled as the terms run
 
-        def sub_model_loss(lengths: tuple[int, ...], layers: tuple[bool, ...] | None) -> torch.Tensor:
+        def full_term() -> torch.Tensor:
+            full = model(input_ids, attention_mask, token_type_ids)
+            full_loss = task_loss(full, batch, task)
+            extras["full"] = float(full_loss.detach())
+            if teacher is not None:
+                if next(teacher.parameters()).device != input_ids.device:
+                    teacher.to(input_ids.device)
+                with torch.no_grad():
+                    teacher_out = teacher(input_ids, attention_mask, token_type_ids)
+                teacher_kd = prediction_loss(teacher_out, full, config.temperature, attention_mask)
+                extras["teacher_kd"] = float(teacher_kd.detach())
+                full_loss = (1.0 - config.teacher_weight) * full_loss + config.teacher_weight * teacher_kd
+            target.append(_detach(full))
+            return full_loss / count
+
+        def sub_model_term(name: str, lengths: tuple[int, ...], layers: tuple[bool, ...] | None) -> torch.Tensor:
             out = model(
                 input_ids,
                 attention_mask,
@@ -176,19 +192,17 @@ def sandwich_loss_fn(
                 length_config=ratio_config(lengths, seq_len),
                 layer_config=None if layers is None or all(layers) else layers,
             )
-            return prediction_loss(target, out, config.temperature, attention_mask)
+            value = prediction_loss(target[0], out, config.temperature, attention_mask)
+            if name == "random":  # logged as the mean over the random sub-models
+                extras["random"] = extras.get("random", 0.0) + float(value.detach()) / len(randoms)
+            else:
+                extras[name] = float(value.detach())
+            return value / count
 
-        smallest = sub_model_loss(sample_lengths(seq_len, num_layers, config.length_drop_prob), None)
-        parts["smallest"] = smallest.detach()
-        randoms = []
-        for _ in range(config.num_sandwich):
-            layers = sample_layers(num_layers, config.layer_drop_prob, rng)
-            lengths = sample_lengths(seq_len, num_layers, config.length_drop_prob, rng, layers)
-            randoms.append(sub_model_loss(lengths, layers))
-        if randoms:
-            parts["random"] = (sum(randoms) / len(randoms)).detach()
-        total = (full_loss + smallest + sum(randoms)) / (2 + len(randoms))
-        return total, {name: float(value) for name, value in parts.items()}
+        terms = [full_term]
+        terms += [functools.partial(sub_model_term, "random", *sub_model) for sub_model in randoms]
+        terms.append(functools.partial(sub_model_term, "smallest", *smallest))
+        return LossTerms(terms, extras)
 
     return loss_fn
 

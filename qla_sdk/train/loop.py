@@ -8,12 +8,13 @@ order, randomness and files lives here, so a killed run of any of them resumes t
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,29 @@ from qla_sdk.train.config import TrainConfig
 logger = logging.getLogger("qla_sdk.train")
 
 Batch = dict[str, torch.Tensor]
-LossFn = Callable[[nn.Module, Batch], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+LossFn = Callable[[nn.Module, Batch], "torch.Tensor | tuple[torch.Tensor, dict[str, float]] | LossTerms"]
 FINAL_DIR = "final"
 # Loss sums kept across a resume: the whole run's (train_loss) and the current logging window's.
 RUNNING_SUMS = ("loss_sum", "loss_count", "window_loss", "window_count")
+
+
+@dataclass
+class LossTerms:
+    """A loss that ``train`` back-propagates one term at a time, so only one term's autograd graph is alive at once.
+
+    The sandwich rule needs it: back-propagated as one sum, the activations of every sub-model of a step stay in
+    memory until its end. ``terms`` are called in order; each runs its forward pass and returns its part of the
+    loss (the loss is their sum, gradients are the same either way). ``extras`` (name -> float, logged like a loss
+    function's extras) may be filled while they run. Under DDP only the last term's backward synchronises
+    gradients (the earlier ones accumulate locally), so the last term must reach every trainable parameter, or set
+    ``find_unused_parameters``."""
+
+    terms: Sequence[Callable[[], torch.Tensor]]
+    extras: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.terms:
+            raise ConfigError("LossTerms has no terms: give at least one callable returning a loss term")
 
 
 @dataclass
@@ -82,8 +102,9 @@ def train(
     epoch (e.g. ``qla_sdk.data.batches(features, bs, shuffle=True, seed=s, epoch=epoch)``); with several processes
     each takes every n-th batch. ``steps_per_epoch`` is the number of batches it yields (all processes together),
     used to plan the learning-rate schedule; when omitted the loop counts them once. ``loss_fn(model, batch)``
-    returns a loss or ``(loss, {name: float})`` to log; ``model`` there may be DDP-wrapped, so call it rather than
-    reach into attributes. ``eval_fn(model)`` runs once at the end, on the main process, with the plain model.
+    returns a loss, ``(loss, {name: float})`` to log, or ``LossTerms`` to back-propagate one term at a time;
+    ``model`` there may be DDP-wrapped, so call it rather than reach into attributes. ``eval_fn(model)`` runs once
+    at the end, on the main process, with the plain model.
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
@@ -138,6 +159,9 @@ def train(
 
     from tqdm.auto import tqdm
 
+    autocast = functools.partial(
+        torch.autocast, device_type=accelerator.device.type, dtype=torch.bfloat16, enabled=bf16
+    )
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (is_main and config.progress), mininterval=1.0)
     session_samples, start = 0, time.perf_counter()
     epoch, skip = state["epoch"], state["batch_in_epoch"]
@@ -151,15 +175,15 @@ def train(
             pending += 1
             sync = pending == config.grad_accum or is_last
             with contextlib.nullcontext() if sync else accelerator.no_sync(ddp_model):
-                with torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss, extras = _split_loss(loss_fn(ddp_model, _to_device(batch, accelerator.device)))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss is {loss.item()} at step {step} (epoch {epoch}): lower lr (now {config.lr}), "
-                        "keep max_grad_norm > 0, or train in fp32 (bf16=False)"
-                    )
-                accelerator.backward(loss / config.grad_accum)
-            value = loss.item()
+                with autocast():
+                    loss = _as_terms(loss_fn(ddp_model, _to_device(batch, accelerator.device)))
+                value = _backward_terms(loss, accelerator, ddp_model, autocast, config.grad_accum)
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"loss is {value} at step {step} (epoch {epoch}): lower lr (now {config.lr}), "
+                    "keep max_grad_norm > 0, or train in fp32 (bf16=False)"
+                )
+            extras = loss.extras
             for key, add in (("loss_sum", value), ("loss_count", 1), ("window_loss", value), ("window_count", 1)):
                 state[key] += add
             for name, extra in extras.items():
@@ -293,6 +317,30 @@ def _mark_last(items: Iterable) -> Iterator[tuple[object, bool]]:
         yield previous, False
         previous = item
     yield previous, True
+
+
+def _as_terms(output: torch.Tensor | tuple | LossTerms) -> LossTerms:
+    if isinstance(output, LossTerms):
+        return output
+    loss, extras = _split_loss(output)
+    return LossTerms([lambda: loss], extras)
+
+
+def _backward_terms(loss: LossTerms, accelerator, ddp_model: nn.Module, autocast: Callable, grad_accum: int) -> float:
+    """Run and back-propagate each term in turn (only the last may synchronise gradients under DDP); their sum.
+
+    A term that is not finite stops before its backward, so no NaN reaches the weights' gradients."""
+    total = 0.0
+    for index, term in enumerate(loss.terms):
+        last = index == len(loss.terms) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(ddp_model):
+            with autocast():
+                value = term()
+            total += value.item()
+            if not math.isfinite(total):
+                return total
+            accelerator.backward(value / grad_accum)
+    return total
 
 
 def _split_loss(output) -> tuple[torch.Tensor, dict]:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from qla_sdk.data import ClassificationFeatures, batches
 from qla_sdk.modeling import TaskModel, init_weights
-from qla_sdk.train import TrainConfig, evaluate, task_loss_fn, train
+from qla_sdk.train import LossTerms, TrainConfig, evaluate, task_loss_fn, train
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONS = dict(epochs=2, batch_size=8, lr=1e-2, checkpoint_every=3, log_every=2, bf16=False, progress=False)
@@ -50,20 +50,38 @@ def features() -> ClassificationFeatures:
     return ClassificationFeatures(ids, None, labels)
 
 
-def run(output_dir: Path, **options):
+def halves_loss_fn():
+    """The task loss as two ``LossTerms``, one per half of the batch: only the second one's backward syncs."""
+    task = task_loss_fn("text-classification")
+
+    def loss_fn(model, batch):
+        rows, cut = len(batch["input_ids"]), len(batch["input_ids"]) // 2
+
+        def half(part: slice) -> torch.Tensor:
+            return task(model, {k: v[part] for k, v in batch.items()}) * (len(range(rows)[part]) / rows)
+
+        return LossTerms([lambda: half(slice(0, cut)), lambda: half(slice(cut, rows))])
+
+    return loss_fn
+
+
+def run(output_dir: Path, loss: str = "task", **options):
     data, model = features(), tiny_model()
     config = TrainConfig(output_dir, **{**OPTIONS, **options})
     epochs = lambda epoch: batches(data, config.batch_size, shuffle=True, seed=config.seed, epoch=epoch)  # noqa: E731
     eval_fn = lambda m: evaluate(m, data, "text-classification")  # noqa: E731
-    return model, train(model, epochs, task_loss_fn("text-classification"), config, eval_fn=eval_fn)
+    loss_fn = halves_loss_fn() if loss == "terms" else task_loss_fn("text-classification")
+    return model, train(model, epochs, loss_fn, config, eval_fn=eval_fn)
 
 
-def test_two_processes_match_one_process_accumulating_two_batches(tmp_path):
+@pytest.mark.parametrize("loss", ["task", "terms"])
+def test_two_processes_match_one_process_accumulating_two_batches(tmp_path, loss):
+    """Also with a loss back-propagated in terms (``LossTerms``), of which only the last synchronises."""
     ddp_dir = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     child = subprocess.run(
-        [*command, __file__, str(ddp_dir), str(tmp_path)],
+        [*command, __file__, str(ddp_dir), str(tmp_path), loss],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -97,7 +115,7 @@ def test_two_processes_match_one_process_accumulating_two_batches(tmp_path):
 
 if __name__ == "__main__":  # each of the two processes
     torch.set_num_threads(1)
-    _, result = run(Path(sys.argv[1]))
+    _, result = run(Path(sys.argv[1]), sys.argv[3])
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     losses = [r["loss"] for r in result.log_history]
     report = {"rank": rank, "world": world, "steps": result.steps, "metrics": result.metrics, "losses": losses}

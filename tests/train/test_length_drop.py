@@ -2,6 +2,7 @@
 
 import json
 import random
+import weakref
 from pathlib import Path
 
 import pytest
@@ -138,15 +139,86 @@ def test_sandwich_training_lowers_full_and_smallest_losses(num_sandwich):
     full_before, small_before = task_losses(model, held_out, smallest)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(60):
-        loss, parts = loss_fn(model, synthetic_batch(generator))
         optimizer.zero_grad()
-        loss.backward()
+        loss = loss_fn(model, synthetic_batch(generator))
+        for term in loss.terms:
+            term().backward()
         optimizer.step()
+        parts = loss.extras
     expected = {"full", "smallest"} | ({"random"} if num_sandwich else set())
     assert set(parts) == expected and all(v > -1e-6 for v in parts.values())
     full_after, small_after = task_losses(model, held_out, smallest)
     assert full_after < 0.6 * full_before
     assert small_after < 0.6 * small_before
+
+
+class SavedBytes:
+    """Bytes of tensors autograd holds for backward, now and at most (``saved_tensors_hooks``)."""
+
+    def __init__(self) -> None:
+        self.live = self.peak = 0
+
+    def pack(self, tensor: torch.Tensor) -> "_Held":
+        held, size = _Held(tensor), tensor.numel() * tensor.element_size()
+        self.live += size
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(held, self._release, size)  # runs when backward frees the graph
+        return held
+
+    def _release(self, size: int) -> None:
+        self.live -= size
+
+    def __enter__(self) -> "SavedBytes":
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, lambda held: held.tensor)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+
+class _Held:
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+def gradients(model: TaskModel) -> dict[str, torch.Tensor]:
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def test_sandwich_terms_back_propagated_in_turn_give_the_summed_gradients_with_one_graph_held():
+    """The terms' gradients add up to those of their sum, while only one sub-model's activations are held at a
+    time; the smallest sub-model, which runs every layer, comes last (it synchronises gradients under DDP)."""
+    model, batch = tiny_classifier(0), synthetic_batch(torch.Generator().manual_seed(0), 32)
+    lat = LatConfig(length_drop_prob=0.3, layer_drop_prob=0.5, num_sandwich=2)
+    loss_fn = sandwich_loss_fn(model.num_layers, "text-classification", lat, teacher=tiny_classifier(1))
+
+    random.seed(3)
+    with SavedBytes() as in_turn:
+        loss = loss_fn(model, batch)
+        for term in loss.terms:
+            term().backward()
+    assert len(loss.terms) == 4 and set(loss.extras) == {"full", "teacher_kd", "random", "smallest"}
+    separate = gradients(model)
+
+    random.seed(3)  # the same sub-models
+    with SavedBytes() as summed:
+        total = sum(term() for term in loss_fn(model, batch).terms)
+        total.backward()
+    together = gradients(model)
+
+    assert in_turn.live == summed.live == 0
+    assert in_turn.peak < 0.5 * summed.peak  # four graphs at once against one
+    for name, grad in together.items():
+        torch.testing.assert_close(separate[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+
+    random.seed(3)
+    loss = loss_fn(model, batch)
+    loss.terms[0]()  # the full model's predictions, the sub-models' target
+    loss.terms[-1]().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
 def test_external_teacher_mixes_into_the_full_model_loss():
@@ -157,7 +229,8 @@ def test_external_teacher_mixes_into_the_full_model_loss():
     for teacher, distance in ((tiny_classifier(0), "zero"), (confident, "positive")):
         loss_fn = sandwich_loss_fn(2, "text-classification", lat, teacher=teacher, rng=random.Random(0))
         with torch.no_grad():
-            total, parts = loss_fn(model, batch)
+            loss = loss_fn(model, batch)
+            total, parts = sum(term() for term in loss.terms), loss.extras
         assert set(parts) == {"full", "teacher_kd", "smallest"}
         if distance == "zero":
             assert parts["teacher_kd"] == pytest.approx(0.0, abs=1e-6)

@@ -13,7 +13,16 @@ from qla_sdk.data import ClassificationFeatures, batches, load_tokenizer, qa_fea
 from qla_sdk.data.squad import QAExample
 from qla_sdk.errors import CheckpointError, ConfigError
 from qla_sdk.modeling import TaskModel, from_pretrained, init_weights
-from qla_sdk.train import TrainConfig, cpu_supports_bf16, evaluate, predict, task_loss, task_loss_fn, train
+from qla_sdk.train import (
+    LossTerms,
+    TrainConfig,
+    cpu_supports_bf16,
+    evaluate,
+    predict,
+    task_loss,
+    task_loss_fn,
+    train,
+)
 from qla_sdk.train.checkpointing import list_checkpoints
 
 TINY = dict(
@@ -104,6 +113,46 @@ def test_gradient_accumulation_equals_one_bigger_batch(tmp_path):
     train(big, epochs_of(features, 16, shuffle=False), task_loss_fn(CLS), TrainConfig(tmp_path / "b", **config))
     for (name, a), b in zip(small.state_dict().items(), big.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def halves_loss_fn(poison: bool = False):
+    """The task loss as ``LossTerms``: one term per half of the batch, weighted by its share of the rows."""
+    task = task_loss_fn(CLS)
+
+    def loss_fn(model, batch):
+        rows = len(batch["input_ids"])
+        cut = rows // 2
+
+        def half(part: slice) -> torch.Tensor:
+            share = len(range(rows)[part]) / rows
+            value = task(model, {k: v[part] for k, v in batch.items()}) * share
+            return value * float("nan") if poison and part.start else value
+
+        return LossTerms([lambda: half(slice(0, cut)), lambda: half(slice(cut, rows))], {"halves": 2.0})
+
+    return loss_fn
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_loss_terms_back_propagated_in_turn_train_like_their_sum(tmp_path, grad_accum):
+    features = token_task(64)
+    config = dict(lr=1e-3, bf16=False, progress=False, checkpoint_every=0, epochs=2, grad_accum=grad_accum)
+    in_turn, summed = tiny_model(), tiny_model()
+    result = train(in_turn, epochs_of(features, 16), halves_loss_fn(), TrainConfig(tmp_path / "a", **config))
+    reference = train(summed, epochs_of(features, 16), task_loss_fn(CLS), TrainConfig(tmp_path / "b", **config))
+    for (name, a), b in zip(in_turn.state_dict().items(), summed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+    assert result.metrics["train_loss"] == pytest.approx(reference.metrics["train_loss"], rel=1e-5)
+    assert all(record["halves"] == 2.0 for record in result.log_history)
+
+
+def test_a_non_finite_loss_term_stops_training(tmp_path):
+    model, config = tiny_model(), TrainConfig(tmp_path / "r", bf16=False, progress=False)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
+        train(model, epochs_of(token_task(32), 16), halves_loss_fn(poison=True), config)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    with pytest.raises(ConfigError, match="LossTerms has no terms"):
+        LossTerms([])
 
 
 def test_partial_accumulation_at_epoch_end_still_steps(tmp_path):
