@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(result).write_text(json.dumps(measure_one(mode, args, Path(work))))
         return 0
 
-    from qla_bench.report import markdown_table, write_results
+    from qla_bench.report import publish_table
     from qla_sdk.data.squad import split_squad_by_article
 
     rows = []
@@ -173,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         [r["round"], r["mode"], r["peak_rss_gb"], r["median_rss_gb"], r["seconds_per_step"], r["train_loss"]]
         for r in rows
     ]
-    markdown = markdown_table(headers, table)
-    write_results(args.out, figures, markdown, [Path(sys.executable).name, *sys.argv])
-    print(markdown)
+    publish_table(args.out, figures, headers, table)
     return 0
 
 

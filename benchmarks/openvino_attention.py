@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from profile_openvino import minilm_int8_graphs  # benchmarks/ is the script's folder
 
     from qla_bench.kernels import matrix_isa, openvino_kernels
-    from qla_bench.report import markdown_table, write_results
+    from qla_bench.report import publish_table
     from qla_sdk.backends.openvino import OpenVINORunner, without_attention_mask
     from qla_sdk.modeling import LengthConfig
     from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     headers = ["graph / batch dim [/ precision]", "median ms", "vs full static", "isa", "ref-kernel nodes"]
     headers.append("max |diff| vs masked")
-    markdown = markdown_table(headers, table)
-    write_results(args.out, figures, markdown, [Path(sys.executable).name, *sys.argv])
-    print(markdown)
+    publish_table(args.out, figures, headers, table)
     return 0
 
 

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import openvino as ov
     from profile_openvino import minilm_int8_graphs  # benchmarks/ is the script's folder
 
-    from qla_bench.report import markdown_table, write_results
+    from qla_bench.report import publish_table
     from qla_sdk.modeling import LengthConfig
 
     length_config = LengthConfig.parse(args.length_config)
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = list(results[0]["steps"])
     table = [[r["graph"], r["precision"], r["copies"], *(r["steps"][s]["rss_mb"] for s in steps)] for r in results]
     headers = ["graph", "precision", "compiled copies", *(f"RSS MB, {s}" for s in steps)]
-    markdown = markdown_table(headers, table)
-    write_results(args.out, figures, markdown, [Path(sys.executable).name, *sys.argv])
-    print(markdown)
+    publish_table(args.out, figures, headers, table)
     return 0
 
 

@@ -6,7 +6,7 @@ binding in ``launcher``, backends in ``ours`` / ``peers``, outputs in ``summary`
 facts come from the library (``qla_sdk.timing``, ``qla_sdk.machine``), which the recipe uses too.
 """
 
-from qla_bench.report import markdown_table, write_results
+from qla_bench.report import markdown_table, publish_table, write_results
 from qla_sdk.machine import machine_info, package_versions
 from qla_sdk.timing import LatencyStats, measure_latency, measure_times
 
@@ -17,5 +17,6 @@ __all__ = [
     "measure_latency",
     "measure_times",
     "package_versions",
+    "publish_table",
     "write_results",
 ]

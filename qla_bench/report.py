@@ -10,7 +10,7 @@ from pathlib import Path
 from qla_sdk.io import markdown_table, write_bytes_atomic, write_json_atomic
 from qla_sdk.machine import machine_info, package_versions
 
-__all__ = ["markdown_table", "write_results"]
+__all__ = ["markdown_table", "publish_table", "write_results"]
 
 
 def write_results(path: str | Path, figures: dict, markdown: str, command: list[str] | None = None) -> dict:
@@ -30,3 +30,11 @@ def write_results(path: str | Path, figures: dict, markdown: str, command: list[
     )
     write_bytes_atomic(path.with_suffix(".md"), (header + markdown.rstrip() + "\n").encode())
     return record
+
+
+def publish_table(path: str | Path, figures: dict, headers: list[str], rows: list[list]) -> str:
+    """``write_results`` with ``rows`` as the markdown table, for the command that is running; print the table."""
+    markdown = markdown_table(headers, rows)
+    write_results(path, figures, markdown)
+    print(markdown)
+    return markdown
