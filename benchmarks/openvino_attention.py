@@ -10,12 +10,13 @@ config, and times them in interleaved rounds in one process, one unpadded input:
 - ``pruned-masked``: the pruned graph with its mask bias, as padded rows run it;
 - ``pruned-mask-free``: its copy without the mask bias;
 - ``pruned-summed``: that copy with the significance summed by one ReduceSum (what unpadded rows run);
-- ``pruned-fused-float32`` / ``pruned-fused-int8``: the mask-free copy with ``runtime.openvino_attention``'s
-  fused node, computed by its float32 kernel or its int8 C++ extension (opt-in, ``QLA_SDK_FUSED_ATTENTION``; int8
-  only where the extension builds);
-- ``pruned-served``: the pruned graph through ``OpenVINORunner``, as a loaded artifact runs it (its own overhead);
-each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1 (as served), and at
-each inference precision asked for (what the floating-point operations run in; bf16 where the CPU has it).
+- ``pruned-fused-float32`` / ``pruned-fused-int8-<isa>``: the mask-free copy with ``runtime.openvino_attention``'s
+  fused node, computed by its float32 kernel or its int8 C++ extension (only where the extension builds), the
+  latter once per matrix ISA it can run here (``avx512_vnni``, and ``amx_int8`` where the process can use AMX);
+- ``pruned-served``: the pruned graph through ``OpenVINORunner``, as a loaded artifact runs it (its own overhead;
+  the fused int8 node where the extension builds, see ``backends.openvino.fused_attention_kernel``);
+each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1 (as served; --shapes),
+and at each inference precision asked for (what the floating-point operations run in; bf16 where the CPU has it).
 Writes benchmarks/results/openvino_attention.json + .md.
 """
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=30, help="timed calls per variant per round")
     parser.add_argument("--precisions", default="f32", help="inference precisions to compare, e.g. f32,bf16")
+    parser.add_argument("--shapes", default="dynamic,static", help="batch dimensions to compare: dynamic, static")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "openvino_attention.json")
     args = parser.parse_args(argv)
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from qla_sdk.backends.openvino import OpenVINORunner, without_attention_mask
     from qla_sdk.modeling import LengthConfig
     from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
-    from qla_sdk.runtime.openvino_extension import unavailable_reason
+    from qla_sdk.runtime.openvino_extension import extension_isa, unavailable_reason
 
     length_config = LengthConfig.parse(args.length_config)
     built, rows = minilm_int8_graphs(args.seq_len, {"full": None, "pruned": length_config})
@@ -70,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     summed = mask_free.clone()
     sum_significance_directly(summed)
     graphs = {"full": full, "pruned-masked": pruned, "pruned-mask-free": mask_free, "pruned-summed": summed}
-    for kernel in ("float32", "int8"):
-        if kernel == "int8" and unavailable_reason() is not None:
-            print(f"pruned-fused-int8 left out: {unavailable_reason()}", file=sys.stderr)
-            continue
-        graphs[f"pruned-fused-{kernel}"] = mask_free.clone()
-        fuse_pruning_attention(graphs[f"pruned-fused-{kernel}"], kernel)
+    graphs["pruned-fused-float32"] = mask_free.clone()
+    fuse_pruning_attention(graphs["pruned-fused-float32"], "float32")
+    if unavailable_reason() is not None:
+        print(f"pruned-fused-int8 left out: {unavailable_reason()}", file=sys.stderr)
+    else:
+        for isa in sorted({"avx512_vnni", extension_isa()}):
+            graphs[f"pruned-fused-int8-{isa}"] = mask_free.clone()
+            fuse_pruning_attention(graphs[f"pruned-fused-int8-{isa}"], "int8", isa=isa)
     core = ov.Core()
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     feed = [t.numpy() for t in rows[0]]
@@ -84,29 +88,34 @@ def main(argv: list[str] | None = None) -> int:
         config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": args.threads}
         suffix = "" if precisions == ["f32"] else f"/{precision}"
         for name, graph in graphs.items():
-            for shape in ("dynamic", "static"):
+            for shape in [x.strip() for x in args.shapes.split(",") if x.strip()]:
                 variant = graph.clone()
                 if shape == "static":
                     variant.reshape({port: ov.PartialShape([1, args.seq_len]) for port in variant.inputs})
                 compiled = core.compile_model(variant, "CPU", config)
                 requests[f"{name}/{shape}{suffix}"] = compiled.create_infer_request()
-                kernels[f"{name}/{shape}{suffix}"] = openvino_kernels(compiled)
+                isa = "ref" if name.endswith("float32") else name.split("int8-")[-1] if "int8-" in name else None
+                kernels[f"{name}/{shape}{suffix}"] = openvino_kernels(compiled, isa)
         # What an artifact serves: the runner picks the static mask-free summed copy for this unpadded row.
         runner = OpenVINORunner(core, {args.seq_len: pruned}, precision, args.threads)
         requests[f"pruned-served/runner{suffix}"] = _Served(runner)
-        kernels[f"pruned-served/runner{suffix}"] = openvino_kernels(runner.compiled_model(args.seq_len, True, 1))
+        served = runner.compiled_model(args.seq_len, True, 1)
+        kernels[f"pruned-served/runner{suffix}"] = openvino_kernels(served)
     outputs = {key: [np.array(v) for v in request.infer(feed).values()] for key, request in requests.items()}
     times: dict[str, list[float]] = {key: [] for key in requests}
     for request in requests.values():  # warm-up
         for _ in range(5):
             request.infer(feed)
-    for _ in range(args.rounds):
-        for key, request in requests.items():
+    keys = list(requests)
+    for round_index in range(args.rounds):
+        shift = round_index % len(keys)  # each round starts one variant later: none always runs first
+        for key in keys[shift:] + keys[:shift]:
+            request = requests[key]
             start = time.perf_counter()
             for _ in range(args.calls):
                 request.infer(feed)
             times[key].append((time.perf_counter() - start) / args.calls * 1e3)
-    reference = outputs[next(k for k in outputs if k.startswith("pruned-masked/dynamic"))][0]
+    reference = outputs[next(k for k in outputs if k.startswith("pruned-masked/"))][0]
     rows_out = []
     for key, series in times.items():
         rows_out.append(

@@ -82,8 +82,25 @@ def onednn_kernels(call: Callable[[], object]) -> dict:
     return summary
 
 
-def openvino_kernels(compiled_model) -> dict:
-    """Layer type, primitive (kernel) and runtime precision of each node of OpenVINO's execution graph."""
+FUSED_ATTENTION = "QuaLAPruningAttention"  # qla_sdk.runtime.openvino_attention.OP_NAME
+
+
+def _extension_isa() -> str:
+    """The matrix instructions the int8 attention extension picks in this process (``amx_int8`` or
+    ``avx512_vnni``), or ``ref`` where it cannot be built."""
+    from qla_sdk.errors import ConfigError
+    from qla_sdk.runtime.openvino_extension import extension_isa
+
+    try:
+        return extension_isa()
+    except ConfigError:
+        return "ref"
+
+
+def openvino_kernels(compiled_model, fused_isa: str | None = None) -> dict:
+    """Layer type, primitive (kernel) and runtime precision of each node of OpenVINO's execution graph.
+    ``fused_isa``: the matrix instructions of any fused pruning attention node (``ref`` for the float32 operation);
+    None: what the int8 extension picks here."""
     layers: Counter[str] = Counter()
     matmuls: Counter[str] = Counter()
     for op in compiled_model.get_runtime_model().get_ordered_ops():
@@ -95,9 +112,13 @@ def openvino_kernels(compiled_model) -> dict:
         layer, primitive, precision = text("layerType"), text("primitiveType"), text("runtimePrecision")
         if layer in ("Const", "Input", "Output", "Parameter", "Result"):
             continue
+        if op.get_friendly_name().startswith(FUSED_ATTENTION):
+            # OpenVINO lists an extension's operation as a "Reference" node; name it and its matrix instructions.
+            layer, primitive = FUSED_ATTENTION, fused_isa or _extension_isa()
+            precision = "f32" if primitive == "ref" else "i8"
         key = f"{layer}:{primitive}:{precision}"
         layers[key] += 1
-        if layer in OV_MATMUL_LAYERS:
+        if layer in OV_MATMUL_LAYERS or layer == FUSED_ATTENTION:
             matmuls[key] += 1
     try:
         value = compiled_model.get_property("INFERENCE_PRECISION_HINT")

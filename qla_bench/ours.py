@@ -74,7 +74,8 @@ class ArtifactRuntime:
         if self.backend == "openvino":
             unpadded = bool(inputs["attention_mask"].all())
             batch, seq_len = inputs["input_ids"].shape
-            return openvino_kernels(self.runner.compiled_model(seq_len, unpadded=unpadded, batch=batch))
+            compiled = self.runner.compiled_model(seq_len, unpadded=unpadded, batch=batch)
+            return openvino_kernels(compiled, "ref" if self.runner.fused_attention == "float32" else None)
         return onednn_kernels(self.bind(inputs))
 
 

@@ -151,8 +151,9 @@ class OpenVINORunner(Runner):
     """Serves one graph per bucket (``seq_len``). A call at one of ``static_batches`` runs a copy compiled for its
     exact input shape: with the batch static, OpenVINO resolves every length after the pruning layers' row gathers
     and picks static kernels, where a dynamic batch leaves everything after the first gather dynamic. Rows
-    without padding run the graph's mask-free copy. With ``QLA_SDK_FUSED_ATTENTION`` set the pruning attention blocks
-    of both run fused (``qla_sdk.runtime.openvino_attention``; see ``fused_attention_kernel``).
+    without padding run the graph's mask-free copy. The pruning attention blocks of both run fused into one operation
+    where the int8 extension builds (``qla_sdk.runtime.openvino_attention``; ``QLA_SDK_FUSED_ATTENTION`` chooses, see
+    ``fused_attention_kernel``; ``fused_attention`` says which kernel runs, None for OpenVINO's own nodes).
 
     Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
     ``static_batches`` (default batch 1, the latency case) and one dynamic-batch copy for any other batch size. One
@@ -170,19 +171,21 @@ class OpenVINORunner(Runner):
 
         ov = require_openvino()
         kernel = fused_attention_kernel()
+        fused = 0
         self._graphs: dict[tuple[int, bool], object] = {}
         for n, model in models.items():
             variant = without_attention_mask(model)
             if kernel is not None:  # on copies: ``models`` may be what an export then saves
                 model = model.clone()
-                fuse_pruning_attention(model, kernel)
+                fused += fuse_pruning_attention(model, kernel)
                 if variant is not None:
-                    fuse_pruning_attention(variant, kernel)
+                    fused += fuse_pruning_attention(variant, kernel)
             elif variant is not None:
                 sum_significance_directly(variant)
             self._graphs[(int(n), False)] = model
             if variant is not None:
                 self._graphs[(int(n), True)] = variant
+        self.fused_attention = kernel if fused else None  # a full-length graph has no pruning attention to fuse
         self.seq_lens = tuple(sorted({n for n, _ in self._graphs}))
         self.static_batches = tuple(sorted({int(b) for b in static_batches}))
         self._compiled: dict[tuple[int, bool, int | None], object] = {}
@@ -217,20 +220,24 @@ class OpenVINORunner(Runner):
 
 
 def fused_attention_kernel() -> str | None:
-    """The kernel ``QLA_SDK_FUSED_ATTENTION`` asks for: unset or ``0`` (the default): None, OpenVINO's own nodes;
-    ``int8`` (or ``1``): the C++ int8 extension, or the float32 one with a warning where it cannot be built here;
-    ``float32``. Off by default: neither kernel is yet faster than OpenVINO's int8 nodes
-    (benchmarks/results/openvino_attention.md); they are what an AMX kernel plugs into. ``int8`` builds the extension
-    here (once per machine) so that a build that fails falls back too."""
+    """The kernel of the pruning layers' attention, from ``QLA_SDK_FUSED_ATTENTION``:
+    - unset or ``auto`` (the default): ``int8``, the C++ extension (AMX tiles or AVX512-VNNI), where it builds here;
+      else None, OpenVINO's own unfused nodes, the same graph as exported;
+    - ``0``: None;
+    - ``int8`` (or ``1``): the extension, or the float32 operation with a warning where it cannot be built here;
+    - ``float32``: the Python operation on the eager runtime's kernel (the reference's numerics, slow).
+    The extension beats OpenVINO's unfused int8 nodes on AMX and AVX-512 machines
+    (benchmarks/results/openvino_attention.md); ``int8`` and ``auto`` build it here (once per machine), so that a
+    build that fails falls back too."""
     from qla_sdk.runtime.openvino_extension import pruning_attention_library, unavailable_reason
 
-    value = os.environ.get("QLA_SDK_FUSED_ATTENTION", "0").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+    value = os.environ.get("QLA_SDK_FUSED_ATTENTION", "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
         return None
     if value == "float32":
         return value
-    if value not in ("1", "true", "yes", "on", "int8"):
-        raise ConfigError(f"QLA_SDK_FUSED_ATTENTION={value!r} is not one of 0, 1, int8, float32")
+    if value not in ("", "auto", "1", "true", "yes", "on", "int8"):
+        raise ConfigError(f"QLA_SDK_FUSED_ATTENTION={value!r} is not one of auto, 0, 1, int8, float32")
     reason = unavailable_reason()
     if reason is None:
         try:
@@ -238,6 +245,8 @@ def fused_attention_kernel() -> str | None:
             return "int8"
         except ConfigError as error:
             reason = str(error)
+    if value in ("", "auto"):
+        return None
     warnings.warn(
         f"qla-sdk: the int8 fused attention cannot run here ({reason}); the float32 one is used instead",
         RuntimeWarning,

@@ -8,16 +8,17 @@ into one ``QuaLAPruningAttention`` node that computes the context and the signif
 from the float q, k and v the graph computed, and gives them back where the graph used them. The int8 linear layers,
 the token choice (TopK) and everything else stay OpenVINO's. Two kernels compute the node:
 - ``int8``: the C++ OpenVINO extension (``runtime/csrc/openvino_pruning_attention.cpp``, built on first use by
-  ``runtime.openvino_extension``; AVX512-VNNI): q and k per token and v per channel in int8, the probabilities in
-  uint8 for the context, float32 for the significance; it runs on OpenVINO's threads.
+  ``runtime.openvino_extension``): q and k per token and v per channel in int8, the probabilities in uint8 for the
+  context, float32 for the significance; its two products run on AMX tiles where the process can use them, else on
+  AVX512-VNNI (the same outputs either way); it runs on OpenVINO's threads.
 - ``float32``: a Python ``ov.Op`` on the eager runtime's native kernel (``runtime/csrc/pruning.cpp``), or ATen ops
   where that cannot be built: closer to the reference encoder than NNCF's int8 products, but slow.
 
-It is applied at load time by the OpenVINO backend (``backends.openvino.OpenVINORunner``) when
-``QLA_SDK_FUSED_ATTENTION`` asks for it, so the artifact on disk stays a plain OpenVINO IR that any OpenVINO runtime
-reads. It is off by default: neither kernel is yet faster than OpenVINO's own unfused int8 nodes
-(benchmarks/results/openvino_attention.md). ``tests/runtime/test_openvino_attention.py`` holds the chosen tokens and
-the logits to the reference, padded and unpadded.
+It is applied at load time by the OpenVINO backend (``backends.openvino.OpenVINORunner``), with the int8 kernel
+wherever the extension builds (``QLA_SDK_FUSED_ATTENTION`` chooses otherwise), so the artifact on disk stays a plain
+OpenVINO IR that any OpenVINO runtime reads. ``tests/runtime/test_openvino_attention.py`` holds the chosen tokens and
+the logits to the reference, padded and unpadded; benchmarks/results/openvino_attention.md times it against
+OpenVINO's own nodes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from qla_sdk.runtime.native import native_kernels
 
 OP_NAME, OP_SET = "QuaLAPruningAttention", "qla_sdk"
 KERNELS = ("int8", "float32")
+ISAS = ("auto", "amx_int8", "avx512_vnni")  # the int8 kernel's matrix instructions
 # Nodes between a linear layer's output and the attention products that only move, scale or fake-quantize values.
 _PASS_THROUGH = ("Reshape", "Transpose", "FakeQuantize", "Multiply")
 
@@ -119,14 +121,18 @@ def attention_with_significance(
         return context, torch.einsum("bi,bhij->bj", rows, probs)
 
 
-def fuse_pruning_attention(model, kernel: str = "float32") -> int:
+def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto") -> int:
     """Rewrite every pruning attention block (softmax with a significance product) into one
     ``QuaLAPruningAttention`` node computed by ``kernel`` (one of ``KERNELS``), given the layer's mask where the graph
     adds a mask bias; returns the number of blocks rewritten. ``model`` is changed in place. ``int8`` raises
-    ``ConfigError`` where its extension cannot be built."""
+    ``ConfigError`` where its extension cannot be built. ``isa`` (int8 only, one of ``ISAS``) picks its matrix
+    instructions: ``auto`` runs AMX tiles where the process can, else AVX512-VNNI; both give the same outputs."""
     import openvino.opset13 as ops
 
+    if isa not in ISAS:
+        raise ConfigError(f"unknown isa {isa!r} for the int8 attention kernel; choose one of {', '.join(ISAS)}")
     make_node = _node_maker(kernel)
+    extra = {"isa": isa} if kernel == "int8" else {}
     fused = 0
     for softmax in [op for op in model.get_ordered_ops() if op.get_type_name() == "Softmax"]:
         block = _match(softmax)
@@ -134,7 +140,7 @@ def fuse_pruning_attention(model, kernel: str = "float32") -> int:
             continue
         q, k, v, mask, context_out, significance_out, heads, head_dim = block
         inputs = [q, k, v] if mask is None else [q, k, v, mask]
-        node = make_node(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim)})
+        node = make_node(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim), **extra})
         context = node.output(0)
         if context_out.get_partial_shape().rank.get_length() == 2:  # (batch * len, hidden) for the row gather
             context = ops.reshape(context, ops.constant(np.array([-1, heads * head_dim], np.int64)), False).output(0)

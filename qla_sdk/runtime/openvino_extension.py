@@ -5,11 +5,14 @@ the machine's instruction set (``-march=native``), and cached under ``QLA_SDK_CA
 ``~/.cache/qla_sdk``), one library per source, flags, compiler, OpenVINO version and CPU. It needs x86-64 with
 AVX512-VNNI (``vpdpbusd``) and a C++17 compiler (``CXX``, default ``g++``); where either is missing, or the build
 fails, ``pruning_attention_library`` says why (once per process) and ``backends.openvino.fused_attention_kernel``
-falls back to the float32 operation of ``runtime.openvino_attention``.
+falls back to the float32 operation of ``runtime.openvino_attention``. Where the CPU has AMX (and Linux grants the
+process its tile state) the operation's two int8 products run on AMX tiles, else on AVX512-VNNI: ``extension_isa``
+says which; both give the same outputs.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import platform
@@ -31,7 +34,7 @@ REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
 
 _lock = threading.Lock()
 _built: dict[str, Path | ConfigError] = {}
-FIX = "set QLA_SDK_FUSED_ATTENTION=float32, or unset it, to serve without the int8 extension"
+FIX = "set QLA_SDK_FUSED_ATTENTION=0 (OpenVINO's own nodes) or float32 to serve without the int8 extension"
 
 
 def _compiler() -> list[str]:
@@ -63,6 +66,14 @@ def pruning_attention_library() -> Path:
         if isinstance(built, ConfigError):
             raise built
         return built
+
+
+def extension_isa() -> str:
+    """The matrix instructions the int8 extension's products run on in this process: ``amx_int8`` or
+    ``avx512_vnni``; raises ``ConfigError`` where the extension cannot be built."""
+    library = ctypes.CDLL(str(pruning_attention_library()))
+    library.qla_pruning_attention_isa.restype = ctypes.c_char_p
+    return library.qla_pruning_attention_isa().decode()
 
 
 def _openvino_paths() -> tuple[Path, Path, list[Path]]:

@@ -1,5 +1,7 @@
 """Each backend builds, saves and reloads the pruned model; OpenVINO int8 IR round trip; buckets keep ratios."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,7 @@ def test_openvino_runs_unpadded_inputs_on_a_graph_without_the_mask_bias(openvino
 
     from qla_sdk.backends.openvino import significance_matmuls, without_attention_mask
 
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "0")  # OpenVINO's own attention nodes, mask bias and all
     backend, built = openvino_built
     variant = without_attention_mask(built.models[24])
     softmax_inputs = lambda model: {  # noqa: E731
@@ -360,6 +363,30 @@ def test_openvino_serves_unpadded_rows_with_fused_pruning_attention(openvino_bui
         assert np.abs(g - want).max() < 0.1 * np.abs(want).max() + 0.01
 
 
+@pytest.mark.parametrize("switch", [None, "0"])
+def test_openvino_fuses_pruning_attention_by_default_where_the_extension_builds(openvino_built, monkeypatch, switch):
+    """Unset, the switch fuses with the int8 kernel where it can run (OpenVINO's own nodes elsewhere); ``0`` keeps
+    OpenVINO's nodes. The runner says which, and its compiled graphs agree."""
+    import openvino as ov
+
+    from qla_sdk.backends.openvino import OpenVINORunner
+    from qla_sdk.runtime.openvino_attention import OP_NAME
+    from qla_sdk.runtime.openvino_extension import unavailable_reason
+
+    if switch is None:
+        monkeypatch.delenv("QLA_SDK_FUSED_ATTENTION", raising=False)
+    else:
+        monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", switch)
+    _, built = openvino_built
+    runner = OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1)
+    want = "int8" if switch is None and unavailable_reason() is None else None
+    assert runner.fused_attention == want
+    for graph in runner._graphs.values():
+        fused = sum(op.get_type_info().name == OP_NAME for op in graph.get_ops())
+        softmax = sum(op.get_type_name() == "Softmax" for op in graph.get_ops())
+        assert (fused, softmax) == ((2, 0) if want else (0, 2))  # "16,8": two pruning layers
+
+
 def test_openvino_serves_its_static_batch_sizes_static_and_others_dynamic(openvino_built):
     import openvino as ov
 
@@ -420,19 +447,30 @@ def test_openvino_refuses_an_unknown_inference_precision(openvino_built, tmp_pat
 
 @pytest.mark.parametrize(
     ("value", "usable", "want"),
-    [("", True, None), ("0", True, None), ("float32", True, "float32"), ("int8", True, "int8"), ("1", True, "int8"),
+    [(None, True, "int8"), ("", True, "int8"), ("auto", True, "int8"), (None, False, None), ("auto", False, None),
+     ("0", True, None), ("float32", True, "float32"), ("int8", True, "int8"), ("1", True, "int8"),
      ("1", False, "float32")],
 )  # fmt: skip
 def test_the_fused_attention_switch_names_its_kernel(monkeypatch, value, usable, want):
+    """By default the int8 kernel runs where the extension builds, and OpenVINO's own nodes elsewhere, silently; asked
+    for by name, an int8 kernel that cannot run falls back to float32 with a warning."""
+    import warnings
+
     from qla_sdk.backends.openvino import fused_attention_kernel
     from qla_sdk.runtime import openvino_extension
 
-    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", value)
+    if value is None:
+        monkeypatch.delenv("QLA_SDK_FUSED_ATTENTION", raising=False)
+    else:
+        monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", value)
     monkeypatch.setattr(
         openvino_extension, "unavailable_reason", lambda: None if usable else "the CPU lacks avx512_vnni"
     )
-    if usable:
-        assert fused_attention_kernel() == want
+    monkeypatch.setattr(openvino_extension, "pruning_attention_library", lambda: Path("built.so"))
+    if usable or value in (None, "", "auto"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert fused_attention_kernel() == want
     else:
         with pytest.warns(RuntimeWarning, match="the CPU lacks avx512_vnni"):
             assert fused_attention_kernel() == want
@@ -457,5 +495,5 @@ def test_an_unknown_fused_attention_switch_is_refused(monkeypatch):
     from qla_sdk.backends.openvino import fused_attention_kernel
 
     monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "fast")
-    with pytest.raises(ConfigError, match="not one of 0, 1, int8, float32"):
+    with pytest.raises(ConfigError, match="not one of auto, 0, 1, int8, float32"):
         fused_attention_kernel()

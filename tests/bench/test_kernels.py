@@ -51,6 +51,30 @@ def test_openvino_kernels_of_a_compiled_model():
     assert summary["inference_precision_hint"]
 
 
+@pytest.mark.parametrize("fused_isa", [None, "avx512_vnni", "ref"])
+def test_openvino_kernels_name_the_fused_attention_and_its_matrix_instructions(fused_isa):
+    """OpenVINO lists an extension's operation as a Reference node; the record names it and the ISA it ran."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    from openvino.utils.node_factory import NodeFactory
+
+    from qla_sdk.runtime import openvino_extension
+    from qla_sdk.runtime.openvino_attention import OP_NAME
+
+    if openvino_extension.unavailable_reason() is not None:
+        pytest.skip(f"int8 extension: {openvino_extension.unavailable_reason()}")
+    factory = NodeFactory()
+    factory.add_extension(str(openvino_extension.pruning_attention_library()))
+    params = [ops.parameter([1, 8, 32], np.float32) for _ in range(3)]
+    node = factory.create(OP_NAME, [p.output(0) for p in params], {"heads": 2, "scale": 0.25})
+    compiled = ov.Core().compile_model(ov.Model([node.output(0), node.output(1)], params), "CPU")
+    isa = fused_isa or openvino_extension.extension_isa()
+    key = f"{OP_NAME}:{isa}:{'f32' if isa == 'ref' else 'i8'}"
+    summary = openvino_kernels(compiled, fused_isa)
+    assert summary["matmuls"] == {key: 1} and summary["layers"][key] == 1
+    assert matrix_isa(summary) == isa
+
+
 @pytest.mark.parametrize(
     ("kernels", "isa"),
     [

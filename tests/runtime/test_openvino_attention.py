@@ -91,10 +91,14 @@ def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm, config, sha
             assert np.corrcoef(got[real], want[real])[0, 1] > 0.98
 
 
-def test_an_unknown_kernel_is_refused(minilm):
+@pytest.mark.parametrize(
+    ("kernel", "isa", "message"),
+    [("fp16", "auto", "unknown attention kernel 'fp16'"), ("int8", "amx", "unknown isa 'amx'.*auto, amx_int8")],
+)
+def test_an_unknown_kernel_or_isa_is_refused(minilm, kernel, isa, message):
     graph = convert(minilm.with_length_config(CONFIGS["tokens"]), SEQ)
-    with pytest.raises(ConfigError, match="unknown attention kernel 'fp16'"):
-        fuse_pruning_attention(graph, "fp16")
+    with pytest.raises(ConfigError, match=message):
+        fuse_pruning_attention(graph, kernel, isa=isa)
 
 
 def test_graphs_without_pruning_attention_are_left_as_they_are(minilm):

@@ -26,14 +26,14 @@ def factory():
     return made
 
 
-def run_op(factory, q, k, v, heads, mask=None):
+def run_op(factory, q, k, v, heads, mask=None, isa="auto"):
     import openvino.opset13 as ops
 
     params = [ops.parameter([-1, -1, q.shape[-1]], np.float32) for _ in range(3)]
     if mask is not None:
         params.append(ops.parameter([-1, -1], np.float32))
     scale = 1.0 / np.sqrt(q.shape[-1] // heads)
-    node = factory.create(OP_NAME, [p.output(0) for p in params], {"heads": heads, "scale": scale})
+    node = factory.create(OP_NAME, [p.output(0) for p in params], {"heads": heads, "scale": scale, "isa": isa})
     compiled = ov.Core().compile_model(ov.Model([node.output(0), node.output(1)], params), "CPU")
     out = compiled([q, k, v] if mask is None else [q, k, v, mask])
     return np.array(out[0]), np.array(out[1])
@@ -48,11 +48,16 @@ def reference(q, k, v, heads, mask=None):
     return context.reshape(b, n, hidden).numpy(), significance.numpy()
 
 
-# Lengths off every block size (4 query rows, 64 keys), head sizes below, at and above 16 lanes.
-@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), [(1, 5, 2, 8), (2, 67, 12, 32), (1, 130, 4, 64),
-                                                               (3, 33, 3, 20)])  # fmt: skip
-@pytest.mark.parametrize("padded", [False, True])
-def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, batch, n, heads, head_dim, padded):
+def amx_or_skip():
+    if openvino_extension.extension_isa() != "amx_int8":
+        pytest.skip("this process cannot run AMX tiles (CPU, Linux kernel or compiler)")
+
+
+# Lengths off every block size (4 or 16 query rows, 64 keys), head sizes below, at and above 16 lanes and 64 bytes.
+SHAPES = [(1, 5, 2, 8), (2, 67, 12, 32), (1, 130, 4, 64), (3, 33, 3, 20), (1, 40, 2, 128)]
+
+
+def inputs(batch, n, heads, head_dim, padded):
     rng = np.random.default_rng(n)
     q, k, v = (rng.standard_normal((batch, n, heads * head_dim)).astype(np.float32) for _ in range(3))
     mask = None
@@ -60,13 +65,41 @@ def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, bat
         mask = np.ones((batch, n), np.float32)
         mask[-1, n // 2 + 1 :] = 0
         mask[0, n - n // 4 :] = 0  # with batch > 1, rows padded at different lengths
-    context, significance = run_op(factory, q, k, v, heads, mask)
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, batch, n, heads, head_dim, padded, isa):
+    if isa == "amx_int8":
+        amx_or_skip()
+    q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
+    context, significance = run_op(factory, q, k, v, heads, mask, isa)
     want_context, want_significance = reference(q, k, v, heads, mask)
     real = np.ones((batch, n), bool) if mask is None else mask > 0
     assert np.abs(context - want_context)[real].max() < 0.05 * np.abs(want_context).max()
     assert np.abs(significance - want_significance).max() < 0.03 * want_significance.max()
     if mask is not None:
         assert (significance[mask == 0] == 0).all()  # a masked key receives nothing, as in the reference
+
+
+@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
+@pytest.mark.parametrize("padded", [False, True])
+def test_amx_tiles_give_what_avx512_vnni_gives(factory, batch, n, heads, head_dim, padded):
+    """The same int32 products and the same float steps in the same order: equal outputs, bit for bit."""
+    amx_or_skip()
+    q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
+    amx, vnni = run_op(factory, q, k, v, heads, mask, "amx_int8"), run_op(factory, q, k, v, heads, mask, "avx512_vnni")
+    for got, want in zip(amx, vnni, strict=True):
+        assert np.array_equal(got, want)
+    assert np.array_equal(run_op(factory, q, k, v, heads, mask)[0], amx[0])  # auto picks AMX where it runs
+
+
+def test_an_unknown_isa_is_refused_with_the_choices(factory):
+    q = np.zeros((1, 8, 32), np.float32)
+    with pytest.raises(Exception, match="isa is 'amx_bf16'.*auto.*avx512_vnni.*amx_int8"):
+        run_op(factory, q, q, q, 2, isa="amx_bf16")
 
 
 def test_what_padding_holds_changes_nothing_for_the_real_tokens(factory):
@@ -177,4 +210,4 @@ def test_a_failed_build_is_reported_once_per_process_with_the_fix(monkeypatch):
         with pytest.raises(ConfigError, match="failed to build"):
             openvino_extension.pruning_attention_library()
     assert len(calls) == 1
-    assert "QLA_SDK_FUSED_ATTENTION=float32" in openvino_extension.FIX
+    assert "QLA_SDK_FUSED_ATTENTION=0" in openvino_extension.FIX

@@ -1,10 +1,11 @@
-// The pruning layers' attention as one OpenVINO operation, in int8 on AVX512-VNNI: scores, softmax, each key's
-// significance (the probabilities it receives) and the context, in one pass per (batch, head) on OpenVINO's own
-// threads. The graph rewrite is ``runtime/openvino_attention.py``; this file replaces its Python ``evaluate``.
+// The pruning layers' attention as one OpenVINO operation, in int8 on AVX512-VNNI or AMX: scores, softmax, each
+// key's significance (the probabilities it receives) and the context, in one pass per (batch, head) on OpenVINO's
+// own threads. The graph rewrite is ``runtime/openvino_attention.py``; this file replaces its Python ``evaluate``.
 //
 // Why int8 inside: the unfused graph's attention runs NNCF's int8 matmuls but makes several trips through memory per
 // (len x len) probability map (scores, bias, softmax, two consumers of the probabilities), and OpenVINO cannot fuse
-// it while the significance reads the probabilities. Here a head's scores live in a few rows at a time.
+// it while the significance reads the probabilities. Here a head's scores live in a few rows at a time. With AMX the two
+// products are tile operations, and what is left is the softmax's exponentials.
 //
 // Numerics, per (batch, head): q and k are quantized per token to int8 (symmetric), v per channel; the probabilities
 // go to uint8 per row as round(255 * exp(s - rowmax)), which keeps the row's largest probability exact in scale. The
@@ -13,11 +14,14 @@
 // as the Python operation: q, k, v (batch, len, heads * head_dim) f32 [, mask (batch, len) f32, 1 for real tokens];
 // outputs context (batch, len, heads * head_dim) and significance (batch, len), summed over heads and real queries.
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "openvino/core/extension.hpp"
@@ -28,10 +32,12 @@
 namespace qla {
 namespace {
 
-constexpr int kRows = 4;    // query rows per register block (the significance pass adds 4 rows at a time)
-constexpr int kCols = 64;   // keys per register block (4 x 16 int32 lanes)
+constexpr int kVnniRows = 4;  // query rows per register block on AVX512-VNNI
+constexpr int kAmxRows = 16;  // query rows per tile block on AMX
+constexpr int kCols = 64;     // keys per block (4 x 16 int32 lanes, or four tiles)
 constexpr float kDropped = -1.0e30f;  // a masked or padding key's score bias
-// vpdpbusd's int32 lanes do not saturate: a context lane adds up to 255 * 127 per key, so 65,536 keys is the most.
+// The int32 sums (vpdpbusd lanes, tdpbusd tiles) do not saturate: a context lane adds up to 255 * 127 per key, so
+// 65,536 keys is the most.
 constexpr int64_t kMaxLength = 65536;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -47,14 +53,23 @@ struct Workspace {
   std::vector<int8_t> v;        // (keys_pad / 4, d, 4)
   std::vector<float> v_scale;   // (d)
   std::vector<float> v_inverse; // (d): 1 / v_scale, 0 for an all-zero channel
-  std::vector<float> scores;    // (kRows, keys_pad)
-  std::vector<uint8_t> probs;   // (kRows, keys_pad) uint8 probabilities
+  std::vector<int32_t> dots;    // (kAmxRows, keys_pad): AMX's int32 scores
+  std::vector<float> scores;    // (kAmxRows, keys_pad)
+  std::vector<uint8_t> probs;   // (kAmxRows, keys_pad) uint8 probabilities
+  std::vector<int32_t> partial; // (kAmxRows, d): AMX's int32 context sums
   std::vector<float> received;  // (keys_pad): this head's significance
-  float sums[kRows];            // softmax denominators
+  float row_max[kAmxRows];      // each score row's maximum
+  float sums[kAmxRows];         // softmax denominators
+  float weights[kAmxRows];      // each row's significance weight: its mask value over its denominator
   alignas(64) int8_t row[256];  // one quantized row
 };
 
-thread_local Workspace workspace;
+// The calling thread's workspace. Not inlined: inlined, the compiler re-derives the thread-local address (a call to
+// __tls_get_addr in a shared library) inside the inner loops instead of keeping the reference in a register.
+__attribute__((noinline)) Workspace& thread_workspace() {
+  thread_local Workspace workspace;
+  return workspace;
+}
 
 template <typename T>
 void ensure(std::vector<T>& buffer, size_t size) {
@@ -93,15 +108,36 @@ inline float quantize_row(const float* x, int64_t channels, int64_t d, int8_t* o
   return m / 127.f;
 }
 
-// One (batch, head): q, k, v point at the head's first channel of token 0; rows advance by `stride` floats. The
-// head's `channels` are zero-padded to d, a multiple of 16, inside.
-// `significance` (n) receives this head's column sums of the probabilities over the real queries.
-void attend_head(const float* q, const float* k, const float* v, const float* mask, int64_t n, int64_t channels,
-                 int64_t stride, float scale, float* context, float* significance) {
-  Workspace& ws = workspace;
-  const int64_t d = round_up(channels, 16);
-  const int64_t rows_pad = round_up(n, kRows), keys_pad = round_up(n, kCols);
-  const float scale2 = scale * 1.44269504088896341f;  // scores in base 2
+// The two int8 products of a block of query rows run on AVX512-VNNI (vpdpbusd, 4 rows at a time, in registers) or on
+// AMX tiles (tdpbusd, 16 rows at a time). Both read the same packed operands and give the same int32 sums, and the
+// float steps around them are shared and run in the same order, so the two give the same outputs.
+enum class Isa { kVnni, kAmx };
+
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+constexpr bool kAmxBuilt = true;
+#else
+constexpr bool kAmxBuilt = false;
+#endif
+
+// Whether AMX tiles can run here: built with them (-march=native on a CPU that has them) and granted by Linux, which
+// hands out the tile state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
+constexpr int kArchRequestXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM (asm/prctl.h)
+constexpr int kXfeatureXtiledata = 18;         // XFEATURE_XTILEDATA
+
+bool amx_usable() {
+  static const bool usable = kAmxBuilt && syscall(SYS_arch_prctl, kArchRequestXcompPerm, kXfeatureXtiledata) == 0;
+  return usable;
+}
+
+// AMX runs a head of at most 64 channels in one tile, or a multiple of 64 in several.
+bool amx_fits(int64_t d) { return d <= 64 || d % 64 == 0; }
+
+// Packs one head into the thread's workspace: q as uint8 (int8 + 128) rows, k and v as int8 in the layouts the
+// products read, their scales, and each key's bias (0, or kDropped for a masked or padding key). Rows are padded to
+// a multiple of kAmxRows and keys to kCols, with zeros.
+void pack_head(Workspace& ws, const float* q, const float* k, const float* v, const float* mask, int64_t n,
+               int64_t channels, int64_t d, int64_t stride) {
+  const int64_t rows_pad = round_up(n, kAmxRows), keys_pad = round_up(n, kCols);
   ensure(ws.q, rows_pad * d);
   ensure(ws.q_scale, rows_pad);
   ensure(ws.k, d * keys_pad);
@@ -111,8 +147,10 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
   ensure(ws.v, keys_pad * d);
   ensure(ws.v_scale, d);
   ensure(ws.v_inverse, d);
-  ensure(ws.scores, kRows * keys_pad);
-  ensure(ws.probs, kRows * keys_pad);
+  ensure(ws.dots, kAmxRows * keys_pad);
+  ensure(ws.scores, kAmxRows * keys_pad);
+  ensure(ws.probs, kAmxRows * keys_pad);
+  ensure(ws.partial, kAmxRows * d);
   ensure(ws.received, keys_pad);
 
   bool any_real = mask == nullptr;
@@ -120,10 +158,15 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
   // A key that can receive attention (with no real key at all, every key: the rows are uniform).
   const auto is_real = [&](int64_t j) { return j < n && (mask == nullptr || mask[j] != 0.f || !any_real); };
 
+  // q + 128 as uint8 is the int8 value with its sign bit flipped.
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
   for (int64_t i = 0; i < rows_pad; ++i) {
     uint8_t* out = ws.q.data() + i * d;
     ws.q_scale[i] = i < n ? quantize_row(q + i * stride, channels, d, ws.row) : 0.f;
-    for (int64_t c = 0; c < d; ++c) out[c] = i < n ? static_cast<uint8_t>(ws.row[c] + 128) : 128;
+    if (i >= n) std::memset(ws.row, 0, d);
+    for (int64_t c = 0; c < d; c += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c),
+                       _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws.row + c)), flip));
   }
   // A sequence with no real key at all gets uniform rows (all scores 0), as the reference's float32.min bias gives.
   std::memset(ws.k.data(), 0, d * keys_pad);
@@ -134,12 +177,11 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
     ws.k_sum[j] = 0;
     if (!real || !any_real) continue;  // a masked key's score is its bias alone
     ws.k_scale[j] = quantize_row(k + j * stride, channels, d, ws.row);
-    int32_t total = 0;
-    for (int64_t c4 = 0; c4 < d / 4; ++c4) {
-      std::memcpy(ws.k.data() + (c4 * keys_pad + j) * 4, ws.row + c4 * 4, 4);
-      total += ws.row[c4 * 4] + ws.row[c4 * 4 + 1] + ws.row[c4 * 4 + 2] + ws.row[c4 * 4 + 3];
-    }
-    ws.k_sum[j] = 128 * total;
+    __m512i total = _mm512_setzero_si512();
+    for (int64_t c = 0; c < d; c += 16)
+      total = _mm512_add_epi32(total, _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws.row + c))));
+    for (int64_t c4 = 0; c4 < d / 4; ++c4) std::memcpy(ws.k.data() + (c4 * keys_pad + j) * 4, ws.row + c4 * 4, 4);
+    ws.k_sum[j] = 128 * _mm512_reduce_add_epi32(total);
   }
   // v per channel over the real keys (a masked key's probability rounds to 0 in uint8, its v stays 0), packed
   // (keys_pad / 4, d, 4).
@@ -155,120 +197,321 @@ void attend_head(const float* q, const float* k, const float* v, const float* ma
                      _mm512_maskz_div_ps(_mm512_cmp_ps_mask(scale_v, _mm512_setzero_ps(), _CMP_GT_OQ),
                                          _mm512_set1_ps(1.f), scale_v));
   }
-  std::memset(ws.v.data(), 0, keys_pad * d);
-  for (int64_t j = 0; j < n; ++j) {
-    if (!is_real(j)) continue;
-    const float* row = v + j * stride;
-    int8_t* packed = ws.v.data() + (j / 4) * d * 4 + j % 4;
+  // Four keys at a time: their 16-channel int8 slices, one per 128-bit lane, interleaved by one byte permutation into
+  // (16 channels, 4 keys); a key that is masked (or past n) contributes zeros.
+#ifdef __AVX512VBMI__
+  const __m512i interleave = _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12, 59, 43,
+                                             27, 11, 58, 42, 26, 10, 57, 41, 25, 9, 56, 40, 24, 8, 55, 39, 23, 7, 54,
+                                             38, 22, 6, 53, 37, 21, 5, 52, 36, 20, 4, 51, 35, 19, 3, 50, 34, 18, 2, 49,
+                                             33, 17, 1, 48, 32, 16, 0);
+#endif
+  for (int64_t j4 = 0; j4 < keys_pad / 4; ++j4) {
     for (int64_t c = 0; c < d; c += 16) {
       const __m512 inv = _mm512_loadu_ps(ws.v_inverse.data() + c);
-      const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(channels - c), row + c), inv);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(ws.row), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(y)));
-      for (int64_t x = 0; x < 16; ++x) packed[(c + x) * 4] = ws.row[x];
+      __m128i keys[4];
+      for (int t = 0; t < 4; ++t) {
+        const int64_t j = j4 * 4 + t;
+        keys[t] = _mm_setzero_si128();
+        if (!is_real(j)) continue;
+        const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(channels - c), v + j * stride + c), inv);
+        keys[t] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(y));
+      }
+      int8_t* packed = ws.v.data() + (j4 * d + c) * 4;
+#ifdef __AVX512VBMI__
+      __m512i four = _mm512_castsi128_si512(keys[0]);
+      four = _mm512_inserti32x4(four, keys[1], 1);
+      four = _mm512_inserti32x4(four, keys[2], 2);
+      four = _mm512_inserti32x4(four, keys[3], 3);
+      _mm512_storeu_si512(packed, _mm512_permutexvar_epi8(interleave, four));
+#else
+      alignas(16) int8_t bytes[4][16];
+      for (int t = 0; t < 4; ++t) _mm_store_si128(reinterpret_cast<__m128i*>(bytes[t]), keys[t]);
+      for (int x = 0; x < 16; ++x)
+        for (int t = 0; t < 4; ++t) packed[x * 4 + t] = bytes[t][x];
+#endif
     }
   }
   std::fill(ws.received.begin(), ws.received.begin() + keys_pad, 0.f);
+}
 
-  for (int64_t i0 = 0; i0 < n; i0 += kRows) {
-    // Scores for kRows queries: int32 dot products of uint8 q and int8 k, 16 keys per register; each row's maximum
-    // is kept on the way.
-    __m512 top[kRows];
-    for (auto& t : top) t = _mm512_set1_ps(kDropped);
-    for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
-      __m512i acc[kRows][4];
-      for (auto& r : acc)
-        for (auto& a : r) a = _mm512_setzero_si512();
-      for (int64_t c4 = 0; c4 < d / 4; ++c4) {
-        const int8_t* kb = ws.k.data() + (c4 * keys_pad + j0) * 4;
-        const __m512i k0 = _mm512_loadu_si512(kb), k1 = _mm512_loadu_si512(kb + 64);
-        const __m512i k2 = _mm512_loadu_si512(kb + 128), k3 = _mm512_loadu_si512(kb + 192);
-        for (int r = 0; r < kRows; ++r) {
-          int32_t quad;
-          std::memcpy(&quad, ws.q.data() + (i0 + r) * d + c4 * 4, 4);
-          const __m512i qb = _mm512_set1_epi32(quad);
-          acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], qb, k0);
-          acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], qb, k1);
-          acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], qb, k2);
-          acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], qb, k3);
-        }
+// One score vector from the int32 dot products of a query with 16 keys: s = dots * q_scale * scale * k_scale + bias
+// (base 2), the uint8 offset of q taken off.
+inline __m512 to_score(__m512i dots, const Workspace& ws, int64_t j, __m512 q_scale) {
+  const __m512i offset = _mm512_loadu_si512(ws.k_sum.data() + j);
+  const __m512 value = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, offset));
+  return _mm512_fmadd_ps(_mm512_mul_ps(value, q_scale), _mm512_loadu_ps(ws.k_scale.data() + j),
+                         _mm512_loadu_ps(ws.k_bias.data() + j));
+}
+
+// Scores of query rows i0 .. i0 + 3 into the workspace's score rows 0 .. 3, with each row's maximum: 16 keys per
+// register, 4 registers per row.
+void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float scale2) {
+  __m512 top[kVnniRows];
+  for (auto& t : top) t = _mm512_set1_ps(kDropped);
+  for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
+    __m512i acc[kVnniRows][4];
+    for (auto& r : acc)
+      for (auto& a : r) a = _mm512_setzero_si512();
+    for (int64_t c4 = 0; c4 < d / 4; ++c4) {
+      const int8_t* kb = ws.k.data() + (c4 * keys_pad + j0) * 4;
+      const __m512i k0 = _mm512_loadu_si512(kb), k1 = _mm512_loadu_si512(kb + 64);
+      const __m512i k2 = _mm512_loadu_si512(kb + 128), k3 = _mm512_loadu_si512(kb + 192);
+      for (int r = 0; r < kVnniRows; ++r) {
+        int32_t quad;
+        std::memcpy(&quad, ws.q.data() + (i0 + r) * d + c4 * 4, 4);
+        const __m512i qb = _mm512_set1_epi32(quad);
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], qb, k0);
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], qb, k1);
+        acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], qb, k2);
+        acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], qb, k3);
       }
+    }
+    for (int r = 0; r < kVnniRows; ++r) {
+      const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
       for (int b = 0; b < 4; ++b) {
         const int64_t j = j0 + 16 * b;
-        const __m512i offset = _mm512_loadu_si512(ws.k_sum.data() + j);
-        const __m512 ks = _mm512_loadu_ps(ws.k_scale.data() + j), bias = _mm512_loadu_ps(ws.k_bias.data() + j);
-        for (int r = 0; r < kRows; ++r) {
-          const __m512 dots = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][b], offset));
-          const __m512 s = _mm512_fmadd_ps(_mm512_mul_ps(dots, _mm512_set1_ps(ws.q_scale[i0 + r] * scale2)), ks, bias);
-          top[r] = _mm512_max_ps(top[r], s);
-          _mm512_storeu_ps(ws.scores.data() + r * keys_pad + j, s);
-        }
+        const __m512 s = to_score(acc[r][b], ws, j, qs);
+        top[r] = _mm512_max_ps(top[r], s);
+        _mm512_storeu_ps(ws.scores.data() + r * keys_pad + j, s);
       }
     }
-    // Softmax per row: exp(s - max) stays in the scores buffer for the significance, and goes to uint8 (255 for the
-    // row's largest) for the context product.
-    const int rows = static_cast<int>(std::min<int64_t>(kRows, n - i0));
-    __m512 weights[kRows];
-    for (int r = 0; r < kRows; ++r) {
-      uint8_t* p8 = ws.probs.data() + r * keys_pad;
-      float* s = ws.scores.data() + r * keys_pad;
-      if (r >= rows) {
-        std::memset(p8, 0, keys_pad);
-        std::memset(s, 0, keys_pad * sizeof(float));
-        weights[r] = _mm512_setzero_ps();
-        continue;
-      }
-      const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(top[r]));
-      __m512 total = _mm512_setzero_ps();
-      for (int64_t j = 0; j < keys_pad; j += 16) {
-        const __m512 e = exp2_512(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
-        _mm512_storeu_ps(s + j, e);
-        total = _mm512_add_ps(total, e);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j),
-                         _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(e, _mm512_set1_ps(255.f)))));
-      }
-      ws.sums[r] = _mm512_reduce_add_ps(total);
-      weights[r] = _mm512_set1_ps((mask == nullptr ? 1.f : mask[i0 + r]) / ws.sums[r]);
-    }
-    // Significance: the rows' probabilities added into the keys' column sums in one pass (padding queries weigh 0).
-    {
-      const float* s0 = ws.scores.data();
-      for (int64_t j = 0; j < keys_pad; j += 16) {
-        __m512 sum = _mm512_loadu_ps(ws.received.data() + j);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + j), weights[0], sum);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + keys_pad + j), weights[1], sum);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + 2 * keys_pad + j), weights[2], sum);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + 3 * keys_pad + j), weights[3], sum);
-        _mm512_storeu_ps(ws.received.data() + j, sum);
+  }
+  for (int r = 0; r < kVnniRows; ++r) ws.row_max[r] = _mm512_reduce_max_ps(top[r]);
+}
+
+// Context of 4 query rows (workspace rows 0 .. 3) into `context`: uint8 probabilities times int8 v, 16 channels per
+// register, each row scaled back by its softmax denominator and v's per-channel scale.
+void context_vnni(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t channels,
+                  int64_t stride, float* context) {
+  for (int64_t c0 = 0; c0 < d; c0 += 32) {
+    const bool two = c0 + 16 < d;
+    __m512i acc[kVnniRows][2];
+    for (auto& r : acc)
+      for (auto& a : r) a = _mm512_setzero_si512();
+    for (int64_t j4 = 0; j4 < keys_pad / 4; ++j4) {
+      const int8_t* vb = ws.v.data() + (j4 * d + c0) * 4;
+      const __m512i v0 = _mm512_loadu_si512(vb);
+      const __m512i v1 = two ? _mm512_loadu_si512(vb + 64) : _mm512_setzero_si512();
+      for (int r = 0; r < kVnniRows; ++r) {
+        int32_t quad;
+        std::memcpy(&quad, ws.probs.data() + r * keys_pad + j4 * 4, 4);
+        const __m512i pb = _mm512_set1_epi32(quad);
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], pb, v0);
+        if (two) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], pb, v1);
       }
     }
-    // Context for kRows queries: uint8 probabilities times int8 v, 16 channels per register.
-    for (int64_t c0 = 0; c0 < d; c0 += 32) {
-      const bool two = c0 + 16 < d;
-      __m512i acc[kRows][2];
-      for (auto& r : acc)
-        for (auto& a : r) a = _mm512_setzero_si512();
-      for (int64_t j4 = 0; j4 < keys_pad / 4; ++j4) {
-        const int8_t* vb = ws.v.data() + (j4 * d + c0) * 4;
-        const __m512i v0 = _mm512_loadu_si512(vb);
-        const __m512i v1 = two ? _mm512_loadu_si512(vb + 64) : _mm512_setzero_si512();
-        for (int r = 0; r < kRows; ++r) {
-          int32_t quad;
-          std::memcpy(&quad, ws.probs.data() + r * keys_pad + j4 * 4, 4);
-          const __m512i pb = _mm512_set1_epi32(quad);
-          acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], pb, v0);
-          if (two) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], pb, v1);
-        }
-      }
-      for (int r = 0; r < rows; ++r) {
-        const __m512 ps = _mm512_set1_ps(1.f / (255.f * ws.sums[r]));
-        float* out = context + (i0 + r) * stride + c0;
-        for (int b = 0; b < (two ? 2 : 1); ++b) {
-          const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), ps),
-                                         _mm512_loadu_ps(ws.v_scale.data() + c0 + 16 * b));
-          _mm512_mask_storeu_ps(out + 16 * b, lanes(channels - c0 - 16 * b), y);
-        }
+    for (int r = 0; r < rows; ++r) {
+      const __m512 ps = _mm512_set1_ps(1.f / (255.f * ws.sums[r]));
+      float* out = context + (i0 + r) * stride + c0;
+      for (int b = 0; b < (two ? 2 : 1); ++b) {
+        const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), ps),
+                                       _mm512_loadu_ps(ws.v_scale.data() + c0 + 16 * b));
+        _mm512_mask_storeu_ps(out + 16 * b, lanes(channels - c0 - 16 * b), y);
       }
     }
+  }
+}
+
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+// The tile shapes (palette 1): 0 q rows (16 x up to 64 channels), 1 k (channels / 4 x 16 keys x 4), 3 probabilities
+// (16 x 64 keys), 4 v (16 x 16 channels x 4 keys), and 2, 5, 6, 7 int32 sums (16 x 16).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+TileConfig tile_config(int64_t d) {
+  TileConfig config;
+  const int64_t chunk = std::min<int64_t>(d, 64);
+  config.colsb[0] = static_cast<uint16_t>(chunk);
+  config.rows[0] = kAmxRows;
+  config.colsb[1] = 64;
+  config.rows[1] = static_cast<uint8_t>(chunk / 4);
+  for (int t : {2, 3, 4, 5, 6, 7}) {
+    config.colsb[t] = 64;
+    config.rows[t] = kAmxRows;
+  }
+  return config;
+}
+
+// Scores of query rows i0 .. i0 + 15 into the workspace's score rows, with each row's maximum: 64 keys per step in
+// four int32 tiles.
+void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float scale2) {
+  const int64_t chunk = std::min<int64_t>(d, 64), k_stride = keys_pad * 4;
+  int32_t* dots = ws.dots.data();
+  for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
+    _tile_zero(2);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (int64_t c0 = 0; c0 < d; c0 += chunk) {
+      _tile_loadd(0, ws.q.data() + i0 * d + c0, d);
+      const int8_t* kb = ws.k.data() + ((c0 / 4) * keys_pad + j0) * 4;
+      _tile_loadd(1, kb, k_stride);
+      _tile_dpbusd(2, 0, 1);
+      _tile_loadd(1, kb + 64, k_stride);
+      _tile_dpbusd(5, 0, 1);
+      _tile_loadd(1, kb + 128, k_stride);
+      _tile_dpbusd(6, 0, 1);
+      _tile_loadd(1, kb + 192, k_stride);
+      _tile_dpbusd(7, 0, 1);
+    }
+    _tile_stored(2, dots + j0, k_stride);
+    _tile_stored(5, dots + j0 + 16, k_stride);
+    _tile_stored(6, dots + j0 + 32, k_stride);
+    _tile_stored(7, dots + j0 + 48, k_stride);
+  }
+  for (int r = 0; r < kAmxRows; ++r) {
+    const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
+    __m512 top = _mm512_set1_ps(kDropped);
+    for (int64_t j = 0; j < keys_pad; j += 16) {
+      const __m512 s = to_score(_mm512_loadu_si512(dots + r * keys_pad + j), ws, j, qs);
+      top = _mm512_max_ps(top, s);
+      _mm512_storeu_ps(ws.scores.data() + r * keys_pad + j, s);
+    }
+    ws.row_max[r] = _mm512_reduce_max_ps(top);
+  }
+}
+
+// Context of 16 query rows into `context`, 64 channels per pass in up to four int32 tiles.
+void context_amx(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t channels,
+                 int64_t stride, float* context) {
+  int32_t* sums = ws.partial.data();
+  const int64_t v_stride = d * 4;
+  for (int64_t c0 = 0; c0 < d; c0 += 64) {
+    const int64_t groups = std::min<int64_t>(4, (d - c0) / 16);
+    _tile_zero(2);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
+      _tile_loadd(3, ws.probs.data() + j0, keys_pad);
+      const int8_t* vb = ws.v.data() + ((j0 / 4) * d + c0) * 4;
+      _tile_loadd(4, vb, v_stride);
+      _tile_dpbusd(2, 3, 4);
+      if (groups > 1) {
+        _tile_loadd(4, vb + 64, v_stride);
+        _tile_dpbusd(5, 3, 4);
+      }
+      if (groups > 2) {
+        _tile_loadd(4, vb + 128, v_stride);
+        _tile_dpbusd(6, 3, 4);
+      }
+      if (groups > 3) {
+        _tile_loadd(4, vb + 192, v_stride);
+        _tile_dpbusd(7, 3, 4);
+      }
+    }
+    _tile_stored(2, sums + c0, v_stride);
+    if (groups > 1) _tile_stored(5, sums + c0 + 16, v_stride);
+    if (groups > 2) _tile_stored(6, sums + c0 + 32, v_stride);
+    if (groups > 3) _tile_stored(7, sums + c0 + 48, v_stride);
+  }
+  for (int r = 0; r < rows; ++r) {
+    const __m512 ps = _mm512_set1_ps(1.f / (255.f * ws.sums[r]));
+    float* out = context + (i0 + r) * stride;
+    for (int64_t c = 0; c < d; c += 16) {
+      const __m512i acc = _mm512_loadu_si512(sums + r * d + c);
+      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), ps), _mm512_loadu_ps(ws.v_scale.data() + c));
+      _mm512_mask_storeu_ps(out + c, lanes(channels - c), y);
+    }
+  }
+}
+
+// Runs `body` with this head's tile shapes loaded, and gives the thread back the tile configuration it had: OpenVINO's
+// own AMX kernels on this thread may skip reloading a configuration they think is still set.
+template <typename Body>
+void with_tiles(int64_t d, Body body) {
+  TileConfig previous;
+  _tile_storeconfig(&previous);
+  const TileConfig config = tile_config(d);
+  _tile_loadconfig(&config);
+  body();
+  if (previous.palette != 0)
+    _tile_loadconfig(&previous);
+  else
+    _tile_release();
+}
+#endif
+
+// Softmax of the block's first `rows` score rows (the rest are zeroed): exp(s - max) stays in the scores buffer for
+// the significance and goes to uint8 (255 for the row's largest) for the context product; each row's denominator and
+// significance weight (its mask value over the denominator; padding queries weigh 0).
+void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad) {
+  for (int r = 0; r < block; ++r) {
+    uint8_t* p8 = ws.probs.data() + r * keys_pad;
+    float* s = ws.scores.data() + r * keys_pad;
+    if (r >= rows) {
+      std::memset(p8, 0, keys_pad);
+      std::memset(s, 0, keys_pad * sizeof(float));
+      ws.weights[r] = 0.f;
+      continue;
+    }
+    const __m512 m = _mm512_set1_ps(ws.row_max[r]);
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t j = 0; j < keys_pad; j += 16) {
+      const __m512 e = exp2_512(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
+      _mm512_storeu_ps(s + j, e);
+      total = _mm512_add_ps(total, e);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j),
+                       _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(e, _mm512_set1_ps(255.f)))));
+    }
+    ws.sums[r] = _mm512_reduce_add_ps(total);
+    ws.weights[r] = (mask_rows == nullptr ? 1.f : mask_rows[r]) / ws.sums[r];
+  }
+}
+
+// Significance: the block's weighted probabilities added into the keys' column sums, 4 rows per pass.
+void add_significance(Workspace& ws, int block, int64_t keys_pad) {
+  for (int r0 = 0; r0 < block; r0 += 4) {
+    const float* s0 = ws.scores.data() + r0 * keys_pad;
+    const __m512 w0 = _mm512_set1_ps(ws.weights[r0]), w1 = _mm512_set1_ps(ws.weights[r0 + 1]);
+    const __m512 w2 = _mm512_set1_ps(ws.weights[r0 + 2]), w3 = _mm512_set1_ps(ws.weights[r0 + 3]);
+    for (int64_t j = 0; j < keys_pad; j += 16) {
+      __m512 sum = _mm512_loadu_ps(ws.received.data() + j);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + j), w0, sum);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + keys_pad + j), w1, sum);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + 2 * keys_pad + j), w2, sum);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + 3 * keys_pad + j), w3, sum);
+      _mm512_storeu_ps(ws.received.data() + j, sum);
+    }
+  }
+}
+
+// One (batch, head): q, k, v point at the head's first channel of token 0; rows advance by `stride` floats. The
+// head's `channels` are zero-padded to d, a multiple of 16, inside.
+// `significance` (n) receives this head's column sums of the probabilities over the real queries.
+void attend_head(Isa isa, const float* q, const float* k, const float* v, const float* mask, int64_t n,
+                 int64_t channels, int64_t stride, float scale, float* context, float* significance) {
+  Workspace& ws = thread_workspace();
+  const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols);
+  const float scale2 = scale * 1.44269504088896341f;  // scores in base 2
+  pack_head(ws, q, k, v, mask, n, channels, d, stride);
+  const auto rows_of = [&](int64_t i0, int block) { return static_cast<int>(std::min<int64_t>(block, n - i0)); };
+  const auto mask_rows = [&](int64_t i0) { return mask == nullptr ? nullptr : mask + i0; };
+  if (isa == Isa::kVnni) {
+    for (int64_t i0 = 0; i0 < n; i0 += kVnniRows) {
+      const int rows = rows_of(i0, kVnniRows);
+      scores_vnni(ws, i0, d, keys_pad, scale2);
+      softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad);
+      add_significance(ws, kVnniRows, keys_pad);
+      context_vnni(ws, i0, rows, d, keys_pad, channels, stride, context);
+    }
+  } else {
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+    with_tiles(d, [&] {
+      for (int64_t i0 = 0; i0 < n; i0 += kAmxRows) {
+        const int rows = rows_of(i0, kAmxRows);
+        scores_amx(ws, i0, d, keys_pad, scale2);
+        softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad);
+        add_significance(ws, kAmxRows, keys_pad);
+        context_amx(ws, i0, rows, d, keys_pad, channels, stride, context);
+      }
+    });
+#endif
   }
   // A masked key's probabilities are 2^-126 (exp2_512's clamp) rather than 0 above: its significance is exactly 0,
   // as the reference's.
@@ -282,8 +525,8 @@ public:
   OPENVINO_OP("QuaLAPruningAttention", "qla_sdk");
 
   PruningAttention() = default;
-  PruningAttention(const ov::OutputVector& args, int64_t heads, float scale)
-      : Op(args), m_heads(heads), m_scale(scale) {
+  PruningAttention(const ov::OutputVector& args, int64_t heads, float scale, std::string isa = "auto")
+      : Op(args), m_heads(heads), m_scale(scale), m_isa(std::move(isa)) {
     constructor_validate_and_infer_types();
   }
 
@@ -295,6 +538,11 @@ public:
       NODE_VALIDATION_CHECK(this, type == ov::element::f32 || type.is_dynamic(), "input ", i, " is ", type,
                             "; every input must be f32");
     }
+    NODE_VALIDATION_CHECK(this, m_isa == "auto" || m_isa == "avx512_vnni" || m_isa == "amx_int8", "isa is '", m_isa,
+                          "'; use auto (AMX where this process can run it, else AVX512-VNNI), avx512_vnni or amx_int8");
+    NODE_VALIDATION_CHECK(this, m_isa != "amx_int8" || amx_usable(),
+                          "isa amx_int8 asked for, but AMX cannot run here (the CPU or the Linux kernel lacks it, or "
+                          "the extension was built without it); use isa auto or avx512_vnni");
     auto shape = get_input_partial_shape(0);
     NODE_VALIDATION_CHECK(this, m_heads > 0 && shape.rank().is_static() && shape.rank().get_length() == 3,
                           "q must be (batch, len, heads * head_dim) with heads > 0");
@@ -320,12 +568,13 @@ public:
   }
 
   std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& args) const override {
-    return std::make_shared<PruningAttention>(args, m_heads, m_scale);
+    return std::make_shared<PruningAttention>(args, m_heads, m_scale, m_isa);
   }
 
   bool visit_attributes(ov::AttributeVisitor& visitor) override {
     visitor.on_attribute("heads", m_heads);
     visitor.on_attribute("scale", m_scale);
+    visitor.on_attribute("isa", m_isa);
     return true;
   }
 
@@ -347,9 +596,10 @@ public:
     // One significance row per (batch, head), summed over heads after: tasks never write the same memory.
     std::vector<float> per_head(batch * heads * n, 0.f);
     const float scale = m_scale;
+    const Isa isa = m_isa != "avx512_vnni" && amx_usable() && amx_fits(round_up(d, 16)) ? Isa::kAmx : Isa::kVnni;
     ov::parallel_for2d(batch, heads, [&](int64_t b, int64_t h) {
       const int64_t offset = b * n * hidden + h * d;
-      attend_head(q + offset, k + offset, v + offset, mask == nullptr ? nullptr : mask + b * n, n, d, hidden, scale,
+      attend_head(isa, q + offset, k + offset, v + offset, mask == nullptr ? nullptr : mask + b * n, n, d, hidden, scale,
                   context + offset, per_head.data() + (b * heads + h) * n);
     });
     for (int64_t b = 0; b < batch; ++b)
@@ -364,8 +614,12 @@ public:
 private:
   int64_t m_heads = 1;
   float m_scale = 1.f;
+  std::string m_isa = "auto";  // auto: AMX where it can run (and fits the head size), else AVX512-VNNI
 };
 
 }  // namespace qla
+
+// The matrix instructions isa=auto runs on this machine, for the caller to record (loaded with ctypes).
+extern "C" const char* qla_pruning_attention_isa() { return qla::amx_usable() ? "amx_int8" : "avx512_vnni"; }
 
 OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({std::make_shared<ov::OpExtension<qla::PruningAttention>>()}));
