@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         "--graph",
         default="served",
         choices=["served", "masked", "fused"],
-        help="served: what an unpadded batch-1 row runs (mask-free, significance by one ReduceSum, static batch); "
-        "masked: the graph as exported, dynamic batch; fused: served with the opt-in fused attention",
+        help="served: what an unpadded batch-1 row runs with QLA_SDK_FUSED_ATTENTION=0 (mask-free, significance by "
+        "one ReduceSum, static batch); masked: the graph as exported, dynamic batch; fused: what it runs by default "
+        "(served with the pruning attention fused)",
     )
     parser.add_argument(
         "--kernel", default="int8", choices=["int8", "float32"], help="--graph fused: the fused attention's kernel"

@@ -1,7 +1,8 @@
 """Our rows: the SDK's own artifacts, built with ``qla_sdk.deploy.export_model`` and loaded with ``qla_sdk.load``,
 exactly as a user exports and serves them: FP32 eager (the eager runtime) and the int8 backends (INC/NNCF int8, then
-Inductor, OpenVINO or IPEX; OpenVINO with ``inference_precision='bf16'``, what OpenVINO picks for the peers). Only the
-runner's ``run`` is timed (tokenization is not part of a row).
+Inductor, OpenVINO or IPEX; OpenVINO with ``inference_precision='auto'``: bf16, what OpenVINO picks for the peers,
+except for graphs with the fused int8 pruning attention). Only the runner's ``run`` is timed (tokenization is not part
+of a row).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def _export(ctx: BuildContext) -> Path:
     model = from_pretrained(ctx.source, task=ctx.spec.task).eval()
     rows = [] if backend == "fp32" else _calibration_rows(ctx)
     # OpenVINO rows run their floating-point operations in bf16 where the CPU has native bf16, as OpenVINO runs the
-    # peers' unhinted graphs there (f32 elsewhere); the row's kernels record which ran.
-    precision = {"inference_precision": "bf16"} if backend == "openvino" else {}
+    # peers' unhinted graphs there (f32 elsewhere), except graphs with the fused int8 pruning attention, which run
+    # f32 (``inference_precision='auto'``: bf16 would only add conversions around the op); the row's kernels record
+    # which hint ran.
+    precision = {"inference_precision": "auto"} if backend == "openvino" else {}
     config = QuantConfig(
         backend=backend, calibration_samples=max(1, len(rows)), seq_lens=(ctx.seq_len,), max_trials=1, **precision
     )

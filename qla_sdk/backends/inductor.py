@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from qla_sdk.backends.base import (
 )
 from qla_sdk.quantize import inc
 from qla_sdk.quantize.int8_state import load_program, load_tensors, save_programs, with_int8_embeddings
+from qla_sdk.runtime.inductor_attention import fuse_pruning_attention_fx
+from qla_sdk.runtime.native import native_kernels
 
 
 def compile_inductor(module: torch.nn.Module):
@@ -39,20 +42,36 @@ class Built:
 
 
 class InductorRunner(LockedRunner):
-    """Compiles a bucket's graph on its first input (compilation takes seconds to minutes)."""
+    """Compiles a bucket's graph on its first input (compilation takes seconds to minutes). Before compiling, the
+    pruning layers' attention blocks are rewritten into the native fused kernel where it builds
+    (``qla_sdk.runtime.inductor_attention``; ``QLA_SDK_FUSED_ATTENTION=0`` keeps the graph as saved);
+    ``fused_attention`` counts the blocks rewritten so far."""
 
     def __init__(self, programs: dict[int, torch.export.ExportedProgram], compile_graphs: bool = True) -> None:
         super().__init__({}, tuple(sorted(programs)))
         self._programs, self._compile = programs, compile_graphs
         self._compile_lock = threading.Lock()
+        self.fused_attention = 0
 
     def run(self, input_ids, attention_mask, token_type_ids) -> list[np.ndarray]:
         seq_len = np.asarray(input_ids).shape[1]
         with self._compile_lock:
             if seq_len not in self._modules and seq_len in self._programs:
                 module = self._programs[seq_len].module()
-                self._modules[seq_len] = compile_inductor(module) if self._compile else module
+                if self._compile:
+                    if fuses_attention():
+                        self.fused_attention += fuse_pruning_attention_fx(module)
+                    module = compile_inductor(module)
+                self._modules[seq_len] = module
         return super().run(input_ids, attention_mask, token_type_ids)
+
+
+def fuses_attention() -> bool:
+    """Whether compiled graphs get the fused pruning attention: where the native kernels build, unless
+    ``QLA_SDK_FUSED_ATTENTION`` is ``0`` (the switch the OpenVINO backend reads too)."""
+    if os.environ.get("QLA_SDK_FUSED_ATTENTION", "auto").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return native_kernels() is not None
 
 
 class InductorBackend(Backend):

@@ -153,7 +153,8 @@ class OpenVINORunner(Runner):
     and picks static kernels, where a dynamic batch leaves everything after the first gather dynamic. Rows
     without padding run the graph's mask-free copy. The pruning attention blocks of both run fused into one operation
     where the int8 extension builds (``qla_sdk.runtime.openvino_attention``; ``QLA_SDK_FUSED_ATTENTION`` chooses, see
-    ``fused_attention_kernel``; ``fused_attention`` says which kernel runs, None for OpenVINO's own nodes).
+    ``fused_attention_kernel``; ``fused_attention`` says which kernel runs, None for OpenVINO's own nodes). Each graph
+    is compiled with the artifact's inference precision, ``auto`` resolved per graph (``graph_precision``).
 
     Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
     ``static_batches`` (default batch 1, the latency case) and one dynamic-batch copy for any other batch size. One
@@ -171,30 +172,33 @@ class OpenVINORunner(Runner):
 
         ov = require_openvino()
         kernel = fused_attention_kernel()
-        fused = 0
         self._graphs: dict[tuple[int, bool], object] = {}
+        fused: dict[tuple[int, bool], int] = {}  # pruning attention blocks fused per graph
         for n, model in models.items():
             variant = without_attention_mask(model)
             if kernel is not None:  # on copies: ``models`` may be what an export then saves
                 model = model.clone()
-                fused += fuse_pruning_attention(model, kernel)
+                fused[(int(n), False)] = fuse_pruning_attention(model, kernel)
                 if variant is not None:
-                    fused += fuse_pruning_attention(variant, kernel)
+                    fused[(int(n), True)] = fuse_pruning_attention(variant, kernel)
             elif variant is not None:
                 sum_significance_directly(variant)
             self._graphs[(int(n), False)] = model
             if variant is not None:
                 self._graphs[(int(n), True)] = variant
-        self.fused_attention = kernel if fused else None  # a full-length graph has no pruning attention to fuse
+        # A full-length graph has no pruning attention to fuse.
+        self.fused_attention = kernel if any(fused.values()) else None
         self.seq_lens = tuple(sorted({n for n, _ in self._graphs}))
         self.static_batches = tuple(sorted({int(b) for b in static_batches}))
         self._compiled: dict[tuple[int, bool, int | None], object] = {}
-        for (seq_len, unpadded), graph in self._graphs.items():
-            self._compiled[(seq_len, unpadded, None)] = compile_model(core, graph, precision, threads)
+        for key, graph in self._graphs.items():
+            seq_len, unpadded = key
+            hint = graph_precision(precision, kernel == "int8" and fused.get(key, 0) > 0)
+            self._compiled[(seq_len, unpadded, None)] = compile_model(core, graph, hint, threads)
             for batch in self.static_batches:
                 static = graph.clone()
                 static.reshape({port: ov.PartialShape([batch, seq_len]) for port in static.inputs})
-                self._compiled[(seq_len, unpadded, batch)] = compile_model(core, static, precision, threads)
+                self._compiled[(seq_len, unpadded, batch)] = compile_model(core, static, hint, threads)
         self._local = threading.local()
 
     def compiled_model(self, seq_len: int, unpadded: bool = False, batch: int | None = 1):
@@ -294,14 +298,24 @@ def _is_mask_bias(node) -> bool:
 
 def resolved_precision(core, precision: str) -> str:
     """What the CPU plugin runs for the hint ``precision``: bf16 needs native bf16 (AMX or AVX512-BF16); elsewhere
-    OpenVINO runs f32."""
+    OpenVINO runs f32. ``auto`` reads as what it runs per graph (``graph_precision``)."""
+    if precision == "auto":
+        return f"{resolved_precision(core, 'bf16')}; f32 for graphs with the fused pruning attention"
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         return "f32"
     return precision
 
 
+def graph_precision(precision: str, fused: bool) -> str:
+    """The hint one graph is compiled with: ``auto`` is f32 for a graph whose pruning attention runs in the fused
+    int8 operation (it reads and writes f32: bf16 around it adds conversions and saves nothing inside), else bf16."""
+    if precision == "auto":
+        return "f32" if fused else "bf16"
+    return precision
+
+
 def compile_model(core, model, precision: str, threads: int | None):
-    if precision not in INFERENCE_PRECISIONS:
+    if precision not in INFERENCE_PRECISIONS or precision == "auto":
         raise ConfigError(f"inference precision {precision!r}: this artifact needs 'f32' or 'bf16' (rebuild it)")
     config = {"INFERENCE_PRECISION_HINT": precision}
     if threads:

@@ -11,8 +11,9 @@ INT8_BACKENDS = ("inductor", "openvino", "ipex")
 ACT_ALGOS = ("minmax", "kl")
 # Which tuned config accuracy-aware quantization keeps (see ``QuantConfig.keep``).
 KEEP_RULES = ("first", "best")
-# What OpenVINO runs the operations that stay floating point in (softmax, layer norms, GELU, the significance sums).
-INFERENCE_PRECISIONS = ("f32", "bf16")
+# What OpenVINO runs the operations that stay floating point in (softmax, layer norms, GELU, the significance sums);
+# ``auto`` picks per graph (see ``QuantConfig``).
+INFERENCE_PRECISIONS = ("f32", "bf16", "auto")
 # What accuracy-aware tuning's tolerance counts from (see ``QuantConfig.tolerance_from``).
 TOLERANCE_FROM = ("fp32", "reference")
 # Buckets a ratio length config is exported at (one graph per length; inputs pad to the next bucket).
@@ -35,7 +36,10 @@ class QuantConfig:
     ``inference_precision`` (openvino backend): what the operations that stay floating point run in. ``bf16`` is
     what OpenVINO picks unasked on CPUs with AMX or AVX512-BF16 (optimum-intel's default); the accuracy check and
     the artifact use the same setting, and CPUs without native bf16 run f32 (the build report says which ran).
-    ``f32`` keeps the token ranking exactly the fp32 graph's.
+    ``f32`` keeps the token ranking exactly the fp32 graph's. ``auto``: bf16, except for the graphs whose pruning
+    attention runs fused in the int8 operation (``runtime.openvino_attention``), which run f32: that operation reads
+    and writes f32, so bf16 around it only adds a conversion per input and output (benchmarks/results/
+    openvino_attention.md).
     """
 
     backend: str = "inductor"

@@ -183,7 +183,7 @@ IMPOSSIBLE = {
         "act_algo": st.text(max_size=6).filter(lambda v: v not in ("minmax", "kl")),
         "max_trials": _ints_below(1),
         "keep": st.text(max_size=6).filter(lambda v: v not in ("first", "best")),
-        "inference_precision": st.text(max_size=6).filter(lambda v: v not in ("f32", "bf16")),
+        "inference_precision": st.text(max_size=6).filter(lambda v: v not in ("f32", "bf16", "auto")),
         "seq_lens": st.lists(st.integers(2, 512), max_size=3).map(lambda v: [*v, 1]) | st.just([]),
     },
 }

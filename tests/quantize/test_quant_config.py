@@ -17,6 +17,7 @@ from qla_sdk.quantize import QuantConfig, default_seq_lens
         ({"backend": "inductor", "keep": "best"}, "openvino backend only"),
         ({"backend": "openvino", "inference_precision": "fp16"}, "inference_precision 'fp16'"),
         ({"backend": "inductor", "inference_precision": "bf16"}, "applies to the openvino backend only"),
+        ({"backend": "inductor", "inference_precision": "auto"}, "applies to the openvino backend only"),
     ],
 )
 def test_bad_values_are_named(kwargs, message):
