@@ -98,3 +98,15 @@ def word_piece_batch(rows: int, length: int, pad_last_to: int | None = None) -> 
     types = torch.zeros_like(ids)
     types[:, length // 3 :] = 1
     return ids, mask, types * mask
+
+
+@pytest.fixture(scope="module")
+def minilm_qa():
+    """The real all-MiniLM-L6-v2 (shipped as a package) with a new span head, seeded."""
+    from qla_sdk.modeling import from_pretrained
+    from qla_sdk.pretrained import minilm_path
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return from_pretrained(minilm_path(), task="question-answering").eval()

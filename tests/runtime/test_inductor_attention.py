@@ -4,15 +4,12 @@ it unless switched off; graphs without pruning attention are left alone."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 from conftest import word_piece_batch
 
 from qla_sdk.backends import example_inputs
-from qla_sdk.modeling import LengthConfig, from_pretrained
-from qla_sdk.pretrained import minilm_path
+from qla_sdk.modeling import LengthConfig
 from qla_sdk.quantize.inc import batch_dynamic_shapes
 from qla_sdk.runtime.inductor_attention import fuse_pruning_attention_fx
 from qla_sdk.runtime.native import native_kernels
@@ -23,14 +20,6 @@ CONFIGS = {
     "ratios": LengthConfig((0.7, 0.66, 0.65, 0.53, 0.27, 0.09)),
 }
 SHAPES = {"batch1": (1, None), "batch2": (2, None), "padded": (2, 61)}
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    torch.manual_seed(0)  # the span head is new: seeded
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return from_pretrained(minilm_path(), task="question-answering").eval()
 
 
 def exported(model, length_config) -> torch.export.ExportedProgram:
@@ -45,9 +34,9 @@ def exported(model, length_config) -> torch.export.ExportedProgram:
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
-def programs(request, minilm):
+def programs(request, minilm_qa):
     """(the exported program's module, the same with its attention fused, blocks fused)."""
-    program = exported(minilm, CONFIGS[request.param])
+    program = exported(minilm_qa, CONFIGS[request.param])
     fused = program.module()
     return program.module(), fused, fuse_pruning_attention_fx(fused)
 
@@ -80,15 +69,15 @@ def test_inductor_compiles_the_fused_graph(programs):
         assert_same_outputs(compile_inductor(fused)(*feed), reference(*feed))
 
 
-def test_a_graph_without_pruning_attention_is_left_alone(minilm):
-    module = exported(minilm, None).module()
+def test_a_graph_without_pruning_attention_is_left_alone(minilm_qa):
+    module = exported(minilm_qa, None).module()
     before = [n.target for n in module.graph.nodes]
     assert fuse_pruning_attention_fx(module) == 0
     assert [n.target for n in module.graph.nodes] == before
 
 
 @pytest.mark.parametrize("switch", [None, "0"])
-def test_the_inductor_runner_fuses_unless_switched_off(minilm, monkeypatch, switch):
+def test_the_inductor_runner_fuses_unless_switched_off(minilm_qa, monkeypatch, switch):
     import qla_sdk.backends.inductor as inductor
 
     if switch is None:
@@ -97,7 +86,7 @@ def test_the_inductor_runner_fuses_unless_switched_off(minilm, monkeypatch, swit
         monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", switch)
     compiled = []
     monkeypatch.setattr(inductor, "compile_inductor", lambda module: compiled.append(module) or module)
-    program = exported(minilm, CONFIGS["tokens"])
+    program = exported(minilm_qa, CONFIGS["tokens"])
     runner = inductor.InductorRunner({SEQ: program})
     feed = [t.numpy() for t in word_piece_batch(1, SEQ)]
     got = runner.run(*feed)

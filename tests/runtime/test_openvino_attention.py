@@ -4,15 +4,12 @@ int8 kernel with logits within int8 error; and it leaves graphs without pruning 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 from conftest import word_piece_batch
 
-from qla_sdk.modeling import LengthConfig, from_pretrained
-from qla_sdk.pretrained import minilm_path
+from qla_sdk.modeling import LengthConfig
 
 ov = pytest.importorskip("openvino")
 
@@ -28,14 +25,6 @@ CONFIGS = {
     "ratios": LengthConfig((0.7, 0.66, 0.65, 0.53, 0.27, 0.09)),
 }
 F32 = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    torch.manual_seed(0)  # the span head is new: seeded
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return from_pretrained(minilm_path(), task="question-answering").eval()
 
 
 def inputs(rows: int = 1, pad_last_to: int | None = None) -> list[np.ndarray]:
@@ -63,12 +52,12 @@ CASES = [("tokens", "batch1"), ("tokens", "padded"), ("ratios", "batch2"), ("rat
 
 @pytest.mark.parametrize("kernel", ["float32", "int8"])
 @pytest.mark.parametrize(("config", "shape"), CASES)
-def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm, config, shape, kernel):
+def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm_qa, config, shape, kernel):
     if kernel == "int8" and unavailable_reason() is not None:
         pytest.skip(f"int8 extension: {unavailable_reason()}")
     length_config = CONFIGS[config]
     rows, pad_last_to = SHAPES[shape]
-    graph = convert(minilm.with_length_config(length_config), SEQ)
+    graph = convert(minilm_qa.with_length_config(length_config), SEQ)
     if pad_last_to is None:  # rows without padding run the mask-free copy
         graph = without_attention_mask(graph)
     fused = graph.clone()
@@ -77,7 +66,7 @@ def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm, config, sha
     feed = inputs(rows, pad_last_to)
     plain_out, fused_out = run(with_choices(graph), feed), run(with_choices(fused), feed)
     with torch.inference_mode():
-        reference = [t.numpy() for t in minilm(*(torch.from_numpy(x) for x in feed), length_config=length_config)]
+        reference = [t.numpy() for t in minilm_qa(*(torch.from_numpy(x) for x in feed), length_config=length_config)]
     for got, plain in zip(fused_out[2:], plain_out[2:], strict=True):
         if kernel == "float32":
             assert np.array_equal(got, plain)  # the same positions at every layer, in the same order
@@ -95,14 +84,14 @@ def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm, config, sha
     ("kernel", "isa", "message"),
     [("fp16", "auto", "unknown attention kernel 'fp16'"), ("int8", "amx", "unknown isa 'amx'.*auto, amx_int8")],
 )
-def test_an_unknown_kernel_or_isa_is_refused(minilm, kernel, isa, message):
-    graph = convert(minilm.with_length_config(CONFIGS["tokens"]), SEQ)
+def test_an_unknown_kernel_or_isa_is_refused(minilm_qa, kernel, isa, message):
+    graph = convert(minilm_qa.with_length_config(CONFIGS["tokens"]), SEQ)
     with pytest.raises(ConfigError, match=message):
         fuse_pruning_attention(graph, kernel, isa=isa)
 
 
-def test_graphs_without_pruning_attention_are_left_as_they_are(minilm):
-    graph = convert(minilm.with_length_config(None), SEQ)  # full length: no significance, no block to fuse
+def test_graphs_without_pruning_attention_are_left_as_they_are(minilm_qa):
+    graph = convert(minilm_qa.with_length_config(None), SEQ)  # full length: no significance, no block to fuse
     before = sorted(op.get_type_name() for op in graph.get_ops())
     assert fuse_pruning_attention(graph) == 0
     assert sorted(op.get_type_name() for op in graph.get_ops()) == before
