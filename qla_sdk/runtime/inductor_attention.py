@@ -21,6 +21,7 @@ import operator
 import torch
 
 from qla_sdk.runtime.native import native_kernels
+from qla_sdk.runtime.openvino_attention import attention_with_significance  # the native kernel, ATen without it
 
 aten = torch.ops.aten
 
@@ -32,8 +33,6 @@ def pruning_attention(
     """q (already scaled), k, v (batch * heads, len, head_dim); bias (batch, 1, 1, len): 0 for a real token, the
     float32 minimum for padding. Returns the context (batch, len, heads, head_dim) and the significance
     (batch, len): the probabilities each token receives, summed over heads and real queries."""
-    from qla_sdk.runtime.openvino_attention import attention_with_significance
-
     rows, n, d = q.shape
     batch = rows // heads
     q4, k4, v4 = (t.reshape(batch, heads, n, d).transpose(1, 2) for t in (q, k, v))  # head_dim stays contiguous
