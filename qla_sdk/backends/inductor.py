@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from qla_sdk.backends.base import (
 from qla_sdk.quantize import inc
 from qla_sdk.quantize.int8_state import load_program, load_tensors, save_programs, with_int8_embeddings
 from qla_sdk.runtime.inductor_attention import fuse_pruning_attention_fx
-from qla_sdk.runtime.native import native_kernels
+from qla_sdk.runtime.native import FUSED_ATTENTION_SWITCH, OFF, native_kernels, switch_value
 
 
 def compile_inductor(module: torch.nn.Module):
@@ -69,7 +68,7 @@ class InductorRunner(LockedRunner):
 def fuses_attention() -> bool:
     """Whether compiled graphs get the fused pruning attention: where the native kernels build, unless
     ``QLA_SDK_FUSED_ATTENTION`` is ``0`` (the switch the OpenVINO backend reads too)."""
-    if os.environ.get("QLA_SDK_FUSED_ATTENTION", "auto").strip().lower() in ("0", "false", "no", "off"):
+    if switch_value(FUSED_ATTENTION_SWITCH, "auto") in OFF:
         return False
     return native_kernels() is not None
 

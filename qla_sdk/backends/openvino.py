@@ -8,7 +8,6 @@ recorded in the artifact): on CPUs with AMX or AVX512-BF16, OpenVINO's default w
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from pathlib import Path
@@ -233,10 +232,11 @@ def fused_attention_kernel() -> str | None:
     The extension beats OpenVINO's unfused int8 nodes on AMX and AVX-512 machines
     (benchmarks/results/openvino_attention.md); ``int8`` and ``auto`` build it here (once per machine), so that a
     build that fails falls back too."""
+    from qla_sdk.runtime.native import FUSED_ATTENTION_SWITCH, OFF, switch_value
     from qla_sdk.runtime.openvino_extension import pruning_attention_library, unavailable_reason
 
-    value = os.environ.get("QLA_SDK_FUSED_ATTENTION", "auto").strip().lower()
-    if value in ("0", "false", "no", "off"):
+    value = switch_value(FUSED_ATTENTION_SWITCH, "auto")
+    if value in OFF:
         return None
     if value == "float32":
         return value

@@ -22,6 +22,9 @@ from types import ModuleType
 import torch
 
 ENV_SWITCH = "QLA_SDK_NATIVE_KERNELS"
+# The switch of the fused pruning attention in compiled graphs (OpenVINO and Inductor runners).
+FUSED_ATTENTION_SWITCH = "QLA_SDK_FUSED_ATTENTION"
+OFF = ("0", "false", "no", "off")
 SOURCE = Path(__file__).parent / "csrc" / "pruning.cpp"
 # -march=native: the kernels are built where they run, and glibc's 16-lane expf needs AVX-512 to be allowed.
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
@@ -44,7 +47,7 @@ def native_kernels() -> ModuleType | None:
 
 
 def _build() -> ModuleType | None:
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    if switch_value(ENV_SWITCH, "1") in OFF:
         return None
     if platform.machine() not in ("x86_64", "AMD64") or not torch.backends.mkl.is_available():
         logger.info("native kernels skipped: they need x86-64 and a torch build with MKL")
@@ -64,6 +67,11 @@ def _build() -> ModuleType | None:
             stacklevel=3,
         )
         return None
+
+
+def switch_value(name: str, default: str) -> str:
+    """An environment switch's value, trimmed and lower-cased (``OFF`` lists the values that turn one off)."""
+    return os.environ.get(name, default).strip().lower()
 
 
 def extension_name() -> str:
