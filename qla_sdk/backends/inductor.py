@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 
@@ -24,8 +25,7 @@ from qla_sdk.backends.base import (
 )
 from qla_sdk.quantize import inc
 from qla_sdk.quantize.int8_state import load_program, load_tensors, save_programs, with_int8_embeddings
-from qla_sdk.runtime.inductor_attention import fuse_pruning_attention_fx
-from qla_sdk.runtime.native import FUSED_ATTENTION_SWITCH, OFF, native_kernels, switch_value
+from qla_sdk.runtime.inductor_attention import attention_kernel, fuse_pruning_attention_fx
 
 
 def compile_inductor(module: torch.nn.Module):
@@ -42,15 +42,16 @@ class Built:
 
 class InductorRunner(LockedRunner):
     """Compiles a bucket's graph on its first input (compilation takes seconds to minutes). Before compiling, the
-    pruning layers' attention blocks are rewritten into the native fused kernel where it builds
-    (``qla_sdk.runtime.inductor_attention``; ``QLA_SDK_FUSED_ATTENTION=0`` keeps the graph as saved);
-    ``fused_attention`` counts the blocks rewritten so far."""
+    pruning layers' attention blocks are rewritten into one fused operation (``qla_sdk.runtime.inductor_attention``:
+    the int8 kernel where it builds, else the float32 one; ``QLA_SDK_FUSED_ATTENTION=0`` keeps the graph as saved);
+    ``fused_attention`` counts the blocks rewritten so far, ``attention_kernel`` names the kernel."""
 
     def __init__(self, programs: dict[int, torch.export.ExportedProgram], compile_graphs: bool = True) -> None:
         super().__init__({}, tuple(sorted(programs)))
         self._programs, self._compile = programs, compile_graphs
         self._compile_lock = threading.Lock()
         self.fused_attention = 0
+        self.attention_kernel = attention_kernel() if compile_graphs else None
 
     def run(self, input_ids, attention_mask, token_type_ids) -> list[np.ndarray]:
         seq_len = np.asarray(input_ids).shape[1]
@@ -58,19 +59,20 @@ class InductorRunner(LockedRunner):
             if seq_len not in self._modules and seq_len in self._programs:
                 module = self._programs[seq_len].module()
                 if self._compile:
-                    if fuses_attention():
-                        self.fused_attention += fuse_pruning_attention_fx(module)
+                    if self.attention_kernel is not None:
+                        self.fused_attention += fuse_pruning_attention_fx(module, self.attention_kernel)
                     module = compile_inductor(module)
                 self._modules[seq_len] = module
         return super().run(input_ids, attention_mask, token_type_ids)
 
 
-def fuses_attention() -> bool:
-    """Whether compiled graphs get the fused pruning attention: where the native kernels build, unless
-    ``QLA_SDK_FUSED_ATTENTION`` is ``0`` (the switch the OpenVINO backend reads too)."""
-    if switch_value(FUSED_ATTENTION_SWITCH, "auto") in OFF:
-        return False
-    return native_kernels() is not None
+def as_served(candidate: torch.nn.Module, kernel: str | None) -> torch.nn.Module:
+    """``candidate`` (a converted int8 graph) with the pruning attention the runner serves, for the accuracy check:
+    a copy with its attention fused by ``kernel``, or ``candidate`` itself when nothing is fused."""
+    if kernel is None or not isinstance(candidate, torch.fx.GraphModule):
+        return candidate
+    served = copy.deepcopy(candidate)
+    return served if fuse_pruning_attention_fx(served, kernel) else candidate
 
 
 class InductorBackend(Backend):
@@ -82,7 +84,14 @@ class InductorBackend(Backend):
         model = request.model.eval().with_length_config(request.length_config)
         if request.config.quantize_embeddings:
             model = with_int8_embeddings(model)
-        report: dict = {"quantizer": "intel-neural-compressor (PT2E static)", "activations": "uint8 asymmetric"}
+        # Scored with the attention the runner will serve (int8 where its kernel builds): int8 attention is part of
+        # the accuracy the tolerance holds.
+        kernel = attention_kernel()
+        report: dict = {
+            "quantizer": "intel-neural-compressor (PT2E static)",
+            "activations": "uint8 asymmetric",
+            "fused_attention": kernel or "none",
+        }
         config = inc.static_config(request.config.act_algo)
         if request.evaluate is not None:
             tuning_len = max(request.seq_lens)
@@ -94,7 +103,7 @@ class InductorBackend(Backend):
                 model,
                 example_inputs(tuning_len, pad_token_id=request.pad_token_id),
                 calibration,
-                lambda run: request.evaluate(run, tuning_len),
+                lambda run: request.evaluate(as_served(run, kernel), tuning_len),
                 request.config.tolerance,
                 configs=inc.tuning_configs(request.model.num_layers, request.config.act_algo),
                 max_trials=request.config.max_trials,

@@ -5,53 +5,107 @@ the context ``bmm`` and the significance product (a ``bmm`` of the mask rows wit
 sum over heads). The probabilities have two consumers, so Inductor cannot use its fused attention, and every
 (len x len) map makes several trips through memory. ``fuse_pruning_attention_fx`` rewrites each such block of a
 ``torch.fx.GraphModule`` (an ``ExportedProgram``'s module, int8 or not) into one ``qla_sdk::pruning_attention``
-call: the eager runtime's native kernel (``runtime/csrc/pruning.cpp``), which computes the context and the
-significance in one pass per (batch, head) with the scores kept in L2. Inductor calls it as an external kernel; the
-int8 linear layers, the token choice and everything else stay Inductor's.
+call, which computes the context and the significance in one pass per (batch, head) with the scores kept in a few
+rows or in L2. Inductor calls it as an external kernel; the linear layers, the token choice and everything else stay
+Inductor's. Two kernels compute it (``KERNELS``):
+- ``int8``: the OpenVINO extension's kernel (``runtime/csrc/pruning_attention_int8.h``: q, k per token and v per
+  channel in int8, uint8 probabilities; AMX tiles or AVX512-VNNI), for the int8 graphs the Inductor backend serves;
+- ``float32``: the eager runtime's native kernel (``runtime/csrc/pruning.cpp``): the reference's numerics.
 
-It is applied at load time by the Inductor backend (``backends.inductor.InductorRunner``) where the native kernels
-build (``QLA_SDK_FUSED_ATTENTION=0`` turns it off), so a saved program stays the reference graph.
-``tests/runtime/test_inductor_attention.py`` holds the rewritten graph to the original, padded and unpadded.
+It is applied at load time by the Inductor backend (``backends.inductor.InductorRunner``; ``attention_kernel`` reads
+``QLA_SDK_FUSED_ATTENTION``), so a saved program stays the reference graph; the backend's accuracy check at build
+time scores the graph with the attention the runner will serve. ``tests/runtime/test_inductor_attention.py`` holds
+the rewritten graph to the original (float32: the same outputs; int8: the same tokens chosen at every layer, logits
+within int8 error), padded and unpadded.
 """
 
 from __future__ import annotations
 
 import operator
+import warnings
 
 import torch
 
-from qla_sdk.runtime.native import native_kernels
+from qla_sdk.errors import ConfigError
+from qla_sdk.runtime.native import (
+    FUSED_ATTENTION_SWITCH,
+    OFF,
+    int8_attention_kernels,
+    int8_unavailable_reason,
+    native_kernels,
+    switch_value,
+)
 from qla_sdk.runtime.openvino_attention import attention_with_significance  # the native kernel, ATen without it
 
 aten = torch.ops.aten
+KERNELS = ("float32", "int8")
 
 
 @torch.library.custom_op("qla_sdk::pruning_attention", mutates_args=())
 def pruning_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, heads: int
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, heads: int, precision: str = "float32"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q (already scaled), k, v (batch * heads, len, head_dim); bias (batch, 1, 1, len): 0 for a real token, the
-    float32 minimum for padding. Returns the context (batch, len, heads, head_dim) and the significance
-    (batch, len): the probabilities each token receives, summed over heads and real queries."""
+    float32 minimum for padding; ``precision``: the kernel, one of ``KERNELS`` (not named ``kernel``: Inductor's
+    external-kernel lowering takes that keyword itself). Returns the context (batch, len, heads, head_dim)
+    and the significance (batch, len): the probabilities each token receives, summed over heads and real queries."""
     rows, n, d = q.shape
     batch = rows // heads
     q4, k4, v4 = (t.reshape(batch, heads, n, d).transpose(1, 2) for t in (q, k, v))  # head_dim stays contiguous
     real = bias.reshape(batch, n) == 0
     mask = None if bool(real.all()) else real.to(torch.float32)
+    if precision == "int8":
+        int8 = int8_attention_kernels()
+        if int8 is None:
+            raise ConfigError(
+                f"the int8 attention kernel cannot run here ({int8_unavailable_reason() or 'its build failed'}); "
+                f"fuse with kernel='float32', or set {FUSED_ATTENTION_SWITCH}=float32"
+            )
+        if not q4.stride() == k4.stride() == v4.stride():  # the kernel walks the three with one set of strides
+            q4, k4, v4 = (t.contiguous() for t in (q4, k4, v4))
+        return int8.attention_int8(q4, k4, v4, 1.0, mask)
     context, significance = attention_with_significance(native_kernels(), q4, k4, v4, 1.0, mask)
     return context.contiguous(), significance.contiguous()
 
 
 @pruning_attention.register_fake
-def _(q, k, v, bias, heads):
+def _(q, k, v, bias, heads, precision="float32"):
     rows, n, d = q.shape
     return q.new_empty((rows // heads, n, heads, d)), q.new_empty((rows // heads, n))
 
 
-def fuse_pruning_attention_fx(module: torch.fx.GraphModule) -> int:
+def attention_kernel() -> str | None:
+    """The kernel compiled torch graphs' pruning attention runs, from ``QLA_SDK_FUSED_ATTENTION`` (the switch the
+    OpenVINO backend reads too):
+    - unset or ``auto`` (the default): ``int8`` where its kernel builds here, else ``float32`` where the native kernels
+      build, else None (the graph as exported);
+    - ``0``: None; ``float32``: the native kernel (None where it cannot build);
+    - ``int8`` (or ``1``): the int8 kernel, or ``float32`` with a warning where it cannot be built here."""
+    value = switch_value(FUSED_ATTENTION_SWITCH, "auto")
+    if value in OFF:
+        return None
+    if value not in ("", "auto", "1", "true", "yes", "on", "int8", "float32"):
+        raise ConfigError(f"{FUSED_ATTENTION_SWITCH}={value!r} is not one of auto, 0, 1, int8, float32")
+    if value != "float32" and int8_attention_kernels() is not None:
+        return "int8"
+    fallback = "float32" if native_kernels() is not None else None
+    if value not in ("", "auto", "float32"):
+        warnings.warn(
+            f"qla-sdk: the int8 fused attention cannot run here ({int8_unavailable_reason() or 'its build failed'}); "
+            f"{'the float32 one is used instead' if fallback else 'the graph runs as exported'}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return fallback
+
+
+def fuse_pruning_attention_fx(module: torch.fx.GraphModule, kernel: str = "float32") -> int:
     """Rewrite every pruning attention block of ``module`` (a softmax whose probabilities feed a context ``bmm`` and a
-    significance ``bmm`` summed over heads) into one ``qla_sdk::pruning_attention`` call; returns how many were
-    rewritten. ``module`` is changed in place and recompiled. Blocks of another shape are left alone."""
+    significance ``bmm`` summed over heads) into one ``qla_sdk::pruning_attention`` call computed by ``kernel`` (one
+    of ``KERNELS``); returns how many were rewritten. ``module`` is changed in place and recompiled. Blocks of
+    another shape are left alone."""
+    if kernel not in KERNELS:
+        raise ConfigError(f"unknown attention kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
     graph = module.graph
     fused = 0
     for softmax in [n for n in graph.nodes if n.op == "call_function" and n.target == aten.softmax.int]:
@@ -60,7 +114,7 @@ def fuse_pruning_attention_fx(module: torch.fx.GraphModule) -> int:
             continue
         q, k, v, bias, heads, context_out, significance_out = block
         with graph.inserting_before(context_out):
-            call = graph.call_function(torch.ops.qla_sdk.pruning_attention.default, (q, k, v, bias, heads))
+            call = graph.call_function(torch.ops.qla_sdk.pruning_attention.default, (q, k, v, bias, heads, kernel))
             context = graph.call_function(operator.getitem, (call, 0))
             significance = graph.call_function(operator.getitem, (call, 1))
         context_out.replace_all_uses_with(context)

@@ -1,11 +1,15 @@
 """The eager runtime's native kernels for pruning layers: self-attention that also returns each token's
-significance, and the choice of the tokens that stay.
+significance, and the choice of the tokens that stay; and the int8 attention kernel for compiled torch graphs.
 
 Compiled from ``csrc/pruning.cpp`` on first use with the machine's C++ compiler (torch's
 ``cpp_extension``, ninja) for the machine's instruction set, and cached under ``TORCH_EXTENSIONS_DIR`` (default
 ``~/.cache/torch_extensions``): about 30 s once, a fraction of a second after. It is optional. Without a compiler,
 on a CPU other than x86-64, with a torch build without MKL, or with ``QLA_SDK_NATIVE_KERNELS=0``, the runtime
 computes the same thing from ATen ops, about 1 ms slower per MiniLM forward at length 384.
+
+``int8_attention_kernels`` builds ``csrc/torch_pruning_attention.cpp`` the same way: the OpenVINO extension's int8
+kernel (``csrc/pruning_attention_int8.h``: AMX tiles or AVX512-VNNI) as a torch function, which the fused attention
+of Inductor graphs runs (``runtime.inductor_attention``). It needs AVX512-VNNI; None where it cannot be built.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ OFF = ("0", "false", "no", "off")
 SOURCE = Path(__file__).parent / "csrc" / "pruning.cpp"
 # -march=native: the kernels are built where they run, and glibc's 16-lane expf needs AVX-512 to be allowed.
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
+INT8_SOURCE = SOURCE.parent / "torch_pruning_attention.cpp"
+INT8_KERNEL = SOURCE.parent / "pruning_attention_int8.h"
+# -fopenmp: ATen's parallel_for is a header template that runs serially without it. No -ffast-math: the kernel's
+# float steps are written out (its exp is a polynomial), and the OpenVINO build of the same kernel has none.
+INT8_CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]
+INT8_REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")  # vpdpbusd and the AVX-512 it runs in
 
 logger = logging.getLogger("qla_sdk.runtime")
 _lock = threading.Lock()
@@ -39,11 +49,36 @@ def native_kernels() -> ModuleType | None:
     call. ``attention_with_significance(q, k, v, scale) -> (context, significance)``: q, k, v (batch, len, heads,
     head_dim) with a contiguous head_dim; significance (batch, len) sums the probabilities over heads and queries.
     ``top_tokens(score, width, keep_cls) -> (batch, width)`` positions of the highest scores, in increasing order."""
-    if "module" not in _kernel:
+    return _once("module", _build)
+
+
+def int8_attention_kernels() -> ModuleType | None:
+    """The compiled int8 attention module, or None where it is switched off (``QLA_SDK_NATIVE_KERNELS=0``) or
+    cannot be built (not x86-64, no AVX512-VNNI, no compiler). ``attention_int8(q, k, v, scale, mask=None,
+    isa="auto") -> (context, significance)`` with the shapes of ``attention_with_significance`` (q, k, v sharing
+    their strides); ``isa()`` names the matrix instructions ``auto`` runs on here (``amx_int8`` or
+    ``avx512_vnni``)."""
+    return _once("int8", _build_int8)
+
+
+def int8_unavailable_reason() -> str | None:
+    """Why the int8 attention kernel cannot run on this machine, or None where it can be built."""
+    if switch_value(ENV_SWITCH, "1") in OFF:
+        return f"{ENV_SWITCH} is off"
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return f"it needs an x86-64 CPU, this is {platform.machine()}"
+    from qla_sdk.machine import cpu_flags
+
+    missing = [f for f in INT8_REQUIRED_FLAGS if f not in cpu_flags()]
+    return f"the CPU lacks {', '.join(missing)}" if missing else None
+
+
+def _once(key: str, build) -> ModuleType | None:
+    if key not in _kernel:
         with _lock:
-            if "module" not in _kernel:
-                _kernel["module"] = _build()
-    return _kernel["module"]
+            if key not in _kernel:
+                _kernel[key] = build()
+    return _kernel[key]
 
 
 def _build() -> ModuleType | None:
@@ -52,19 +87,43 @@ def _build() -> ModuleType | None:
     if platform.machine() not in ("x86_64", "AMD64") or not torch.backends.mkl.is_available():
         logger.info("native kernels skipped: they need x86-64 and a torch build with MKL")
         return None
+    return _load(
+        "qla_pruning",
+        [SOURCE],
+        CFLAGS,
+        "the native kernels",
+        "the eager runtime uses ATen ops instead (same results, about 1 ms slower per MiniLM forward at length 384)",
+    )
+
+
+def _build_int8() -> ModuleType | None:
+    reason = int8_unavailable_reason()
+    if reason is not None:
+        logger.info("int8 attention kernel skipped: %s", reason)
+        return None
+    return _load(
+        "qla_attention_int8",
+        [INT8_SOURCE, INT8_KERNEL],
+        INT8_CFLAGS,
+        "the int8 attention kernel",
+        "compiled torch graphs run the float32 fused attention instead",
+    )
+
+
+def _load(prefix: str, files: list[Path], flags: list[str], what: str, instead: str) -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
-        logger.info("building the native kernels (once per machine, about 30 s)")
-        return load(name=extension_name(), sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
-    except Exception as err:  # no compiler, no ninja, a BLAS symbol missing: run on ATen ops instead
+        logger.info("building %s (once per machine, about 30 s)", what)
+        sources = [str(f) for f in files if f.suffix == ".cpp"]
+        return load(name=extension_name(prefix, files, flags), sources=sources, extra_cflags=flags, verbose=False)
+    except Exception as err:  # no compiler, no ninja, a BLAS symbol missing: run without it
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         warnings.warn(
-            f"qla-sdk: the native kernels could not be built ({first_line}); the eager runtime uses ATen "
-            f"ops instead (same results, about 1 ms slower per MiniLM forward at length 384). Install g++ and "
-            f"ninja to build them, or set {ENV_SWITCH}=0 to skip the attempt.",
+            f"qla-sdk: {what} could not be built ({first_line}); {instead}. Install g++ and ninja to build "
+            f"them, or set {ENV_SWITCH}=0 to skip the attempt.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return None
 
@@ -74,13 +133,16 @@ def switch_value(name: str, default: str) -> str:
     return os.environ.get(name, default).strip().lower()
 
 
-def extension_name() -> str:
-    """A name per source, flags, torch version and CPU: a cache shared by machines with different instruction sets
-    (a home directory on a cluster) must not hand one machine's -march=native build to another."""
+def extension_name(prefix: str = "qla_pruning", files: list[Path] | None = None, flags: list[str] | None = None) -> str:
+    """A name per sources (headers included), flags, torch version and CPU: a cache shared by machines with
+    different instruction sets (a home directory on a cluster) must not hand one machine's -march=native build to
+    another. Defaults: the eager runtime's kernels."""
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(), _cpu_flags().encode()):
-        digest.update(part)
-    return f"qla_pruning_{digest.hexdigest()[:16]}"
+    for f in files or [SOURCE]:
+        digest.update(f.read_bytes())
+    for part in (" ".join(flags or CFLAGS), torch.__version__, _cpu_flags()):
+        digest.update(part.encode())
+    return f"{prefix}_{digest.hexdigest()[:16]}"
 
 
 def _cpu_flags() -> str:

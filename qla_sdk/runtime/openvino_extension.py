@@ -27,6 +27,7 @@ from qla_sdk.errors import ConfigError
 from qla_sdk.machine import cpu_flags
 
 SOURCE = Path(__file__).parent / "csrc" / "openvino_pruning_attention.cpp"
+KERNEL = SOURCE.parent / "pruning_attention_int8.h"  # the kernel, shared with the torch extension
 # No -ffast-math: linking a shared library with it turns on flush-to-zero for the whole process that loads it.
 CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-DOV_THREAD=0"]  # 0: TBB
 # The kernel's instructions: AVX-512 F/BW/VL and VNNI's vpdpbusd.
@@ -101,7 +102,7 @@ def _build() -> Path:
     digest = hashlib.sha256()
     flags = " ".join(sorted(cpu_flags()))
     compiler = subprocess.run([*_compiler(), "--version"], capture_output=True, text=True).stdout
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS), compiler, openvino.__version__, flags):
+    for part in (SOURCE.read_bytes(), KERNEL.read_bytes(), " ".join(CFLAGS), compiler, openvino.__version__, flags):
         digest.update(part if isinstance(part, bytes) else part.encode())
     cache = Path(os.environ.get("QLA_SDK_CACHE", Path.home() / ".cache" / "qla_sdk")) / "openvino_extensions"
     target = cache / f"qla_pruning_attention_{digest.hexdigest()[:16]}.so"

@@ -112,3 +112,110 @@ def test_a_failed_build_warns_and_falls_back(monkeypatch):
     monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
     with pytest.warns(RuntimeWarning, match="could not be built .*command not found.*QLA_SDK_NATIVE_KERNELS=0"):
         assert native._build() is None
+
+
+# The int8 attention kernel of compiled torch graphs (csrc/torch_pruning_attention.cpp, the OpenVINO extension's
+# kernel): within int8 error of the float reference, AMX equal to AVX512-VNNI, any strides of one layout.
+
+
+@pytest.fixture(scope="module")
+def int8():
+    if native.int8_unavailable_reason() is not None:
+        pytest.skip(f"int8 attention kernel: {native.int8_unavailable_reason()}")
+    module = native.int8_attention_kernels()
+    assert module is not None, "the machine can build it, so it must build"
+    return module
+
+
+# Lengths off every block size (4 or 16 query rows, 64 keys), head sizes below, at and above 16 lanes and 64 bytes.
+INT8_SHAPES = [(1, 5, 2, 8), (2, 67, 12, 32), (1, 130, 4, 64), (3, 33, 3, 20), (1, 40, 2, 128)]
+
+
+def _int8_inputs(batch, n, heads, head_dim, padded):
+    g = torch.Generator().manual_seed(n)
+    q, k, v = (torch.randn(batch, n, heads, head_dim, generator=g) for _ in range(3))
+    mask = None
+    if padded:
+        mask = torch.ones(batch, n)
+        mask[-1, n // 2 + 1 :] = 0
+        mask[0, n - n // 4 :] = 0  # with batch > 1, rows padded at different lengths
+    return q, k, v, mask
+
+
+def _isa_or_skip(int8, isa):
+    if isa == "amx_int8" and int8.isa() != "amx_int8":
+        pytest.skip("this process cannot run AMX tiles (CPU, Linux kernel or compiler)")
+
+
+@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), INT8_SHAPES)
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+def test_int8_attention_is_within_int8_error_of_the_float_reference(
+    kernels, int8, batch, n, heads, head_dim, padded, isa
+):
+    _isa_or_skip(int8, isa)
+    q, k, v, mask = _int8_inputs(batch, n, heads, head_dim, padded)
+    scale = 1.0 / math.sqrt(head_dim)
+    context, significance = int8.attention_int8(q, k, v, scale, mask, isa)
+    want_context, want_significance = kernels.attention_with_significance(q, k, v, scale, mask)
+    real = torch.ones(batch, n, dtype=torch.bool) if mask is None else mask > 0
+    assert (context - want_context).abs()[real].max() < 0.05 * want_context.abs().max()
+    assert (significance - want_significance).abs().max() < 0.03 * want_significance.max()
+    if mask is not None:
+        assert (significance[mask == 0] == 0).all()  # a masked key receives nothing, as in the reference
+
+
+@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), INT8_SHAPES)
+def test_int8_attention_on_amx_tiles_gives_what_avx512_vnni_gives(int8, batch, n, heads, head_dim):
+    _isa_or_skip(int8, "amx_int8")
+    q, k, v, mask = _int8_inputs(batch, n, heads, head_dim, padded=True)
+    amx, vnni = (
+        int8.attention_int8(q, k, v, 0.3, mask, "amx_int8"),
+        int8.attention_int8(q, k, v, 0.3, mask, "avx512_vnni"),
+    )
+    for got, want in zip(amx, vnni, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_int8_attention_reads_views_of_another_layout(int8):
+    """(batch * heads, len, head_dim) buffers seen as (batch, len, heads, head_dim), as exported graphs hold them."""
+    batch, heads, n, head_dim = 2, 4, 37, 32
+    g = torch.Generator().manual_seed(1)
+    views = [
+        t.view(batch, heads, n, head_dim).transpose(1, 2)
+        for t in torch.randn(3, batch * heads, n, head_dim, generator=g)
+    ]
+    got = int8.attention_int8(*views, 0.2)
+    want = int8.attention_int8(*(t.contiguous() for t in views), 0.2)
+    assert got[0].is_contiguous() and got[0].shape == (batch, n, heads, head_dim)
+    for g_, w in zip(got, want, strict=True):
+        assert torch.equal(g_, w)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda q, k, v: (q, k[:, :-1], v), "share one .* shape"),
+        (lambda q, k, v: (q.double(), k, v), "float32 CPU"),
+        (lambda q, k, v: (q, k.transpose(1, 2).contiguous().transpose(1, 2), v), "share their strides"),
+    ],
+    ids=["shape", "dtype", "strides"],
+)
+def test_int8_attention_refuses_inputs_it_cannot_read(int8, change, message):
+    q, k, v, _ = _int8_inputs(1, 8, 2, 16, padded=False)
+    with pytest.raises(RuntimeError, match=message):
+        int8.attention_int8(*change(q, k, v), 0.25)
+
+
+def test_int8_attention_refuses_an_unknown_isa_with_the_choices(int8):
+    q, k, v, _ = _int8_inputs(1, 8, 2, 16, padded=False)
+    with pytest.raises(RuntimeError, match="isa is 'amx'.*auto .*avx512_vnni or amx_int8"):
+        int8.attention_int8(q, k, v, 0.25, None, "amx")
+
+
+def test_int8_attention_is_not_built_without_avx512_vnni(monkeypatch):
+    monkeypatch.delenv(native.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr("qla_sdk.machine.cpu_flags", lambda: {"avx2", "avx512f"})
+    assert native.int8_unavailable_reason() == "the CPU lacks avx512bw, avx512vl, avx512_vnni"
+    assert native._build_int8() is None

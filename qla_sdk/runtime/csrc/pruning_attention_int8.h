@@ -1,0 +1,517 @@
+// The int8 kernel of the pruning layers' attention, shared by the OpenVINO operation
+// (``openvino_pruning_attention.cpp``) and the torch operation for Inductor graphs (``torch_pruning_attention.cpp``):
+// scores, softmax, each key's significance (the probabilities it receives) and the context, in one pass per
+// (batch, head), on AVX512-VNNI or AMX tiles. Each library includes it from one source file; callers own the threads.
+//
+// Why int8 inside: an unfused graph's attention makes several trips through memory per (len x len) probability map
+// (scores, bias, softmax, two consumers of the probabilities), and neither OpenVINO nor Inductor fuses it while the
+// significance reads the probabilities. Here a head's scores live in a few rows at a time. With AMX the two products
+// are tile operations, and what is left is the softmax's exponentials.
+//
+// Numerics, per (batch, head): q and k are quantized per token to int8 (symmetric), v per channel; the probabilities
+// go to uint8 per row as round(255 * exp(s - rowmax)), which keeps the row's largest probability exact in scale. The
+// significance sums float32 probabilities of those int8 scores (not of uint8 ones). v's per-channel scale is taken
+// over the real keys only, so what padding holds changes nothing.
+#pragma once
+
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace qla {
+namespace {
+
+constexpr int kVnniRows = 4;  // query rows per register block on AVX512-VNNI
+constexpr int kAmxRows = 16;  // query rows per tile block on AMX
+constexpr int kCols = 64;     // keys per block (4 x 16 int32 lanes, or four tiles)
+constexpr float kDropped = -1.0e30f;  // a masked or padding key's score bias
+// The int32 sums (vpdpbusd lanes, tdpbusd tiles) do not saturate: a context lane adds up to 255 * 127 per key, so
+// 65,536 keys is the most.
+constexpr int64_t kMaxLength = 65536;
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Per-thread buffers, grown on demand and kept: one (batch, head) task at a time per thread.
+struct Workspace {
+  std::vector<uint8_t> q;       // (rows_pad, d) uint8: int8 q + 128 (vpdpbusd multiplies unsigned by signed bytes)
+  std::vector<float> q_scale;   // (rows_pad)
+  std::vector<int8_t> k;        // (d / 4, keys_pad, 4): the layout vpdpbusd reads 16 keys from
+  std::vector<float> k_scale;   // (keys_pad)
+  std::vector<int32_t> k_sum;   // (keys_pad): 128 * sum of a key's int8 values, the uint8 offset's correction
+  std::vector<float> k_bias;    // (keys_pad): 0 for a real key, kDropped for a masked or padding one
+  std::vector<int8_t> v;        // (keys_pad / 4, d, 4)
+  std::vector<float> v_scale;   // (d)
+  std::vector<float> v_inverse; // (d): 1 / v_scale, 0 for an all-zero channel
+  std::vector<int32_t> dots;    // (kAmxRows, keys_pad): AMX's int32 scores
+  std::vector<float> scores;    // (kAmxRows, keys_pad)
+  std::vector<uint8_t> probs;   // (kAmxRows, keys_pad) uint8 probabilities
+  std::vector<int32_t> partial; // (kAmxRows, d): AMX's int32 context sums
+  std::vector<float> received;  // (keys_pad): this head's significance
+  float row_max[kAmxRows];      // each score row's maximum
+  float sums[kAmxRows];         // softmax denominators
+  float weights[kAmxRows];      // each row's significance weight: its mask value over its denominator
+  alignas(64) int8_t row[256];  // one quantized row
+};
+
+// The calling thread's workspace. Not inlined: inlined, the compiler re-derives the thread-local address (a call to
+// __tls_get_addr in a shared library) inside the inner loops instead of keeping the reference in a register.
+__attribute__((noinline)) Workspace& thread_workspace() {
+  thread_local Workspace workspace;
+  return workspace;
+}
+
+template <typename T>
+void ensure(std::vector<T>& buffer, size_t size) {
+  if (buffer.size() < size) buffer.resize(size);
+}
+
+// 2^x for x <= 0 (a degree-5 polynomial on the fraction, then the power of two; relative error about 2e-7),
+// clamped at -126 where floats leave the normal range. Scores are kept in base 2 (log2(e) is folded into the
+// scale), so softmax's exp(s - max) is 2^(s' - max').
+inline __m512 exp2_512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-126.f));
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(1.3333558e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+inline __mmask16 lanes(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1u); }
+
+// Symmetric int8 of one row of `channels` floats into `out`, zero-padded to d (a multiple of 16); returns the scale.
+inline float quantize_row(const float* x, int64_t channels, int64_t d, int8_t* out) {
+  __m512 top = _mm512_setzero_ps();
+  for (int64_t c = 0; c < d; c += 16)
+    top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes(channels - c), x + c)));
+  const float m = _mm512_reduce_max_ps(top);
+  const __m512 inv = _mm512_set1_ps(m > 0.f ? 127.f / m : 0.f);
+  for (int64_t c = 0; c < d; c += 16) {
+    const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(channels - c), x + c), inv);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(y)));
+  }
+  return m / 127.f;
+}
+
+// The two int8 products of a block of query rows run on AVX512-VNNI (vpdpbusd, 4 rows at a time, in registers) or on
+// AMX tiles (tdpbusd, 16 rows at a time). Both read the same packed operands and give the same int32 sums, and the
+// float steps around them are shared and run in the same order, so the two give the same outputs.
+enum class Isa { kVnni, kAmx };
+
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+constexpr bool kAmxBuilt = true;
+#else
+constexpr bool kAmxBuilt = false;
+#endif
+
+// Whether AMX tiles can run here: built with them (-march=native on a CPU that has them) and granted by Linux, which
+// hands out the tile state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
+constexpr int kArchRequestXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM (asm/prctl.h)
+constexpr int kXfeatureXtiledata = 18;         // XFEATURE_XTILEDATA
+
+bool amx_usable() {
+  static const bool usable = kAmxBuilt && syscall(SYS_arch_prctl, kArchRequestXcompPerm, kXfeatureXtiledata) == 0;
+  return usable;
+}
+
+// AMX runs a head of at most 64 channels in one tile, or a multiple of 64 in several.
+bool amx_fits(int64_t d) { return d <= 64 || d % 64 == 0; }
+
+// Packs one head into the thread's workspace: q as uint8 (int8 + 128) rows, k and v as int8 in the layouts the
+// products read, their scales, and each key's bias (0, or kDropped for a masked or padding key). Rows are padded to
+// a multiple of kAmxRows and keys to kCols, with zeros.
+void pack_head(Workspace& ws, const float* q, const float* k, const float* v, const float* mask, int64_t n,
+               int64_t channels, int64_t d, int64_t stride) {
+  const int64_t rows_pad = round_up(n, kAmxRows), keys_pad = round_up(n, kCols);
+  ensure(ws.q, rows_pad * d);
+  ensure(ws.q_scale, rows_pad);
+  ensure(ws.k, d * keys_pad);
+  ensure(ws.k_scale, keys_pad);
+  ensure(ws.k_sum, keys_pad);
+  ensure(ws.k_bias, keys_pad);
+  ensure(ws.v, keys_pad * d);
+  ensure(ws.v_scale, d);
+  ensure(ws.v_inverse, d);
+  ensure(ws.dots, kAmxRows * keys_pad);
+  ensure(ws.scores, kAmxRows * keys_pad);
+  ensure(ws.probs, kAmxRows * keys_pad);
+  ensure(ws.partial, kAmxRows * d);
+  ensure(ws.received, keys_pad);
+
+  bool any_real = mask == nullptr;
+  for (int64_t j = 0; !any_real && j < n; ++j) any_real = mask[j] != 0.f;
+  // A key that can receive attention (with no real key at all, every key: the rows are uniform).
+  const auto is_real = [&](int64_t j) { return j < n && (mask == nullptr || mask[j] != 0.f || !any_real); };
+
+  // q + 128 as uint8 is the int8 value with its sign bit flipped.
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+  for (int64_t i = 0; i < rows_pad; ++i) {
+    uint8_t* out = ws.q.data() + i * d;
+    ws.q_scale[i] = i < n ? quantize_row(q + i * stride, channels, d, ws.row) : 0.f;
+    if (i >= n) std::memset(ws.row, 0, d);
+    for (int64_t c = 0; c < d; c += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c),
+                       _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws.row + c)), flip));
+  }
+  // A sequence with no real key at all gets uniform rows (all scores 0), as the reference's float32.min bias gives.
+  std::memset(ws.k.data(), 0, d * keys_pad);
+  for (int64_t j = 0; j < keys_pad; ++j) {
+    const bool real = is_real(j);
+    ws.k_bias[j] = real ? 0.f : kDropped;
+    ws.k_scale[j] = 0.f;
+    ws.k_sum[j] = 0;
+    if (!real || !any_real) continue;  // a masked key's score is its bias alone
+    ws.k_scale[j] = quantize_row(k + j * stride, channels, d, ws.row);
+    __m512i total = _mm512_setzero_si512();
+    for (int64_t c = 0; c < d; c += 16)
+      total = _mm512_add_epi32(total, _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws.row + c))));
+    for (int64_t c4 = 0; c4 < d / 4; ++c4) std::memcpy(ws.k.data() + (c4 * keys_pad + j) * 4, ws.row + c4 * 4, 4);
+    ws.k_sum[j] = 128 * _mm512_reduce_add_epi32(total);
+  }
+  // v per channel over the real keys (a masked key's probability rounds to 0 in uint8, its v stays 0), packed
+  // (keys_pad / 4, d, 4).
+  for (int64_t c = 0; c < d; c += 16) {
+    __m512 top = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      if (!is_real(j)) continue;
+      top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes(channels - c), v + j * stride + c)));
+    }
+    const __m512 scale_v = _mm512_div_ps(top, _mm512_set1_ps(127.f));
+    _mm512_storeu_ps(ws.v_scale.data() + c, scale_v);
+    _mm512_storeu_ps(ws.v_inverse.data() + c,
+                     _mm512_maskz_div_ps(_mm512_cmp_ps_mask(scale_v, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                         _mm512_set1_ps(1.f), scale_v));
+  }
+  // Four keys at a time: their 16-channel int8 slices, one per 128-bit lane, interleaved by one byte permutation into
+  // (16 channels, 4 keys); a key that is masked (or past n) contributes zeros.
+#ifdef __AVX512VBMI__
+  const __m512i interleave = _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12, 59, 43,
+                                             27, 11, 58, 42, 26, 10, 57, 41, 25, 9, 56, 40, 24, 8, 55, 39, 23, 7, 54,
+                                             38, 22, 6, 53, 37, 21, 5, 52, 36, 20, 4, 51, 35, 19, 3, 50, 34, 18, 2, 49,
+                                             33, 17, 1, 48, 32, 16, 0);
+#endif
+  for (int64_t j4 = 0; j4 < keys_pad / 4; ++j4) {
+    for (int64_t c = 0; c < d; c += 16) {
+      const __m512 inv = _mm512_loadu_ps(ws.v_inverse.data() + c);
+      __m128i keys[4];
+      for (int t = 0; t < 4; ++t) {
+        const int64_t j = j4 * 4 + t;
+        keys[t] = _mm_setzero_si128();
+        if (!is_real(j)) continue;
+        const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(channels - c), v + j * stride + c), inv);
+        keys[t] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(y));
+      }
+      int8_t* packed = ws.v.data() + (j4 * d + c) * 4;
+#ifdef __AVX512VBMI__
+      __m512i four = _mm512_castsi128_si512(keys[0]);
+      four = _mm512_inserti32x4(four, keys[1], 1);
+      four = _mm512_inserti32x4(four, keys[2], 2);
+      four = _mm512_inserti32x4(four, keys[3], 3);
+      _mm512_storeu_si512(packed, _mm512_permutexvar_epi8(interleave, four));
+#else
+      alignas(16) int8_t bytes[4][16];
+      for (int t = 0; t < 4; ++t) _mm_store_si128(reinterpret_cast<__m128i*>(bytes[t]), keys[t]);
+      for (int x = 0; x < 16; ++x)
+        for (int t = 0; t < 4; ++t) packed[x * 4 + t] = bytes[t][x];
+#endif
+    }
+  }
+  std::fill(ws.received.begin(), ws.received.begin() + keys_pad, 0.f);
+}
+
+// One score vector from the int32 dot products of a query with 16 keys: s = dots * q_scale * scale * k_scale + bias
+// (base 2), the uint8 offset of q taken off.
+inline __m512 to_score(__m512i dots, const Workspace& ws, int64_t j, __m512 q_scale) {
+  const __m512i offset = _mm512_loadu_si512(ws.k_sum.data() + j);
+  const __m512 value = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, offset));
+  return _mm512_fmadd_ps(_mm512_mul_ps(value, q_scale), _mm512_loadu_ps(ws.k_scale.data() + j),
+                         _mm512_loadu_ps(ws.k_bias.data() + j));
+}
+
+// Scores of query rows i0 .. i0 + 3 into the workspace's score rows 0 .. 3, with each row's maximum: 16 keys per
+// register, 4 registers per row.
+void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float scale2) {
+  __m512 top[kVnniRows];
+  for (auto& t : top) t = _mm512_set1_ps(kDropped);
+  for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
+    __m512i acc[kVnniRows][4];
+    for (auto& r : acc)
+      for (auto& a : r) a = _mm512_setzero_si512();
+    for (int64_t c4 = 0; c4 < d / 4; ++c4) {
+      const int8_t* kb = ws.k.data() + (c4 * keys_pad + j0) * 4;
+      const __m512i k0 = _mm512_loadu_si512(kb), k1 = _mm512_loadu_si512(kb + 64);
+      const __m512i k2 = _mm512_loadu_si512(kb + 128), k3 = _mm512_loadu_si512(kb + 192);
+      for (int r = 0; r < kVnniRows; ++r) {
+        int32_t quad;
+        std::memcpy(&quad, ws.q.data() + (i0 + r) * d + c4 * 4, 4);
+        const __m512i qb = _mm512_set1_epi32(quad);
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], qb, k0);
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], qb, k1);
+        acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], qb, k2);
+        acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], qb, k3);
+      }
+    }
+    for (int r = 0; r < kVnniRows; ++r) {
+      const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
+      for (int b = 0; b < 4; ++b) {
+        const int64_t j = j0 + 16 * b;
+        const __m512 s = to_score(acc[r][b], ws, j, qs);
+        top[r] = _mm512_max_ps(top[r], s);
+        _mm512_storeu_ps(ws.scores.data() + r * keys_pad + j, s);
+      }
+    }
+  }
+  for (int r = 0; r < kVnniRows; ++r) ws.row_max[r] = _mm512_reduce_max_ps(top[r]);
+}
+
+// Context of 4 query rows (workspace rows 0 .. 3) into `context`: uint8 probabilities times int8 v, 16 channels per
+// register, each row scaled back by its softmax denominator and v's per-channel scale.
+void context_vnni(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t channels,
+                  int64_t out_stride, float* context) {
+  for (int64_t c0 = 0; c0 < d; c0 += 32) {
+    const bool two = c0 + 16 < d;
+    __m512i acc[kVnniRows][2];
+    for (auto& r : acc)
+      for (auto& a : r) a = _mm512_setzero_si512();
+    for (int64_t j4 = 0; j4 < keys_pad / 4; ++j4) {
+      const int8_t* vb = ws.v.data() + (j4 * d + c0) * 4;
+      const __m512i v0 = _mm512_loadu_si512(vb);
+      const __m512i v1 = two ? _mm512_loadu_si512(vb + 64) : _mm512_setzero_si512();
+      for (int r = 0; r < kVnniRows; ++r) {
+        int32_t quad;
+        std::memcpy(&quad, ws.probs.data() + r * keys_pad + j4 * 4, 4);
+        const __m512i pb = _mm512_set1_epi32(quad);
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], pb, v0);
+        if (two) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], pb, v1);
+      }
+    }
+    for (int r = 0; r < rows; ++r) {
+      const __m512 ps = _mm512_set1_ps(1.f / (255.f * ws.sums[r]));
+      float* out = context + (i0 + r) * out_stride + c0;
+      for (int b = 0; b < (two ? 2 : 1); ++b) {
+        const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), ps),
+                                       _mm512_loadu_ps(ws.v_scale.data() + c0 + 16 * b));
+        _mm512_mask_storeu_ps(out + 16 * b, lanes(channels - c0 - 16 * b), y);
+      }
+    }
+  }
+}
+
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+// The tile shapes (palette 1): 0 q rows (16 x up to 64 channels), 1 k (channels / 4 x 16 keys x 4), 3 probabilities
+// (16 x 64 keys), 4 v (16 x 16 channels x 4 keys), and 2, 5, 6, 7 int32 sums (16 x 16).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+TileConfig tile_config(int64_t d) {
+  TileConfig config;
+  const int64_t chunk = std::min<int64_t>(d, 64);
+  config.colsb[0] = static_cast<uint16_t>(chunk);
+  config.rows[0] = kAmxRows;
+  config.colsb[1] = 64;
+  config.rows[1] = static_cast<uint8_t>(chunk / 4);
+  for (int t : {2, 3, 4, 5, 6, 7}) {
+    config.colsb[t] = 64;
+    config.rows[t] = kAmxRows;
+  }
+  return config;
+}
+
+// Scores of query rows i0 .. i0 + 15 into the workspace's score rows, with each row's maximum: 64 keys per step in
+// four int32 tiles.
+void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float scale2) {
+  const int64_t chunk = std::min<int64_t>(d, 64), k_stride = keys_pad * 4;
+  int32_t* dots = ws.dots.data();
+  for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
+    _tile_zero(2);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (int64_t c0 = 0; c0 < d; c0 += chunk) {
+      _tile_loadd(0, ws.q.data() + i0 * d + c0, d);
+      const int8_t* kb = ws.k.data() + ((c0 / 4) * keys_pad + j0) * 4;
+      _tile_loadd(1, kb, k_stride);
+      _tile_dpbusd(2, 0, 1);
+      _tile_loadd(1, kb + 64, k_stride);
+      _tile_dpbusd(5, 0, 1);
+      _tile_loadd(1, kb + 128, k_stride);
+      _tile_dpbusd(6, 0, 1);
+      _tile_loadd(1, kb + 192, k_stride);
+      _tile_dpbusd(7, 0, 1);
+    }
+    _tile_stored(2, dots + j0, k_stride);
+    _tile_stored(5, dots + j0 + 16, k_stride);
+    _tile_stored(6, dots + j0 + 32, k_stride);
+    _tile_stored(7, dots + j0 + 48, k_stride);
+  }
+  for (int r = 0; r < kAmxRows; ++r) {
+    const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
+    __m512 top = _mm512_set1_ps(kDropped);
+    for (int64_t j = 0; j < keys_pad; j += 16) {
+      const __m512 s = to_score(_mm512_loadu_si512(dots + r * keys_pad + j), ws, j, qs);
+      top = _mm512_max_ps(top, s);
+      _mm512_storeu_ps(ws.scores.data() + r * keys_pad + j, s);
+    }
+    ws.row_max[r] = _mm512_reduce_max_ps(top);
+  }
+}
+
+// Context of 16 query rows into `context`, 64 channels per pass in up to four int32 tiles.
+void context_amx(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t channels,
+                 int64_t out_stride, float* context) {
+  int32_t* sums = ws.partial.data();
+  const int64_t v_stride = d * 4;
+  for (int64_t c0 = 0; c0 < d; c0 += 64) {
+    const int64_t groups = std::min<int64_t>(4, (d - c0) / 16);
+    _tile_zero(2);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
+      _tile_loadd(3, ws.probs.data() + j0, keys_pad);
+      const int8_t* vb = ws.v.data() + ((j0 / 4) * d + c0) * 4;
+      _tile_loadd(4, vb, v_stride);
+      _tile_dpbusd(2, 3, 4);
+      if (groups > 1) {
+        _tile_loadd(4, vb + 64, v_stride);
+        _tile_dpbusd(5, 3, 4);
+      }
+      if (groups > 2) {
+        _tile_loadd(4, vb + 128, v_stride);
+        _tile_dpbusd(6, 3, 4);
+      }
+      if (groups > 3) {
+        _tile_loadd(4, vb + 192, v_stride);
+        _tile_dpbusd(7, 3, 4);
+      }
+    }
+    _tile_stored(2, sums + c0, v_stride);
+    if (groups > 1) _tile_stored(5, sums + c0 + 16, v_stride);
+    if (groups > 2) _tile_stored(6, sums + c0 + 32, v_stride);
+    if (groups > 3) _tile_stored(7, sums + c0 + 48, v_stride);
+  }
+  for (int r = 0; r < rows; ++r) {
+    const __m512 ps = _mm512_set1_ps(1.f / (255.f * ws.sums[r]));
+    float* out = context + (i0 + r) * out_stride;
+    for (int64_t c = 0; c < d; c += 16) {
+      const __m512i acc = _mm512_loadu_si512(sums + r * d + c);
+      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), ps), _mm512_loadu_ps(ws.v_scale.data() + c));
+      _mm512_mask_storeu_ps(out + c, lanes(channels - c), y);
+    }
+  }
+}
+
+// Runs `body` with this head's tile shapes loaded, and gives the thread back the tile configuration it had: OpenVINO's
+// own AMX kernels on this thread may skip reloading a configuration they think is still set.
+template <typename Body>
+void with_tiles(int64_t d, Body body) {
+  TileConfig previous;
+  _tile_storeconfig(&previous);
+  const TileConfig config = tile_config(d);
+  _tile_loadconfig(&config);
+  body();
+  if (previous.palette != 0)
+    _tile_loadconfig(&previous);
+  else
+    _tile_release();
+}
+#endif
+
+// Softmax of the block's first `rows` score rows (the rest are zeroed): exp(s - max) stays in the scores buffer for
+// the significance and goes to uint8 (255 for the row's largest) for the context product; each row's denominator and
+// significance weight (its mask value over the denominator; padding queries weigh 0).
+void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad) {
+  for (int r = 0; r < block; ++r) {
+    uint8_t* p8 = ws.probs.data() + r * keys_pad;
+    float* s = ws.scores.data() + r * keys_pad;
+    if (r >= rows) {
+      std::memset(p8, 0, keys_pad);
+      std::memset(s, 0, keys_pad * sizeof(float));
+      ws.weights[r] = 0.f;
+      continue;
+    }
+    const __m512 m = _mm512_set1_ps(ws.row_max[r]);
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t j = 0; j < keys_pad; j += 16) {
+      const __m512 e = exp2_512(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
+      _mm512_storeu_ps(s + j, e);
+      total = _mm512_add_ps(total, e);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j),
+                       _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(e, _mm512_set1_ps(255.f)))));
+    }
+    ws.sums[r] = _mm512_reduce_add_ps(total);
+    ws.weights[r] = (mask_rows == nullptr ? 1.f : mask_rows[r]) / ws.sums[r];
+  }
+}
+
+// Significance: the block's weighted probabilities added into the keys' column sums, 4 rows per pass.
+void add_significance(Workspace& ws, int block, int64_t keys_pad) {
+  for (int r0 = 0; r0 < block; r0 += 4) {
+    const float* s0 = ws.scores.data() + r0 * keys_pad;
+    const __m512 w0 = _mm512_set1_ps(ws.weights[r0]), w1 = _mm512_set1_ps(ws.weights[r0 + 1]);
+    const __m512 w2 = _mm512_set1_ps(ws.weights[r0 + 2]), w3 = _mm512_set1_ps(ws.weights[r0 + 3]);
+    for (int64_t j = 0; j < keys_pad; j += 16) {
+      __m512 sum = _mm512_loadu_ps(ws.received.data() + j);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + j), w0, sum);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + keys_pad + j), w1, sum);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + 2 * keys_pad + j), w2, sum);
+      sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + 3 * keys_pad + j), w3, sum);
+      _mm512_storeu_ps(ws.received.data() + j, sum);
+    }
+  }
+}
+
+// One (batch, head): q, k, v point at the head's first channel of token 0; their rows advance by `stride` floats,
+// the context's by `out_stride`. The head's `channels` are zero-padded to d, a multiple of 16, inside.
+// `significance` (n) receives this head's column sums of the probabilities over the real queries.
+void attend_head(Isa isa, const float* q, const float* k, const float* v, const float* mask, int64_t n,
+                 int64_t channels, int64_t stride, float scale, float* context, int64_t out_stride,
+                 float* significance) {
+  Workspace& ws = thread_workspace();
+  const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols);
+  const float scale2 = scale * 1.44269504088896341f;  // scores in base 2
+  pack_head(ws, q, k, v, mask, n, channels, d, stride);
+  const auto rows_of = [&](int64_t i0, int block) { return static_cast<int>(std::min<int64_t>(block, n - i0)); };
+  const auto mask_rows = [&](int64_t i0) { return mask == nullptr ? nullptr : mask + i0; };
+  if (isa == Isa::kVnni) {
+    for (int64_t i0 = 0; i0 < n; i0 += kVnniRows) {
+      const int rows = rows_of(i0, kVnniRows);
+      scores_vnni(ws, i0, d, keys_pad, scale2);
+      softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad);
+      add_significance(ws, kVnniRows, keys_pad);
+      context_vnni(ws, i0, rows, d, keys_pad, channels, out_stride, context);
+    }
+  } else {
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+    with_tiles(d, [&] {
+      for (int64_t i0 = 0; i0 < n; i0 += kAmxRows) {
+        const int rows = rows_of(i0, kAmxRows);
+        scores_amx(ws, i0, d, keys_pad, scale2);
+        softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad);
+        add_significance(ws, kAmxRows, keys_pad);
+        context_amx(ws, i0, rows, d, keys_pad, channels, out_stride, context);
+      }
+    });
+#endif
+  }
+  // A masked key's probabilities are 2^-126 (exp2_512's clamp) rather than 0 above: its significance is exactly 0,
+  // as the reference's.
+  for (int64_t j = 0; j < n; ++j) significance[j] = ws.k_bias[j] == 0.f ? ws.received[j] : 0.f;
+}
+
+}  // namespace
+}  // namespace qla
