@@ -97,6 +97,15 @@ def _extension_isa() -> str:
         return "ref"
 
 
+def fused_attention_key(kernel: str) -> str:
+    """The record of a compiled torch graph's fused pruning attention (``kernel``: ``int8`` or ``float32``), in the
+    ``layer:primitive:precision`` form of OpenVINO's nodes: the int8 kernel's matrix instructions, or ``ref``."""
+    from qla_sdk.runtime.native import int8_attention_kernels
+
+    module = int8_attention_kernels() if kernel == "int8" else None
+    return f"{FUSED_ATTENTION}:{module.isa()}:i8" if module is not None else f"{FUSED_ATTENTION}:ref:f32"
+
+
 def openvino_kernels(compiled_model, fused_isa: str | None = None) -> dict:
     """Layer type, primitive (kernel) and runtime precision of each node of OpenVINO's execution graph.
     ``fused_isa``: the matrix instructions of any fused pruning attention node (``ref`` for the float32 operation);

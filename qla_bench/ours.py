@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qla_bench.builders import BuildContext, Builder, Inputs, LoadContext, MissingDependency
-from qla_bench.kernels import onednn_kernels, openvino_kernels
+from qla_bench.kernels import fused_attention_key, onednn_kernels, openvino_kernels
 
 
 def _tokenizer(source: Path):
@@ -79,7 +79,11 @@ class ArtifactRuntime:
             batch, seq_len = inputs["input_ids"].shape
             compiled = self.runner.compiled_model(seq_len, unpadded=unpadded, batch=batch)
             return openvino_kernels(compiled, "ref" if self.runner.fused_attention == "float32" else None)
-        return onednn_kernels(self.bind(inputs))
+        summary = onednn_kernels(self.bind(inputs))
+        kernel = getattr(self.runner, "attention_kernel", None)  # Inductor's fused pruning attention
+        if kernel is not None and self.runner.fused_attention:
+            summary["matmuls"] = {fused_attention_key(kernel): self.runner.fused_attention}
+        return summary
 
 
 def _load(ctx: LoadContext) -> ArtifactRuntime:

@@ -259,6 +259,35 @@ def test_the_tuning_baseline_is_the_unmodified_fp32_model(qa_model, backend_name
     assert report["fp32_metric"] == pytest.approx(fp32, abs=1e-9)
 
 
+def test_the_inductor_accuracy_check_scores_the_attention_it_serves(qa_model, monkeypatch):
+    """The runner serves the pruning attention fused (int8 where its kernel builds): the int8 graphs the tolerance
+    holds are scored with it, not with the graph's own ATen attention."""
+    pytest.importorskip("neural_compressor")
+    from qla_sdk.runtime.inductor_attention import attention_kernel
+
+    monkeypatch.delenv("QLA_SDK_FUSED_ATTENTION", raising=False)
+    kernel = attention_kernel()
+    if kernel is None:
+        pytest.skip("no fused attention kernel builds here")
+    ids, mask = padded_batch(120, 0)
+    fused_blocks = []
+
+    def metric(run, seq_len):
+        if isinstance(run, torch.fx.GraphModule):
+            op = torch.ops.qla_sdk.pruning_attention.default
+            fused_blocks.append(sum(n.op == "call_function" and n.target == op for n in run.graph.nodes))
+        ids24 = torch.nn.functional.pad(ids, (0, seq_len - ids.shape[1]))
+        mask24 = torch.nn.functional.pad(mask, (0, seq_len - ids.shape[1]))
+        start, _ = run(ids24, mask24, torch.zeros_like(ids24))
+        return 10.0 + float(np.asarray(start, dtype=np.float64)[mask24.numpy() > 0].mean())
+
+    config = QuantConfig(backend="inductor", tolerance=0.5, max_trials=1)
+    request = BuildRequest(qa_model, LengthConfig.parse("16,8"), (24,), config, _rows(), evaluate=metric)
+    report = get_backend("inductor").build(request).report
+    assert report["fused_attention"] == kernel
+    assert fused_blocks == [2]  # the one int8 trial, both pruning layers fused
+
+
 def _shifted(model, start_bias: float):
     """A copy of ``model`` whose start logits are all ``start_bias`` higher: a reference model that scores exactly
     that much more under a metric that averages the start logits."""

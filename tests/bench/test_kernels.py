@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from qla_bench.kernels import amx_line, matrix_isa, onednn_kernels, openvino_kernels, parse_onednn_verbose
+from qla_bench.kernels import (
+    amx_line,
+    fused_attention_key,
+    matrix_isa,
+    onednn_kernels,
+    openvino_kernels,
+    parse_onednn_verbose,
+)
 
 VERBOSE = """\
 onednn_verbose,v1,info,oneDNN v3.12.0 (commit 80afa71)
@@ -94,6 +101,19 @@ def test_openvino_kernels_name_the_fused_attention_and_its_matrix_instructions(f
 )  # fmt: skip
 def test_matrix_isa_names_the_matrix_kernels_that_ran(kernels, isa):
     assert matrix_isa(kernels) == isa
+
+
+@pytest.mark.parametrize("kernel", ["int8", "float32"])
+def test_an_inductor_rows_fused_attention_counts_among_its_matrix_kernels(kernel):
+    """oneDNN's log has the int8 linears; the fused pruning attention (an external kernel) is recorded beside them."""
+    from qla_sdk.runtime.native import int8_attention_kernels
+
+    summary = parse_onednn_verbose(VERBOSE.splitlines())
+    summary["matmuls"] = {fused_attention_key(kernel): 6}
+    module = int8_attention_kernels()
+    fused = "ref" if kernel == "float32" or module is None else module.isa()
+    assert fused_attention_key(kernel) == f"QuaLAPruningAttention:{fused}:{'i8' if fused != 'ref' else 'f32'}"
+    assert fused in matrix_isa(summary).split(",")
 
 
 def test_matrix_isa_of_parsed_verbose_lines():
