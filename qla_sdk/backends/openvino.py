@@ -232,16 +232,14 @@ def fused_attention_kernel() -> str | None:
     The extension beats OpenVINO's unfused int8 nodes on AMX and AVX-512 machines
     (benchmarks/results/openvino_attention.md); ``int8`` and ``auto`` build it here (once per machine), so that a
     build that fails falls back too."""
-    from qla_sdk.runtime.native import FUSED_ATTENTION_SWITCH, OFF, switch_value
+    from qla_sdk.runtime.native import fused_attention_choice
     from qla_sdk.runtime.openvino_extension import pruning_attention_library, unavailable_reason
 
-    value = switch_value(FUSED_ATTENTION_SWITCH, "auto")
-    if value in OFF:
+    choice = fused_attention_choice()
+    if choice == "off":
         return None
-    if value == "float32":
-        return value
-    if value not in ("", "auto", "1", "true", "yes", "on", "int8"):
-        raise ConfigError(f"QLA_SDK_FUSED_ATTENTION={value!r} is not one of auto, 0, 1, int8, float32")
+    if choice == "float32":
+        return choice
     reason = unavailable_reason()
     if reason is None:
         try:
@@ -249,7 +247,7 @@ def fused_attention_kernel() -> str | None:
             return "int8"
         except ConfigError as error:
             reason = str(error)
-    if value in ("", "auto"):
+    if choice == "auto":
         return None
     warnings.warn(
         f"qla-sdk: the int8 fused attention cannot run here ({reason}); the float32 one is used instead",

@@ -29,11 +29,10 @@ import torch
 from qla_sdk.errors import ConfigError
 from qla_sdk.runtime.native import (
     FUSED_ATTENTION_SWITCH,
-    OFF,
+    fused_attention_choice,
     int8_attention_kernels,
     int8_unavailable_reason,
     native_kernels,
-    switch_value,
 )
 from qla_sdk.runtime.openvino_attention import attention_with_significance  # the native kernel, ATen without it
 
@@ -81,15 +80,13 @@ def attention_kernel() -> str | None:
       build, else None (the graph as exported);
     - ``0``: None; ``float32``: the native kernel (None where it cannot build);
     - ``int8`` (or ``1``): the int8 kernel, or ``float32`` with a warning where it cannot be built here."""
-    value = switch_value(FUSED_ATTENTION_SWITCH, "auto")
-    if value in OFF:
+    choice = fused_attention_choice()
+    if choice == "off":
         return None
-    if value not in ("", "auto", "1", "true", "yes", "on", "int8", "float32"):
-        raise ConfigError(f"{FUSED_ATTENTION_SWITCH}={value!r} is not one of auto, 0, 1, int8, float32")
-    if value != "float32" and int8_attention_kernels() is not None:
+    if choice != "float32" and int8_attention_kernels() is not None:
         return "int8"
     fallback = "float32" if native_kernels() is not None else None
-    if value not in ("", "auto", "float32"):
+    if choice == "int8":
         warnings.warn(
             f"qla-sdk: the int8 fused attention cannot run here ({int8_unavailable_reason() or 'its build failed'}); "
             f"{'the float32 one is used instead' if fallback else 'the graph runs as exported'}",

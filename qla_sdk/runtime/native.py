@@ -128,6 +128,23 @@ def _load(prefix: str, files: list[Path], flags: list[str], what: str, instead: 
         return None
 
 
+def fused_attention_choice() -> str:
+    """``QLA_SDK_FUSED_ATTENTION`` as ``off``, ``auto`` (unset), ``int8`` (also ``1``) or ``float32``, the switch
+    both compiled-graph runners read; raises ``ConfigError`` naming the choices for any other value."""
+    value = switch_value(FUSED_ATTENTION_SWITCH, "auto")
+    if value in OFF:
+        return "off"
+    if value in ("", "auto"):
+        return "auto"
+    if value in ("1", "true", "yes", "on", "int8"):
+        return "int8"
+    if value == "float32":
+        return value
+    from qla_sdk.errors import ConfigError
+
+    raise ConfigError(f"{FUSED_ATTENTION_SWITCH}={value!r} is not one of auto, 0, 1, int8, float32")
+
+
 def switch_value(name: str, default: str) -> str:
     """An environment switch's value, trimmed and lower-cased (``OFF`` lists the values that turn one off)."""
     return os.environ.get(name, default).strip().lower()
