@@ -38,17 +38,16 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Per-thread buffers, grown on demand and kept: one (batch, head) task at a time per thread.
 struct Workspace {
-  std::vector<uint8_t> q;       // (rows_pad, d) uint8: int8 q + 128 (vpdpbusd multiplies unsigned by signed bytes)
+  std::vector<int8_t> q;        // (rows_pad, d): int8 q for AMX (tdpbssd), q + 128 as uint8 bytes for AVX512-VNNI
   std::vector<float> q_scale;   // (rows_pad)
   std::vector<int8_t> k;        // (d / 4, keys_pad, 4): the layout vpdpbusd reads 16 keys from
   std::vector<float> k_scale;   // (keys_pad)
-  std::vector<int32_t> k_sum;   // (keys_pad): 128 * sum of a key's int8 values, the uint8 offset's correction
+  std::vector<int32_t> k_sum;   // (keys_pad): VNNI's uint8 offset correction, 128 * sum of a key's int8 values
   std::vector<float> k_bias;    // (keys_pad): 0 for a real key, kDropped for a masked or padding one
   std::vector<int8_t> v;        // (keys_pad / 4, d, 4)
   std::vector<float> v_scale;   // (d)
   std::vector<float> v_inverse; // (d): 1 / v_scale, 0 for an all-zero channel
-  std::vector<int32_t> dots;    // (kAmxRows, keys_pad): AMX's int32 scores
-  std::vector<float> scores;    // (kAmxRows, keys_pad)
+  std::vector<float> scores;    // (kAmxRows, keys_pad); AMX stores its int32 dot products here first
   std::vector<uint8_t> probs;   // (kAmxRows, keys_pad) uint8 probabilities
   std::vector<int32_t> partial; // (kAmxRows, d): AMX's int32 context sums
   std::vector<float> received;  // (keys_pad): this head's significance
@@ -70,19 +69,20 @@ void ensure(std::vector<T>& buffer, size_t size) {
   if (buffer.size() < size) buffer.resize(size);
 }
 
-// 2^x for x <= 0 (a degree-5 polynomial on the fraction, then the power of two; relative error about 2e-7),
-// clamped at -126 where floats leave the normal range. Scores are kept in base 2 (log2(e) is folded into the
-// scale), so softmax's exp(s - max) is 2^(s' - max').
-inline __m512 exp2_512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-126.f));
+// 255 * 2^x for x <= 0 (a degree-3 polynomial on the fraction, fitted for relative error, then the power of two;
+// relative error below 8e-5, far under what int8 scores move a probability by), clamped at -100: a probability that
+// small changes no float32 sum, and clamped, its products with the significance weights (at least 2^-24) stay normal
+// floats, which x86 cores would otherwise compute in microcode. Scores are kept in base 2 (log2(e) is folded into the scale), so softmax's exp(s - max) is
+// 2^(s' - max'), and the probabilities are kept at 255 times their value: what their uint8 copy needs, while the
+// softmax's denominator and the significance only see a common factor.
+inline __m512 exp2_255(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-100.f));
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_set1_ps(1.3333558e-3f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+  __m512 p = _mm512_set1_ps(255.f * 5.5088684e-2f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(255.f * 2.4260405e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(255.f * 6.9327623e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(255.f * 9.9992895e-1f));
   return _mm512_scalef_ps(p, n);
 }
 
@@ -103,8 +103,10 @@ inline float quantize_row(const float* x, int64_t channels, int64_t d, int8_t* o
 }
 
 // The two int8 products of a block of query rows run on AVX512-VNNI (vpdpbusd, 4 rows at a time, in registers) or on
-// AMX tiles (tdpbusd, 16 rows at a time). Both read the same packed operands and give the same int32 sums, and the
-// float steps around them are shared and run in the same order, so the two give the same outputs.
+// AMX tiles (16 rows at a time). Both read the same packed operands, except q: VNNI multiplies unsigned by signed
+// bytes, so its q is stored + 128 and the offset taken off after (k_sum); AMX multiplies signed by signed (tdpbssd).
+// Either way the int32 dot products are exact, and the float steps around them are shared and run in the same order,
+// so the two give the same outputs.
 enum class Isa { kVnni, kAmx };
 
 #if defined(__AMX_TILE__) && defined(__AMX_INT8__)
@@ -126,10 +128,10 @@ bool amx_usable() {
 // AMX runs a head of at most 64 channels in one tile, or a multiple of 64 in several.
 bool amx_fits(int64_t d) { return d <= 64 || d % 64 == 0; }
 
-// Packs one head into the thread's workspace: q as uint8 (int8 + 128) rows, k and v as int8 in the layouts the
-// products read, their scales, and each key's bias (0, or kDropped for a masked or padding key). Rows are padded to
-// a multiple of kAmxRows and keys to kCols, with zeros.
-void pack_head(Workspace& ws, const float* q, const float* k, const float* v, const float* mask, int64_t n,
+// Packs one head into the thread's workspace for `isa`: q rows as int8 (AMX) or uint8 (int8 + 128, VNNI), k and v as
+// int8 in the layouts the products read, their scales, and each key's bias (0, or kDropped for a masked or padding
+// key). Rows are padded to a multiple of kAmxRows and keys to kCols, with zeros.
+void pack_head(Workspace& ws, Isa isa, const float* q, const float* k, const float* v, const float* mask, int64_t n,
                int64_t channels, int64_t d, int64_t stride) {
   const int64_t rows_pad = round_up(n, kAmxRows), keys_pad = round_up(n, kCols);
   ensure(ws.q, rows_pad * d);
@@ -141,7 +143,6 @@ void pack_head(Workspace& ws, const float* q, const float* k, const float* v, co
   ensure(ws.v, keys_pad * d);
   ensure(ws.v_scale, d);
   ensure(ws.v_inverse, d);
-  ensure(ws.dots, kAmxRows * keys_pad);
   ensure(ws.scores, kAmxRows * keys_pad);
   ensure(ws.probs, kAmxRows * keys_pad);
   ensure(ws.partial, kAmxRows * d);
@@ -153,9 +154,10 @@ void pack_head(Workspace& ws, const float* q, const float* k, const float* v, co
   const auto is_real = [&](int64_t j) { return j < n && (mask == nullptr || mask[j] != 0.f || !any_real); };
 
   // q + 128 as uint8 is the int8 value with its sign bit flipped.
-  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+  const bool offset = isa == Isa::kVnni;
+  const __m128i flip = _mm_set1_epi8(offset ? static_cast<char>(0x80) : 0);
   for (int64_t i = 0; i < rows_pad; ++i) {
-    uint8_t* out = ws.q.data() + i * d;
+    int8_t* out = ws.q.data() + i * d;
     ws.q_scale[i] = i < n ? quantize_row(q + i * stride, channels, d, ws.row) : 0.f;
     if (i >= n) std::memset(ws.row, 0, d);
     for (int64_t c = 0; c < d; c += 16)
@@ -171,10 +173,11 @@ void pack_head(Workspace& ws, const float* q, const float* k, const float* v, co
     ws.k_sum[j] = 0;
     if (!real || !any_real) continue;  // a masked key's score is its bias alone
     ws.k_scale[j] = quantize_row(k + j * stride, channels, d, ws.row);
+    for (int64_t c4 = 0; c4 < d / 4; ++c4) std::memcpy(ws.k.data() + (c4 * keys_pad + j) * 4, ws.row + c4 * 4, 4);
+    if (!offset) continue;
     __m512i total = _mm512_setzero_si512();
     for (int64_t c = 0; c < d; c += 16)
       total = _mm512_add_epi32(total, _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws.row + c))));
-    for (int64_t c4 = 0; c4 < d / 4; ++c4) std::memcpy(ws.k.data() + (c4 * keys_pad + j) * 4, ws.row + c4 * 4, 4);
     ws.k_sum[j] = 128 * _mm512_reduce_add_epi32(total);
   }
   // v per channel over the real keys (a masked key's probability rounds to 0 in uint8, its v stays 0), packed
@@ -228,12 +231,10 @@ void pack_head(Workspace& ws, const float* q, const float* k, const float* v, co
   std::fill(ws.received.begin(), ws.received.begin() + keys_pad, 0.f);
 }
 
-// One score vector from the int32 dot products of a query with 16 keys: s = dots * q_scale * scale * k_scale + bias
-// (base 2), the uint8 offset of q taken off.
+// One score vector from the exact int32 dot products of a query with 16 keys: s = dots * q_scale * scale * k_scale
+// + bias (base 2).
 inline __m512 to_score(__m512i dots, const Workspace& ws, int64_t j, __m512 q_scale) {
-  const __m512i offset = _mm512_loadu_si512(ws.k_sum.data() + j);
-  const __m512 value = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, offset));
-  return _mm512_fmadd_ps(_mm512_mul_ps(value, q_scale), _mm512_loadu_ps(ws.k_scale.data() + j),
+  return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dots), q_scale), _mm512_loadu_ps(ws.k_scale.data() + j),
                          _mm512_loadu_ps(ws.k_bias.data() + j));
 }
 
@@ -264,7 +265,8 @@ void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float s
       const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
       for (int b = 0; b < 4; ++b) {
         const int64_t j = j0 + 16 * b;
-        const __m512 s = to_score(acc[r][b], ws, j, qs);
+        const __m512i offset = _mm512_loadu_si512(ws.k_sum.data() + j);
+        const __m512 s = to_score(_mm512_sub_epi32(acc[r][b], offset), ws, j, qs);
         top[r] = _mm512_max_ps(top[r], s);
         _mm512_storeu_ps(ws.scores.data() + r * keys_pad + j, s);
       }
@@ -295,7 +297,7 @@ void context_vnni(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_p
       }
     }
     for (int r = 0; r < rows; ++r) {
-      const __m512 ps = _mm512_set1_ps(1.f / (255.f * ws.sums[r]));
+      const __m512 ps = _mm512_set1_ps(1.f / ws.sums[r]);
       float* out = context + (i0 + r) * out_stride + c0;
       for (int b = 0; b < (two ? 2 : 1); ++b) {
         const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), ps),
@@ -332,26 +334,29 @@ TileConfig tile_config(int64_t d) {
 }
 
 // Scores of query rows i0 .. i0 + 15 into the workspace's score rows, with each row's maximum: 64 keys per step in
-// four int32 tiles.
+// four int32 tiles, stored into the score rows and turned into floats in place (one buffer: the block's scores,
+// probabilities, k and v then stay in L1).
 void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float scale2) {
   const int64_t chunk = std::min<int64_t>(d, 64), k_stride = keys_pad * 4;
-  int32_t* dots = ws.dots.data();
+  int32_t* dots = reinterpret_cast<int32_t*>(ws.scores.data());
+  const bool one_chunk = chunk == d;
+  if (one_chunk) _tile_loadd(0, ws.q.data() + i0 * d, d);
   for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
     _tile_zero(2);
     _tile_zero(5);
     _tile_zero(6);
     _tile_zero(7);
     for (int64_t c0 = 0; c0 < d; c0 += chunk) {
-      _tile_loadd(0, ws.q.data() + i0 * d + c0, d);
+      if (!one_chunk) _tile_loadd(0, ws.q.data() + i0 * d + c0, d);
       const int8_t* kb = ws.k.data() + ((c0 / 4) * keys_pad + j0) * 4;
       _tile_loadd(1, kb, k_stride);
-      _tile_dpbusd(2, 0, 1);
+      _tile_dpbssd(2, 0, 1);
       _tile_loadd(1, kb + 64, k_stride);
-      _tile_dpbusd(5, 0, 1);
+      _tile_dpbssd(5, 0, 1);
       _tile_loadd(1, kb + 128, k_stride);
-      _tile_dpbusd(6, 0, 1);
+      _tile_dpbssd(6, 0, 1);
       _tile_loadd(1, kb + 192, k_stride);
-      _tile_dpbusd(7, 0, 1);
+      _tile_dpbssd(7, 0, 1);
     }
     _tile_stored(2, dots + j0, k_stride);
     _tile_stored(5, dots + j0 + 16, k_stride);
@@ -361,10 +366,11 @@ void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float sc
   for (int r = 0; r < kAmxRows; ++r) {
     const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
     __m512 top = _mm512_set1_ps(kDropped);
+    float* row = ws.scores.data() + r * keys_pad;
     for (int64_t j = 0; j < keys_pad; j += 16) {
-      const __m512 s = to_score(_mm512_loadu_si512(dots + r * keys_pad + j), ws, j, qs);
+      const __m512 s = to_score(_mm512_loadu_si512(row + j), ws, j, qs);
       top = _mm512_max_ps(top, s);
-      _mm512_storeu_ps(ws.scores.data() + r * keys_pad + j, s);
+      _mm512_storeu_ps(row + j, s);
     }
     ws.row_max[r] = _mm512_reduce_max_ps(top);
   }
@@ -405,7 +411,7 @@ void context_amx(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pa
     if (groups > 3) _tile_stored(7, sums + c0 + 48, v_stride);
   }
   for (int r = 0; r < rows; ++r) {
-    const __m512 ps = _mm512_set1_ps(1.f / (255.f * ws.sums[r]));
+    const __m512 ps = _mm512_set1_ps(1.f / ws.sums[r]);
     float* out = context + (i0 + r) * out_stride;
     for (int64_t c = 0; c < d; c += 16) {
       const __m512i acc = _mm512_loadu_si512(sums + r * d + c);
@@ -447,11 +453,10 @@ void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, in
     const __m512 m = _mm512_set1_ps(ws.row_max[r]);
     __m512 total = _mm512_setzero_ps();
     for (int64_t j = 0; j < keys_pad; j += 16) {
-      const __m512 e = exp2_512(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
+      const __m512 e = exp2_255(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
       _mm512_storeu_ps(s + j, e);
       total = _mm512_add_ps(total, e);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j),
-                       _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(e, _mm512_set1_ps(255.f)))));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(e)));
     }
     ws.sums[r] = _mm512_reduce_add_ps(total);
     ws.weights[r] = (mask_rows == nullptr ? 1.f : mask_rows[r]) / ws.sums[r];
@@ -484,7 +489,7 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
   Workspace& ws = thread_workspace();
   const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols);
   const float scale2 = scale * 1.44269504088896341f;  // scores in base 2
-  pack_head(ws, q, k, v, mask, n, channels, d, stride);
+  pack_head(ws, isa, q, k, v, mask, n, channels, d, stride);
   const auto rows_of = [&](int64_t i0, int block) { return static_cast<int>(std::min<int64_t>(block, n - i0)); };
   const auto mask_rows = [&](int64_t i0) { return mask == nullptr ? nullptr : mask + i0; };
   if (isa == Isa::kVnni) {
@@ -508,7 +513,7 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
     });
 #endif
   }
-  // A masked key's probabilities are 2^-126 (exp2_512's clamp) rather than 0 above: its significance is exactly 0,
+  // A masked key's probabilities are 2^-100 (exp2_255's clamp) rather than 0 above: its significance is exactly 0,
   // as the reference's.
   for (int64_t j = 0; j < n; ++j) significance[j] = ws.k_bias[j] == 0.f ? ws.received[j] : 0.f;
 }
