@@ -177,6 +177,30 @@ def test_int8_attention_on_amx_tiles_gives_what_avx512_vnni_gives(int8, batch, n
         assert torch.equal(got, want)
 
 
+def test_int8_attention_does_not_depend_on_what_the_thread_ran_before(kernels, int8):
+    """Each thread keeps its buffers between calls (grown, never cleared): a short head after a long one must not
+    see the long one's leftovers (column sums, packed keys and values, probabilities past its own keys)."""
+    isas = ["avx512_vnni"] + (["amx_int8"] if int8.isa() == "amx_int8" else [])
+    q, k, v, mask = _int8_inputs(1, 37, 2, 32, padded=True)
+    want_context, want_significance = kernels.attention_with_significance(q, k, v, 0.2, mask)
+    long = _int8_inputs(2, 200, 2, 32, padded=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the same buffers for every call
+    try:
+        got = []
+        for isa in isas:
+            int8.attention_int8(*long[:3], 0.2, long[3], isa)
+            got.append(int8.attention_int8(q, k, v, 0.2, mask, isa))
+    finally:
+        torch.set_num_threads(threads)
+    real = mask > 0
+    for context, significance in got:
+        assert (context - want_context).abs()[real].max() < 0.05 * want_context.abs().max()
+        assert (significance - want_significance).abs().max() < 0.03 * want_significance.max()
+    for a, b in zip(got[0], got[-1], strict=True):
+        assert torch.equal(a, b)
+
+
 def test_int8_attention_reads_views_of_another_layout(int8):
     """(batch * heads, len, head_dim) buffers seen as (batch, len, heads, head_dim), as exported graphs hold them."""
     batch, heads, n, head_dim = 2, 4, 37, 32

@@ -238,9 +238,9 @@ inline __m512 to_score(__m512i dots, const Workspace& ws, int64_t j, __m512 q_sc
                          _mm512_loadu_ps(ws.k_bias.data() + j));
 }
 
-// Scores of query rows i0 .. i0 + 3 into the workspace's score rows 0 .. 3, with each row's maximum: 16 keys per
-// register, 4 registers per row.
-void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float scale2) {
+// Scores of query rows i0 .. i0 + 3 into the workspace's score rows 0 .. 3 (the first `keys` of each), with each
+// row's maximum: 16 keys per register, 4 registers per row.
+void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, int64_t keys, float scale2) {
   __m512 top[kVnniRows];
   for (auto& t : top) t = _mm512_set1_ps(kDropped);
   for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
@@ -263,7 +263,7 @@ void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float s
     }
     for (int r = 0; r < kVnniRows; ++r) {
       const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
-      for (int b = 0; b < 4; ++b) {
+      for (int b = 0; b < 4 && j0 + 16 * b < keys; ++b) {
         const int64_t j = j0 + 16 * b;
         const __m512i offset = _mm512_loadu_si512(ws.k_sum.data() + j);
         const __m512 s = to_score(_mm512_sub_epi32(acc[r][b], offset), ws, j, qs);
@@ -277,14 +277,14 @@ void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float s
 
 // Context of 4 query rows (workspace rows 0 .. 3) into `context`: uint8 probabilities times int8 v, 16 channels per
 // register, each row scaled back by its softmax denominator and v's per-channel scale.
-void context_vnni(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t channels,
+void context_vnni(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t keys, int64_t channels,
                   int64_t out_stride, float* context) {
   for (int64_t c0 = 0; c0 < d; c0 += 32) {
     const bool two = c0 + 16 < d;
     __m512i acc[kVnniRows][2];
     for (auto& r : acc)
       for (auto& a : r) a = _mm512_setzero_si512();
-    for (int64_t j4 = 0; j4 < keys_pad / 4; ++j4) {
+    for (int64_t j4 = 0; j4 < keys / 4; ++j4) {
       const int8_t* vb = ws.v.data() + (j4 * d + c0) * 4;
       const __m512i v0 = _mm512_loadu_si512(vb);
       const __m512i v1 = two ? _mm512_loadu_si512(vb + 64) : _mm512_setzero_si512();
@@ -336,7 +336,7 @@ TileConfig tile_config(int64_t d) {
 // Scores of query rows i0 .. i0 + 15 into the workspace's score rows, with each row's maximum: 64 keys per step in
 // four int32 tiles, stored into the score rows and turned into floats in place (one buffer: the block's scores,
 // probabilities, k and v then stay in L1).
-void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float scale2) {
+void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, int64_t keys, float scale2) {
   const int64_t chunk = std::min<int64_t>(d, 64), k_stride = keys_pad * 4;
   int32_t* dots = reinterpret_cast<int32_t*>(ws.scores.data());
   const bool one_chunk = chunk == d;
@@ -367,7 +367,7 @@ void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, float sc
     const __m512 qs = _mm512_set1_ps(ws.q_scale[i0 + r] * scale2);
     __m512 top = _mm512_set1_ps(kDropped);
     float* row = ws.scores.data() + r * keys_pad;
-    for (int64_t j = 0; j < keys_pad; j += 16) {
+    for (int64_t j = 0; j < keys; j += 16) {
       const __m512 s = to_score(_mm512_loadu_si512(row + j), ws, j, qs);
       top = _mm512_max_ps(top, s);
       _mm512_storeu_ps(row + j, s);
@@ -437,22 +437,22 @@ void with_tiles(int64_t d, Body body) {
 }
 #endif
 
-// Softmax of the block's first `rows` score rows (the rest are zeroed): exp(s - max) stays in the scores buffer for
-// the significance and goes to uint8 (255 for the row's largest) for the context product; each row's denominator and
-// significance weight (its mask value over the denominator; padding queries weigh 0).
-void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad) {
+// Softmax of the block's first `rows` score rows (the rest are zeroed) over their first `keys`: exp(s - max) stays
+// in the scores buffer for the significance and goes to uint8 (255 for the row's largest) for the context product;
+// each row's denominator and significance weight (its mask value over the denominator; padding queries weigh 0).
+void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad, int64_t keys) {
   for (int r = 0; r < block; ++r) {
     uint8_t* p8 = ws.probs.data() + r * keys_pad;
     float* s = ws.scores.data() + r * keys_pad;
     if (r >= rows) {
-      std::memset(p8, 0, keys_pad);
-      std::memset(s, 0, keys_pad * sizeof(float));
+      std::memset(p8, 0, keys);
+      std::memset(s, 0, keys * sizeof(float));
       ws.weights[r] = 0.f;
       continue;
     }
     const __m512 m = _mm512_set1_ps(ws.row_max[r]);
     __m512 total = _mm512_setzero_ps();
-    for (int64_t j = 0; j < keys_pad; j += 16) {
+    for (int64_t j = 0; j < keys; j += 16) {
       const __m512 e = exp2_255(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
       _mm512_storeu_ps(s + j, e);
       total = _mm512_add_ps(total, e);
@@ -464,12 +464,12 @@ void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, in
 }
 
 // Significance: the block's weighted probabilities added into the keys' column sums, 4 rows per pass.
-void add_significance(Workspace& ws, int block, int64_t keys_pad) {
+void add_significance(Workspace& ws, int block, int64_t keys_pad, int64_t keys) {
   for (int r0 = 0; r0 < block; r0 += 4) {
     const float* s0 = ws.scores.data() + r0 * keys_pad;
     const __m512 w0 = _mm512_set1_ps(ws.weights[r0]), w1 = _mm512_set1_ps(ws.weights[r0 + 1]);
     const __m512 w2 = _mm512_set1_ps(ws.weights[r0 + 2]), w3 = _mm512_set1_ps(ws.weights[r0 + 3]);
-    for (int64_t j = 0; j < keys_pad; j += 16) {
+    for (int64_t j = 0; j < keys; j += 16) {
       __m512 sum = _mm512_loadu_ps(ws.received.data() + j);
       sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + j), w0, sum);
       sum = _mm512_fmadd_ps(_mm512_loadu_ps(s0 + keys_pad + j), w1, sum);
@@ -487,7 +487,10 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
                  int64_t channels, int64_t stride, float scale, float* context, int64_t out_stride,
                  float* significance) {
   Workspace& ws = thread_workspace();
-  const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols);
+  // The products run over keys_pad keys (whole 64-key tiles); the float steps over `keys`, the first multiple of 16
+  // that holds n. The uint8 probabilities past `keys` are what an earlier head left: AMX's context product reads
+  // them, but v is zero past n, so they add nothing.
+  const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols), keys = round_up(n, 16);
   const float scale2 = scale * 1.44269504088896341f;  // scores in base 2
   pack_head(ws, isa, q, k, v, mask, n, channels, d, stride);
   const auto rows_of = [&](int64_t i0, int block) { return static_cast<int>(std::min<int64_t>(block, n - i0)); };
@@ -495,19 +498,19 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
   if (isa == Isa::kVnni) {
     for (int64_t i0 = 0; i0 < n; i0 += kVnniRows) {
       const int rows = rows_of(i0, kVnniRows);
-      scores_vnni(ws, i0, d, keys_pad, scale2);
-      softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad);
-      add_significance(ws, kVnniRows, keys_pad);
-      context_vnni(ws, i0, rows, d, keys_pad, channels, out_stride, context);
+      scores_vnni(ws, i0, d, keys_pad, keys, scale2);
+      softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad, keys);
+      add_significance(ws, kVnniRows, keys_pad, keys);
+      context_vnni(ws, i0, rows, d, keys_pad, keys, channels, out_stride, context);
     }
   } else {
 #if defined(__AMX_TILE__) && defined(__AMX_INT8__)
     with_tiles(d, [&] {
       for (int64_t i0 = 0; i0 < n; i0 += kAmxRows) {
         const int rows = rows_of(i0, kAmxRows);
-        scores_amx(ws, i0, d, keys_pad, scale2);
-        softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad);
-        add_significance(ws, kAmxRows, keys_pad);
+        scores_amx(ws, i0, d, keys_pad, keys, scale2);
+        softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad, keys);
+        add_significance(ws, kAmxRows, keys_pad, keys);
         context_amx(ws, i0, rows, d, keys_pad, channels, out_stride, context);
       }
     });
