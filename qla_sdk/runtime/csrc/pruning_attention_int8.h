@@ -72,9 +72,9 @@ void ensure(std::vector<T>& buffer, size_t size) {
 // 255 * 2^x for x <= 0 (a degree-3 polynomial on the fraction, fitted for relative error, then the power of two;
 // relative error below 8e-5, far under what int8 scores move a probability by), clamped at -100: a probability that
 // small changes no float32 sum, and clamped, its products with the significance weights (at least 2^-24) stay normal
-// floats, which x86 cores would otherwise compute in microcode. Scores are kept in base 2 (log2(e) is folded into the scale), so softmax's exp(s - max) is
-// 2^(s' - max'), and the probabilities are kept at 255 times their value: what their uint8 copy needs, while the
-// softmax's denominator and the significance only see a common factor.
+// floats, which x86 cores would otherwise compute in microcode. Scores are kept in base 2 (log2(e) is folded into
+// the scale), so softmax's exp(s - max) is 2^(s' - max'), and the probabilities are kept at 255 times their value:
+// what their uint8 copy needs, while the softmax's denominator and the significance only see a common factor.
 inline __m512 exp2_255(__m512 x) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-100.f));
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
