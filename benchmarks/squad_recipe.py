@@ -15,7 +15,9 @@ Steps, each resumable (re-run the same command after an interruption; finished w
    and answer extraction: `qla_sdk.load(artifact).predict(question=..., context=...)` for the QuaLA artifact and for
    the fine-tuned model FP32 eager (an fp32 artifact: the SDK's eager runtime; and as transformers runs it), and
    optimum-intel int8 of the same fine-tuned model (`OVQuantizer`, then `OVModelForQuestionAnswering` on the same
-   doc-stride windows and span extraction; transformers 5 has no "question-answering" pipeline any more), in
+   doc-stride windows and span extraction; transformers 5 has no "question-answering" pipeline any more) twice: at
+   our artifact's inference precision and at OpenVINO's default (bf16 on AMX: what a user gets unasked), the bar
+   counting the faster. All in
    interleaved blocks of 25 questions (a system right after PyTorch eager would otherwise pay for its spinning
    OpenMP threads).
    Each system's F1/EM on those questions is scored from the same predictions.
@@ -129,10 +131,11 @@ def learning_curve(train: Path, evaluation: Path, work: Path, outputs: dict) -> 
     return curve
 
 
-def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, precision: str, samples: int = 300):
+def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, precision: str | None, samples: int = 300):
     """What a user would deploy otherwise: optimum-intel's OVQuantizer (NNCF int8) of the same fine-tuned model,
-    served by ``OVModelForQuestionAnswering`` with the inference precision our artifact runs (``precision``: bf16 is
-    also what OpenVINO picks unasked on CPUs with native bf16)."""
+    served by ``OVModelForQuestionAnswering`` at the inference ``precision`` given (our artifact's), or with None at
+    OpenVINO's default: bf16 for what stays floating point on CPUs with native bf16 (AMX, AVX512-BF16), f32
+    elsewhere, which is what a user gets without asking."""
     from datasets import Dataset
     from optimum.intel import OVConfig, OVModelForQuestionAnswering, OVQuantizationConfig, OVQuantizer
     from transformers import AutoTokenizer
@@ -167,9 +170,10 @@ def optimum_intel_pipeline(finetuned: Path, train: Path, work: Path, precision: 
                 ov_config=OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(rows))),
                 save_directory=str(target),
             )
-    model = OVModelForQuestionAnswering.from_pretrained(
-        str(target), ov_config={"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-    )
+    ov_config = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision is not None:
+        ov_config["INFERENCE_PRECISION_HINT"] = precision
+    model = OVModelForQuestionAnswering.from_pretrained(str(target), ov_config=ov_config)
     return question_answerer(model, tokenizer)
 
 
@@ -244,6 +248,7 @@ def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int
         "ours": lambda q, c: ours.predict(question=q, context=c)["answer"],
         "finetuned_fp32": lambda q, c: fp32.predict(question=q, context=c)["answer"],
         "optimum_intel_int8": optimum_intel_pipeline(finetuned, train, work, precision),
+        "optimum_intel_int8_default": optimum_intel_pipeline(finetuned, train, work, None),
         "transformers_fp32": transformers_pipeline(finetuned),
     }
     examples = load_squad(evaluation)[:limit]
@@ -332,6 +337,8 @@ def write_report(
     from qla_sdk.data import load_squad
 
     s = timed["systems"]
+    # The peer the bar counts: optimum-intel int8 at our precision or at OpenVINO's default, whichever is faster.
+    peer = min(("optimum_intel_int8", "optimum_intel_int8_default"), key=lambda name: s[name]["p50_ms"])
     figures = {
         "train_questions": len(load_squad(train)),
         "eval_questions": len(load_squad(evaluation)),
@@ -350,9 +357,15 @@ def write_report(
             "ours_p50": s["ours"]["p50_ms"],
             "ours_p99": s["ours"]["p99_ms"],
             "finetuned_fp32_p50": s["finetuned_fp32"]["p50_ms"],
-            "optimum_intel_int8_p50": s["optimum_intel_int8"]["p50_ms"],
+            "optimum_intel_int8_p50": s[peer]["p50_ms"],
+            "optimum_intel_int8_same_precision_p50": s["optimum_intel_int8"]["p50_ms"],
+            "optimum_intel_int8_default_precision_p50": s["optimum_intel_int8_default"]["p50_ms"],
             "transformers_fp32_p50": s["transformers_fp32"]["p50_ms"],
         },
+        "optimum_intel_int8_system": peer,
+        "optimum_intel_note": "optimum_intel_int8 runs at our artifact's inference precision, "
+        "optimum_intel_int8_default at OpenVINO's default (bf16 where the CPU has it); "
+        "latency_ms.optimum_intel_int8_p50 and the bar take the faster of the two",
         "fp32_reference": "finetuned_fp32 is the SDK's own FP32 eager runtime (the bar's reference: the stricter one); "
         "transformers_fp32 is the same model as transformers runs it",
         "speedup_p50": {
@@ -375,8 +388,7 @@ def write_report(
     figures["bars_met"] = {
         "finetuned_f1": figures["finetuned_f1"] >= BARS["finetuned_f1_min"],
         "final_f1_within": figures["finetuned_f1"] - figures["final_f1"] <= BARS["max_f1_drop"],
-        "speedup_vs_optimum_intel": figures["speedup_p50"]["vs_optimum_intel_int8"]
-        >= BARS["min_speedup_vs_optimum_intel"],
+        "speedup_vs_optimum_intel": figures["speedup_p50"][f"vs_{peer}"] >= BARS["min_speedup_vs_optimum_intel"],
         "speedup_vs_fp32": figures["speedup_p50"]["vs_finetuned_fp32"] >= BARS["min_speedup_vs_fp32"],
     }
     rows = [

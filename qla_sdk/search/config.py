@@ -60,6 +60,11 @@ class SearchConfig:
         "openvino latency backend: what its floating-point ops run in, as the artifact will (default %(default)s)",
         choices=INFERENCE_PRECISIONS,
     )
+    latency_int8: bool = option(
+        False,
+        "openvino latency backend: time each gene's int8 graph (NNCF, calibrated on the timing batch), as an int8 "
+        "artifact runs it; fp32 graphs misrank genes where int8 and fp32 differ in what they make cheap (AMX)",
+    )
     latency_batch_size: int = option(1, "batch size while timing (default %(default)s)")
     latency_seq_len: int | None = option(None, "input length while timing (default: --seq-len, or mean real length)")
     threads: int | None = option(None, "intra-op threads while timing (default: torch's)")
@@ -103,6 +108,11 @@ class SearchConfig:
             raise ConfigError(
                 f"latency_precision {self.latency_precision!r} applies to latency_backend openvino only "
                 f"({self.latency_backend} times fp32 graphs)"
+            )
+        if self.latency_int8 and self.latency_backend != "openvino":
+            raise ConfigError(
+                f"latency_int8 applies to latency_backend openvino only ({self.latency_backend} times fp32 graphs): "
+                "set latency_backend: openvino, or drop latency_int8"
             )
 
     @property

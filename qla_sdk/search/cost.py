@@ -155,11 +155,18 @@ class LatencyCost:
 LATENCY_BACKENDS = ("eager", "inductor", "openvino")
 
 
-def backend_compiler(backend: str, threads: int | None = None, precision: str = "f32") -> Compile | None:
-    """``compile_model`` for ``torch_runner``: time each gene as the target backend runs it (fp32/bf16 graphs of
-    the pruned model; int8 per gene would need a calibration per gene, and pruning cuts the same matmuls)."""
+def backend_compiler(
+    backend: str, threads: int | None = None, precision: str = "f32", int8: bool = False
+) -> Compile | None:
+    """``compile_model`` for ``torch_runner``: time each gene as the target backend runs it, the pruned model's
+    fp32/bf16 graph, or with ``int8`` (OpenVINO only) its int8 graph: NNCF calibrated on the timing batch itself,
+    which gives the kernels an int8 artifact runs (their speed does not depend on the calibration's ranges). Ranking
+    genes for an int8 artifact needs the int8 graphs: on AMX a bf16 full-length graph outruns every fp32 pruned one,
+    while int8 makes the linears cheap and the attention the pruning saves count."""
     if backend not in LATENCY_BACKENDS:
         raise ConfigError(f"latency backend {backend!r} is not supported; choose one of {', '.join(LATENCY_BACKENDS)}")
+    if int8 and backend != "openvino":
+        raise ConfigError(f"int8 latency is timed on the openvino backend only, not {backend!r}")
     if backend == "eager":
         return None
     if backend == "inductor":
@@ -170,10 +177,13 @@ def backend_compiler(backend: str, threads: int | None = None, precision: str = 
     def compile_openvino(module, inputs):
         import openvino as ov
 
-        from qla_sdk.backends.openvino import OpenVINORunner, convert
+        from qla_sdk.backends.openvino import OpenVINORunner, convert, head_linear_count, quantize
 
         seq_len = inputs[0].shape[1]  # served as the backend serves it: static shapes, fused pruning attention
-        runner = OpenVINORunner(ov.Core(), {seq_len: convert(module, seq_len)}, precision, threads)
+        graph = convert(module, seq_len)
+        if int8:
+            graph = quantize(graph, [inputs], head_linears=head_linear_count(module.model))
+        runner = OpenVINORunner(ov.Core(), {seq_len: graph}, precision, threads)
         arrays = [t.numpy() for t in inputs]
         return lambda *_: runner.run(*arrays)
 

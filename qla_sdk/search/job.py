@@ -365,12 +365,15 @@ def _costs(model, task: str, space, data: dict, seq_len: int, args: SearchJob):
             f"--latency-seq-len {latency_len} differs from --seq-len {seq_len}: token-count genes run at the "
             "padded length; drop --latency-seq-len or use --ratio"
         )
-    compiler = backend_compiler(args.config.latency_backend, args.config.threads, args.config.latency_precision)
+    compiler = backend_compiler(
+        args.config.latency_backend, args.config.threads, args.config.latency_precision, args.config.latency_int8
+    )
     runner = torch_runner(model, args.config.latency_batch_size, latency_len, compile_model=compiler)
     latency = LatencyCost(runner, space, args.config.threads, args.config.latency_warmup, args.config.latency_runs)
     settings = {
         "backend": "torch-eager" if args.config.latency_backend == "eager" else args.config.latency_backend,
         "precision": args.config.latency_precision,
+        "int8": args.config.latency_int8,
         "batch_size": args.config.latency_batch_size,
         "seq_len": latency_len,
         "threads": args.config.threads,

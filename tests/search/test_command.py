@@ -167,6 +167,7 @@ def test_ratio_genes_average_macs_over_real_lengths(sst, tmp_path):
         (["--iterations", "-1"], "iterations=-1"),
         (["--device", "nonsense"], "is not a torch device"),
         (["--latency-precision", "bf16"], "applies to latency_backend openvino only"),
+        (["--latency-int8"], "latency_int8 applies to latency_backend openvino only"),
         (["--max-metric-drop", "-1"], "max_metric_drop=-1.0: must be >= 0"),
     ],
 )

@@ -141,6 +141,36 @@ def test_openvino_latency_compiles_with_the_precision_asked_for(tiny_model, monk
     assert asked and set(asked) == {"bf16"}
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_openvino_latency_times_the_int8_graph_when_asked(tiny_model, monkeypatch, int8):
+    """``int8``: each gene's graph is quantized (NNCF on the timing batch) before it is timed, as an int8 artifact
+    runs it; otherwise the fp32 graph is timed. The pruning attention is fused either way."""
+    pytest.importorskip("openvino")
+    import qla_sdk.backends.openvino as openvino_backend
+    from qla_sdk.search.cost import backend_compiler
+
+    graphs = []
+    runner_class = openvino_backend.OpenVINORunner
+
+    def record(core, models, precision, threads):
+        graphs.extend(models.values())
+        return runner_class(core, models, precision, threads)
+
+    monkeypatch.setattr(openvino_backend, "OpenVINORunner", record)
+    compiler = backend_compiler("openvino", threads=1, int8=int8)
+    runner = torch_runner(tiny_model, batch_size=1, seq_len=16, compile_model=compiler)
+    assert runner(LengthConfig.parse("12,6"))() is not None
+    kinds = [op.get_type_name() for graph in graphs for op in graph.get_ops()]
+    assert ("FakeQuantize" in kinds) == int8
+
+
+def test_int8_latency_is_an_openvino_option():
+    from qla_sdk.search.cost import backend_compiler
+
+    with pytest.raises(ConfigError, match="int8 latency is timed on the openvino backend only, not 'inductor'"):
+        backend_compiler("inductor", int8=True)
+
+
 def test_side_by_side_timing_interleaves_rounds_and_takes_medians(monkeypatch):
     """Genes a few percent apart are ranked from rotated rounds, not from one measurement each."""
     import qla_sdk.search.cost as cost
