@@ -243,6 +243,10 @@ def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int
         )
     ours = qla_sdk.load(outputs["export"]["artifact"], warmup=True)
     precision = ours.manifest.data["model"].get("inference_precision", "f32")
+    if precision == "auto":  # resolved per graph: what ours runs here
+        from qla_sdk.backends.openvino import graph_precision
+
+        precision = graph_precision(precision, getattr(ours.runner, "fused_attention", None) == "int8")
     fp32 = qla_sdk.load(fp32_artifact, warmup=True)
     systems = {
         "ours": lambda q, c: ours.predict(question=q, context=c)["answer"],
