@@ -5,12 +5,15 @@ product and the significance product (the attention each token receives), with F
 NNCF. The probabilities have two consumers, so OpenVINO cannot fuse them into its attention kernel, and every
 (len x len) probability map makes several trips through memory. ``fuse_pruning_attention`` rewrites each such block
 into one ``QuaLAPruningAttention`` node that computes the context and the significance in one pass per (batch, head)
-from the float q, k and v the graph computed, and gives them back where the graph used them. The int8 linear layers,
-the token choice (TopK) and everything else stay OpenVINO's. Two kernels compute the node:
+from the float q, k and v the graph computed, and gives them back where the graph used them. The int8 linear layers
+and everything else stay OpenVINO's. Two kernels compute the node:
 - ``int8``: the C++ OpenVINO extension (``runtime/csrc/openvino_pruning_attention.cpp``, built on first use by
   ``runtime.openvino_extension``): q and k per token and v per channel in int8, the probabilities in uint8 for the
   context, float32 for the significance; its two products run on AMX tiles where the process can use them, else on
-  AVX512-VNNI (the same outputs either way); it runs on OpenVINO's threads.
+  AVX512-VNNI (the same outputs either way); it runs on OpenVINO's threads. It also takes over the layer's token
+  choice (``select_tokens``: the TopK, the sort of the chosen positions, and the row gathers of the context and of
+  the layer's input), so the context is computed for the tokens that stay only, and no small TopK or Gather node
+  runs per layer.
 - ``float32``: a Python ``ov.Op`` on the eager runtime's native kernel (``runtime/csrc/pruning.cpp``), or ATen ops
   where that cannot be built: closer to the reference encoder than NNCF's int8 products, but slow.
 
@@ -24,6 +27,7 @@ OpenVINO's own nodes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -121,12 +125,14 @@ def attention_with_significance(
         return context, torch.einsum("bi,bhij->bj", rows, probs)
 
 
-def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto") -> int:
+def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto", choose_tokens: bool = True) -> int:
     """Rewrite every pruning attention block (softmax with a significance product) into one
     ``QuaLAPruningAttention`` node computed by ``kernel`` (one of ``KERNELS``), given the layer's mask where the graph
     adds a mask bias; returns the number of blocks rewritten. ``model`` is changed in place. ``int8`` raises
     ``ConfigError`` where its extension cannot be built. ``isa`` (int8 only, one of ``ISAS``) picks its matrix
-    instructions: ``auto`` runs AMX tiles where the process can, else AVX512-VNNI; both give the same outputs."""
+    instructions: ``auto`` runs AMX tiles where the process can, else AVX512-VNNI; both give the same outputs.
+    ``choose_tokens`` (int8 only): where the block's significance feeds the exporter's token choice, the node also
+    chooses the tokens and computes their context only (the same tokens, the same context rows)."""
     import openvino.opset13 as ops
 
     if isa not in ISAS:
@@ -139,19 +145,180 @@ def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto") ->
         if block is None:
             continue
         q, k, v, mask, context_out, significance_out, heads, head_dim = block
+        choice = (
+            _token_choice(significance_out, context_out, mask, heads) if kernel == "int8" and choose_tokens else None
+        )
+        if choice is not None:
+            mask = choice.mask
         inputs = [q, k, v] if mask is None else [q, k, v, mask]
-        node = make_node(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim), **extra})
+        if choice is not None and choice.x is not None:
+            inputs.append(choice.x)
+        attrs = {"heads": heads, "scale": 1.0 / math.sqrt(head_dim), **extra}
+        if choice is not None:
+            attrs.update(keep=choice.keep, keep_cls=choice.keep_cls)
+        node = make_node(inputs, attrs)
         context = node.output(0)
         if context_out.get_partial_shape().rank.get_length() == 2:  # (batch * len, hidden) for the row gather
             context = ops.reshape(context, ops.constant(np.array([-1, heads * head_dim], np.int64)), False).output(0)
-        for target in list(context_out.get_target_inputs()):
-            target.replace_source_output(context)
+        if choice is not None:  # the context of the chosen tokens replaces the graph's row gather of all of them
+            choice.context_rows.replace(context)
+            for choice_out, node_out in ((choice.positions, node.output(2)), (choice.ranks, node.output(3))):
+                choice_out.replace(ops.convert(node_out, choice_out.get_element_type()).output(0))
+            if choice.x is not None:
+                width = ops.constant(np.array([-1, choice.x.get_partial_shape()[2].get_length()], np.int64))
+                choice.x_rows.replace(ops.reshape(node.output(4), width, False).output(0))
+            for target in list(choice.ranked.get_target_inputs()):  # shapes read off the graph's TopK
+                if target.get_node().get_type_name() == "ShapeOf":
+                    target.replace_source_output(node.output(2))
+        else:
+            for target in list(context_out.get_target_inputs()):
+                target.replace_source_output(context)
         for target in list(significance_out.get_target_inputs()):
             target.replace_source_output(node.output(1))
         fused += 1
     if fused:
         model.validate_nodes_and_infer_types()
     return fused
+
+
+@dataclass
+class _TokenChoice:
+    """The exporter's token choice after one pruning attention block (``significance`` then ``select_tokens`` and
+    ``gather_rows`` of the context, as exported)."""
+
+    mask: object  # the layer's mask (batch, len) f32
+    keep: int
+    keep_cls: bool
+    positions: object  # the sorted chosen positions (the sort's values)
+    ranks: object  # the sort's indices
+    ranked: object  # the TopK's indices (i64), which ShapeOf nodes may also read
+    context_rows: object  # the row gather of the context
+    x: object = None  # the layer's input (batch, len, width), where the graph gathers its rows by the same positions
+    x_rows: object = None  # that row gather
+
+
+def _token_choice(significance, context, mask, heads: int) -> _TokenChoice | None:
+    """The token choice fed by ``significance`` (the block's summed significance) and gathering rows of ``context``,
+    or None where the graph is not the exporter's: score = where(mask > 0, significance, -1) [, the first token set
+    above all], TopK(max, constant k) whose indices alone go on, a sort of them, and one row gather of the context by
+    the sorted positions (plus the batch offsets)."""
+    consumers = [t.get_node() for t in significance.get_target_inputs()]
+    wheres = [n for n in consumers if n.get_type_name() == "Select"]
+    if len(wheres) != 1 or any(n.get_type_name() not in ("Select", "ShapeOf") for n in consumers):
+        return None
+    where = wheres[0]
+    greater = where.input_value(0).get_node()
+    if not _same(where.input_value(1), significance) or greater.get_type_name() != "Greater":
+        return None
+    if _constant(greater.input_value(1)) is None or np.any(_constant(greater.input_value(1)) != 0):
+        return None
+    if not _is_filled(where.input_value(2), -1.0):
+        return None
+    layer_mask = greater.input_value(0)
+    if layer_mask.get_element_type().get_type_name() != "f32" or (mask is not None and not _same(mask, layer_mask)):
+        return None
+    score, keep_cls = where.output(0), False
+    node = _only_consumer(score)
+    if node is not None and node.get_type_name() == "Select":  # keep_cls: the first position gets a score above all
+        first = _constant(node.input_value(0))
+        if first is None or not _same(node.input_value(2), score) or not _is_first_only(first):
+            return None
+        # The kernel puts the first token above all; the graph's score does so where it is above every real score.
+        top, length = _filled_value(node.input_value(1)), significance.get_partial_shape()[1]
+        if top is None or not length.is_static or top <= heads * length.get_length():
+            return None
+        score, keep_cls = node.output(0), True
+        node = _only_consumer(score)
+    if node is None or node.get_type_name() != "TopK" or node.get_attributes().get("mode") != "max":
+        return None
+    keep = _constant(node.input_value(1))
+    if (
+        keep is None
+        or keep.size != 1
+        or node.get_attributes().get("axis") not in (-1, 1)
+        or node.output(0).get_target_inputs()
+    ):
+        return None
+    ranked = _down_single(node.output(1), ("Convert",))
+    consumers = [t.get_node() for t in ranked.get_target_inputs()]  # the sort, and the ShapeOf of its k
+    sorts = [n for n in consumers if n.get_type_name() == "TopK"]
+    if len(sorts) != 1 or any(n.get_type_name() not in ("TopK", "ShapeOf") for n in consumers):
+        return None
+    sort = sorts[0]
+    if sort.get_attributes().get("mode") != "min":
+        return None
+    if sort.get_attributes().get("sort") != "value" or not _same(sort.input_value(0), ranked):
+        return None
+    gathers = [t.get_node() for t in context.get_target_inputs()]
+    if len(gathers) != 1 or gathers[0].get_type_name() != "Gather" or not _gathers_by(gathers[0], sort.output(0)):
+        return None
+    choice = _TokenChoice(
+        layer_mask, int(keep.reshape(-1)[0]), keep_cls, sort.output(0), sort.output(1), ranked, gathers[0].output(0)
+    )
+    choice.x, choice.x_rows = _layer_input_gather(gathers[0], significance.get_partial_shape()[1])
+    return choice
+
+
+def _layer_input_gather(context_gather, length):
+    """The other row gather by the context gather's indices: (the layer's input (batch, len, width) it reads, its
+    output), or (None, None)."""
+    indices = context_gather.input_value(1)
+    others = [
+        t.get_node()
+        for t in indices.get_target_inputs()
+        if t.get_index() == 1 and t.get_node().get_name() != context_gather.get_name()
+    ]
+    if len(others) != 1 or others[0].get_type_name() != "Gather":
+        return None, None
+    gather = others[0]
+    axis = _constant(gather.input_value(2))
+    x = _up(gather.input_value(0), ("Reshape",))
+    shape = x.get_partial_shape()
+    if axis is None or int(axis.reshape(-1)[0]) != 0 or x.get_element_type().get_type_name() != "f32":
+        return None, None
+    if not (shape.rank.is_static and shape.rank.get_length() == 3 and shape[2].is_static):
+        return None, None
+    if shape[1].is_static and length.is_static and shape[1].get_length() != length.get_length():
+        return None, None
+    return x, gather.output(0)
+
+
+def _gathers_by(gather, positions) -> bool:
+    """Whether ``gather`` takes rows (axis 0) of its data at ``positions`` plus the batch offsets (``gather_rows``)."""
+    axis = _constant(gather.input_value(2))
+    if axis is None or axis.size != 1 or int(axis.reshape(-1)[0]) != 0:
+        return False
+    value = _up(gather.input_value(1), ("Reshape",))
+    node = value.get_node()
+    return node.get_type_name() == "Add" and any(_same(node.input_value(i), positions) for i in range(2))
+
+
+def _same(a, b) -> bool:
+    return a.get_node().get_name() == b.get_node().get_name() and a.get_index() == b.get_index()
+
+
+def _constant(value):
+    node = value.get_node()
+    return node.get_data() if node.get_type_name() == "Constant" else None
+
+
+def _filled_value(value) -> float | None:
+    """The one value of a constant, or of a Broadcast of a one-value constant (``full_like``)."""
+    if value.get_node().get_type_name() == "Broadcast":
+        value = value.get_node().input_value(0)
+    data = _constant(value)
+    if data is None or np.unique(data).size != 1:
+        return None
+    return float(data.reshape(-1)[0])
+
+
+def _is_filled(value, fill: float) -> bool:
+    return _filled_value(value) == fill
+
+
+def _is_first_only(data) -> bool:
+    flat = np.asarray(data).reshape(-1).astype(bool)
+    return flat.size > 0 and flat[0] and not flat[1:].any()
 
 
 _FACTORY = {}

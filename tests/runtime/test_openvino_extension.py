@@ -133,6 +133,78 @@ def test_loading_the_extension_leaves_denormals_alone():
     assert float(out) > 0.0
 
 
+def run_choice(factory, q, k, v, heads, keep, keep_cls, mask, x=None, isa="auto"):
+    """The operation with its token choice: context of the chosen tokens, significance, positions, ranks [, the
+    rows of x of the chosen tokens]."""
+    import openvino.opset13 as ops
+
+    feed = [q, k, v, mask] + ([] if x is None else [x])
+    params = [ops.parameter([-1, -1, t.shape[-1]] if t.ndim == 3 else [-1, -1], np.float32) for t in feed]
+    attrs = {"heads": heads, "scale": 1.0 / np.sqrt(q.shape[-1] // heads), "isa": isa}
+    node = factory.create(OP_NAME, [p.output(0) for p in params], {**attrs, "keep": keep, "keep_cls": keep_cls})
+    compiled = ov.Core().compile_model(ov.Model(list(node.outputs()), params), "CPU")
+    out = compiled(feed)
+    return [np.array(out[i]) for i in range(len(compiled.outputs))]
+
+
+def select_tokens(significance, mask, keep, keep_cls):
+    """``modeling.encoder.select_tokens`` on the operation's significance, ties to the earlier position."""
+    score = significance.astype(np.float64).copy()
+    if mask is not None:
+        score[mask <= 0] = -1.0
+    if keep_cls:
+        score[:, 0] = np.inf
+    by_rank = np.stack([np.lexsort((np.arange(len(row)), -row))[:keep] for row in score])
+    order = np.argsort(by_rank, axis=-1, kind="stable")
+    return np.take_along_axis(by_rank, order, -1), order
+
+
+@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+def test_the_token_choice_keeps_the_reference_tokens_and_their_context_rows(
+    factory, batch, n, heads, head_dim, padded, isa
+):
+    if isa == "amx_int8":
+        amx_or_skip()
+    q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
+    if mask is None:
+        mask = np.ones((batch, n), np.float32)
+    else:
+        mask[0, 0] = 0  # a padded first token: keep_cls keeps it all the same
+    x = np.random.default_rng(0).standard_normal((batch, n, 24)).astype(np.float32)
+    context, significance = run_op(factory, q, k, v, heads, mask, isa)
+    for keep, keep_cls, with_x in ((max(1, n * 2 // 3), True, True), (max(1, n // 3), False, False), (n, False, True)):
+        out = run_choice(factory, q, k, v, heads, keep, keep_cls, mask, x if with_x else None, isa)
+        chosen, got_significance, positions, ranks = out[:4]
+        want_positions, want_ranks = select_tokens(significance, mask, keep, keep_cls)
+        assert np.array_equal(got_significance, significance)
+        assert np.array_equal(positions, want_positions) and np.array_equal(ranks, want_ranks)
+        assert chosen.shape == (batch, keep, heads * head_dim)
+        rows = positions[..., None].astype(np.int64)
+        # bit for bit the context the operation without a choice gives those tokens
+        assert np.array_equal(chosen, np.take_along_axis(context, rows, 1))
+        assert len(out) == (5 if with_x else 4)
+        if with_x:
+            assert np.array_equal(out[4], np.take_along_axis(x, rows, 1))
+
+
+@pytest.mark.parametrize(
+    ("shapes", "attrs", "message"),
+    [
+        ([(1, 8, 32)] * 3, {"keep": 9}, "keep 9 is above the 8 tokens"),
+        ([(1, 8, 32)] * 3 + [(1, 8), (1, 8, 16)], {}, "x .* is only taken with keep > 0"),
+        ([(1, 8, 32)] * 3 + [(1, 8), (1, 7, 16)], {"keep": 4}, "x must be .* with q's batch and len"),
+    ],
+)
+def test_a_token_choice_that_cannot_be_made_is_refused(factory, shapes, attrs, message):
+    import openvino.opset13 as ops
+
+    params = [ops.parameter(list(shape), np.float32) for shape in shapes]
+    with pytest.raises(Exception, match=message):
+        factory.create(OP_NAME, [p.output(0) for p in params], {"heads": 2, "scale": 0.25, **attrs})
+
+
 @pytest.mark.parametrize(
     ("shapes", "message"),
     [

@@ -238,6 +238,18 @@ inline __m512 to_score(__m512i dots, const Workspace& ws, int64_t j, __m512 q_sc
                          _mm512_loadu_ps(ws.k_bias.data() + j));
 }
 
+// What a context product reads and writes for one block of query rows: their uint8 probabilities (rows keys_pad
+// apart) and softmax denominators, and the context row each one goes to (`out_rows[r]`, -1 for a row not wanted; or,
+// without `out_rows`, row i0 + r).
+struct ContextBlock {
+  const uint8_t* probs;
+  const float* sums;
+  int64_t i0;
+  const int32_t* out_rows = nullptr;
+
+  int64_t out_row(int r) const { return out_rows == nullptr ? i0 + r : out_rows[r]; }
+};
+
 // Scores of query rows i0 .. i0 + 3 into the workspace's score rows 0 .. 3 (the first `keys` of each), with each
 // row's maximum: 16 keys per register, 4 registers per row.
 void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, int64_t keys, float scale2) {
@@ -277,31 +289,32 @@ void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, int64_t
 
 // Context of 4 query rows (workspace rows 0 .. 3) into `context`: uint8 probabilities times int8 v, 16 channels per
 // register, each row scaled back by its softmax denominator and v's per-channel scale.
-void context_vnni(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t keys, int64_t channels,
-                  int64_t out_stride, float* context) {
+void context_vnni(const ContextBlock& block, const int8_t* v, const float* v_scale, int rows, int64_t d,
+                  int64_t keys_pad, int64_t keys, int64_t channels, int64_t out_stride, float* context) {
   for (int64_t c0 = 0; c0 < d; c0 += 32) {
     const bool two = c0 + 16 < d;
     __m512i acc[kVnniRows][2];
     for (auto& r : acc)
       for (auto& a : r) a = _mm512_setzero_si512();
     for (int64_t j4 = 0; j4 < keys / 4; ++j4) {
-      const int8_t* vb = ws.v.data() + (j4 * d + c0) * 4;
+      const int8_t* vb = v + (j4 * d + c0) * 4;
       const __m512i v0 = _mm512_loadu_si512(vb);
       const __m512i v1 = two ? _mm512_loadu_si512(vb + 64) : _mm512_setzero_si512();
       for (int r = 0; r < kVnniRows; ++r) {
         int32_t quad;
-        std::memcpy(&quad, ws.probs.data() + r * keys_pad + j4 * 4, 4);
+        std::memcpy(&quad, block.probs + r * keys_pad + j4 * 4, 4);
         const __m512i pb = _mm512_set1_epi32(quad);
         acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], pb, v0);
         if (two) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], pb, v1);
       }
     }
     for (int r = 0; r < rows; ++r) {
-      const __m512 ps = _mm512_set1_ps(1.f / ws.sums[r]);
-      float* out = context + (i0 + r) * out_stride + c0;
+      if (block.out_row(r) < 0) continue;
+      const __m512 ps = _mm512_set1_ps(1.f / block.sums[r]);
+      float* out = context + block.out_row(r) * out_stride + c0;
       for (int b = 0; b < (two ? 2 : 1); ++b) {
         const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), ps),
-                                       _mm512_loadu_ps(ws.v_scale.data() + c0 + 16 * b));
+                                       _mm512_loadu_ps(v_scale + c0 + 16 * b));
         _mm512_mask_storeu_ps(out + 16 * b, lanes(channels - c0 - 16 * b), y);
       }
     }
@@ -377,8 +390,8 @@ void scores_amx(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, int64_t 
 }
 
 // Context of 16 query rows into `context`, 64 channels per pass in up to four int32 tiles.
-void context_amx(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pad, int64_t channels,
-                 int64_t out_stride, float* context) {
+void context_amx(Workspace& ws, const ContextBlock& block, const int8_t* v, const float* v_scale, int rows, int64_t d,
+                 int64_t keys_pad, int64_t channels, int64_t out_stride, float* context) {
   int32_t* sums = ws.partial.data();
   const int64_t v_stride = d * 4;
   for (int64_t c0 = 0; c0 < d; c0 += 64) {
@@ -388,8 +401,8 @@ void context_amx(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pa
     _tile_zero(6);
     _tile_zero(7);
     for (int64_t j0 = 0; j0 < keys_pad; j0 += kCols) {
-      _tile_loadd(3, ws.probs.data() + j0, keys_pad);
-      const int8_t* vb = ws.v.data() + ((j0 / 4) * d + c0) * 4;
+      _tile_loadd(3, block.probs + j0, keys_pad);
+      const int8_t* vb = v + ((j0 / 4) * d + c0) * 4;
       _tile_loadd(4, vb, v_stride);
       _tile_dpbusd(2, 3, 4);
       if (groups > 1) {
@@ -411,11 +424,12 @@ void context_amx(Workspace& ws, int64_t i0, int rows, int64_t d, int64_t keys_pa
     if (groups > 3) _tile_stored(7, sums + c0 + 48, v_stride);
   }
   for (int r = 0; r < rows; ++r) {
-    const __m512 ps = _mm512_set1_ps(1.f / ws.sums[r]);
-    float* out = context + (i0 + r) * out_stride;
+    if (block.out_row(r) < 0) continue;
+    const __m512 ps = _mm512_set1_ps(1.f / block.sums[r]);
+    float* out = context + block.out_row(r) * out_stride;
     for (int64_t c = 0; c < d; c += 16) {
       const __m512i acc = _mm512_loadu_si512(sums + r * d + c);
-      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), ps), _mm512_loadu_ps(ws.v_scale.data() + c));
+      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), ps), _mm512_loadu_ps(v_scale + c));
       _mm512_mask_storeu_ps(out + c, lanes(channels - c), y);
     }
   }
@@ -440,9 +454,10 @@ void with_tiles(int64_t d, Body body) {
 // Softmax of the block's first `rows` score rows (the rest are zeroed) over their first `keys`: exp(s - max) stays
 // in the scores buffer for the significance and goes to uint8 (255 for the row's largest) for the context product;
 // each row's denominator and significance weight (its mask value over the denominator; padding queries weigh 0).
-void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad, int64_t keys) {
+void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad, int64_t keys,
+                  uint8_t* probs) {
   for (int r = 0; r < block; ++r) {
-    uint8_t* p8 = ws.probs.data() + r * keys_pad;
+    uint8_t* p8 = probs + r * keys_pad;
     float* s = ws.scores.data() + r * keys_pad;
     if (r >= rows) {
       std::memset(p8, 0, keys);
@@ -480,12 +495,24 @@ void add_significance(Workspace& ws, int block, int64_t keys_pad, int64_t keys) 
   }
 }
 
+// What a selecting call keeps of one (batch, head) between its two passes: the uint8 probabilities of every query row
+// (round_up(n, kAmxRows) rows, keys_pad apart), their softmax denominators (n), and v packed as the context product
+// reads it, with its scales.
+struct SavedHead {
+  uint8_t* probs;
+  float* sums;
+  int8_t* v;      // (keys_pad / 4, d, 4)
+  float* v_scale; // (d)
+};
+
 // One (batch, head): q, k, v point at the head's first channel of token 0; their rows advance by `stride` floats,
 // the context's by `out_stride`. The head's `channels` are zero-padded to d, a multiple of 16, inside.
-// `significance` (n) receives this head's column sums of the probabilities over the real queries.
+// `significance` (n) receives this head's column sums of the probabilities over the real queries. With `saved`, no
+// context is computed: the probabilities go to `saved` instead of a block buffer, with their denominators and the
+// packed v, for ``context_of_rows`` to compute the context of the rows that stay (``context`` is not touched).
 void attend_head(Isa isa, const float* q, const float* k, const float* v, const float* mask, int64_t n,
                  int64_t channels, int64_t stride, float scale, float* context, int64_t out_stride,
-                 float* significance) {
+                 float* significance, const SavedHead* saved = nullptr) {
   Workspace& ws = thread_workspace();
   // The products run over keys_pad keys (whole 64-key tiles); the float steps over `keys`, the first multiple of 16
   // that holds n. The uint8 probabilities past `keys` are what an earlier head left: AMX's context product reads
@@ -495,13 +522,20 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
   pack_head(ws, isa, q, k, v, mask, n, channels, d, stride);
   const auto rows_of = [&](int64_t i0, int block) { return static_cast<int>(std::min<int64_t>(block, n - i0)); };
   const auto mask_rows = [&](int64_t i0) { return mask == nullptr ? nullptr : mask + i0; };
+  const auto probs_of = [&](int64_t i0) { return saved == nullptr ? ws.probs.data() : saved->probs + i0 * keys_pad; };
+  const auto block_done = [&](int64_t i0, int rows) {
+    if (saved != nullptr) std::memcpy(saved->sums + i0, ws.sums, rows * sizeof(float));
+    return saved != nullptr;
+  };
   if (isa == Isa::kVnni) {
     for (int64_t i0 = 0; i0 < n; i0 += kVnniRows) {
       const int rows = rows_of(i0, kVnniRows);
       scores_vnni(ws, i0, d, keys_pad, keys, scale2);
-      softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad, keys);
+      softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad, keys, probs_of(i0));
       add_significance(ws, kVnniRows, keys_pad, keys);
-      context_vnni(ws, i0, rows, d, keys_pad, keys, channels, out_stride, context);
+      if (block_done(i0, rows)) continue;
+      context_vnni(ContextBlock{ws.probs.data(), ws.sums, i0}, ws.v.data(), ws.v_scale.data(), rows, d, keys_pad,
+                   keys, channels, out_stride, context);
     }
   } else {
 #if defined(__AMX_TILE__) && defined(__AMX_INT8__)
@@ -509,16 +543,56 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
       for (int64_t i0 = 0; i0 < n; i0 += kAmxRows) {
         const int rows = rows_of(i0, kAmxRows);
         scores_amx(ws, i0, d, keys_pad, keys, scale2);
-        softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad, keys);
+        softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad, keys, probs_of(i0));
         add_significance(ws, kAmxRows, keys_pad, keys);
-        context_amx(ws, i0, rows, d, keys_pad, channels, out_stride, context);
+        if (block_done(i0, rows)) continue;
+        context_amx(ws, ContextBlock{ws.probs.data(), ws.sums, i0}, ws.v.data(), ws.v_scale.data(), rows, d,
+                    keys_pad, channels, out_stride, context);
       }
     });
 #endif
   }
+  if (saved != nullptr) {
+    std::memcpy(saved->v, ws.v.data(), keys_pad * d);
+    std::memcpy(saved->v_scale, ws.v_scale.data(), d * sizeof(float));
+  }
   // A masked key's probabilities are 2^-100 (exp2_255's clamp) rather than 0 above: its significance is exactly 0,
   // as the reference's.
   for (int64_t j = 0; j < n; ++j) significance[j] = ws.k_bias[j] == 0.f ? ws.received[j] : 0.f;
+}
+
+// The second pass of a selecting call, for one (batch, head) saved by ``attend_head``: query row i's context goes to
+// context row out_rows[i] (-1: the row is not wanted). Blocks without a wanted row are skipped; the others run the
+// same products on the same operands as ``attend_head``'s own context, so a row's context is bit for bit what the
+// one-pass call gives it.
+void context_of_rows(Isa isa, const SavedHead& saved, const int32_t* out_rows, int64_t n, int64_t channels,
+                     float* context, int64_t out_stride) {
+  Workspace& ws = thread_workspace();
+  const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols), keys = round_up(n, 16);
+  ensure(ws.partial, kAmxRows * d);
+  const auto wanted = [&](int64_t i0, int rows) {
+    return std::any_of(out_rows + i0, out_rows + i0 + rows, [](int32_t row) { return row >= 0; });
+  };
+  const auto block = [&](int64_t i0) {
+    return ContextBlock{saved.probs + i0 * keys_pad, saved.sums + i0, i0, out_rows + i0};
+  };
+  if (isa == Isa::kVnni) {
+    for (int64_t i0 = 0; i0 < n; i0 += kVnniRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kVnniRows, n - i0));
+      if (wanted(i0, rows))
+        context_vnni(block(i0), saved.v, saved.v_scale, rows, d, keys_pad, keys, channels, out_stride, context);
+    }
+  } else {
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+    with_tiles(d, [&] {
+      for (int64_t i0 = 0; i0 < n; i0 += kAmxRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kAmxRows, n - i0));
+        if (wanted(i0, rows))
+          context_amx(ws, block(i0), saved.v, saved.v_scale, rows, d, keys_pad, channels, out_stride, context);
+      }
+    });
+#endif
+  }
 }
 
 }  // namespace
