@@ -1,8 +1,8 @@
 """The fused pruning attention of OpenVINO graphs (``runtime.openvino_attention``) on the real MiniLM, padded and
 unpadded: its float32 kernel chooses the reference encoder's tokens at every layer, with the reference's logits; its
-int8 kernel the same tokens at the first pruning layer (later layers see int8 error add up) and logits within int8
-error; the int8 operation's own token choice is the graph's choice, with the same logits; graphs without pruning
-attention are left alone."""
+int8 kernel the same tokens at the first pruning layer, at most one in 20 different in later ones (int8 moves
+near-ties), and logits within int8 error; the int8 operation's own token choice is the graph's choice, with the same
+logits; graphs without pruning attention are left alone."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import word_piece_batch
 
-from qla_sdk.modeling import LengthConfig
+from qla_sdk.modeling import LengthConfig, encoder
 
 ov = pytest.importorskip("openvino")
 
@@ -60,6 +60,29 @@ def live(positions, significance) -> list[list[dict[int, float]]]:
     return layers
 
 
+def reference_run(model, feed, length_config, monkeypatch):
+    """The reference encoder's span logits, and per layer and row the original positions of the live tokens it
+    chooses (``select_tokens`` recorded as the encoder calls it), as ``live`` reads them from a fused graph."""
+    chosen = []
+    select = encoder.select_tokens
+
+    def recording(score, mask, width, per_sample):
+        index, new_mask = select(score, mask, width, per_sample)
+        chosen.append((index.numpy(), mask.gather(1, index).numpy()))
+        return index, new_mask
+
+    monkeypatch.setattr(encoder, "select_tokens", recording)
+    with torch.inference_mode():
+        logits = [t.numpy() for t in model(*(torch.from_numpy(x) for x in feed), length_config=length_config)]
+    monkeypatch.undo()
+    original = np.broadcast_to(np.arange(SEQ), feed[0].shape)
+    layers = []
+    for index, live_in in chosen:
+        original = np.take_along_axis(original, index, 1)
+        layers.append([set(row[alive > 0].tolist()) for row, alive in zip(original, live_in, strict=True)])
+    return logits, layers
+
+
 def run(model, feed):
     compiled = ov.Core().compile_model(model, "CPU", F32)
     result = compiled.create_infer_request().infer(feed)
@@ -74,7 +97,7 @@ CASES = [("tokens", "batch1"), ("tokens", "padded"), ("ratios", "batch2"), ("rat
 
 @pytest.mark.parametrize("kernel", ["float32", "int8"])
 @pytest.mark.parametrize(("config", "shape"), CASES)
-def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm_qa, config, shape, kernel):
+def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm_qa, config, shape, kernel, monkeypatch):
     if kernel == "int8" and unavailable_reason() is not None:
         pytest.skip(f"int8 extension: {unavailable_reason()}")
     length_config = CONFIGS[config]
@@ -87,14 +110,17 @@ def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm_qa, config, 
     assert not [op for op in fused.get_ops() if op.get_type_name() == "Softmax"]
     feed = inputs(rows, pad_last_to)
     plain_out, fused_out = run(with_choices(graph), feed), run(with_choices(fused), feed)
-    with torch.inference_mode():
-        reference = [t.numpy() for t in minilm_qa(*(torch.from_numpy(x) for x in feed), length_config=length_config)]
+    reference, reference_live = reference_run(minilm_qa, feed, length_config, monkeypatch)
     plain_positions, positions, significance = plain_out[2:8], fused_out[2:8], fused_out[8:14]
     if kernel == "float32":  # the same positions at every layer
         for got, plain in zip(positions, plain_positions, strict=True):
             assert np.array_equal(got, plain)
-    else:  # int8 moves each significance a little: the first pruning layer keeps the same live tokens
-        assert live(positions[:1], significance[:1])[0] == live(plain_positions[:1], significance[:1])[0]
+    for layer, (got, want) in enumerate(zip(live(positions, significance), reference_live, strict=True)):
+        for got_row, want_row in zip(got, want, strict=True):
+            if kernel == "float32" or layer == 0:
+                assert set(got_row) == want_row
+            else:  # int8 moves a significance by up to about 2% in deeper layers: near-ties can flip
+                assert len(want_row - set(got_row)) <= max(1, len(want_row) // 20), (layer, want_row, got_row)
     real = feed[1] > 0
     for got, want in zip(fused_out[:2], reference, strict=True):  # span logits at real positions
         if kernel == "float32":
