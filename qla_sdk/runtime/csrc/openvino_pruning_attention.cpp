@@ -9,15 +9,14 @@
 // the earlier position), in original order. Outputs then: the context of the chosen tokens only (batch, keep, heads *
 // head_dim), the significance (batch, len), the chosen positions (batch, keep) i32 ascending, and for each its rank
 // among the chosen (batch, keep) i32 (what ``torch.sort`` of the ranked positions gives as indices). The graph's
-// TopK, sort and row gather of the context then go, and no context is computed for tokens that leave. (i32, as
-// OpenVINO's CPU plugin runs the graph's i64 index arithmetic; the rewrite converts them where the graph wants i64.)
+// TopK, sort and row gather of the context then go, and no context is computed for tokens that leave. (i32: the CPU
+// plugin runs the graph's i64 index arithmetic in i32 anyway; the rewrite converts them to the graph's i64.)
 // A fifth input x (batch, len, width) f32, the layer's input, needs the mask as the fourth: its rows of the chosen
 // tokens are a fifth output (batch, keep, width), which replaces the graph's row gather of x.
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -116,7 +115,8 @@ public:
   bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
     const ov::Shape shape = inputs[0].get_shape();
     const int64_t batch = shape[0], n = shape[1], hidden = shape[2], heads = m_heads, d = hidden / heads;
-    if (hidden != heads * d || d > 256 || n > kMaxLength || m_keep > n) return false;  // refused at validation when static
+    // Each refused at validation where the shapes are static.
+    if (hidden != heads * d || d > 256 || n > kMaxLength || m_keep > n) return false;
     if (inputs.size() > 3 && inputs[3].get_shape() != ov::Shape{shape[0], shape[1]}) return false;
     if (inputs.size() > 4 && (inputs[4].get_shape().size() != 3 || inputs[4].get_shape()[0] != shape[0] ||
                               inputs[4].get_shape()[1] != shape[1]))

@@ -1,7 +1,9 @@
 // The int8 kernel of the pruning layers' attention, shared by the OpenVINO operation
 // (``openvino_pruning_attention.cpp``) and the torch operation for Inductor graphs (``torch_pruning_attention.cpp``):
 // scores, softmax, each key's significance (the probabilities it receives) and the context, in one pass per
-// (batch, head), on AVX512-VNNI or AMX tiles. Each library includes it from one source file; callers own the threads.
+// (batch, head), on AVX512-VNNI or AMX tiles; or, where the caller chooses tokens from the significance first, the
+// context of the chosen rows in a second pass (``SavedHead``, ``context_of_rows``). Each library includes it from one
+// source file; callers own the threads.
 //
 // Why int8 inside: an unfused graph's attention makes several trips through memory per (len x len) probability map
 // (scores, bias, softmax, two consumers of the probabilities), and neither OpenVINO nor Inductor fuses it while the
