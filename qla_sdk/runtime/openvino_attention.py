@@ -210,9 +210,8 @@ def _token_choice(significance, context, mask, heads: int) -> _TokenChoice | Non
     greater = where.input_value(0).get_node()
     if not _same(where.input_value(1), significance) or greater.get_type_name() != "Greater":
         return None
-    if _constant(greater.input_value(1)) is None or np.any(_constant(greater.input_value(1)) != 0):
-        return None
-    if not _is_filled(where.input_value(2), -1.0):
+    threshold = _constant(greater.input_value(1))
+    if threshold is None or np.any(threshold != 0) or _filled_value(where.input_value(2)) != -1.0:
         return None
     layer_mask = greater.input_value(0)
     if layer_mask.get_element_type().get_type_name() != "f32" or (mask is not None and not _same(mask, layer_mask)):
@@ -271,10 +270,9 @@ def _layer_input_gather(context_gather, length):
     if len(others) != 1 or others[0].get_type_name() != "Gather":
         return None, None
     gather = others[0]
-    axis = _constant(gather.input_value(2))
     x = _up(gather.input_value(0), ("Reshape",))
     shape = x.get_partial_shape()
-    if axis is None or int(axis.reshape(-1)[0]) != 0 or x.get_element_type().get_type_name() != "f32":
+    if not _gathers_rows(gather) or x.get_element_type().get_type_name() != "f32":
         return None, None
     if not (shape.rank.is_static and shape.rank.get_length() == 3 and shape[2].is_static):
         return None, None
@@ -283,10 +281,15 @@ def _layer_input_gather(context_gather, length):
     return x, gather.output(0)
 
 
+def _gathers_rows(gather) -> bool:
+    """Whether ``gather`` takes rows (a constant axis 0) of its data."""
+    axis = _constant(gather.input_value(2))
+    return axis is not None and axis.size == 1 and int(axis.reshape(-1)[0]) == 0
+
+
 def _gathers_by(gather, positions) -> bool:
     """Whether ``gather`` takes rows (axis 0) of its data at ``positions`` plus the batch offsets (``gather_rows``)."""
-    axis = _constant(gather.input_value(2))
-    if axis is None or axis.size != 1 or int(axis.reshape(-1)[0]) != 0:
+    if not _gathers_rows(gather):
         return False
     value = _up(gather.input_value(1), ("Reshape",))
     node = value.get_node()
@@ -310,10 +313,6 @@ def _filled_value(value) -> float | None:
     if data is None or np.unique(data).size != 1:
         return None
     return float(data.reshape(-1)[0])
-
-
-def _is_filled(value, fill: float) -> bool:
-    return _filled_value(value) == fill
 
 
 def _is_first_only(data) -> bool:

@@ -44,19 +44,27 @@ def with_choices(model):
     return model
 
 
+def in_original_positions(positions) -> list[np.ndarray]:
+    """Each layer's chosen positions (each indexing its own layer's input) as positions of the original input."""
+    original, layers = np.broadcast_to(np.arange(SEQ), (positions[0].shape[0], SEQ)), []
+    for index in positions:
+        original = np.take_along_axis(original, index.astype(np.int64), 1)
+        layers.append(original)
+    return layers
+
+
 def live(positions, significance) -> list[list[dict[int, float]]]:
     """Per layer and row, the live tokens chosen (significance above 0: a masked token's is 0), as {original position:
-    significance}. Positions index each layer's own input, so they are followed back to the original ones. Which
-    masked tokens fill the rest of a row is a tie among equal scores: it changes no live token's output, but it
-    changes which index a live token has in later layers."""
-    original = np.broadcast_to(np.arange(SEQ), (positions[0].shape[0], SEQ))
+    significance}. Which masked tokens fill the rest of a row is a tie among equal scores: it changes no live token's
+    output, but it changes which index a live token has in later layers."""
     layers = []
-    for index, sig in zip(positions, significance, strict=True):
-        rows = []
-        for row, (chosen, scores) in enumerate(zip(index, sig, strict=True)):
-            rows.append({int(original[row][i]): float(scores[i]) for i in chosen if scores[i] > 0})
-        layers.append(rows)
-        original = np.take_along_axis(original, index.astype(np.int64), 1)
+    for index, sig, original in zip(positions, significance, in_original_positions(positions), strict=True):
+        layers.append(
+            [
+                {int(o): float(scores[i]) for i, o in zip(chosen, at, strict=True) if scores[i] > 0}
+                for chosen, scores, at in zip(index, sig, original, strict=True)
+            ]
+        )
     return layers
 
 
@@ -75,11 +83,11 @@ def reference_run(model, feed, length_config, monkeypatch):
     with torch.inference_mode():
         logits = [t.numpy() for t in model(*(torch.from_numpy(x) for x in feed), length_config=length_config)]
     monkeypatch.undo()
-    original = np.broadcast_to(np.arange(SEQ), feed[0].shape)
-    layers = []
-    for index, live_in in chosen:
-        original = np.take_along_axis(original, index, 1)
-        layers.append([set(row[alive > 0].tolist()) for row, alive in zip(original, live_in, strict=True)])
+    originals = in_original_positions([index for index, _ in chosen])
+    layers = [
+        [set(row[alive > 0].tolist()) for row, alive in zip(original, live_in, strict=True)]
+        for original, (_, live_in) in zip(originals, chosen, strict=True)
+    ]
     return logits, layers
 
 
