@@ -15,6 +15,9 @@ config, and times them in interleaved rounds in one process, one unpadded input:
   latter once per matrix ISA it can run here (``avx512_vnni``, and ``amx_int8`` where the process can use AMX);
 - ``pruned-served``: the pruned graph through ``OpenVINORunner``, as a loaded artifact runs it (its own overhead;
   the fused int8 node where the extension builds, see ``backends.openvino.fused_attention_kernel``);
+- ``full-fused-int8-<isa>``: the full-length graph with its attention (OpenVINO's ScaledDotProductAttention) on the
+  same int8 node (``fuse_full_attention``), per matrix ISA; ``full-served``: the full-length graph through
+  ``OpenVINORunner`` (which does that where the extension builds);
 each with the batch dimension left dynamic (as exported) and reshaped to a static batch of 1 (as served; --shapes),
 and at each inference precision asked for (what the floating-point operations run in; bf16 where the CPU has it).
 Writes benchmarks/results/openvino_attention.json + .md.
@@ -62,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     from qla_bench.report import publish_table
     from qla_sdk.backends.openvino import OpenVINORunner, without_attention_mask
     from qla_sdk.modeling import LengthConfig
-    from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
+    from qla_sdk.runtime.openvino_attention import (
+        fuse_full_attention,
+        fuse_pruning_attention,
+        sum_significance_directly,
+    )
     from qla_sdk.runtime.openvino_extension import extension_isa, unavailable_reason
 
     length_config = LengthConfig.parse(args.length_config)
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         for isa in sorted({"avx512_vnni", extension_isa()}):
             graphs[f"pruned-fused-int8-{isa}"] = mask_free.clone()
             fuse_pruning_attention(graphs[f"pruned-fused-int8-{isa}"], "int8", isa=isa)
+            graphs[f"full-fused-int8-{isa}"] = full.clone()
+            fuse_full_attention(graphs[f"full-fused-int8-{isa}"], isa=isa)
     core = ov.Core()
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     feed = [t.numpy() for t in rows[0]]
@@ -97,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                 isa = "ref" if name.endswith("float32") else name.split("int8-")[-1] if "int8-" in name else None
                 kernels[f"{name}/{shape}{suffix}"] = openvino_kernels(compiled, isa)
         # What an artifact serves: the runner picks the static mask-free summed copy for this unpadded row.
-        runner = OpenVINORunner(core, {args.seq_len: pruned}, precision, args.threads)
-        requests[f"pruned-served/runner{suffix}"] = _Served(runner)
-        served = runner.compiled_model(args.seq_len, True, 1)
-        kernels[f"pruned-served/runner{suffix}"] = openvino_kernels(served)
+        for name, graph in (("pruned", pruned), ("full", full)):
+            runner = OpenVINORunner(core, {args.seq_len: graph}, precision, args.threads)
+            requests[f"{name}-served/runner{suffix}"] = _Served(runner)
+            served = runner.compiled_model(args.seq_len, True, 1)
+            kernels[f"{name}-served/runner{suffix}"] = openvino_kernels(served)
     outputs = {key: [np.array(v) for v in request.infer(feed).values()] for key, request in requests.items()}
     times: dict[str, list[float]] = {key: [] for key in requests}
     for request in requests.values():  # warm-up

@@ -167,25 +167,24 @@ class OpenVINORunner(Runner):
         threads: int | None,
         static_batches: tuple[int, ...] = (1,),
     ) -> None:
-        from qla_sdk.runtime.openvino_attention import fuse_pruning_attention, sum_significance_directly
+        from qla_sdk.runtime.openvino_attention import sum_significance_directly
 
         ov = require_openvino()
         kernel = fused_attention_kernel()
         self._graphs: dict[tuple[int, bool], object] = {}
-        fused: dict[tuple[int, bool], int] = {}  # pruning attention blocks fused per graph
+        fused: dict[tuple[int, bool], int] = {}  # attention blocks fused per graph
         for n, model in models.items():
             variant = without_attention_mask(model)
             if kernel is not None:  # on copies: ``models`` may be what an export then saves
                 model = model.clone()
-                fused[(int(n), False)] = fuse_pruning_attention(model, kernel)
+                fused[(int(n), False)] = fuse_attention(model, kernel)
                 if variant is not None:
-                    fused[(int(n), True)] = fuse_pruning_attention(variant, kernel)
+                    fused[(int(n), True)] = fuse_attention(variant, kernel)
             elif variant is not None:
                 sum_significance_directly(variant)
             self._graphs[(int(n), False)] = model
             if variant is not None:
                 self._graphs[(int(n), True)] = variant
-        # A full-length graph has no pruning attention to fuse.
         self.fused_attention = kernel if any(fused.values()) else None
         self.seq_lens = tuple(sorted({n for n, _ in self._graphs}))
         self.static_batches = tuple(sorted({int(b) for b in static_batches}))
@@ -220,6 +219,17 @@ class OpenVINORunner(Runner):
             requests[id(graph)] = graph.create_infer_request()
         result = requests[id(graph)].infer(arrays)
         return [np.array(result[out], dtype=np.float32) for out in graph.outputs]
+
+
+def fuse_attention(model, kernel: str) -> int:
+    """Rewrite ``model``'s attention blocks for ``kernel`` in place; returns how many. Pruning layers' blocks get
+    ``kernel``; with ``int8``, the full-length layers' attention runs on the same operation too (faster than
+    OpenVINO's own int8 attention, benchmarks/results/openvino_attention*.md). The float32 kernel is there for the
+    reference's numerics in the pruning layers and leaves the full-length attention to OpenVINO."""
+    from qla_sdk.runtime.openvino_attention import fuse_full_attention, fuse_pruning_attention
+
+    fused = fuse_pruning_attention(model, kernel)
+    return fused + (fuse_full_attention(model) if kernel == "int8" else 0)
 
 
 def fused_attention_kernel() -> str | None:
@@ -298,15 +308,15 @@ def resolved_precision(core, precision: str) -> str:
     """What the CPU plugin runs for the hint ``precision``: bf16 needs native bf16 (AMX or AVX512-BF16); elsewhere
     OpenVINO runs f32. ``auto`` reads as what it runs per graph (``graph_precision``)."""
     if precision == "auto":
-        return f"{resolved_precision(core, 'bf16')}; f32 for graphs with the fused pruning attention"
+        return f"{resolved_precision(core, 'bf16')}; f32 for graphs with the fused int8 attention"
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         return "f32"
     return precision
 
 
 def graph_precision(precision: str, fused: bool) -> str:
-    """The hint one graph is compiled with: ``auto`` is f32 for a graph whose pruning attention runs in the fused
-    int8 operation (it reads and writes f32: bf16 around it adds conversions and saves nothing inside), else bf16."""
+    """The hint one graph is compiled with: ``auto`` is f32 for a graph whose attention runs in the fused int8
+    operation (it reads and writes f32: bf16 around it adds conversions and saves nothing inside), else bf16."""
     if precision == "auto":
         return "f32" if fused else "bf16"
     return precision

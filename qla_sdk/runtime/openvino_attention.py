@@ -181,6 +181,75 @@ def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto", ch
     return fused
 
 
+def fuse_full_attention(model, isa: str = "auto") -> int:
+    """Rewrite every full-length layer's attention (the exporter's ``ScaledDotProductAttention`` of the linear layers'
+    q, k, v with the mask bias, as ``Layer.attend`` writes it where no probabilities are needed) into the int8
+    ``QuaLAPruningAttention`` node without a token choice; returns the number rewritten, ``model`` changed in place.
+    The node's significance output goes unused. Why: OpenVINO runs that attention as one int8 Subgraph on AVX-512
+    even where the CPU has AMX, while the node's two products run on AMX tiles (or VNNI registers), with q, k and v
+    in one layout and no transposes around it (benchmarks/results/openvino_attention*.md). Numerics are the int8
+    kernel's (``pruning_attention_int8.h``). Raises ``ConfigError`` where the extension cannot be built."""
+    if isa not in ISAS:
+        raise ConfigError(f"unknown isa {isa!r} for the int8 attention kernel; choose one of {', '.join(ISAS)}")
+    make_node = _node_maker("int8")
+    fused = 0
+    for sdpa in [op for op in model.get_ordered_ops() if op.get_type_name() == "ScaledDotProductAttention"]:
+        block = _match_full_attention(sdpa)
+        if block is None:
+            continue
+        q, k, v, mask, context_out, heads, head_dim = block
+        inputs = [q, k, v] if mask is None else [q, k, v, mask]
+        node = make_node(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim), "isa": isa})
+        for target in list(context_out.get_target_inputs()):
+            target.replace_source_output(node.output(0))
+        fused += 1
+    if fused:
+        model.validate_nodes_and_infer_types()
+    return fused
+
+
+def _match_full_attention(sdpa):
+    """(q, k, v, mask or None, context output, heads, head_dim) of an exported full-length attention, or None: not
+    causal, the default scale (no scale input), q, k, v reshaped from (batch, len, hidden) linear outputs (their
+    FakeQuantize skipped), and the mask bias ``(1 - mask) * float32.min`` of a (batch, len) float mask, or none."""
+    if sdpa.get_input_size() not in (3, 4) or sdpa.get_attributes().get("causal"):
+        return None
+    shape = sdpa.get_input_partial_shape(0)
+    if not (shape.rank.is_static and shape.rank.get_length() == 4 and shape[1].is_static and shape[3].is_static):
+        return None
+    heads, head_dim = shape[1].get_length(), shape[3].get_length()
+    hidden = heads * head_dim
+    projections = [_projection(sdpa.input_value(i), hidden) for i in range(3)]
+    if any(value is None or scale != 1.0 for value, scale in projections):
+        return None
+    mask = _mask_of_bias(sdpa.input_value(3)) if sdpa.get_input_size() == 4 else None
+    if sdpa.get_input_size() == 4 and mask is None:
+        return None
+    context_out = _down_context(sdpa.output(0), hidden)
+    if context_out is None:
+        return None
+    q, k, v = (value for value, _ in projections)
+    return q, k, v, mask, context_out, heads, head_dim
+
+
+def _mask_of_bias(bias):
+    """The (batch, len) float mask of ``(1 - mask[:, None, None, :]) * float32.min`` as exported, or None."""
+    node = bias.get_node()
+    if node.get_type_name() != "Multiply":
+        return None
+    lowest = [value is not None and value <= -1e38 for value in map(_filled_value, node.input_values())]
+    if lowest.count(True) != 1:
+        return None
+    subtract = node.input_value(lowest.index(False)).get_node()
+    if subtract.get_type_name() != "Subtract" or _filled_value(subtract.input_value(0)) != 1.0:
+        return None
+    mask = _up(subtract.input_value(1), ("Unsqueeze", "Reshape"))
+    shape = mask.get_partial_shape()
+    if mask.get_element_type().get_type_name() != "f32" or not (shape.rank.is_static and shape.rank.get_length() == 2):
+        return None
+    return mask
+
+
 @dataclass
 class _TokenChoice:
     """The exporter's token choice after one pruning attention block (``significance`` then ``select_tokens`` and

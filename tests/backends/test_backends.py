@@ -418,8 +418,8 @@ def test_openvino_fuses_pruning_attention_by_default_where_the_extension_builds(
 
 @pytest.mark.parametrize("switch", [None, "0"])
 def test_openvino_auto_precision_is_f32_only_around_the_fused_attention(openvino_built, qa_model, monkeypatch, switch):
-    """``auto``: graphs whose pruning attention runs in the fused int8 operation compile with f32, every other graph
-    (no fused operation, or a full-length graph with nothing to fuse) with bf16 (f32 where the CPU has no bf16)."""
+    """``auto``: graphs whose attention runs in the fused int8 operation (pruning layers' or full-length layers')
+    compile with f32, every other graph (OpenVINO's own attention) with bf16 (f32 where the CPU has no bf16)."""
     import openvino as ov
 
     from qla_sdk.backends.openvino import OpenVINORunner, convert, resolved_precision
@@ -433,11 +433,11 @@ def test_openvino_auto_precision_is_f32_only_around_the_fused_attention(openvino
     _, built = openvino_built
     pruned = OpenVINORunner(core, {24: built.models[24]}, "auto", 1)
     full = OpenVINORunner(core, {24: convert(qa_model.eval().with_length_config(None), 24, 0)}, "auto", 1)
-    assert full.fused_attention is None
+    assert full.fused_attention == pruned.fused_attention  # the full-length attention runs on the int8 operation too
     want = ov.Type.f32 if pruned.fused_attention == "int8" else bf16
     assert {c.get_property("INFERENCE_PRECISION_HINT") for c in pruned._compiled.values()} == {want}
-    assert {c.get_property("INFERENCE_PRECISION_HINT") for c in full._compiled.values()} == {bf16}
-    assert "fused pruning attention" in resolved_precision(core, "auto")
+    assert {c.get_property("INFERENCE_PRECISION_HINT") for c in full._compiled.values()} == {want}
+    assert "fused int8 attention" in resolved_precision(core, "auto")
 
 
 def test_openvino_serves_its_static_batch_sizes_static_and_others_dynamic(openvino_built):

@@ -2,7 +2,8 @@
 unpadded: its float32 kernel chooses the reference encoder's tokens at every layer, with the reference's logits; its
 int8 kernel the same tokens at the first pruning layer, at most one in 20 different in later ones (int8 moves
 near-ties), and logits within int8 error; the int8 operation's own token choice is the graph's choice, with the same
-logits; graphs without pruning attention are left alone."""
+logits; graphs without pruning attention are left alone by that rewrite, and their full-length attention runs on the
+int8 operation with the reference's logits within int8 error."""
 
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ ov = pytest.importorskip("openvino")
 from qla_sdk.backends.openvino import convert, without_attention_mask  # noqa: E402
 from qla_sdk.errors import ConfigError  # noqa: E402
 from qla_sdk.runtime.native import native_kernels  # noqa: E402
-from qla_sdk.runtime.openvino_attention import attention_with_significance, fuse_pruning_attention  # noqa: E402
+from qla_sdk.runtime.openvino_attention import (  # noqa: E402
+    attention_with_significance,
+    fuse_full_attention,
+    fuse_pruning_attention,
+)
 from qla_sdk.runtime.openvino_extension import unavailable_reason  # noqa: E402
 
 SEQ = 96
 CONFIGS = {
     "tokens": LengthConfig((67, 63, 60, 50, 26, 8), reference_length=SEQ),
     "ratios": LengthConfig((0.7, 0.66, 0.65, 0.53, 0.27, 0.09)),
+    "late": LengthConfig((1.0, 1.0, 1.0, 1.0, 0.3, 0.09)),  # the SQuAD recipe's kind: 4 full-length layers
 }
 F32 = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
 
@@ -185,6 +191,58 @@ def test_graphs_without_pruning_attention_are_left_as_they_are(minilm_qa):
     before = sorted(op.get_type_name() for op in graph.get_ops())
     assert fuse_pruning_attention(graph) == 0
     assert sorted(op.get_type_name() for op in graph.get_ops()) == before
+
+
+def kinds(model, kind: str) -> int:
+    return sum(op.get_type_name() == kind for op in model.get_ops())
+
+
+@pytest.mark.parametrize("shape", ["batch1", "padded"])
+@pytest.mark.parametrize("config", [None, "late"])
+def test_full_length_attention_runs_on_the_int8_operation(minilm_qa, config, shape, monkeypatch):
+    if unavailable_reason() is not None:
+        pytest.skip(f"int8 extension: {unavailable_reason()}")
+    length_config = CONFIGS.get(config)
+    rows, pad_last_to = SHAPES[shape]
+    graph = convert(minilm_qa.with_length_config(length_config), SEQ)
+    if pad_last_to is None:  # a full-length graph has no mask-free copy: its unpadded rows run it with a mask of ones
+        graph = without_attention_mask(graph) or graph
+    full_length = 6 if config is None else 4
+    assert kinds(graph, "ScaledDotProductAttention") == full_length
+    fused = graph.clone()
+    assert fuse_pruning_attention(fused, "int8") == 6 - full_length
+    assert fuse_full_attention(fused) == full_length
+    assert kinds(fused, "ScaledDotProductAttention") == 0
+    assert kinds(fused, "QuaLAPruningAttention") == 6
+    feed = inputs(rows, pad_last_to)
+    got = run(with_choices(fused), feed)
+    if config is None:
+        with torch.inference_mode():
+            reference = [t.numpy() for t in minilm_qa(*(torch.from_numpy(x) for x in feed))]
+    else:
+        reference, reference_live = reference_run(minilm_qa, feed, length_config, monkeypatch)
+    real = feed[1] > 0
+    for a, b in zip(got[:2], reference, strict=True):
+        # int8 error only: a wrong scale or a dropped mask takes this below 0.95
+        assert np.corrcoef(a[real], b[real])[0, 1] > (0.995 if config is None else 0.99)
+        assert np.array_equal(a.argmax(-1), b.argmax(-1))
+    if config is not None:  # after four int8 full-length layers, near-ties can flip, as in later pruning layers
+        pruning = len(reference_live)  # outputs: logits, each pruning layer's positions, every layer's significance
+        chosen = live(got[2 : 2 + pruning], got[-pruning:])
+        for got_row, want_row in zip(chosen[0], reference_live[0], strict=True):
+            assert len(want_row - set(got_row)) <= max(1, len(want_row) // 20), (want_row, got_row)
+
+
+def test_attention_that_is_not_the_exporters_is_left_to_openvino():
+    import openvino.opset13 as ops
+
+    q, k, v = (ops.parameter([1, 4, 16, 8], np.float32) for _ in range(3))
+    causal = ops.scaled_dot_product_attention(q, k, v, causal=True)
+    model = ov.Model([causal], [q, k, v])
+    assert fuse_full_attention(model) == 0  # causal, and not reshaped from (batch, len, hidden)
+    assert kinds(model, "ScaledDotProductAttention") == 1
+    with pytest.raises(ConfigError, match="unknown isa 'amx'"):
+        fuse_full_attention(model, isa="amx")
 
 
 def test_the_aten_fallback_computes_what_the_native_kernel_does():
