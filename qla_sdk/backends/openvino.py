@@ -198,6 +198,7 @@ class OpenVINORunner(Runner):
                 static.reshape({port: ov.PartialShape([batch, seq_len]) for port in static.inputs})
                 self._compiled[(seq_len, unpadded, batch)] = compile_model(core, static, hint, threads)
         self._local = threading.local()
+        self._ov = ov
 
     def compiled_model(self, seq_len: int, unpadded: bool = False, batch: int | None = 1):
         """The OpenVINO ``CompiledModel`` that serves ``batch`` rows padded to ``seq_len`` (``unpadded``: rows
@@ -217,8 +218,15 @@ class OpenVINORunner(Runner):
         requests = self._local.__dict__.setdefault("requests", {})
         if id(graph) not in requests:
             requests[id(graph)] = graph.create_infer_request()
-        result = requests[id(graph)].infer(arrays)
-        return [np.array(result[out], dtype=np.float32) for out in graph.outputs]
+        request = requests[id(graph)]
+        # Input tensors set and outputs read off the request directly: ``infer(arrays)`` dispatches its inputs and
+        # wraps its outputs in Python on every call, which costs more (benchmarks/results/openvino_runner_call.md).
+        # The tensors copy the arrays: OpenVINO may write into input memory it shares, and the caller's arrays must
+        # stay as they are.
+        for index, array in enumerate(arrays):
+            request.set_input_tensor(index, self._ov.Tensor(array))
+        request.infer()
+        return [np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(len(graph.outputs))]
 
 
 def fuse_attention(model, kernel: str) -> int:
