@@ -17,7 +17,10 @@ and everything else stay OpenVINO's. Two kernels compute the node:
 - ``float32``: a Python ``ov.Op`` on the eager runtime's native kernel (``runtime/csrc/pruning.cpp``), or ATen ops
   where that cannot be built: closer to the reference encoder than NNCF's int8 products, but slow.
 
-It is applied at load time by the OpenVINO backend (``backends.openvino.OpenVINORunner``), with the int8 kernel
+``fuse_full_attention`` puts the full-length layers' attention (OpenVINO's ScaledDotProductAttention as exported)
+on the same int8 operation, without a token choice.
+
+Both are applied at load time by the OpenVINO backend (``backends.openvino.OpenVINORunner``), with the int8 kernel
 wherever the extension builds (``QLA_SDK_FUSED_ATTENTION`` chooses otherwise), so the artifact on disk stays a plain
 OpenVINO IR that any OpenVINO runtime reads. ``tests/runtime/test_openvino_attention.py`` holds the chosen tokens and
 the logits to the reference, padded and unpadded; benchmarks/results/openvino_attention.md times it against
