@@ -179,7 +179,7 @@ def backend_compiler(
 
         from qla_sdk.backends.openvino import OpenVINORunner, convert, head_linear_count, quantize
 
-        seq_len = inputs[0].shape[1]  # served as the backend serves it: static shapes, fused pruning attention
+        seq_len = inputs[0].shape[1]  # served as the backend serves it: static shapes, fused attention
         graph = convert(module, seq_len)
         if int8:
             graph = quantize(graph, [inputs], head_linears=head_linear_count(module.model))
