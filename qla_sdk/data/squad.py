@@ -8,9 +8,11 @@ the CLS token.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,40 +290,99 @@ def qa_features(
         )
     questions = _clip_questions([ex.question.lstrip() for ex in examples], tokenizer, question_room)
     with_segments = "token_type_ids" in tokenizer.model_input_names
-    encoded = tokenizer(
-        questions,
-        [ex.context for ex in examples],
-        truncation="only_second",
-        max_length=max_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        return_token_type_ids=with_segments,
-        return_attention_mask=False,
-        padding=False,
-    )
-    example_index = list(encoded["overflow_to_sample_mapping"])
+    windows = encode_windows(tokenizer, questions, [ex.context for ex in examples], max_length, doc_stride)
     offset_mapping = []
     starts, ends = [], []
-    for i, offsets in enumerate(encoded["offset_mapping"]):
-        sequence_ids = encoded.sequence_ids(i)
+    for i, (offsets, sequence_ids) in enumerate(zip(windows.offsets, windows.sequence_ids, strict=True)):
         context = [o if s == 1 else None for o, s in zip(offsets, sequence_ids, strict=True)]
         offset_mapping.append(context)
         if training:
-            ids = encoded["input_ids"][i]
+            ids = windows.input_ids[i]
             cls_index = ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0
-            start, end = _token_labels(examples[example_index[i]], context, cls_index)
+            start, end = _token_labels(examples[windows.example_index[i]], context, cls_index)
             starts.append(start)
             ends.append(end)
     return QAFeatures(
-        input_ids=encoded["input_ids"],
-        token_type_ids=encoded["token_type_ids"] if with_segments else None,
-        example_index=example_index,
+        input_ids=windows.input_ids,
+        token_type_ids=windows.token_type_ids if with_segments else None,
+        example_index=windows.example_index,
         offset_mapping=offset_mapping,
         start_positions=starts if training else None,
         end_positions=ends if training else None,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
     )
+
+
+@dataclass
+class Windows:
+    """Doc-stride windows of (question, context) pairs, one entry per window: token ids, segment ids, character
+    offsets, which part of the pair each token comes from (0 question, 1 context, None special), and the pair's
+    index."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]]
+    sequence_ids: list[list[int | None]]
+    example_index: list[int]
+
+
+def encode_windows(
+    tokenizer, questions: list[str], contexts: list[str], max_length: int, doc_stride: int, *, backend: bool = True
+) -> Windows:
+    """``tokenizer(questions, contexts, truncation="only_second", max_length=..., stride=doc_stride,
+    return_overflowing_tokens=True, ...)`` without padding, as ``Windows``. With ``backend`` and a fast tokenizer the
+    pairs go to its ``tokenizers`` backend directly (a copy set up for these windows, kept per tokenizer): the same
+    windows, without transformers turning every window into Python lists and dicts on each call, which a serving
+    call pays per question. Otherwise, or for a slow tokenizer, through transformers."""
+    encoder = _window_encoder(tokenizer, max_length, doc_stride) if backend else None
+    if encoder is None:
+        encoded = tokenizer(
+            questions,
+            contexts,
+            truncation="only_second",
+            max_length=max_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_token_type_ids=True,
+            return_attention_mask=False,
+            padding=False,
+        )
+        return Windows(
+            input_ids=list(encoded["input_ids"]),
+            token_type_ids=list(encoded["token_type_ids"]),
+            offsets=list(encoded["offset_mapping"]),
+            sequence_ids=[encoded.sequence_ids(i) for i in range(len(encoded["input_ids"]))],
+            example_index=list(encoded["overflow_to_sample_mapping"]),
+        )
+    windows = Windows([], [], [], [], [])
+    for index, encoding in enumerate(encoder.encode_batch(list(zip(questions, contexts, strict=True)))):
+        for window in (encoding, *encoding.overflowing):  # transformers' order: each pair's windows in turn
+            windows.input_ids.append(window.ids)
+            windows.token_type_ids.append(window.type_ids)
+            windows.offsets.append(window.offsets)
+            windows.sequence_ids.append(window.sequence_ids)
+            windows.example_index.append(index)
+    return windows
+
+
+_WINDOW_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _window_encoder(tokenizer, max_length: int, doc_stride: int):
+    """A copy of a fast tokenizer's backend with the truncation and padding transformers would set for
+    ``encode_windows``, or None for a slow tokenizer. The tokenizer's own backend is left as it is."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        return None
+    encoders = _WINDOW_ENCODERS.setdefault(tokenizer, {})
+    key = (max_length, doc_stride, tokenizer.truncation_side)
+    if key not in encoders:
+        encoder = copy.deepcopy(backend)
+        encoder.no_padding()
+        encoder.enable_truncation(max_length, stride=doc_stride, strategy="only_second", direction=key[2])
+        encoders[key] = encoder
+    return encoders[key]
 
 
 def _clip_questions(questions: list[str], tokenizer, max_tokens: int) -> list[str]:

@@ -24,6 +24,7 @@ from qla_sdk.data import (
     qa_features,
 )
 from qla_sdk.data.qa_postprocess import NO_ANSWER
+from qla_sdk.data.squad import encode_windows
 
 PROFILE = settings(
     max_examples=100,
@@ -108,6 +109,27 @@ def test_qa_features(pairs, max_length, doc_stride):
         assert len(ids) == len(offsets) <= max_length
         context = examples[e].context
         assert all(0 <= a <= b <= len(context) for a, b in (o for o in offsets if o is not None))
+
+
+@PROFILE
+@given(
+    pairs=st.lists(st.tuples(texts, texts), min_size=1, max_size=3),
+    max_length=st.integers(8, 64),
+    doc_stride=st.integers(0, 40),
+)
+def test_windows_from_the_backend_are_transformers_windows(pairs, max_length, doc_stride):
+    questions, contexts = [q for q, _ in pairs], [c for _, c in pairs]
+    try:
+        want = encode_windows(tokenizer(), questions, contexts, max_length, doc_stride, backend=False)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a question too long for the windows, or a stride the Rust tokenizer panics on
+        RAN["windows refused by both paths"] += 1
+        with pytest.raises(type(exc)):
+            encode_windows(tokenizer(), questions, contexts, max_length, doc_stride)
+        return
+    RAN["windows, backend vs transformers"] += 1
+    assert encode_windows(tokenizer(), questions, contexts, max_length, doc_stride) == want
 
 
 # ---------------------------------------------------------------------------------------------- post-processing
