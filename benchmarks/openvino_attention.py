@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             graphs[f"pruned-fused-int8-{isa}"] = mask_free.clone()
             fuse_pruning_attention(graphs[f"pruned-fused-int8-{isa}"], "int8", isa=isa)
             graphs[f"full-fused-int8-{isa}"] = full.clone()
-            fuse_full_attention(graphs[f"full-fused-int8-{isa}"], isa=isa)
+            if not fuse_full_attention(graphs[f"full-fused-int8-{isa}"], isa=isa):
+                raise SystemExit("the full-length graph's attention did not match the exporter's: nothing fused")
     core = ov.Core()
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     feed = [t.numpy() for t in rows[0]]

@@ -1,6 +1,7 @@
 """What a call of the OpenVINO runner costs around the graph: ``OpenVINORunner.run`` against the same compiled graph
-and infer request called as ``request.infer([ids, mask, types])`` with the outputs copied from its result (how the
-runner called it before), at batch 1.
+called through a second infer request as ``request.infer([ids, mask, types])``, with the outputs copied from its
+result (how the runner called it before), at batch 1. That second way skips ``run``'s own checks and copy lookup, so
+the saving it shows is a lower bound.
 
     python benchmarks/openvino_runner_call.py [--seq-len 384] [--length-config 269,253,252,202,104,34] [--rounds 15]
 

@@ -151,8 +151,9 @@ class OpenVINORunner(Runner):
     exact input shape: with the batch static, OpenVINO resolves every length after the pruning layers' row gathers
     and picks static kernels, where a dynamic batch leaves everything after the first gather dynamic. Rows
     without padding run the graph's mask-free copy. The pruning attention blocks of both run fused into one operation
-    where the int8 extension builds (``qla_sdk.runtime.openvino_attention``; ``QLA_SDK_FUSED_ATTENTION`` chooses, see
-    ``fused_attention_kernel``; ``fused_attention`` says which kernel runs, None for OpenVINO's own nodes). Each graph
+    where the int8 extension builds, and with it the full-length layers' attention (``fuse_attention``;
+    ``QLA_SDK_FUSED_ATTENTION`` chooses, see ``fused_attention_kernel``; ``fused_attention`` says which kernel runs,
+    None for OpenVINO's own nodes). Each graph
     is compiled with the artifact's inference precision, ``auto`` resolved per graph (``graph_precision``).
 
     Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
@@ -241,7 +242,8 @@ def fuse_attention(model, kernel: str) -> int:
 
 
 def fused_attention_kernel() -> str | None:
-    """The kernel of the pruning layers' attention, from ``QLA_SDK_FUSED_ATTENTION``:
+    """The kernel of the pruning layers' attention (with ``int8``, of the full-length layers' too), from
+    ``QLA_SDK_FUSED_ATTENTION``:
     - unset or ``auto`` (the default): ``int8``, the C++ extension (AMX tiles or AVX512-VNNI), where it builds here;
       else None, OpenVINO's own unfused nodes, the same graph as exported;
     - ``0``: None;

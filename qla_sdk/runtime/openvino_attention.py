@@ -212,31 +212,88 @@ def fuse_full_attention(model, isa: str = "auto") -> int:
 
 
 def _match_full_attention(sdpa):
-    """(q, k, v, mask or None, context output, heads, head_dim) of an exported full-length attention, or None: not
-    causal, the default scale (no scale input), q, k, v reshaped from (batch, len, hidden) linear outputs (their
-    FakeQuantize skipped), and the mask bias ``(1 - mask) * float32.min`` of a (batch, len) float mask, or none."""
+    """(q, k, v, mask or None, context output, heads, head_dim) of an exported full-length attention, or None where
+    the node is not ``Layer.attend``'s as exported: not causal, the default scale (no scale input), q, k and v each a
+    (batch, len, hidden) f32 linear output split into heads by ``view`` + ``transpose(1, 2)`` (a FakeQuantize between
+    them skipped), all three of one shape, the mask bias ``(1 - mask[:, None, None, :]) * float32.min`` of a
+    (batch, len) float mask, or none; the context merged back by ``transpose(1, 2)`` + a reshape to (batch, len,
+    hidden)."""
     if sdpa.get_input_size() not in (3, 4) or sdpa.get_attributes().get("causal"):
         return None
-    shape = sdpa.get_input_partial_shape(0)
-    if not (shape.rank.is_static and shape.rank.get_length() == 4 and shape[1].is_static and shape[3].is_static):
+    split = [_heads_of(sdpa.input_value(i)) for i in range(3)]
+    if any(part is None for part in split) or len({(heads, d) for _, heads, d in split}) != 1:
         return None
-    heads, head_dim = shape[1].get_length(), shape[3].get_length()
-    hidden = heads * head_dim
-    projections = [_projection(sdpa.input_value(i), hidden) for i in range(3)]
-    if any(value is None or scale != 1.0 for value, scale in projections):
+    (q, heads, head_dim), (k, _, _), (v, _, _) = split
+    shape = q.get_partial_shape()
+    if head_dim > 256 or any(not x.get_partial_shape().compatible(shape) for x in (k, v)):
         return None
-    mask = _mask_of_bias(sdpa.input_value(3)) if sdpa.get_input_size() == 4 else None
-    if sdpa.get_input_size() == 4 and mask is None:
-        return None
-    context_out = _down_context(sdpa.output(0), hidden)
+    mask = None
+    if sdpa.get_input_size() == 4:
+        mask = _mask_of_bias(sdpa.input_value(3), _rows_of(shape))
+        if mask is None:
+            return None
+    context_out = _heads_merged(sdpa.output(0), heads * head_dim)
     if context_out is None:
         return None
-    q, k, v = (value for value, _ in projections)
     return q, k, v, mask, context_out, heads, head_dim
 
 
-def _mask_of_bias(bias):
-    """The (batch, len) float mask of ``(1 - mask[:, None, None, :]) * float32.min`` as exported, or None."""
+def _rows_of(shape):
+    """The (batch, len) of a (batch, len, hidden) partial shape."""
+    import openvino as ov
+
+    return ov.PartialShape([shape[0], shape[1]])
+
+
+def _transposes_heads(node) -> bool:
+    """A Transpose that swaps axes 1 and 2 of a rank-4 value (``transpose(1, 2)``)."""
+    order = _constant(node.input_value(1)) if node.get_type_name() == "Transpose" else None
+    return order is not None and order.reshape(-1).tolist() == [0, 2, 1, 3]
+
+
+def _heads_of(value):
+    """(the (batch, len, hidden) f32 value, heads, head_dim) that ``value`` splits into heads as ``Layer.attend``
+    does (reshape to (batch, len, heads, head_dim), then swap axes 1 and 2; a FakeQuantize before the reshape
+    skipped), or None."""
+    transpose = value.get_node()
+    if not _transposes_heads(transpose):
+        return None
+    reshape = transpose.input_value(0).get_node()
+    split = reshape.get_output_partial_shape(0)
+    if reshape.get_type_name() != "Reshape" or not (split.rank.is_static and split.rank.get_length() == 4):
+        return None
+    if not (split[2].is_static and split[3].is_static):
+        return None
+    heads, head_dim = split[2].get_length(), split[3].get_length()
+    source = reshape.input_value(0)
+    if source.get_node().get_type_name() == "FakeQuantize":
+        source = source.get_node().input_value(0)
+    shape = source.get_partial_shape()
+    if source.get_element_type().get_type_name() != "f32" or not _is_hidden(source, heads * head_dim):
+        return None
+    if not (shape[0].compatible(split[0]) and shape[1].compatible(split[1])):
+        return None
+    return source, heads, head_dim
+
+
+def _heads_merged(context, hidden: int):
+    """The (batch, len, hidden) value the attention's (batch, heads, len, head_dim) ``context`` becomes by swapping
+    axes 1 and 2 and a reshape (``context.transpose(1, 2)`` then ``flatten(2)``), or None."""
+    transpose = _only_consumer(context)
+    if transpose is None or not _transposes_heads(transpose):
+        return None
+    reshape = _only_consumer(transpose.output(0))
+    if reshape is None or reshape.get_type_name() != "Reshape" or not _is_hidden(reshape.output(0), hidden):
+        return None
+    return reshape.output(0)
+
+
+def _mask_of_bias(bias, rows):
+    """The (batch, len) f32 mask of ``(1 - mask[:, None, None, :]) * float32.min`` as exported, for queries and keys
+    of shape ``rows`` (batch, len), or None."""
+    shape = bias.get_partial_shape()
+    if not (shape.rank.is_static and shape.rank.get_length() == 4 and all(shape[i] == 1 for i in (1, 2))):
+        return None
     node = bias.get_node()
     if node.get_type_name() != "Multiply":
         return None
@@ -247,8 +304,7 @@ def _mask_of_bias(bias):
     if subtract.get_type_name() != "Subtract" or _filled_value(subtract.input_value(0)) != 1.0:
         return None
     mask = _up(subtract.input_value(1), ("Unsqueeze", "Reshape"))
-    shape = mask.get_partial_shape()
-    if mask.get_element_type().get_type_name() != "f32" or not (shape.rank.is_static and shape.rank.get_length() == 2):
+    if mask.get_element_type().get_type_name() != "f32" or not mask.get_partial_shape().compatible(rows):
         return None
     return mask
 

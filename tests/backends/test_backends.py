@@ -440,6 +440,37 @@ def test_openvino_auto_precision_is_f32_only_around_the_fused_attention(openvino
     assert "fused int8 attention" in resolved_precision(core, "auto")
 
 
+def test_openvino_runs_an_int8_full_length_graphs_attention_on_the_int8_operation(qa_model, monkeypatch):
+    """What the runner sees from a full-length int8 build (NNCF's FakeQuantize nodes around q, k and v): every
+    layer's attention on the operation, no OpenVINO attention left, the same spans as OpenVINO's own attention."""
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from qla_sdk.backends.openvino import OpenVINORunner
+    from qla_sdk.runtime.openvino_attention import OP_NAME
+    from qla_sdk.runtime.openvino_extension import unavailable_reason
+
+    if unavailable_reason() is not None:
+        pytest.skip(f"int8 extension: {unavailable_reason()}")
+    monkeypatch.delenv("QLA_SDK_FUSED_ATTENTION", raising=False)
+    request = BuildRequest(qa_model, None, (24,), QuantConfig(backend="openvino"), calibration=_rows())
+    built = get_backend("openvino").build(request)
+    graph = built.models[24]
+    assert sum(op.get_type_name() == "FakeQuantize" for op in graph.get_ops()) > 0
+    layers = sum(op.get_type_name() == "ScaledDotProductAttention" for op in graph.get_ops())
+    assert layers == qa_model.config.num_hidden_layers
+    fused = OpenVINORunner(ov.Core(), {24: graph}, "f32", 1)
+    assert fused.fused_attention == "int8"
+    for served in fused._graphs.values():
+        assert sum(op.get_type_info().name == OP_NAME for op in served.get_ops()) == layers
+        assert not [op for op in served.get_ops() if op.get_type_name() == "ScaledDotProductAttention"]
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "0")
+    plain = OpenVINORunner(ov.Core(), {24: graph}, "f32", 1)
+    ids, mask, types = (x.numpy() for x in pad_rows(_rows(seed=5), 24, 0)[0])
+    real = mask > 0
+    for got, want in zip(fused.run(ids, mask, types), plain.run(ids, mask, types), strict=True):
+        assert np.corrcoef(got[real], want[real])[0, 1] > 0.99  # int8 error only
+
+
 def test_openvino_serves_its_static_batch_sizes_static_and_others_dynamic(openvino_built):
     import openvino as ov
 

@@ -117,6 +117,7 @@ public:
     const int64_t batch = shape[0], n = shape[1], hidden = shape[2], heads = m_heads, d = hidden / heads;
     // Each refused at validation where the shapes are static.
     if (hidden != heads * d || d > 256 || n > kMaxLength || m_keep > n) return false;
+    if (inputs[1].get_shape() != shape || inputs[2].get_shape() != shape) return false;  // dynamic lengths: k, v as q
     if (inputs.size() > 3 && inputs[3].get_shape() != ov::Shape{shape[0], shape[1]}) return false;
     if (inputs.size() > 4 && (inputs[4].get_shape().size() != 3 || inputs[4].get_shape()[0] != shape[0] ||
                               inputs[4].get_shape()[1] != shape[1]))
