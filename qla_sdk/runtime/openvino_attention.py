@@ -187,11 +187,11 @@ def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto", ch
 def fuse_full_attention(model, isa: str = "auto") -> int:
     """Rewrite every full-length layer's attention (the exporter's ``ScaledDotProductAttention`` of the linear layers'
     q, k, v with the mask bias, as ``Layer.attend`` writes it where no probabilities are needed) into the int8
-    ``QuaLAPruningAttention`` node without a token choice; returns the number rewritten, ``model`` changed in place.
-    The node's significance output goes unused. Why: OpenVINO runs that attention as one int8 Subgraph on AVX-512
-    even where the CPU has AMX, while the node's two products run on AMX tiles (or VNNI registers), with q, k and v
-    in one layout and no transposes around it (benchmarks/results/openvino_attention*.md). Numerics are the int8
-    kernel's (``pruning_attention_int8.h``). Raises ``ConfigError`` where the extension cannot be built."""
+    ``QuaLAPruningAttention`` node without a token choice and without the significance (nothing chooses by it);
+    returns the number rewritten, ``model`` changed in place. Why: OpenVINO runs that attention as one int8 Subgraph
+    on AVX-512 even where the CPU has AMX, while the node's two products run on AMX tiles (or VNNI registers), with q,
+    k and v in one layout and no transposes around it (benchmarks/results/openvino_attention*.md). Numerics are the
+    int8 kernel's (``pruning_attention_int8.h``). Raises ``ConfigError`` where the extension cannot be built."""
     if isa not in ISAS:
         raise ConfigError(f"unknown isa {isa!r} for the int8 attention kernel; choose one of {', '.join(ISAS)}")
     make_node = _node_maker("int8")
@@ -202,7 +202,8 @@ def fuse_full_attention(model, isa: str = "auto") -> int:
             continue
         q, k, v, mask, context_out, heads, head_dim = block
         inputs = [q, k, v] if mask is None else [q, k, v, mask]
-        node = make_node(inputs, {"heads": heads, "scale": 1.0 / math.sqrt(head_dim), "isa": isa})
+        attrs = {"heads": heads, "scale": 1.0 / math.sqrt(head_dim), "isa": isa, "significance": False}
+        node = make_node(inputs, attrs)
         for target in list(context_out.get_target_inputs()):
             target.replace_source_output(node.output(0))
         fused += 1

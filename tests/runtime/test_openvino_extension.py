@@ -189,9 +189,30 @@ def test_the_token_choice_keeps_the_reference_tokens_and_their_context_rows(
             assert np.array_equal(out[4], np.take_along_axis(x, rows, 1))
 
 
+@pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+def test_without_significance_the_context_is_the_same(factory, batch, n, heads, head_dim, padded, isa):
+    """A full-length layer chooses nothing: its attention skips the significance and keeps the context bit for bit."""
+    import openvino.opset13 as ops
+
+    if isa == "amx_int8":
+        amx_or_skip()
+    q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
+    context, _ = run_op(factory, q, k, v, heads, mask, isa)
+    feed = [q, k, v] + ([] if mask is None else [mask])
+    params = [ops.parameter([-1, -1, t.shape[-1]] if t.ndim == 3 else [-1, -1], np.float32) for t in feed]
+    attrs = {"heads": heads, "scale": 1.0 / np.sqrt(head_dim), "isa": isa, "significance": False}
+    node = factory.create(OP_NAME, [p.output(0) for p in params], attrs)
+    assert node.get_output_size() == 1
+    compiled = ov.Core().compile_model(ov.Model([node.output(0)], params), "CPU")
+    assert np.array_equal(np.array(compiled(feed)[0]), context)
+
+
 @pytest.mark.parametrize(
     ("shapes", "attrs", "message"),
     [
+        ([(1, 8, 32)] * 3 + [(1, 8)], {"keep": 4, "significance": False}, "nothing to choose by; use it with keep 0"),
         ([(1, 8, 32)] * 3, {"keep": 9}, "keep 9 is above the 8 tokens"),
         ([(1, 8, 32)] * 3 + [(1, 8), (1, 8, 16)], {}, "x .* is only taken with keep > 0"),
         ([(1, 8, 32)] * 3 + [(1, 8), (1, 7, 16)], {"keep": 4}, "x must be .* with q's batch and len"),

@@ -13,6 +13,8 @@
 // plugin runs the graph's i64 index arithmetic in i32 anyway; the rewrite converts them to the graph's i64.)
 // A fifth input x (batch, len, width) f32, the layer's input, needs the mask as the fourth: its rows of the chosen
 // tokens are a fifth output (batch, keep, width), which replaces the graph's row gather of x.
+// With significance=false (and no token choice) the significance is not computed and the context is the only output:
+// a full-length layer's attention, which chooses nothing.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -34,8 +36,14 @@ public:
 
   PruningAttention() = default;
   PruningAttention(const ov::OutputVector& args, int64_t heads, float scale, std::string isa = "auto", int64_t keep = 0,
-                   bool keep_cls = false)
-      : Op(args), m_heads(heads), m_scale(scale), m_isa(std::move(isa)), m_keep(keep), m_keep_cls(keep_cls) {
+                   bool keep_cls = false, bool significance = true)
+      : Op(args),
+        m_heads(heads),
+        m_scale(scale),
+        m_isa(std::move(isa)),
+        m_keep(keep),
+        m_keep_cls(keep_cls),
+        m_significance(significance) {
     constructor_validate_and_infer_types();
   }
 
@@ -75,12 +83,14 @@ public:
                             "hidden size ", shape[2].get_length(), " is not heads (", m_heads,
                             ") times a head size of at most 256");
     NODE_VALIDATION_CHECK(this, m_keep >= 0, "keep is ", m_keep, "; use 0 (no token choice) or the tokens to keep");
+    NODE_VALIDATION_CHECK(this, m_significance || m_keep == 0,
+                          "significance=false leaves the token choice nothing to choose by; use it with keep 0");
     if (m_keep > 0 && shape[1].is_static())
       NODE_VALIDATION_CHECK(this, m_keep <= shape[1].get_length(), "keep ", m_keep, " is above the ",
                             shape[1].get_length(), " tokens of the input");
     if (m_keep == 0) {
       set_output_type(0, get_input_element_type(0), shape);
-      set_output_type(1, get_input_element_type(0), ov::PartialShape{shape[0], shape[1]});
+      if (m_significance) set_output_type(1, get_input_element_type(0), ov::PartialShape{shape[0], shape[1]});
       return;
     }
     set_output_type(0, get_input_element_type(0), ov::PartialShape{shape[0], m_keep, shape[2]});
@@ -98,7 +108,7 @@ public:
   }
 
   std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& args) const override {
-    return std::make_shared<PruningAttention>(args, m_heads, m_scale, m_isa, m_keep, m_keep_cls);
+    return std::make_shared<PruningAttention>(args, m_heads, m_scale, m_isa, m_keep, m_keep_cls, m_significance);
   }
 
   bool visit_attributes(ov::AttributeVisitor& visitor) override {
@@ -107,6 +117,7 @@ public:
     visitor.on_attribute("isa", m_isa);
     visitor.on_attribute("keep", m_keep);
     visitor.on_attribute("keep_cls", m_keep_cls);
+    visitor.on_attribute("significance", m_significance);
     return true;
   }
 
@@ -126,8 +137,11 @@ public:
     const float* k = inputs[1].data<const float>();
     const float* v = inputs[2].data<const float>();
     const float* mask = inputs.size() > 3 ? inputs[3].data<const float>() : nullptr;
-    outputs[1].set_shape({shape[0], shape[1]});
-    float* significance = outputs[1].data<float>();
+    float* significance = nullptr;
+    if (m_significance) {
+      outputs[1].set_shape({shape[0], shape[1]});
+      significance = outputs[1].data<float>();
+    }
     // One significance row per (batch, head), summed over heads after: tasks never write the same memory.
     // (Kept by the calling thread between calls; tasks get the pointer: a thread_local named inside a task would be
     // the worker thread's own. Every entry is written before it is read.)
@@ -150,9 +164,10 @@ public:
       ov::parallel_for2d(batch, heads, [&](int64_t b, int64_t h) {
         const int64_t offset = b * n * hidden + h * d;
         attend_head(isa, q + offset, k + offset, v + offset, mask == nullptr ? nullptr : mask + b * n, n, d, hidden,
-                    scale, context + offset, hidden, per_head + (b * heads + h) * n);
+                    scale, context + offset, hidden, significance == nullptr ? nullptr : per_head + (b * heads + h) * n);
       });
-      for (int64_t b = 0; b < batch; ++b) sum_heads(b);
+      if (significance != nullptr)
+        for (int64_t b = 0; b < batch; ++b) sum_heads(b);
       return true;
     }
     const int64_t keep = m_keep;
@@ -256,6 +271,7 @@ private:
   std::string m_isa = "auto";  // auto: AMX where it can run (and fits the head size), else AVX512-VNNI
   int64_t m_keep = 0;          // tokens to keep (0: no token choice, two outputs)
   bool m_keep_cls = false;     // the first token always stays
+  bool m_significance = true;  // false: no significance output (keep 0 only)
 };
 
 }  // namespace qla

@@ -509,7 +509,8 @@ struct SavedHead {
 
 // One (batch, head): q, k, v point at the head's first channel of token 0; their rows advance by `stride` floats,
 // the context's by `out_stride`. The head's `channels` are zero-padded to d, a multiple of 16, inside.
-// `significance` (n) receives this head's column sums of the probabilities over the real queries. With `saved`, no
+// `significance` (n) receives this head's column sums of the probabilities over the real queries (nullptr: not
+// computed). With `saved`, no
 // context is computed: the probabilities go to `saved` instead of a block buffer, with their denominators and the
 // packed v, for ``context_of_rows`` to compute the context of the rows that stay (``context`` is not touched).
 void attend_head(Isa isa, const float* q, const float* k, const float* v, const float* mask, int64_t n,
@@ -534,7 +535,7 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
       const int rows = rows_of(i0, kVnniRows);
       scores_vnni(ws, i0, d, keys_pad, keys, scale2);
       softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad, keys, probs_of(i0));
-      add_significance(ws, kVnniRows, keys_pad, keys);
+      if (significance != nullptr) add_significance(ws, kVnniRows, keys_pad, keys);
       if (block_done(i0, rows)) continue;
       context_vnni(ContextBlock{ws.probs.data(), ws.sums, i0}, ws.v.data(), ws.v_scale.data(), rows, d, keys_pad,
                    keys, channels, out_stride, context);
@@ -546,7 +547,7 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
         const int rows = rows_of(i0, kAmxRows);
         scores_amx(ws, i0, d, keys_pad, keys, scale2);
         softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad, keys, probs_of(i0));
-        add_significance(ws, kAmxRows, keys_pad, keys);
+        if (significance != nullptr) add_significance(ws, kAmxRows, keys_pad, keys);
         if (block_done(i0, rows)) continue;
         context_amx(ws, ContextBlock{ws.probs.data(), ws.sums, i0}, ws.v.data(), ws.v_scale.data(), rows, d,
                     keys_pad, channels, out_stride, context);
@@ -560,6 +561,7 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
   }
   // A masked key's probabilities are 2^-100 (exp2_255's clamp) rather than 0 above: its significance is exactly 0,
   // as the reference's.
+  if (significance == nullptr) return;
   for (int64_t j = 0; j < n; ++j) significance[j] = ws.k_bias[j] == 0.f ? ws.received[j] : 0.f;
 }
 
