@@ -138,8 +138,7 @@ def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto", ch
     chooses the tokens and computes their context only (the same tokens, the same context rows)."""
     import openvino.opset13 as ops
 
-    if isa not in ISAS:
-        raise ConfigError(f"unknown isa {isa!r} for the int8 attention kernel; choose one of {', '.join(ISAS)}")
+    _check_isa(isa)
     make_node = _node_maker(kernel)
     extra = {"isa": isa} if kernel == "int8" else {}
     fused = 0
@@ -192,8 +191,7 @@ def fuse_full_attention(model, isa: str = "auto") -> int:
     on AVX-512 even where the CPU has AMX, while the node's two products run on AMX tiles (or VNNI registers), with q,
     k and v in one layout and no transposes around it (benchmarks/results/openvino_attention*.md). Numerics are the
     int8 kernel's (``pruning_attention_int8.h``). Raises ``ConfigError`` where the extension cannot be built."""
-    if isa not in ISAS:
-        raise ConfigError(f"unknown isa {isa!r} for the int8 attention kernel; choose one of {', '.join(ISAS)}")
+    _check_isa(isa)
     make_node = _node_maker("int8")
     fused = 0
     for sdpa in [op for op in model.get_ordered_ops() if op.get_type_name() == "ScaledDotProductAttention"]:
@@ -210,6 +208,11 @@ def fuse_full_attention(model, isa: str = "auto") -> int:
     if fused:
         model.validate_nodes_and_infer_types()
     return fused
+
+
+def _check_isa(isa: str) -> None:
+    if isa not in ISAS:
+        raise ConfigError(f"unknown isa {isa!r} for the int8 attention kernel; choose one of {', '.join(ISAS)}")
 
 
 def _match_full_attention(sdpa):

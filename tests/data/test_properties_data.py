@@ -90,12 +90,15 @@ def test_classification_features(rows, max_length):
             assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
 
 
+WINDOWS = {  # (question, context) pairs and the windows to cut them into
+    "pairs": st.lists(st.tuples(texts, texts), min_size=1, max_size=3),
+    "max_length": st.integers(8, 64),
+    "doc_stride": st.integers(0, 40),
+}
+
+
 @PROFILE
-@given(
-    pairs=st.lists(st.tuples(texts, texts), min_size=1, max_size=3),
-    max_length=st.integers(8, 64),
-    doc_stride=st.integers(0, 40),
-)
+@given(**WINDOWS)
 def test_qa_features(pairs, max_length, doc_stride):
     RAN["qa features"] += 1
     examples = [QAExample(str(i), "", q, c) for i, (q, c) in enumerate(pairs)]
@@ -112,11 +115,7 @@ def test_qa_features(pairs, max_length, doc_stride):
 
 
 @PROFILE
-@given(
-    pairs=st.lists(st.tuples(texts, texts), min_size=1, max_size=3),
-    max_length=st.integers(8, 64),
-    doc_stride=st.integers(0, 40),
-)
+@given(**WINDOWS)
 def test_windows_from_the_backend_are_transformers_windows(pairs, max_length, doc_stride):
     questions, contexts = [q for q, _ in pairs], [c for _, c in pairs]
     try:
