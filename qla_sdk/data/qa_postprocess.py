@@ -78,73 +78,49 @@ def nbest_spans(
 
     out = {}
     for e, example in enumerate(examples):
-        found = [
-            _window_spans(f, features.offset_mapping[f], starts[f], ends[f], n_best, max_answer_length, example)
-            for f in windows[e]
-        ]
-        span_start, span_end, span_logit = (np.concatenate([w[i] for w in found] or [[]]) for i in range(3))
-        if not len(span_logit):
+        candidates: dict[tuple[int, int], float] = {}  # (start_char, end_char) -> best logit over windows
+        for f in windows[e]:
+            offsets = features.offset_mapping[f]
+            start_row, end_row = starts[f], ends[f]
+            if len(start_row) < len(offsets) or len(end_row) < len(offsets):
+                raise ConfigError(
+                    f"logits of feature {f} have {min(len(start_row), len(end_row))} positions, fewer than its "
+                    f"{len(offsets)} tokens: pass one row per feature in the order of `features`"
+                )
+            start_row, end_row = start_row[: len(offsets)], end_row[: len(offsets)]
+            if not (np.isfinite(start_row).all() and np.isfinite(end_row).all()):
+                raise ConfigError(
+                    f"logits of feature {f} hold nan or inf: the model's output overflowed (e.g. fp16/bf16), so no "
+                    "span can be ranked; check the model in fp32"
+                )
+            top_starts = np.argsort(start_row)[::-1][:n_best]
+            top_ends = np.argsort(end_row)[::-1][:n_best]
+            for s in top_starts:
+                if offsets[s] is None:
+                    continue
+                for t in top_ends:
+                    if offsets[t] is None or t < s or t - s + 1 > max_answer_length:
+                        continue
+                    span = (offsets[s][0], offsets[t][1])
+                    if not 0 <= span[0] <= span[1] <= len(example.context):  # offsets that are not a context span
+                        continue
+                    # Sum in float64: two finite float32 logits near their maximum overflow when added.
+                    logit = float(start_row[s]) + float(end_row[t])
+                    if logit > candidates.get(span, -np.inf):
+                        candidates[span] = logit
+        # Overlapping windows see the same span twice: it counts once, with its best logit.
+        ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:n_best]
+        if not ranked:
             out[example.id] = []
             continue
-        # Overlapping windows see the same span twice: it counts once, with its best logit. Spans are ranked by that
-        # logit, equal logits in the order the spans were first met (window, then start, then end rank).
-        key = span_start * (len(example.context) + 1) + span_end
-        met = np.arange(len(key))
-        by_span = np.lexsort((met, key))
-        first = np.flatnonzero(np.r_[True, key[by_span][1:] != key[by_span][:-1]])
-        best, first_met = np.maximum.reduceat(span_logit[by_span], first), by_span[first]
-        order = np.lexsort((first_met, -best))[:n_best]
-        ranked, logits = first_met[order], best[order]
+        logits = np.array([logit for _, logit in ranked], dtype=np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         out[example.id] = [
-            AnswerSpan(
-                text=example.context[int(span_start[i]) : int(span_end[i])],
-                start=int(span_start[i]),
-                end=int(span_end[i]),
-                score=float(p),
-                logit=float(logit),
-            )
-            for i, logit, p in zip(ranked, logits, probs, strict=True)
+            AnswerSpan(text=example.context[s:t], start=s, end=t, score=float(p), logit=logit)
+            for ((s, t), logit), p in zip(ranked, probs, strict=True)
         ]
     return out
-
-
-def _window_spans(f: int, offsets, start_row, end_row, n_best: int, max_answer_length: int, example: QAExample):
-    """One window's candidate spans as arrays (start char, end char, start_logit + end_logit), start-major over its
-    ``n_best`` top starts and ends, as nested loops over them would meet them."""
-    if len(start_row) < len(offsets) or len(end_row) < len(offsets):
-        raise ConfigError(
-            f"logits of feature {f} have {min(len(start_row), len(end_row))} positions, fewer than its "
-            f"{len(offsets)} tokens: pass one row per feature in the order of `features`"
-        )
-    start_row, end_row = np.asarray(start_row[: len(offsets)]), np.asarray(end_row[: len(offsets)])
-    if not (np.isfinite(start_row).all() and np.isfinite(end_row).all()):
-        raise ConfigError(
-            f"logits of feature {f} hold nan or inf: the model's output overflowed (e.g. fp16/bf16), so no "
-            "span can be ranked; check the model in fp32"
-        )
-    top_starts = np.argsort(start_row)[::-1][:n_best]
-    top_ends = np.argsort(end_row)[::-1][:n_best]
-    start_ok = np.array([offsets[s] is not None for s in top_starts], dtype=bool)
-    end_ok = np.array([offsets[t] is not None for t in top_ends], dtype=bool)
-    start_char = np.array([offsets[s][0] if offsets[s] is not None else -1 for s in top_starts], dtype=np.int64)
-    end_char = np.array([offsets[t][1] if offsets[t] is not None else -1 for t in top_ends], dtype=np.int64)
-    tokens = top_ends[None, :] - top_starts[:, None] + 1
-    valid = (
-        start_ok[:, None]
-        & end_ok[None, :]
-        & (tokens >= 1)
-        & (tokens <= max_answer_length)
-        # offsets that are not a context span
-        & (start_char[:, None] >= 0)
-        & (start_char[:, None] <= end_char[None, :])
-        & (end_char[None, :] <= len(example.context))
-    )
-    # Sum in float64: two finite float32 logits near their maximum overflow when added.
-    logits = start_row[top_starts].astype(np.float64)[:, None] + end_row[top_ends].astype(np.float64)[None, :]
-    rows, cols = np.nonzero(valid)  # row-major: start-major
-    return start_char[rows], end_char[cols], logits[rows, cols]
 
 
 def _rows(logits, n_features: int, name: str) -> list[np.ndarray]:
