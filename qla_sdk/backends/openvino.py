@@ -153,8 +153,8 @@ class OpenVINORunner(Runner):
     without padding run the graph's mask-free copy. The pruning attention blocks of both run fused into one operation
     where the int8 extension builds, and with it the full-length layers' attention (``fuse_attention``;
     ``QLA_SDK_FUSED_ATTENTION`` chooses, see ``fused_attention_kernel``; ``fused_attention`` says which kernel runs,
-    None for OpenVINO's own nodes). Each graph
-    is compiled with the artifact's inference precision, ``auto`` resolved per graph (``graph_precision``).
+    None for OpenVINO's own nodes). Each graph is compiled with the artifact's inference precision, ``auto`` resolved
+    per graph (``graph_precision``).
 
     Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
     ``static_batches`` (default batch 1, the latency case) and one dynamic-batch copy for any other batch size. One

@@ -233,20 +233,13 @@ def _match_full_attention(sdpa):
         return None
     mask = None
     if sdpa.get_input_size() == 4:
-        mask = _mask_of_bias(sdpa.input_value(3), _rows_of(shape))
+        mask = _mask_of_bias(sdpa.input_value(3), shape)
         if mask is None:
             return None
     context_out = _heads_merged(sdpa.output(0), heads * head_dim)
     if context_out is None:
         return None
     return q, k, v, mask, context_out, heads, head_dim
-
-
-def _rows_of(shape):
-    """The (batch, len) of a (batch, len, hidden) partial shape."""
-    import openvino as ov
-
-    return ov.PartialShape([shape[0], shape[1]])
 
 
 def _transposes_heads(node) -> bool:
@@ -292,9 +285,9 @@ def _heads_merged(context, hidden: int):
     return reshape.output(0)
 
 
-def _mask_of_bias(bias, rows):
-    """The (batch, len) f32 mask of ``(1 - mask[:, None, None, :]) * float32.min`` as exported, for queries and keys
-    of shape ``rows`` (batch, len), or None."""
+def _mask_of_bias(bias, tokens):
+    """The (batch, len) f32 mask of ``(1 - mask[:, None, None, :]) * float32.min`` as exported, for the queries and
+    keys ``tokens`` (batch, len, hidden), or None."""
     shape = bias.get_partial_shape()
     if not (shape.rank.is_static and shape.rank.get_length() == 4 and all(shape[i] == 1 for i in (1, 2))):
         return None
@@ -308,7 +301,10 @@ def _mask_of_bias(bias, rows):
     if subtract.get_type_name() != "Subtract" or _filled_value(subtract.input_value(0)) != 1.0:
         return None
     mask = _up(subtract.input_value(1), ("Unsqueeze", "Reshape"))
-    if mask.get_element_type().get_type_name() != "f32" or not mask.get_partial_shape().compatible(rows):
+    rows = mask.get_partial_shape()
+    if mask.get_element_type().get_type_name() != "f32" or not (rows.rank.is_static and rows.rank.get_length() == 2):
+        return None
+    if not (rows[0].compatible(tokens[0]) and rows[1].compatible(tokens[1])):
         return None
     return mask
 
