@@ -108,7 +108,12 @@ def test_two_processes_match_one_process_accumulating_two_batches(tmp_path, loss
     assert single.steps == 12
     got = load_file(str(ddp_dir / "final" / "model.safetensors"))
     want = load_file(str(tmp_path / "single" / "final" / "model.safetensors"))
-    for name in want:
+    # A key bias adds the same q.b to every score of a query, which softmax cancels: its gradient is zero but for
+    # rounding, which Adam scales up to steps of its own. Its values are that noise, and the noise differs with the
+    # reduction order of the CPU's kernels (seen on an AMD EPYC: 2.5e-5 apart for values of 1e-5), so it is left out.
+    compared = [name for name in want if not name.endswith("attention.self.key.bias")]
+    assert len(compared) == len(want) - 2  # the two layers' key biases
+    for name in compared:
         torch.testing.assert_close(got[name], want[name], atol=2e-5, rtol=1e-4, msg=name)
     assert main["metrics"]["train_loss"] == pytest.approx(single.metrics["train_loss"], abs=1e-5)
 
