@@ -1,8 +1,9 @@
-"""`qla run --config recipe.yaml --output DIR [--from STAGE]`: the whole QuaLA recipe, end to end.
+"""`qla run --config recipe.yaml --output DIR [--from STAGE] [--until STAGE]`: the whole QuaLA recipe, end to end.
 
 Stages: teacher (fine-tune) -> distill (MiniLM) -> lat (length-adaptive training) -> search (evolutionary) ->
 quantize (int8) -> export -> benchmark -> report. Each writes ``DIR/<stage>/`` and a ``done.json`` marker: a re-run
-skips finished stages, a killed run resumes inside the stage it stopped in, ``--from STAGE`` redoes from there.
+skips finished stages, a killed run resumes inside the stage it stopped in, ``--from STAGE`` redoes from there,
+``--until STAGE`` stops after that one.
 The recipe is validated before any work starts. Each stage is also its own subcommand (``qla finetune``,
 ``qla distill``, ``qla lat-train``, ``qla search``, ``qla quantize``, ``qla eval``).
 
@@ -36,6 +37,9 @@ def add_run_arguments(p: argparse.ArgumentParser, default_output: str | None) ->
         help="output folder (one subfolder per stage)",
     )
     p.add_argument("--from", dest="from_stage", choices=STAGES, default=None, help="redo this stage and the later ones")
+    p.add_argument(
+        "--until", choices=STAGES, default=None, help="stop after this stage (e.g. distill: look at the student first)"
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument(
         "--set",
@@ -58,7 +62,7 @@ def run_loaded(recipe, args: argparse.Namespace) -> int:
 
     from qla_sdk.recipe.run import run_recipe
 
-    outputs = run_recipe(recipe, args.output, from_stage=args.from_stage, progress=args.progress)
+    outputs = run_recipe(recipe, args.output, from_stage=args.from_stage, progress=args.progress, until=args.until)
     report = outputs.get("report")
     if report and PartialState().is_main_process:
         print(
@@ -66,5 +70,10 @@ def run_loaded(recipe, args: argparse.Namespace) -> int:
             f"{report['final_dev_acc']:.4f} ({report['final_latency_ms']:.2f} ms, {report['final_backend']}), "
             f"{report['speedup']}x faster at batch 1\nreport: {report['report_md']}\nartifact: {report['artifact']} "
             f"(qla_sdk.load(path).predict([...]))"
+        )
+    elif args.until and PartialState().is_main_process:
+        print(
+            f"stopped after {args.until}: {args.output}/{args.until}/done.json holds its outputs; run again "
+            "without --until to go on from there"
         )
     return 0

@@ -98,9 +98,10 @@ def run_recipe(
     from_stage: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    until: str | None = None,
 ) -> dict[str, dict]:
-    """Run (or resume) the recipe into ``out_dir``; returns every stage's outputs (``["report"]`` names the
-    report files)."""
+    """Run (or resume) the recipe into ``out_dir``, to the end or to the stage ``until`` (included); returns the
+    outputs of the stages it reached (``["report"]`` names the report files)."""
     import torch
     from accelerate import PartialState
 
@@ -115,4 +116,6 @@ def run_recipe(
         for name in STAGES
     ]
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return run_stages(plan, out_dir, from_stage, log=write, is_main=is_main, barrier=state.wait_for_everyone)
+    return run_stages(
+        plan, out_dir, from_stage, log=write, is_main=is_main, barrier=state.wait_for_everyone, until=until
+    )

@@ -3,7 +3,9 @@
 A stage is finished when ``<out>/<stage>/done.json`` exists and records the same options hash; a stage whose
 options changed runs again, and so does every stage after it. A folder without a marker means the stage was
 interrupted: it runs again with ``resume=True`` so long stages (training, search) continue from their last
-checkpoint. ``from_stage`` redoes that stage and the ones after it.
+checkpoint. ``from_stage`` redoes that stage and the ones after it; ``until`` stops after a stage, and where a stage
+ran in that call, the later stages' folders (built on its old outputs) are moved aside to ``<stage>.stale``, so the
+next call runs them afresh instead of skipping or resuming them.
 
 Under several processes (``torchrun``, ``accelerate launch``) every process calls ``run_stages``: stages marked
 ``all_processes`` (training) run everywhere; the others run on the main process while the rest wait at
@@ -54,11 +56,16 @@ def run_stages(
     log: Callable[[str], None] = print,
     is_main: bool = True,
     barrier: Callable[[], None] | None = None,
+    until: str | None = None,
 ) -> dict[str, dict]:
-    """Run ``stages``; return each stage's outputs (read back from markers for skipped ones)."""
+    """Run ``stages``, or those up to ``until`` included; return each stage's outputs (read back from markers for
+    skipped ones)."""
     names = [s.name for s in stages]
-    if from_stage is not None and from_stage not in names:
-        raise ConfigError(f"--from {from_stage!r} is not a stage; stages: {', '.join(names)}")
+    for flag, name in (("--from", from_stage), ("--until", until)):
+        if name is not None and name not in names:
+            raise ConfigError(f"{flag} {name!r} is not a stage; stages: {', '.join(names)}")
+    if from_stage is not None and until is not None and names.index(until) < names.index(from_stage):
+        raise ConfigError(f"--until {until!r} comes before --from {from_stage!r}: nothing would run; swap them")
     out_dir = Path(out_dir)
     outputs: dict[str, dict] = {}
     wait = barrier or (lambda: None)
@@ -73,6 +80,8 @@ def run_stages(
             if is_main:
                 log(f"[{stage.name}] done earlier, skipped ({folder})")
             outputs[stage.name] = marker["outputs"]
+            if stage.name == until:
+                break
             continue
         if marker and not redo and is_main:
             log(f"[{stage.name}] options changed since it ran: running it and the later stages again")
@@ -92,4 +101,19 @@ def run_stages(
             log(f"[{stage.name}] finished in {seconds:.0f} s")
         wait()
         outputs[stage.name] = result if is_main else read_marker(folder)["outputs"]
+        if stage.name == until:
+            if is_main:
+                _set_aside(out_dir, names[names.index(until) + 1 :], log)
+            wait()
+            break
     return outputs
+
+
+def _set_aside(out_dir: Path, later: list[str], log: Callable[[str], None]) -> None:
+    for name in later:
+        folder = out_dir / name
+        if folder.exists():
+            stale = out_dir / f"{name}.stale"
+            shutil.rmtree(stale, ignore_errors=True)
+            folder.rename(stale)
+            log(f"[{name}] built on outputs that just changed: moved to {stale}; the next run redoes it")

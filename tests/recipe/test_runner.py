@@ -64,3 +64,34 @@ def test_from_stage_and_changed_options(tmp_path):
 def test_unknown_from_stage(tmp_path):
     with pytest.raises(ConfigError, match="'four' is not a stage; stages: one, two, three"):
         run_stages(make_stages([]), tmp_path, from_stage="four")
+
+
+def test_until_stops_after_the_stage_and_a_later_run_goes_on(tmp_path):
+    calls = []
+    outputs = run_stages(make_stages(calls), tmp_path, until="two", log=lambda s: None)
+    assert calls == [("one", False), ("two", False)] and list(outputs) == ["one", "two"]
+    assert not (tmp_path / "three").exists()
+    calls.clear()
+    assert list(run_stages(make_stages(calls), tmp_path, until="two", log=lambda s: None)) == ["one", "two"]
+    assert calls == []  # both skipped, and still nothing after them
+    run_stages(make_stages(calls), tmp_path, log=lambda s: None)
+    assert calls == [("three", False)]
+    calls.clear()
+    # Redo two and stop there: three was built on two's old outputs, so it is set aside and runs afresh next time.
+    run_stages(make_stages(calls), tmp_path, from_stage="two", until="two", log=lambda s: None)
+    assert calls == [("two", False)] and (tmp_path / "three.stale" / "done.json").exists()
+    run_stages(make_stages(calls), tmp_path, log=lambda s: None)
+    assert calls == [("two", False), ("three", False)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"until": "four"}, "--until 'four' is not a stage; stages: one, two, three"),
+        ({"until": "one", "from_stage": "two"}, "--until 'one' comes before --from 'two'"),
+    ],
+)
+def test_bad_until(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        run_stages(make_stages([]), tmp_path, **options)
+    assert list(tmp_path.iterdir()) == []
