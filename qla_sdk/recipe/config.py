@@ -174,6 +174,8 @@ def apply_override(data: dict, item: str) -> None:
     node = data
     for name in parents:
         child = node.setdefault(name, {})
+        if child is None:  # a section the file leaves out as null (student: null) is filled in by the override
+            child = node[name] = {}
         if not isinstance(child, dict):
             raise ConfigError(f"--set {item!r}: {name!r} holds a value, not a section")
         node = child

@@ -41,6 +41,12 @@ def test_the_squad_minilm_recipe_compresses_the_fine_tuned_minilm_itself():
     recipe = load_recipe(RECIPES / "squad_minilm.yaml", [f"data.train={squad}", f"data.eval={squad}"])
     assert recipe.student is None and recipe.max_length == 384 and recipe.data.doc_stride == 128
     assert recipe.search.metric == "f1" and recipe.search.ratio and recipe.quantize.backend == "openvino"
+    # student: null is a section an override can fill in (benchmarks/squad_student.py does)
+    student = load_recipe(
+        RECIPES / "squad_minilm.yaml",
+        [f"data.train={squad}", f"data.eval={squad}", "student.init_layers=[0, 2, 4, 5]", "distill.train.epochs=2"],
+    )
+    assert student.student.init_layers == [0, 2, 4, 5] and student.distill.train.epochs == 2
 
 
 def test_paper_recipe_settings():
