@@ -70,7 +70,8 @@ def run_stages(
     outputs: dict[str, dict] = {}
     wait = barrier or (lambda: None)
     redo = False
-    for stage in stages:
+    last = names.index(until) + 1 if until is not None else len(stages)
+    for stage in stages[:last]:
         folder = out_dir / stage.name
         digest = options_hash(stage.options)
         marker = read_marker(folder)
@@ -80,8 +81,6 @@ def run_stages(
             if is_main:
                 log(f"[{stage.name}] done earlier, skipped ({folder})")
             outputs[stage.name] = marker["outputs"]
-            if stage.name == until:
-                break
             continue
         if marker and not redo and is_main:
             log(f"[{stage.name}] options changed since it ran: running it and the later stages again")
@@ -101,11 +100,10 @@ def run_stages(
             log(f"[{stage.name}] finished in {seconds:.0f} s")
         wait()
         outputs[stage.name] = result if is_main else read_marker(folder)["outputs"]
-        if stage.name == until:
-            if is_main:
-                _set_aside(out_dir, names[names.index(until) + 1 :], log)
-            wait()
-            break
+    if redo and last < len(stages):  # a stage ran: the ones after `until` were built on its old outputs
+        if is_main:
+            _set_aside(out_dir, names[last:], log)
+        wait()
     return outputs
 
 
