@@ -3,9 +3,10 @@
 A stage is finished when ``<out>/<stage>/done.json`` exists and records the same options hash; a stage whose
 options changed runs again, and so does every stage after it. A folder without a marker means the stage was
 interrupted: it runs again with ``resume=True`` so long stages (training, search) continue from their last
-checkpoint. ``from_stage`` redoes that stage and the ones after it; ``until`` stops after a stage, and where a stage
-ran in that call, the later stages' folders (built on its old outputs) are moved aside to ``<stage>.stale``, so the
-next call runs them afresh instead of skipping or resuming them.
+checkpoint, and the marker's ``seconds`` count every attempt (``qla_sdk.recipe.clock``). ``from_stage``
+redoes that stage and the ones after it; ``until`` stops after a stage, and where a stage ran in that call, the later
+stages' folders (built on its old outputs) are moved aside to ``<stage>.stale``, so the next call runs them afresh
+instead of skipping or resuming them.
 
 Under several processes (``torchrun``, ``accelerate launch``) every process calls ``run_stages``: stages marked
 ``all_processes`` (training) run everywhere; the others run on the main process while the rest wait at
@@ -17,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.io import write_json_atomic
+from qla_sdk.recipe.clock import StageClock
 
 MARKER = "done.json"
 
@@ -92,12 +93,15 @@ def run_stages(
             folder.mkdir(parents=True, exist_ok=True)
             log(f"[{stage.name}] {'resuming' if resume else 'running'} -> {folder}")
         wait()
-        start = time.perf_counter()
-        result = stage.run(folder, outputs, resume) if is_main or stage.all_processes else None
-        seconds = time.perf_counter() - start
         if is_main:
-            write_json_atomic(folder / MARKER, {"options_hash": digest, "outputs": result, "seconds": seconds})
-            log(f"[{stage.name}] finished in {seconds:.0f} s")
+            with StageClock(folder) as clock:  # the seconds of every attempt, a resumed stage's earlier ones too
+                result = stage.run(folder, outputs, resume)
+            marker = {"options_hash": digest, "outputs": result, "seconds": clock.seconds, "attempts": clock.attempts}
+            write_json_atomic(folder / MARKER, marker)
+            runs = f" over {clock.attempts} runs" if clock.attempts > 1 else ""
+            log(f"[{stage.name}] finished in {clock.seconds:.0f} s{runs}")
+        else:
+            result = stage.run(folder, outputs, resume) if stage.all_processes else None
         wait()
         outputs[stage.name] = result if is_main else read_marker(folder)["outputs"]
     if redo and last < len(stages):  # a stage ran: the ones after `until` were built on its old outputs

@@ -1,7 +1,9 @@
+import time
+
 import pytest
 
 from qla_sdk.errors import ConfigError
-from qla_sdk.recipe.runner import Stage, run_stages
+from qla_sdk.recipe.runner import Stage, read_marker, run_stages
 
 
 def make_stages(calls, options=("a", "b", "c"), fail_at=None):
@@ -95,3 +97,22 @@ def test_bad_until(tmp_path, options, message):
     with pytest.raises(ConfigError, match=message):
         run_stages(make_stages([]), tmp_path, **options)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_stage_counts_the_seconds_of_every_attempt(tmp_path):
+    def make(slow_fail):
+        def run(folder, earlier, resume):
+            time.sleep(0.1)
+            if slow_fail:
+                raise KeyboardInterrupt
+            return {}
+
+        return [Stage("one", run, "a")]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(make(True), tmp_path, log=lambda s: None)
+    lines = []
+    run_stages(make(False), tmp_path, log=lines.append)
+    marker = read_marker(tmp_path / "one")
+    assert marker["attempts"] == 2 and marker["seconds"] >= 0.2
+    assert lines[-1].startswith("[one] finished in 0 s over 2 runs")
