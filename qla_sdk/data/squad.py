@@ -369,9 +369,10 @@ def encode_windows(
 _WINDOW_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _window_encoder(tokenizer, max_length: int, doc_stride: int):
+def _window_encoder(tokenizer, max_length: int | None, doc_stride: int):
     """A copy of a fast tokenizer's backend with the truncation and padding transformers would set for
-    ``encode_windows``, or None for a slow tokenizer. The tokenizer's own backend is left as it is."""
+    ``encode_windows`` (``max_length`` None: no truncation, for whole questions), or None for a slow tokenizer. The
+    tokenizer's own backend is left as it is."""
     backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
     if backend is None:
         return None
@@ -380,15 +381,30 @@ def _window_encoder(tokenizer, max_length: int, doc_stride: int):
     if key not in encoders:
         encoder = copy.deepcopy(backend)
         encoder.no_padding()
-        encoder.enable_truncation(max_length, stride=doc_stride, strategy="only_second", direction=key[2])
+        if max_length is None:
+            encoder.no_truncation()
+        else:
+            encoder.enable_truncation(max_length, stride=doc_stride, strategy="only_second", direction=key[2])
         encoders[key] = encoder
     return encoders[key]
 
 
-def _clip_questions(questions: list[str], tokenizer, max_tokens: int) -> list[str]:
-    encoded = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+def _question_offsets(questions: list[str], tokenizer, backend: bool) -> list[list[tuple[int, int]]]:
+    """Each question's token offsets without special tokens: ``tokenizer(questions, add_special_tokens=False,
+    return_offsets_mapping=True)``, through a fast tokenizer's backend where ``backend`` (what a serving call pays
+    per question, without transformers' lists and dicts)."""
+    encoder = _window_encoder(tokenizer, None, 0) if backend else None
+    if encoder is None:
+        encoded = tokenizer(
+            questions, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+        )
+        return list(encoded["offset_mapping"])
+    return [encoding.offsets for encoding in encoder.encode_batch(questions, add_special_tokens=False)]
+
+
+def _clip_questions(questions: list[str], tokenizer, max_tokens: int, *, backend: bool = True) -> list[str]:
     out = list(questions)
-    for i, offsets in enumerate(encoded["offset_mapping"]):
+    for i, offsets in enumerate(_question_offsets(questions, tokenizer, backend)):
         keep = max_tokens
         # Cutting inside a word can re-tokenize into more pieces: shorten until it fits.
         while len(offsets) > max_tokens and keep > 0:

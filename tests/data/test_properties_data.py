@@ -24,7 +24,7 @@ from qla_sdk.data import (
     qa_features,
 )
 from qla_sdk.data.qa_postprocess import NO_ANSWER
-from qla_sdk.data.squad import encode_windows
+from qla_sdk.data.squad import _clip_questions, encode_windows
 
 PROFILE = settings(
     max_examples=100,
@@ -129,6 +129,22 @@ def test_windows_from_the_backend_are_transformers_windows(pairs, max_length, do
         return
     RAN["windows, backend vs transformers"] += 1
     assert encode_windows(tokenizer(), questions, contexts, max_length, doc_stride) == want
+
+
+@PROFILE
+@given(questions=st.lists(texts, min_size=1, max_size=3), max_tokens=st.integers(1, 40))
+def test_questions_clipped_through_the_backend_as_through_transformers(questions, max_tokens):
+    try:
+        want = _clip_questions(questions, tokenizer(), max_tokens, backend=False)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # text the tokenizer refuses (lone surrogates)
+        RAN["questions refused by both paths"] += 1
+        with pytest.raises(type(exc)):
+            _clip_questions(questions, tokenizer(), max_tokens)
+        return
+    RAN["questions clipped, backend vs transformers"] += 1
+    assert _clip_questions(questions, tokenizer(), max_tokens) == want
 
 
 # ---------------------------------------------------------------------------------------------- post-processing
