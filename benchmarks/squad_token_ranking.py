@@ -9,10 +9,11 @@ length-adaptive training: what the layers know before LAT teaches them to work w
 length configs are run with four ways of ranking the tokens that stay, on every evaluation question:
 
 - ``attention``: PoWER-BERT's significance, the attention a token receives from every real query (the SDK's);
-- ``question_attention``: the attention a token receives from the question's tokens only;
+- ``question_attention``: the attention a token receives from the first segment only ([CLS] question [SEP]);
 - ``probe``: a linear probe per layer on the layer's input, trained (teacher frozen) on ``--train-windows`` training
   windows to put its softmax mass on the gold answer's tokens; its answer recall per layer is reported;
-- ``oracle``: the gold answer's tokens first, then by attention (not deployable: the bound of any ranking).
+- ``oracle``: the gold answer's tokens first, then by attention. Not deployable, and not a bound either: keeping the
+  answer while distractors leave also narrows the span head's choice, so it can score above full length.
 
 A check first: the study's encoder loop, with the ``attention`` ranker, gives the SDK encoder's outputs.
 Resumable as ``squad_student.py`` (split and teacher stage shared with ``squad_recipe.py`` in ``--work``).
@@ -26,6 +27,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,6 +35,9 @@ from squad_recipe import RECIPE, RESULTS, SQUAD, split  # beside this file: pyth
 from torch import nn
 
 import qla_sdk.modeling.encoder as encoder_module
+
+# (0-based layer, attention probabilities, layer input, live-token mask, tracked flags) -> a score per token
+Ranker = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
 
 RANKERS = ("attention", "question_attention", "probe", "oracle")
 # Ratio configs: the recipe's searched gene (from squad_recipe.json), then ones that drop from earlier layers.
@@ -45,16 +50,28 @@ RECALL_SHARE = 0.3  # probe recall: windows whose whole answer is among this sha
 
 
 class RankedEncoder(nn.Module):
-    """The reference encoder's loop (``Encoder.forward``: ratio configs, drop-and-restore, no LayerDrop) with the
-    significance replaced by ``rank(layer, probs, x, mask, tracked)``; ``tracked`` holds per-token flags
-    (``question``, ``gold``) that follow the selection."""
+    """The reference encoder's loop (``Encoder.forward``) for what this study runs: ratio configs that keep the first
+    token, drop-and-restore, no LayerDrop; with the significance replaced by ``rank(layer, probs, x, mask, tracked)``.
+    ``tracked`` holds per-token flags (``question``, ``gold``) that follow the selection."""
 
-    def __init__(self, encoder: nn.Module, rank, gold: dict[tuple[int, ...], list[int]]) -> None:
+    def __init__(self, encoder: nn.Module, rank: Ranker, gold: dict[tuple[int, ...], list[int]]) -> None:
         super().__init__()
         self.inner, self.rank, self.gold = encoder, rank, gold
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, length_config=None, layer_config=None, *_):
-        e = encoder_module
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        length_config=None,
+        layer_config: tuple[bool, ...] | None = None,
+        output_traces: bool = False,
+    ):
+        if token_type_ids is None or layer_config is not None or output_traces:
+            raise ValueError("the study runs BERT inputs with segment ids, without LayerDrop or traces")
+        if length_config is not None and not (length_config.is_ratio and length_config.keep_cls):
+            raise ValueError(f"the study runs ratio configs that keep the first token, not {length_config}")
+        e = encoder_module  # the reference encoder's own pieces, so the loop differs only in the ranking
         batch, seq_len = input_ids.shape
         mask = attention_mask.to(torch.float32)
         real = [int(n) for n in attention_mask.sum(dim=1)]
@@ -62,7 +79,7 @@ class RankedEncoder(nn.Module):
             "question": (token_type_ids == 0).to(torch.float32) * mask,
             "gold": torch.tensor(
                 [
-                    self.gold.get(tuple(row[:n].tolist()), [0] * n) + [0] * (seq_len - n)
+                    self.gold[tuple(row[:n].tolist())] + [0] * (seq_len - n)
                     for row, n in zip(input_ids, real, strict=True)
                 ],
                 dtype=torch.float32,
@@ -104,7 +121,7 @@ def keep_first(score: torch.Tensor, top: float) -> torch.Tensor:
     return torch.where(first.unsqueeze(0), torch.full_like(score, top), score)
 
 
-def rankers(probes: dict[int, nn.Module]) -> dict:
+def rankers(probes: dict[int, nn.Module]) -> dict[str, Ranker]:
     def attention(i, probs, x, mask, tracked):
         return encoder_module.significance(probs, mask, keep_cls=True)
 
@@ -122,22 +139,26 @@ def rankers(probes: dict[int, nn.Module]) -> dict:
 
 
 def gold_tokens(features, examples) -> dict[tuple[int, ...], list[int]]:
-    """Per window (keyed by its token ids): 1 for the context tokens that overlap a gold answer."""
-    gold = {}
+    """Per window (keyed by its token ids): 1 for the context tokens that overlap a gold answer. Windows with the same
+    ids (the same question asked twice of a paragraph) get the union of their answers."""
+    gold: dict[tuple[int, ...], list[int]] = {}
     for i, ids in enumerate(features.input_ids):
         answers = examples[features.example_index[i]].answers
         spans = [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in answers]
-        gold[tuple(ids)] = [
+        flags = [
             int(o is not None and any(o[0] < end and o[1] > start for start, end in spans))
             for o in features.offset_mapping[i]
         ]
+        earlier = gold.get(tuple(ids), [0] * len(flags))
+        gold[tuple(ids)] = [max(a, b) for a, b in zip(earlier, flags, strict=True)]
     return gold
 
 
 def train_probes(model, features, windows: int, seed: int = 0) -> tuple[dict[int, nn.Module], dict[int, float]]:
-    """One linear probe per layer 1..L-1 on that layer's input (the teacher frozen), trained on training windows that
-    hold their answer: the loss is minus the log of the softmax mass (over the window's tokens but the first) on the
-    answer's tokens. Returns the probes and each one's recall on those windows."""
+    """One linear probe per layer but the first (keys 1..L-1, 0-based: layer i's input is layer i-1's output), the
+    teacher frozen, trained on training windows that hold their answer: the loss is minus the log of the softmax mass
+    (over the window's tokens but the first) on the answer's tokens. Returns the probes and each one's recall on those
+    windows."""
     from qla_sdk.data import batches
 
     torch.manual_seed(seed)

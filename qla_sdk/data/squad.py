@@ -377,7 +377,8 @@ def _window_encoder(tokenizer, max_length: int | None, doc_stride: int):
     if backend is None:
         return None
     encoders = _WINDOW_ENCODERS.setdefault(tokenizer, {})
-    key = (max_length, doc_stride, tokenizer.truncation_side)
+    # len(tokenizer) counts added tokens: a tokenizer given new tokens gets a fresh copy that knows them.
+    key = (max_length, doc_stride, tokenizer.truncation_side, len(tokenizer))
     if key not in encoders:
         encoder = copy.deepcopy(backend)
         encoder.no_padding()

@@ -37,14 +37,15 @@ def read_clock(folder: Path) -> tuple[float, int]:
 
 
 class StageClock:
-    """``with StageClock(folder) as clock: ...``; then ``clock.seconds`` (all attempts) and ``clock.attempts``."""
+    """``with StageClock(folder) as clock: ...``; then ``clock.seconds`` (all attempts) and ``clock.attempts``.
+    A clock that cannot write its file warns and goes on: the stage matters more than its time figure."""
 
     def __init__(self, folder: str | Path, every_s: float = 30.0) -> None:
         if not every_s > 0:
             raise ValueError(f"every_s={every_s}: give a positive number of seconds between writes, e.g. 30")
         self.folder = Path(folder)
         self.every_s = every_s
-        self.earlier, self.attempts = 0.0, 0
+        self.earlier_seconds, self.attempts = 0.0, 0
         self._start: float | None = None
         self._end: float | None = None
         self._stop = threading.Event()
@@ -52,20 +53,28 @@ class StageClock:
 
     @property
     def seconds(self) -> float:
+        """Seconds of the earlier attempts plus this one's so far (or in all, once it ended)."""
         if self._start is None:
-            return self.earlier
+            return self.earlier_seconds
         end = self._end if self._end is not None else time.perf_counter()
-        return self.earlier + (end - self._start)
+        return self.earlier_seconds + (end - self._start)
 
     def _write(self) -> None:
-        write_json_atomic(self.folder / CLOCK, {"seconds": round(self.seconds, 3), "attempts": self.attempts})
+        try:
+            write_json_atomic(self.folder / CLOCK, {"seconds": round(self.seconds, 3), "attempts": self.attempts})
+        except OSError as exc:  # OutputError too
+            warnings.warn(
+                f"the stage clock cannot write {self.folder / CLOCK} ({exc}): its seconds may fall short", stacklevel=2
+            )
 
     def _tick(self) -> None:
         while not self._stop.wait(self.every_s):
             self._write()
 
     def __enter__(self) -> StageClock:
-        self.earlier, attempts = read_clock(self.folder)
+        if self._start is not None:
+            raise RuntimeError("a StageClock times one attempt: make a new one for the next")
+        self.earlier_seconds, attempts = read_clock(self.folder)
         self.attempts = attempts + 1
         self._start = time.perf_counter()
         self._write()

@@ -357,3 +357,18 @@ def test_split_errors(tmp_path, fraction):
     src = write_articles(tmp_path / "one.json", 1)
     with pytest.raises(ConfigError, match="at least 2"):
         split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json")
+
+
+def test_backend_copies_follow_tokens_added_after_a_first_call():
+    from qla_sdk.data.squad import _clip_questions, encode_windows
+    from qla_sdk.pretrained import minilm_path
+
+    tokenizer = load_tokenizer(minilm_path())  # its own: the test adds a token to it
+    questions, contexts = ["what is qlazorb made of ?"], ["qlazorb is made of stone and of qlazorb dust."]
+    encode_windows(tokenizer, questions, contexts, 32, 8)  # caches backend copies without the token
+    _clip_questions(questions, tokenizer, 3)
+    tokenizer.add_tokens(["qlazorb"])
+    windows = encode_windows(tokenizer, questions, contexts, 32, 8)
+    assert windows == encode_windows(tokenizer, questions, contexts, 32, 8, backend=False)
+    assert len(tokenizer) - 1 in windows.input_ids[0]  # the added token's id
+    assert _clip_questions(questions, tokenizer, 3) == _clip_questions(questions, tokenizer, 3, backend=False)
