@@ -73,7 +73,7 @@ def learning_curve(train: Path, evaluation: Path, work: Path, outputs: dict) -> 
     recipe = load_recipe(RECIPE, [f"data.train={train}", f"data.eval={evaluation}"])
     curve = []
     for share in CURVE_SHARES:
-        folder = work / f"curve_{round(share * 100)}"
+        folder = curve_folder(work, share)
         result_file = folder / "result.json"
         if not result_file.exists():
             folder.mkdir(parents=True, exist_ok=True)
@@ -328,8 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     timed = latency(outputs, train, evaluation, work, args.limit)
     timed["latency_seconds"] = round(time.perf_counter() - start, 1)
-    timed["stage_seconds"] = stage_seconds(work / "run")
-    timed["unclocked_stages"] = unclocked_stages(work / "run")
+    timed["stage_seconds"], timed["unclocked_stages"] = stage_seconds(work / "run")
     write_report(args.out, outputs, timed, [], train, evaluation, work, complete=False)
     if not args.skip_curve:
         curve = learning_curve(train, evaluation, work, outputs)
@@ -337,18 +336,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def stage_seconds(run: Path) -> dict[str, float]:
-    """Each recipe stage's seconds as its marker recorded them, over every attempt of a resumed stage (a marker
-    without ``attempts`` predates ``StageClock`` and counts only its last attempt: see ``unclocked_stages``)."""
-    seconds = {}
-    for marker in sorted(run.glob("*/done.json")):
-        seconds[marker.parent.name] = round(json.loads(marker.read_text()).get("seconds", 0.0), 1)
-    return seconds
-
-
-def unclocked_stages(run: Path) -> list[str]:
-    """Stages whose marker was written before stages kept their seconds over every attempt."""
-    return [m.parent.name for m in sorted(run.glob("*/done.json")) if "attempts" not in json.loads(m.read_text())]
+def stage_seconds(run: Path) -> tuple[dict[str, float], list[str]]:
+    """Each recipe stage's seconds as its marker recorded them, over every attempt of a resumed stage; and the stages
+    whose marker predates ``StageClock`` (no ``attempts``), which count only their last attempt."""
+    seconds, unclocked = {}, []
+    for path in sorted(run.glob("*/done.json")):
+        marker = json.loads(path.read_text())
+        seconds[path.parent.name] = round(marker.get("seconds", 0.0), 1)
+        if "attempts" not in marker:
+            unclocked.append(path.parent.name)
+    return seconds, unclocked
 
 
 def curve_seconds(work: Path) -> dict[str, float]:
@@ -356,9 +353,12 @@ def curve_seconds(work: Path) -> dict[str, float]:
     from qla_sdk.recipe.clock import read_clock
 
     return {
-        f"curve_{round(share * 100)}": round(read_clock(work / f"curve_{round(share * 100)}")[0], 1)
-        for share in CURVE_SHARES
+        curve_folder(work, share).name: round(read_clock(curve_folder(work, share))[0], 1) for share in CURVE_SHARES
     }
+
+
+def curve_folder(work: Path, share: float) -> Path:
+    return work / f"curve_{round(share * 100)}"
 
 
 def write_report(
