@@ -12,7 +12,8 @@ config, and times them in interleaved rounds in one process, one unpadded input:
 - ``pruned-summed``: that copy with the significance summed by one ReduceSum (what unpadded rows run);
 - ``pruned-fused-float32`` / ``pruned-fused-int8-<isa>``: the mask-free copy with ``runtime.openvino_attention``'s
   fused node, computed by its float32 kernel or its int8 C++ extension (only where the extension builds), the
-  latter once per matrix ISA it can run here (``avx512_vnni``, and ``amx_int8`` where the process can use AMX);
+  latter once per instruction set it can run here (``portable``, ``avx512_vnni`` where the CPU has it, and
+  ``amx_int8`` where the process can use AMX);
 - ``pruned-served``: the pruned graph through ``OpenVINORunner``, as a loaded artifact runs it (its own overhead;
   the fused int8 node where the extension builds, see ``backends.openvino.fused_attention_kernel``);
 - ``full-fused-int8-<isa>``: the full-length graph with its attention (OpenVINO's ScaledDotProductAttention) on the
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if unavailable_reason() is not None:
         print(f"pruned-fused-int8 left out: {unavailable_reason()}", file=sys.stderr)
     else:
-        for isa in sorted({"avx512_vnni", extension_isa()}):
+        isas = ["portable", "avx512_vnni", "amx_int8"]
+        for isa in isas[: isas.index(extension_isa()) + 1]:  # those this machine runs
             graphs[f"pruned-fused-int8-{isa}"] = mask_free.clone()
             fuse_pruning_attention(graphs[f"pruned-fused-int8-{isa}"], "int8", isa=isa)
             graphs[f"full-fused-int8-{isa}"] = full.clone()

@@ -144,8 +144,11 @@ def openvino_kernels(compiled_model, fused_isa: str | None = None) -> dict:
 
 def _isa_tag(implementation: str, dtypes: str) -> str:
     """One matrix kernel as a short ISA tag: ``amx_int8``, ``amx_bf16``, ``avx512_vnni`` (int8 on AVX-512),
-    ``avx512_bf16``, ``avx512_f32``, ``avx2_int8``, ``avx2_f32``, ``mlas_f32``, ``ref`` or ``unknown``."""
+    ``avx512_bf16``, ``avx512_f32``, ``avx2_int8``, ``avx2_f32``, ``mlas_f32``, ``portable`` (the fused attention's
+    plain C++), ``ref`` or ``unknown``."""
     impl, kinds = implementation.lower(), dtypes.lower()
+    if impl == "portable":
+        return impl
     int8 = any(t in kinds.replace("/", ":").split(":") for t in ("u8", "s8", "i8")) or "i8" in impl.split("_")
     bf16 = "bf16" in kinds or "bf16" in impl
     if "amx" in impl:

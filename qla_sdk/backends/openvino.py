@@ -244,16 +244,18 @@ def fuse_attention(model, kernel: str) -> int:
 def fused_attention_kernel() -> str | None:
     """The kernel of the pruning layers' attention (with ``int8``, of the full-length layers' too), from
     ``QLA_SDK_FUSED_ATTENTION``:
-    - unset or ``auto`` (the default): ``int8``, the C++ extension (AMX tiles or AVX512-VNNI), where it builds here;
-      else None, OpenVINO's own unfused nodes, the same graph as exported;
+    - unset or ``auto`` (the default): ``int8``, the C++ extension, where it builds here and runs on AMX tiles or
+      AVX512-VNNI; else None, OpenVINO's own unfused nodes, the same graph as exported;
     - ``0``: None;
-    - ``int8`` (or ``1``): the extension, or the float32 operation with a warning where it cannot be built here;
+    - ``int8`` (or ``1``): the extension on the best instructions it has here (portable C++ on CPUs without
+      AVX512-VNNI: the same outputs as on AMX, but slower than OpenVINO's nodes), or the float32 operation with a
+      warning where it cannot be built here;
     - ``float32``: the Python operation on the eager runtime's kernel (the reference's numerics, slow).
-    The extension beats OpenVINO's unfused int8 nodes on AMX and AVX-512 machines
-    (benchmarks/results/openvino_attention.md); ``int8`` and ``auto`` build it here (once per machine), so that a
+    The extension beats OpenVINO's unfused int8 nodes on AMX and AVX-512 machines, its portable code does not
+    (benchmarks/results/openvino_attention*.md); ``int8`` and ``auto`` build it here (once per machine), so that a
     build that fails falls back too."""
     from qla_sdk.runtime.native import fused_attention_choice
-    from qla_sdk.runtime.openvino_extension import pruning_attention_library, unavailable_reason
+    from qla_sdk.runtime.openvino_extension import extension_isa, pruning_attention_library, unavailable_reason
 
     choice = fused_attention_choice()
     if choice == "off":
@@ -264,7 +266,9 @@ def fused_attention_kernel() -> str | None:
     if reason is None:
         try:
             pruning_attention_library()
-            return "int8"
+            if choice == "int8" or extension_isa() != "portable":
+                return "int8"
+            return None  # auto: its portable code is slower than OpenVINO's own nodes
         except ConfigError as error:
             reason = str(error)
     if choice == "auto":

@@ -9,7 +9,8 @@ call, which computes the context and the significance in one pass per (batch, he
 rows or in L2. Inductor calls it as an external kernel; the linear layers, the token choice and everything else stay
 Inductor's. Two kernels compute it (``KERNELS``):
 - ``int8``: the OpenVINO extension's kernel (``runtime/csrc/pruning_attention_int8.h``: q, k per token and v per
-  channel in int8, uint8 probabilities; AMX tiles or AVX512-VNNI), for the int8 graphs the Inductor backend serves;
+  channel in int8, uint8 probabilities; AMX tiles, AVX512-VNNI or portable C++), for the int8 graphs the Inductor
+  backend serves;
 - ``float32``: the eager runtime's native kernel (``runtime/csrc/pruning.cpp``): the reference's numerics.
 
 It is applied at load time by the Inductor backend (``backends.inductor.InductorRunner``; ``attention_kernel`` reads
@@ -76,14 +77,16 @@ def _(q, k, v, bias, heads, precision="float32"):
 def attention_kernel() -> str | None:
     """The kernel compiled torch graphs' pruning attention runs, from ``QLA_SDK_FUSED_ATTENTION`` (the switch the
     OpenVINO backend reads too):
-    - unset or ``auto`` (the default): ``int8`` where its kernel builds here, else ``float32`` where the native kernels
-      build, else None (the graph as exported);
+    - unset or ``auto`` (the default): ``int8`` where its kernel builds here and runs on AMX tiles or AVX512-VNNI,
+      else ``float32`` where the native kernels build, else None (the graph as exported);
     - ``0``: None; ``float32``: the native kernel (None where it cannot build);
-    - ``int8`` (or ``1``): the int8 kernel, or ``float32`` with a warning where it cannot be built here."""
+    - ``int8`` (or ``1``): the int8 kernel (its portable code on CPUs without AVX512-VNNI: the same outputs, slower),
+      or ``float32`` with a warning where it cannot be built here."""
     choice = fused_attention_choice()
     if choice == "off":
         return None
-    if choice != "float32" and int8_attention_kernels() is not None:
+    int8 = int8_attention_kernels() if choice != "float32" else None
+    if int8 is not None and (choice == "int8" or int8.isa() != "portable"):
         return "int8"
     fallback = "float32" if native_kernels() is not None else None
     if choice == "int8":

@@ -8,8 +8,8 @@ on a CPU other than x86-64, with a torch build without MKL, or with ``QLA_SDK_NA
 computes the same thing from ATen ops, about 1 ms slower per MiniLM forward at length 384.
 
 ``int8_attention_kernels`` builds ``csrc/torch_pruning_attention.cpp`` the same way: the OpenVINO extension's int8
-kernel (``csrc/pruning_attention_int8.h``: AMX tiles or AVX512-VNNI) as a torch function, which the fused attention
-of Inductor graphs runs (``runtime.inductor_attention``). It needs AVX512-VNNI; None where it cannot be built.
+kernel (``csrc/pruning_attention_int8.h``: AMX tiles, AVX512-VNNI or portable C++) as a torch function, which the
+fused attention of Inductor graphs runs (``runtime.inductor_attention``). None where it cannot be built.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ SOURCE = Path(__file__).parent / "csrc" / "pruning.cpp"
 # -march=native: the kernels are built where they run, and glibc's 16-lane expf needs AVX-512 to be allowed.
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
 INT8_SOURCE = SOURCE.parent / "torch_pruning_attention.cpp"
-INT8_KERNEL = SOURCE.parent / "pruning_attention_int8.h"
+INT8_KERNEL = tuple(SOURCE.parent / f"pruning_attention_{part}.h" for part in ("int8", "common", "portable"))
 # -fopenmp: ATen's parallel_for is a header template that runs serially without it. No -ffast-math: the kernel's
-# float steps are written out (its exp is a polynomial), and the OpenVINO build of the same kernel has none.
-INT8_CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]
-INT8_REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")  # vpdpbusd and the AVX-512 it runs in
+# float steps are written out (its exp is a polynomial), and the OpenVINO build of the same kernel has none;
+# -ffp-contract=off keeps its portable code's steps those of its vector code, as there.
+INT8_CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fopenmp"]
 
 logger = logging.getLogger("qla_sdk.runtime")
 _lock = threading.Lock()
@@ -54,10 +54,9 @@ def native_kernels() -> ModuleType | None:
 
 def int8_attention_kernels() -> ModuleType | None:
     """The compiled int8 attention module, or None where it is switched off (``QLA_SDK_NATIVE_KERNELS=0``) or
-    cannot be built (not x86-64, no AVX512-VNNI, no compiler). ``attention_int8(q, k, v, scale, mask=None,
-    isa="auto") -> (context, significance)`` with the shapes of ``attention_with_significance`` (q, k, v sharing
-    their strides); ``isa()`` names the matrix instructions ``auto`` runs on here (``amx_int8`` or
-    ``avx512_vnni``)."""
+    cannot be built (not x86-64, no compiler). ``attention_int8(q, k, v, scale, mask=None, isa="auto") -> (context,
+    significance)`` with the shapes of ``attention_with_significance`` (q, k, v sharing their strides); ``isa()``
+    names the instructions ``auto`` runs on here (``amx_int8``, ``avx512_vnni`` or ``portable``)."""
     return _once("int8", _build_int8)
 
 
@@ -67,10 +66,7 @@ def int8_unavailable_reason() -> str | None:
         return f"{ENV_SWITCH} is off"
     if platform.machine() not in ("x86_64", "AMD64"):
         return f"it needs an x86-64 CPU, this is {platform.machine()}"
-    from qla_sdk.machine import cpu_flags
-
-    missing = [f for f in INT8_REQUIRED_FLAGS if f not in cpu_flags()]
-    return f"the CPU lacks {', '.join(missing)}" if missing else None
+    return None
 
 
 def _once(key: str, build) -> ModuleType | None:
@@ -103,7 +99,7 @@ def _build_int8() -> ModuleType | None:
         return None
     return _load(
         "qla_attention_int8",
-        [INT8_SOURCE, INT8_KERNEL],
+        [INT8_SOURCE, *INT8_KERNEL],
         INT8_CFLAGS,
         "the int8 attention kernel",
         "compiled torch graphs run the float32 fused attention instead",

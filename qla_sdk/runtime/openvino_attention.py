@@ -10,10 +10,10 @@ and everything else stay OpenVINO's. Two kernels compute the node:
 - ``int8``: the C++ OpenVINO extension (``runtime/csrc/openvino_pruning_attention.cpp``, built on first use by
   ``runtime.openvino_extension``): q and k per token and v per channel in int8, the probabilities in uint8 for the
   context, float32 for the significance; its two products run on AMX tiles where the process can use them, else on
-  AVX512-VNNI (the same outputs either way); it runs on OpenVINO's threads. It also takes over the layer's token
-  choice (``select_tokens``: the TopK, the sort of the chosen positions, and the row gathers of the context and of
-  the layer's input), so the context is computed for the tokens that stay only, and no small TopK or Gather node
-  runs per layer.
+  AVX512-VNNI, else in portable C++ (the same outputs on all three); it runs on OpenVINO's threads. It also takes
+  over the layer's token choice (``select_tokens``: the TopK, the sort of the chosen positions, and the row gathers
+  of the context and of the layer's input), so the context is computed for the tokens that stay only, and no small
+  TopK or Gather node runs per layer.
 - ``float32``: a Python ``ov.Op`` on the eager runtime's native kernel (``runtime/csrc/pruning.cpp``), or ATen ops
   where that cannot be built: closer to the reference encoder than NNCF's int8 products, but slow.
 
@@ -40,7 +40,7 @@ from qla_sdk.runtime.native import native_kernels
 
 OP_NAME, OP_SET = "QuaLAPruningAttention", "qla_sdk"
 KERNELS = ("int8", "float32")
-ISAS = ("auto", "amx_int8", "avx512_vnni")  # the int8 kernel's matrix instructions
+ISAS = ("auto", "amx_int8", "avx512_vnni", "portable")  # the int8 kernel's instructions
 # Nodes between a linear layer's output and the attention products that only move, scale or fake-quantize values.
 _PASS_THROUGH = ("Reshape", "Transpose", "FakeQuantize", "Multiply")
 
@@ -133,7 +133,8 @@ def fuse_pruning_attention(model, kernel: str = "float32", isa: str = "auto", ch
     ``QuaLAPruningAttention`` node computed by ``kernel`` (one of ``KERNELS``), given the layer's mask where the graph
     adds a mask bias; returns the number of blocks rewritten. ``model`` is changed in place. ``int8`` raises
     ``ConfigError`` where its extension cannot be built. ``isa`` (int8 only, one of ``ISAS``) picks its matrix
-    instructions: ``auto`` runs AMX tiles where the process can, else AVX512-VNNI; both give the same outputs.
+    instructions: ``auto`` runs AMX tiles where the process can, else AVX512-VNNI, else portable C++; all give the same
+    outputs.
     ``choose_tokens`` (int8 only): where the block's significance feeds the exporter's token choice, the node also
     chooses the tokens and computes their context only (the same tokens, the same context rows)."""
     import openvino.opset13 as ops

@@ -2,12 +2,12 @@
 
 Built on first use with the machine's C++ compiler against the headers of the installed ``openvino`` wheel, for
 the machine's instruction set (``-march=native``), and cached under ``QLA_SDK_CACHE`` (default
-``~/.cache/qla_sdk``), one library per source, flags, compiler, OpenVINO version and CPU. It needs x86-64 with
-AVX512-VNNI (``vpdpbusd``) and a C++17 compiler (``CXX``, default ``g++``); where either is missing, or the build
-fails, ``pruning_attention_library`` says why (once per process) and ``backends.openvino.fused_attention_kernel``
-falls back to the float32 operation of ``runtime.openvino_attention``. Where the CPU has AMX (and Linux grants the
-process its tile state) the operation's two int8 products run on AMX tiles, else on AVX512-VNNI: ``extension_isa``
-says which; both give the same outputs.
+``~/.cache/qla_sdk``), one library per sources, flags, compiler, OpenVINO version and CPU. It needs x86-64 and a C++17
+compiler (``CXX``, default ``g++``); where either is missing, or the build fails, ``pruning_attention_library`` says
+why (once per process) and ``backends.openvino.fused_attention_kernel`` falls back to the float32 operation of
+``runtime.openvino_attention``. The operation's two int8 products run on AMX tiles where the CPU has them (and Linux
+grants the process its tile state), else on AVX512-VNNI, else in portable C++: ``extension_isa`` says which; all give
+the same outputs, bit for bit.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from qla_sdk.errors import ConfigError
 from qla_sdk.machine import cpu_flags
 
 SOURCE = Path(__file__).parent / "csrc" / "openvino_pruning_attention.cpp"
-KERNEL = SOURCE.parent / "pruning_attention_int8.h"  # the kernel, shared with the torch extension
+# The kernel, shared with the torch extension: its paths and what they share.
+KERNEL_HEADERS = tuple(SOURCE.parent / f"pruning_attention_{part}.h" for part in ("int8", "common", "portable"))
 # No -ffast-math: linking a shared library with it turns on flush-to-zero for the whole process that loads it.
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-DOV_THREAD=0"]  # 0: TBB
-# The kernel's instructions: AVX-512 F/BW/VL and VNNI's vpdpbusd.
-REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+# -ffp-contract=off: the portable code's float steps stay the vector code's (no a * b + c fused where they round twice).
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-std=c++17", "-shared", "-fPIC"]
+CFLAGS += ["-DOV_THREAD=0"]  # 0: TBB
 
 _lock = threading.Lock()
 _built: dict[str, Path | ConfigError] = {}
@@ -46,9 +47,6 @@ def unavailable_reason() -> str | None:
     """Why the int8 extension cannot be used on this machine, or None where it can be built."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return f"it needs an x86-64 CPU, this is {platform.machine()}"
-    missing = [f for f in REQUIRED_FLAGS if f not in cpu_flags()]
-    if missing:
-        return f"the CPU lacks {', '.join(missing)}"
     if shutil.which(_compiler()[0]) is None:
         return f"no C++ compiler {_compiler()[0]!r} (install g++ or set CXX)"
     return None
@@ -70,8 +68,8 @@ def pruning_attention_library() -> Path:
 
 
 def extension_isa() -> str:
-    """The matrix instructions the int8 extension's products run on in this process: ``amx_int8`` or
-    ``avx512_vnni``; raises ``ConfigError`` where the extension cannot be built."""
+    """The instructions the int8 extension's products run on in this process (``isa="auto"``): ``amx_int8``,
+    ``avx512_vnni`` or ``portable``; raises ``ConfigError`` where the extension cannot be built."""
     library = ctypes.CDLL(str(pruning_attention_library()))
     library.qla_pruning_attention_isa.restype = ctypes.c_char_p
     return library.qla_pruning_attention_isa().decode()
@@ -92,22 +90,30 @@ def _openvino_paths() -> tuple[Path, Path, list[Path]]:
     return root / "include", libs, [core[0], tbb[0]]
 
 
-def _build() -> Path:
+def library_path() -> Path:
+    """Where the library for this machine's sources (kernel headers included), flags, compiler, OpenVINO version and
+    CPU is cached, built or not."""
     import openvino
 
+    digest = hashlib.sha256()
+    flags = " ".join(sorted(cpu_flags()))
+    compiler = subprocess.run([*_compiler(), "--version"], capture_output=True, text=True).stdout
+    sources = [f.read_bytes() for f in (SOURCE, *KERNEL_HEADERS)]
+    for part in (*sources, " ".join(CFLAGS), compiler, openvino.__version__, flags):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    cache = Path(os.environ.get("QLA_SDK_CACHE", Path.home() / ".cache" / "qla_sdk")) / "openvino_extensions"
+    return cache / f"qla_pruning_attention_{digest.hexdigest()[:16]}.so"
+
+
+def _build() -> Path:
     reason = unavailable_reason()
     if reason is not None:
         raise ConfigError(f"the int8 attention extension cannot be built here: {reason}; {FIX}")
     include, libs, link = _openvino_paths()
-    digest = hashlib.sha256()
-    flags = " ".join(sorted(cpu_flags()))
-    compiler = subprocess.run([*_compiler(), "--version"], capture_output=True, text=True).stdout
-    for part in (SOURCE.read_bytes(), KERNEL.read_bytes(), " ".join(CFLAGS), compiler, openvino.__version__, flags):
-        digest.update(part if isinstance(part, bytes) else part.encode())
-    cache = Path(os.environ.get("QLA_SDK_CACHE", Path.home() / ".cache" / "qla_sdk")) / "openvino_extensions"
-    target = cache / f"qla_pruning_attention_{digest.hexdigest()[:16]}.so"
+    target = library_path()
     if target.exists():
         return target
+    cache = target.parent
     cache.mkdir(parents=True, exist_ok=True)
     # Built to a temporary name and renamed: a process that finds the library finds a whole one.
     handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=cache)

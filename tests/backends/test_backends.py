@@ -393,14 +393,14 @@ def test_openvino_serves_unpadded_rows_with_fused_pruning_attention(openvino_bui
 
 
 @pytest.mark.parametrize("switch", [None, "0"])
-def test_openvino_fuses_pruning_attention_by_default_where_the_extension_builds(openvino_built, monkeypatch, switch):
-    """Unset, the switch fuses with the int8 kernel where it can run (OpenVINO's own nodes elsewhere); ``0`` keeps
-    OpenVINO's nodes. The runner says which, and its compiled graphs agree."""
+def test_openvino_fuses_pruning_attention_by_default_on_vector_instructions(openvino_built, monkeypatch, switch):
+    """Unset, the switch fuses with the int8 kernel where it runs on AMX or AVX512-VNNI (OpenVINO's own nodes
+    elsewhere); ``0`` keeps OpenVINO's nodes. The runner says which, and its compiled graphs agree."""
     import openvino as ov
 
     from qla_sdk.backends.openvino import OpenVINORunner
     from qla_sdk.runtime.openvino_attention import OP_NAME
-    from qla_sdk.runtime.openvino_extension import unavailable_reason
+    from qla_sdk.runtime.openvino_extension import extension_isa, unavailable_reason
 
     if switch is None:
         monkeypatch.delenv("QLA_SDK_FUSED_ATTENTION", raising=False)
@@ -408,7 +408,8 @@ def test_openvino_fuses_pruning_attention_by_default_where_the_extension_builds(
         monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", switch)
     _, built = openvino_built
     runner = OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1)
-    want = "int8" if switch is None and unavailable_reason() is None else None
+    vector = unavailable_reason() is None and extension_isa() != "portable"  # auto skips the slower portable code
+    want = "int8" if switch is None and vector else None
     assert runner.fused_attention == want
     for graph in runner._graphs.values():
         fused = sum(op.get_type_info().name == OP_NAME for op in graph.get_ops())
@@ -451,7 +452,7 @@ def test_openvino_runs_an_int8_full_length_graphs_attention_on_the_int8_operatio
 
     if unavailable_reason() is not None:
         pytest.skip(f"int8 extension: {unavailable_reason()}")
-    monkeypatch.delenv("QLA_SDK_FUSED_ATTENTION", raising=False)
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "int8")  # as auto does on AMX and AVX512-VNNI; by name elsewhere
     request = BuildRequest(qa_model, None, (24,), QuantConfig(backend="openvino"), calibration=_rows())
     built = get_backend("openvino").build(request)
     graph = built.models[24]
@@ -533,11 +534,12 @@ def test_openvino_refuses_an_unknown_inference_precision(openvino_built, tmp_pat
     ("value", "usable", "want"),
     [(None, True, "int8"), ("", True, "int8"), ("auto", True, "int8"), (None, False, None), ("auto", False, None),
      ("0", True, None), ("float32", True, "float32"), ("int8", True, "int8"), ("1", True, "int8"),
-     ("1", False, "float32")],
+     ("1", False, "float32"), (None, "portable", None), ("auto", "portable", None), ("int8", "portable", "int8")],
 )  # fmt: skip
 def test_the_fused_attention_switch_names_its_kernel(monkeypatch, value, usable, want):
-    """By default the int8 kernel runs where the extension builds, and OpenVINO's own nodes elsewhere, silently; asked
-    for by name, an int8 kernel that cannot run falls back to float32 with a warning."""
+    """By default the int8 kernel runs where the extension builds with vector instructions, and OpenVINO's own nodes
+    elsewhere, silently (its portable code is slower than they are); asked for by name, the int8 kernel runs on what
+    the machine has, and one that cannot run falls back to float32 with a warning."""
     import warnings
 
     from qla_sdk.backends.openvino import fused_attention_kernel
@@ -551,6 +553,7 @@ def test_the_fused_attention_switch_names_its_kernel(monkeypatch, value, usable,
         openvino_extension, "unavailable_reason", lambda: None if usable else "the CPU lacks avx512_vnni"
     )
     monkeypatch.setattr(openvino_extension, "pruning_attention_library", lambda: Path("built.so"))
+    monkeypatch.setattr(openvino_extension, "extension_isa", lambda: "portable" if usable == "portable" else "amx_int8")
     if usable or value in (None, "", "auto"):
         with warnings.catch_warnings():
             warnings.simplefilter("error")

@@ -146,7 +146,8 @@ def test_a_graph_without_pruning_attention_is_left_alone(minilm_qa):
 
 
 def default_kernel() -> str | None:
-    if int8_attention_kernels() is not None:
+    int8 = int8_attention_kernels()
+    if int8 is not None and int8.isa() != "portable":  # auto skips the slower portable code
         return "int8"
     return "float32" if native_kernels() is not None else None
 
@@ -183,6 +184,23 @@ def test_an_unknown_switch_value_or_kernel_is_refused(minilm_qa, monkeypatch):
         attention_kernel()
     with pytest.raises(ConfigError, match="unknown attention kernel 'fp16'; choose one of float32, int8"):
         fuse_pruning_attention_fx(exported(minilm_qa, CONFIGS["tokens"]).module(), "fp16")
+
+
+def test_by_default_the_int8_kernel_runs_only_on_vector_instructions(monkeypatch):
+    """Its portable code gives the same outputs, slower than the float32 kernel: ``auto`` takes it only by name."""
+    if native_kernels() is None:
+        pytest.skip("the native kernels cannot be built here")
+
+    class Portable:
+        @staticmethod
+        def isa():
+            return "portable"
+
+    monkeypatch.setattr(inductor_attention, "int8_attention_kernels", lambda: Portable)
+    monkeypatch.delenv("QLA_SDK_FUSED_ATTENTION", raising=False)
+    assert attention_kernel() == "float32"
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", "int8")
+    assert attention_kernel() == "int8"
 
 
 @pytest.mark.parametrize(("switch", "warns"), [(None, False), ("int8", True)])

@@ -142,14 +142,19 @@ def _int8_inputs(batch, n, heads, head_dim, padded):
     return q, k, v, mask
 
 
+INT8_ISAS = ["portable", "avx512_vnni", "amx_int8"]  # the vector ones run where the CPU has them
+
+
 def _isa_or_skip(int8, isa):
     if isa == "amx_int8" and int8.isa() != "amx_int8":
         pytest.skip("this process cannot run AMX tiles (CPU, Linux kernel or compiler)")
+    if isa == "avx512_vnni" and int8.isa() == "portable":
+        pytest.skip("the CPU lacks AVX512-VNNI")
 
 
 @pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), INT8_SHAPES)
 @pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+@pytest.mark.parametrize("isa", INT8_ISAS)
 def test_int8_attention_is_within_int8_error_of_the_float_reference(
     kernels, int8, batch, n, heads, head_dim, padded, isa
 ):
@@ -166,21 +171,22 @@ def test_int8_attention_is_within_int8_error_of_the_float_reference(
 
 
 @pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), INT8_SHAPES)
-def test_int8_attention_on_amx_tiles_gives_what_avx512_vnni_gives(int8, batch, n, heads, head_dim):
-    _isa_or_skip(int8, "amx_int8")
+@pytest.mark.parametrize("isa", INT8_ISAS[1:])
+def test_int8_attention_on_vector_instructions_gives_what_portable_code_gives(int8, batch, n, heads, head_dim, isa):
+    _isa_or_skip(int8, isa)
     q, k, v, mask = _int8_inputs(batch, n, heads, head_dim, padded=True)
-    amx, vnni = (
-        int8.attention_int8(q, k, v, 0.3, mask, "amx_int8"),
-        int8.attention_int8(q, k, v, 0.3, mask, "avx512_vnni"),
+    vector, portable = (
+        int8.attention_int8(q, k, v, 0.3, mask, isa),
+        int8.attention_int8(q, k, v, 0.3, mask, "portable"),
     )
-    for got, want in zip(amx, vnni, strict=True):
+    for got, want in zip(vector, portable, strict=True):
         assert torch.equal(got, want)
 
 
 def test_int8_attention_does_not_depend_on_what_the_thread_ran_before(kernels, int8):
     """Each thread keeps its buffers between calls (grown, never cleared): a short head after a long one must not
     see the long one's leftovers (column sums, packed keys and values, probabilities past its own keys)."""
-    isas = ["avx512_vnni"] + (["amx_int8"] if int8.isa() == "amx_int8" else [])
+    isas = INT8_ISAS[: INT8_ISAS.index(int8.isa()) + 1]  # those that run here
     q, k, v, mask = _int8_inputs(1, 37, 2, 32, padded=True)
     want_context, want_significance = kernels.attention_with_significance(q, k, v, 0.2, mask)
     long = _int8_inputs(2, 200, 2, 32, padded=False)
@@ -233,13 +239,22 @@ def test_int8_attention_refuses_inputs_it_cannot_read(int8, change, message):
 
 def test_int8_attention_refuses_an_unknown_isa_with_the_choices(int8):
     q, k, v, _ = _int8_inputs(1, 8, 2, 16, padded=False)
-    with pytest.raises(RuntimeError, match="isa is 'amx'.*auto .*avx512_vnni or amx_int8"):
+    with pytest.raises(RuntimeError, match="isa is 'amx'.*auto .*amx_int8, avx512_vnni or portable"):
         int8.attention_int8(q, k, v, 0.25, None, "amx")
 
 
-def test_int8_attention_is_not_built_without_avx512_vnni(monkeypatch):
+def test_int8_attention_is_not_built_off_x86(monkeypatch):
     monkeypatch.delenv(native.ENV_SWITCH, raising=False)
-    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr("qla_sdk.machine.cpu_flags", lambda: {"avx2", "avx512f"})
-    assert native.int8_unavailable_reason() == "the CPU lacks avx512bw, avx512vl, avx512_vnni"
+    monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")
+    assert native.int8_unavailable_reason() == "it needs an x86-64 CPU, this is aarch64"
     assert native._build_int8() is None
+
+
+def test_int8_attention_refuses_instructions_the_machine_lacks(int8):
+    q, k, v, _ = _int8_inputs(1, 8, 2, 16, padded=False)
+    runs = INT8_ISAS[: INT8_ISAS.index(int8.isa()) + 1]
+    if runs == INT8_ISAS:
+        pytest.skip("this machine runs every instruction set")
+    for isa in INT8_ISAS[len(runs) :]:
+        with pytest.raises(RuntimeError, match=f"isa {isa} asked for, but .*use isa auto"):
+            int8.attention_int8(q, k, v, 0.25, None, isa)

@@ -98,6 +98,20 @@ def reference_run(model, feed, length_config, monkeypatch):
     return logits, layers
 
 
+@pytest.fixture(scope="module")
+def converted(minilm_qa):
+    """``converted(config)``: a copy of the exported OpenVINO graph of ``CONFIGS[config]`` (None: full length),
+    converted once per module (each conversion exports the real MiniLM); tests rewrite their copy in place."""
+    graphs = {}
+
+    def graph(config: str | None):
+        if config not in graphs:
+            graphs[config] = convert(minilm_qa.with_length_config(CONFIGS.get(config)), SEQ)
+        return graphs[config].clone()
+
+    return graph
+
+
 def run(model, feed):
     compiled = ov.Core().compile_model(model, "CPU", F32)
     result = compiled.create_infer_request().infer(feed)
@@ -112,12 +126,12 @@ CASES = [("tokens", "batch1"), ("tokens", "padded"), ("ratios", "batch2"), ("rat
 
 @pytest.mark.parametrize("kernel", ["float32", "int8"])
 @pytest.mark.parametrize(("config", "shape"), CASES)
-def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm_qa, config, shape, kernel, monkeypatch):
+def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm_qa, converted, config, shape, kernel, monkeypatch):
     if kernel == "int8" and unavailable_reason() is not None:
         pytest.skip(f"int8 extension: {unavailable_reason()}")
     length_config = CONFIGS[config]
     rows, pad_last_to = SHAPES[shape]
-    graph = convert(minilm_qa.with_length_config(length_config), SEQ)
+    graph = converted(config)
     if pad_last_to is None:  # rows without padding run the mask-free copy
         graph = without_attention_mask(graph)
     fused = graph.clone()
@@ -145,11 +159,11 @@ def test_fused_graph_chooses_the_reference_tokens_and_logits(minilm_qa, config, 
 
 
 @pytest.mark.parametrize(("config", "shape"), CASES)
-def test_the_int8_operations_token_choice_is_the_graphs(minilm_qa, config, shape):
+def test_the_int8_operations_token_choice_is_the_graphs(converted, config, shape):
     if unavailable_reason() is not None:
         pytest.skip(f"int8 extension: {unavailable_reason()}")
     rows, pad_last_to = SHAPES[shape]
-    graph = convert(minilm_qa.with_length_config(CONFIGS[config]), SEQ)
+    graph = converted(config)
     if pad_last_to is None:
         graph = without_attention_mask(graph)
     by_graph, by_operation = graph.clone(), graph.clone()
@@ -181,14 +195,14 @@ def test_the_int8_operations_token_choice_is_the_graphs(minilm_qa, config, shape
     ("kernel", "isa", "message"),
     [("fp16", "auto", "unknown attention kernel 'fp16'"), ("int8", "amx", "unknown isa 'amx'.*auto, amx_int8")],
 )
-def test_an_unknown_kernel_or_isa_is_refused(minilm_qa, kernel, isa, message):
-    graph = convert(minilm_qa.with_length_config(CONFIGS["tokens"]), SEQ)
+def test_an_unknown_kernel_or_isa_is_refused(converted, kernel, isa, message):
+    graph = converted("tokens")
     with pytest.raises(ConfigError, match=message):
         fuse_pruning_attention(graph, kernel, isa=isa)
 
 
-def test_graphs_without_pruning_attention_are_left_as_they_are(minilm_qa):
-    graph = convert(minilm_qa.with_length_config(None), SEQ)  # full length: no significance, no block to fuse
+def test_graphs_without_pruning_attention_are_left_as_they_are(converted):
+    graph = converted(None)  # full length: no significance, no block to fuse
     before = sorted(op.get_type_name() for op in graph.get_ops())
     assert fuse_pruning_attention(graph) == 0
     assert sorted(op.get_type_name() for op in graph.get_ops()) == before
@@ -200,12 +214,14 @@ def kinds(model, kind: str) -> int:
 
 @pytest.mark.parametrize("shape", ["batch1", "padded"])
 @pytest.mark.parametrize(("config", "full_length"), [(None, 6), ("late", 4), ("mid", 3)])
-def test_full_length_attention_runs_on_the_int8_operation(minilm_qa, config, full_length, shape, monkeypatch):
+def test_full_length_attention_runs_on_the_int8_operation(
+    minilm_qa, converted, config, full_length, shape, monkeypatch
+):
     if unavailable_reason() is not None:
         pytest.skip(f"int8 extension: {unavailable_reason()}")
     length_config = CONFIGS.get(config)
     rows, pad_last_to = SHAPES[shape]
-    graph = convert(minilm_qa.with_length_config(length_config), SEQ)
+    graph = converted(config)
     if pad_last_to is None:  # a full-length graph has no mask-free copy: its unpadded rows run it with a mask of ones
         graph = without_attention_mask(graph) or graph
     assert kinds(graph, "ScaledDotProductAttention") == full_length

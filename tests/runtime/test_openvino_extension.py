@@ -1,6 +1,7 @@
 """The int8 pruning attention extension (``runtime/csrc/openvino_pruning_attention.cpp``, built by
-``runtime.openvino_extension``): within int8 error of the float32 reference on awkward shapes, masked keys get no
-attention, padding queries do not count, and a machine that cannot build it is told why."""
+``runtime.openvino_extension``): within int8 error of the float32 reference on awkward shapes, the same outputs on
+every instruction set, masked keys get no attention, padding queries do not count, and a machine that cannot build it
+is told why."""
 
 from __future__ import annotations
 
@@ -48,9 +49,16 @@ def reference(q, k, v, heads, mask=None):
     return context.reshape(b, n, hidden).numpy(), significance.numpy()
 
 
-def amx_or_skip():
-    if openvino_extension.extension_isa() != "amx_int8":
+# Every instruction set of the operation; the vector ones run where the CPU has them.
+ISAS = ["portable", "avx512_vnni", "amx_int8"]
+
+
+def isa_or_skip(isa):
+    ran = openvino_extension.extension_isa()
+    if isa == "amx_int8" and ran != "amx_int8":
         pytest.skip("this process cannot run AMX tiles (CPU, Linux kernel or compiler)")
+    if isa == "avx512_vnni" and ran == "portable":
+        pytest.skip("the CPU lacks AVX512-VNNI")
 
 
 # Lengths off every block size (4 or 16 query rows, 64 keys), head sizes below, at and above 16 lanes and 64 bytes.
@@ -70,10 +78,9 @@ def inputs(batch, n, heads, head_dim, padded):
 
 @pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
 @pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+@pytest.mark.parametrize("isa", ISAS)
 def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, batch, n, heads, head_dim, padded, isa):
-    if isa == "amx_int8":
-        amx_or_skip()
+    isa_or_skip(isa)
     q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
     context, significance = run_op(factory, q, k, v, heads, mask, isa)
     want_context, want_significance = reference(q, k, v, heads, mask)
@@ -86,19 +93,40 @@ def test_int8_attention_is_within_int8_error_of_the_float_reference(factory, bat
 
 @pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
 @pytest.mark.parametrize("padded", [False, True])
-def test_amx_tiles_give_what_avx512_vnni_gives(factory, batch, n, heads, head_dim, padded):
+@pytest.mark.parametrize("isa", ISAS[1:])
+def test_vector_instructions_give_what_portable_code_gives(factory, batch, n, heads, head_dim, padded, isa):
     """The same int32 products and the same float steps in the same order: equal outputs, bit for bit."""
-    amx_or_skip()
+    isa_or_skip(isa)
     q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
-    amx, vnni = run_op(factory, q, k, v, heads, mask, "amx_int8"), run_op(factory, q, k, v, heads, mask, "avx512_vnni")
-    for got, want in zip(amx, vnni, strict=True):
+    vector, portable = run_op(factory, q, k, v, heads, mask, isa), run_op(factory, q, k, v, heads, mask, "portable")
+    for got, want in zip(vector, portable, strict=True):
         assert np.array_equal(got, want)
-    assert np.array_equal(run_op(factory, q, k, v, heads, mask)[0], amx[0])  # auto picks AMX where it runs
+
+
+def test_auto_runs_what_the_extension_says_it_runs(factory):
+    q, k, v, mask = inputs(2, 67, 12, 32, True)
+    ran = openvino_extension.extension_isa()
+    assert ran in ISAS
+    for got, want in zip(run_op(factory, q, k, v, 12, mask), run_op(factory, q, k, v, 12, mask, ran), strict=True):
+        assert np.array_equal(got, want)
+
+
+def test_an_isa_the_machine_lacks_is_refused_with_what_runs_instead(factory):
+    ran = openvino_extension.extension_isa()
+    lacking = [] if ran == "amx_int8" else [("amx_int8", "AMX cannot run here.*use isa auto, avx512_vnni or portable")]
+    if ran == "portable":
+        lacking.append(("avx512_vnni", "built for a CPU without AVX512-VNNI; use isa auto or portable"))
+    if not lacking:
+        pytest.skip("this machine runs every instruction set")
+    q = np.zeros((1, 8, 32), np.float32)
+    for isa, message in lacking:
+        with pytest.raises(Exception, match=message):
+            run_op(factory, q, q, q, 2, isa=isa)
 
 
 def test_an_unknown_isa_is_refused_with_the_choices(factory):
     q = np.zeros((1, 8, 32), np.float32)
-    with pytest.raises(Exception, match="isa is 'amx_bf16'.*auto.*avx512_vnni.*amx_int8"):
+    with pytest.raises(Exception, match="isa is 'amx_bf16'.*auto.*amx_int8, avx512_vnni or portable"):
         run_op(factory, q, q, q, 2, isa="amx_bf16")
 
 
@@ -161,12 +189,11 @@ def select_tokens(significance, mask, keep, keep_cls):
 
 @pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
 @pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+@pytest.mark.parametrize("isa", ISAS)
 def test_the_token_choice_keeps_the_reference_tokens_and_their_context_rows(
     factory, batch, n, heads, head_dim, padded, isa
 ):
-    if isa == "amx_int8":
-        amx_or_skip()
+    isa_or_skip(isa)
     q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
     if mask is None:
         mask = np.ones((batch, n), np.float32)
@@ -191,13 +218,12 @@ def test_the_token_choice_keeps_the_reference_tokens_and_their_context_rows(
 
 @pytest.mark.parametrize(("batch", "n", "heads", "head_dim"), SHAPES)
 @pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("isa", ["avx512_vnni", "amx_int8"])
+@pytest.mark.parametrize("isa", ISAS)
 def test_without_significance_the_context_is_the_same(factory, batch, n, heads, head_dim, padded, isa):
     """A full-length layer chooses nothing: its attention skips the significance and keeps the context bit for bit."""
     import openvino.opset13 as ops
 
-    if isa == "amx_int8":
-        amx_or_skip()
+    isa_or_skip(isa)
     q, k, v, mask = inputs(batch, n, heads, head_dim, padded)
     context, _ = run_op(factory, q, k, v, heads, mask, isa)
     feed = [q, k, v] + ([] if mask is None else [mask])
@@ -260,11 +286,11 @@ def test_a_hidden_size_that_does_not_split_into_heads_is_refused(factory):
         factory.create(OP_NAME, [p.output(0) for p in params], {"heads": 4, "scale": 0.25})
 
 
-def test_a_cpu_without_vnni_is_told_why(monkeypatch):
-    monkeypatch.setattr(openvino_extension, "cpu_flags", lambda: {"avx2", "avx512f"})
+def test_a_machine_that_cannot_build_it_is_told_why(monkeypatch):
+    monkeypatch.setattr(openvino_extension.platform, "machine", lambda: "aarch64")
     monkeypatch.setattr(openvino_extension, "_built", {})
-    assert "avx512bw, avx512vl, avx512_vnni" in openvino_extension.unavailable_reason()
-    with pytest.raises(ConfigError, match="cannot be built here: the CPU lacks"):
+    assert openvino_extension.unavailable_reason() == "it needs an x86-64 CPU, this is aarch64"
+    with pytest.raises(ConfigError, match="cannot be built here: it needs an x86-64 CPU.*QLA_SDK_FUSED_ATTENTION=0"):
         openvino_extension.pruning_attention_library()
 
 
@@ -288,6 +314,25 @@ def test_the_library_is_cached_per_machine_and_written_whole(factory, tmp_path, 
     monkeypatch.setattr(openvino_extension, "_built", {})
     assert openvino_extension.pruning_attention_library() == library
     assert compiled == [] and library.stat().st_mtime_ns == built and os.access(library, os.R_OK)  # not rebuilt
+
+
+@pytest.mark.parametrize(
+    "changed", ["openvino_pruning_attention.cpp", *(p.name for p in openvino_extension.KERNEL_HEADERS)]
+)
+def test_a_change_to_any_source_file_names_another_library(tmp_path, monkeypatch, changed):
+    """The cache key reads every file the build includes: an edited header must not load the old library."""
+    import shutil
+
+    copies = tmp_path / "csrc"
+    shutil.copytree(openvino_extension.SOURCE.parent, copies)
+    monkeypatch.setattr(openvino_extension, "SOURCE", copies / openvino_extension.SOURCE.name)
+    monkeypatch.setattr(
+        openvino_extension, "KERNEL_HEADERS", tuple(copies / p.name for p in openvino_extension.KERNEL_HEADERS)
+    )
+    before = openvino_extension.library_path()
+    with open(copies / changed, "a") as source:
+        source.write("\n// edited\n")
+    assert openvino_extension.library_path() != before
 
 
 def test_a_failed_build_is_reported_once_per_process_with_the_fix(monkeypatch):

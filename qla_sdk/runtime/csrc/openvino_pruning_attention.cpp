@@ -1,4 +1,4 @@
-// The pruning layers' attention as one OpenVINO operation, in int8 on AVX512-VNNI or AMX (the kernel:
+// The pruning layers' attention as one OpenVINO operation, in int8 on AMX, AVX512-VNNI or portable C++ (the kernel:
 // ``pruning_attention_int8.h``), on OpenVINO's own threads. The graph rewrite is ``runtime/openvino_attention.py``;
 // this file replaces its Python ``evaluate``. Same inputs and outputs as the Python operation: q, k, v (batch, len,
 // heads * head_dim) f32 [, mask (batch, len) f32, 1 for real tokens]; outputs context (batch, len, heads * head_dim)
@@ -57,11 +57,7 @@ public:
       NODE_VALIDATION_CHECK(this, type == ov::element::f32 || type.is_dynamic(), "input ", i, " is ", type,
                             "; every input must be f32");
     }
-    NODE_VALIDATION_CHECK(this, m_isa == "auto" || m_isa == "avx512_vnni" || m_isa == "amx_int8", "isa is '", m_isa,
-                          "'; use auto (AMX where this process can run it, else AVX512-VNNI), avx512_vnni or amx_int8");
-    NODE_VALIDATION_CHECK(this, m_isa != "amx_int8" || amx_usable(),
-                          "isa amx_int8 asked for, but AMX cannot run here (the CPU or the Linux kernel lacks it, or "
-                          "the extension was built without it); use isa auto or avx512_vnni");
+    NODE_VALIDATION_CHECK(this, known_isa(m_isa), "isa is '", m_isa, "'; use ", kIsaChoices);
     auto shape = get_input_partial_shape(0);
     NODE_VALIDATION_CHECK(this, m_heads > 0 && shape.rank().is_static() && shape.rank().get_length() == 3,
                           "q must be (batch, len, heads * head_dim) with heads > 0");
@@ -78,10 +74,16 @@ public:
     if (shape[1].is_static())
       NODE_VALIDATION_CHECK(this, shape[1].get_length() <= kMaxLength, "sequence length ", shape[1].get_length(),
                             " is above the int8 kernel's ", kMaxLength, " tokens");
-    if (shape[2].is_static())
+    if (shape[2].is_static()) {
       NODE_VALIDATION_CHECK(this, shape[2].get_length() % m_heads == 0 && shape[2].get_length() / m_heads <= 256,
                             "hidden size ", shape[2].get_length(), " is not heads (", m_heads,
                             ") times a head size of at most 256");
+      const std::string refusal = isa_refusal(m_isa, round_up(shape[2].get_length() / m_heads, 16));
+      NODE_VALIDATION_CHECK(this, refusal.empty(), refusal);
+    } else {
+      const std::string refusal = isa_refusal(m_isa, 64);  // AMX fits any head size of at most 64 channels
+      NODE_VALIDATION_CHECK(this, refusal.empty(), refusal);
+    }
     NODE_VALIDATION_CHECK(this, m_keep >= 0, "keep is ", m_keep, "; use 0 (no token choice) or the tokens to keep");
     NODE_VALIDATION_CHECK(this, m_significance || m_keep == 0,
                           "significance=false leaves the token choice nothing to choose by; use it with keep 0");
@@ -149,7 +151,8 @@ public:
     ensure(per_head_buffer, batch * heads * n);
     float* const per_head = per_head_buffer.data();
     const float scale = m_scale;
-    const Isa isa = m_isa != "avx512_vnni" && amx_usable() && amx_fits(round_up(d, 16)) ? Isa::kAmx : Isa::kVnni;
+    if (!isa_refusal(m_isa, round_up(d, 16)).empty()) return false;  // refused at validation where shapes are static
+    const Isa isa = resolve_isa(m_isa, round_up(d, 16));
     const auto sum_heads = [&](int64_t b) {  // heads in order, as the one-pass sum was
       float* total = significance + b * n;
       std::fill(total, total + n, 0.f);
@@ -268,7 +271,7 @@ public:
 private:
   int64_t m_heads = 1;
   float m_scale = 1.f;
-  std::string m_isa = "auto";  // auto: AMX where it can run (and fits the head size), else AVX512-VNNI
+  std::string m_isa = "auto";  // auto: AMX where it can run (and fits the head size), else AVX512-VNNI, else portable
   int64_t m_keep = 0;          // tokens to keep (0: no token choice, two outputs)
   bool m_keep_cls = false;     // the first token always stays
   bool m_significance = true;  // false: no significance output (keep 0 only)
@@ -277,6 +280,6 @@ private:
 }  // namespace qla
 
 // The matrix instructions isa=auto runs on this machine, for the caller to record (loaded with ctypes).
-extern "C" const char* qla_pruning_attention_isa() { return qla::amx_usable() ? "amx_int8" : "avx512_vnni"; }
+extern "C" const char* qla_pruning_attention_isa() { return qla::auto_isa_name(); }
 
 OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({std::make_shared<ov::OpExtension<qla::PruningAttention>>()}));

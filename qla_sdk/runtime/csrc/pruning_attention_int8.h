@@ -1,75 +1,30 @@
 // The int8 kernel of the pruning layers' attention, shared by the OpenVINO operation
 // (``openvino_pruning_attention.cpp``) and the torch operation for Inductor graphs (``torch_pruning_attention.cpp``):
 // scores, softmax, each key's significance (the probabilities it receives) and the context, in one pass per
-// (batch, head), on AVX512-VNNI or AMX tiles; or, where the caller chooses tokens from the significance first, the
-// context of the chosen rows in a second pass (``SavedHead``, ``context_of_rows``). Each library includes it from one
-// source file; callers own the threads.
+// (batch, head), on AMX tiles, AVX512-VNNI, or plain C++ on any other x86-64 CPU (``pruning_attention_portable.h``);
+// or, where the caller chooses tokens from the significance first, the context of the chosen rows in a second pass
+// (``SavedHead``, ``context_of_rows``). Each library includes it from one source file; callers own the threads. The
+// numerics, shared by every path: ``pruning_attention_common.h``.
 //
 // Why int8 inside: an unfused graph's attention makes several trips through memory per (len x len) probability map
 // (scores, bias, softmax, two consumers of the probabilities), and neither OpenVINO nor Inductor fuses it while the
 // significance reads the probabilities. Here a head's scores live in a few rows at a time. With AMX the two products
 // are tile operations, and what is left is the softmax's exponentials.
-//
-// Numerics, per (batch, head): q and k are quantized per token to int8 (symmetric), v per channel; the probabilities
-// go to uint8 per row as round(255 * exp(s - rowmax)), which keeps the row's largest probability exact in scale. The
-// significance sums float32 probabilities of those int8 scores (not of uint8 ones). v's per-channel scale is taken
-// over the real keys only, so what padding holds changes nothing.
 #pragma once
 
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <cstdint>
-#include <cstring>
-#include <vector>
+#include "pruning_attention_common.h"
+#include "pruning_attention_portable.h"
 
 namespace qla {
 namespace {
 
-constexpr int kVnniRows = 4;  // query rows per register block on AVX512-VNNI
-constexpr int kAmxRows = 16;  // query rows per tile block on AMX
-constexpr int kCols = 64;     // keys per block (4 x 16 int32 lanes, or four tiles)
-constexpr float kDropped = -1.0e30f;  // a masked or padding key's score bias
-// The int32 sums (vpdpbusd lanes, tdpbusd tiles) do not saturate: a context lane adds up to 255 * 127 per key, so
-// 65,536 keys is the most.
-constexpr int64_t kMaxLength = 65536;
-
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// Per-thread buffers, grown on demand and kept: one (batch, head) task at a time per thread.
-struct Workspace {
-  std::vector<int8_t> q;        // (rows_pad, d): int8 q for AMX (tdpbssd), q + 128 as uint8 bytes for AVX512-VNNI
-  std::vector<float> q_scale;   // (rows_pad)
-  std::vector<int8_t> k;        // (d / 4, keys_pad, 4): the layout vpdpbusd reads 16 keys from
-  std::vector<float> k_scale;   // (keys_pad)
-  std::vector<int32_t> k_sum;   // (keys_pad): VNNI's uint8 offset correction, 128 * sum of a key's int8 values
-  std::vector<float> k_bias;    // (keys_pad): 0 for a real key, kDropped for a masked or padding one
-  std::vector<int8_t> v;        // (keys_pad / 4, d, 4)
-  std::vector<float> v_scale;   // (d)
-  std::vector<float> v_inverse; // (d): 1 / v_scale, 0 for an all-zero channel
-  std::vector<float> scores;    // (kAmxRows, keys_pad); AMX stores its int32 dot products here first
-  std::vector<uint8_t> probs;   // (kAmxRows, keys_pad) uint8 probabilities
-  std::vector<int32_t> partial; // (kAmxRows, d): AMX's int32 context sums
-  std::vector<float> received;  // (keys_pad): this head's significance
-  float row_max[kAmxRows];      // each score row's maximum
-  float sums[kAmxRows];         // softmax denominators
-  float weights[kAmxRows];      // each row's significance weight: its mask value over its denominator
-  alignas(64) int8_t row[256];  // one quantized row
-};
-
-// The calling thread's workspace. Not inlined: inlined, the compiler re-derives the thread-local address (a call to
-// __tls_get_addr in a shared library) inside the inner loops instead of keeping the reference in a register.
-__attribute__((noinline)) Workspace& thread_workspace() {
-  thread_local Workspace workspace;
-  return workspace;
-}
-
-template <typename T>
-void ensure(std::vector<T>& buffer, size_t size) {
-  if (buffer.size() < size) buffer.resize(size);
-}
+// The vector paths, built where the compiler targets a CPU with AVX512-VNNI (-march=native). The two int8 products of
+// a block of query rows run on AVX512-VNNI (vpdpbusd, 4 rows at a time, in registers) or on AMX tiles (16 rows at a
+// time). Both read the same packed operands, except q: VNNI multiplies unsigned by signed bytes, so its q is stored
+// + 128 and the offset taken off after (k_sum); AMX multiplies signed by signed (tdpbssd).
+#if QLA_INT8_VNNI
 
 // 255 * 2^x for x <= 0 (a degree-3 polynomial on the fraction, fitted for relative error, then the power of two;
 // relative error below 8e-5, far under what int8 scores move a probability by), clamped at -100: a probability that
@@ -104,56 +59,14 @@ inline float quantize_row(const float* x, int64_t channels, int64_t d, int8_t* o
   return m / 127.f;
 }
 
-// The two int8 products of a block of query rows run on AVX512-VNNI (vpdpbusd, 4 rows at a time, in registers) or on
-// AMX tiles (16 rows at a time). Both read the same packed operands, except q: VNNI multiplies unsigned by signed
-// bytes, so its q is stored + 128 and the offset taken off after (k_sum); AMX multiplies signed by signed (tdpbssd).
-// Either way the int32 dot products are exact, and the float steps around them are shared and run in the same order,
-// so the two give the same outputs.
-enum class Isa { kVnni, kAmx };
-
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
-constexpr bool kAmxBuilt = true;
-#else
-constexpr bool kAmxBuilt = false;
-#endif
-
-// Whether AMX tiles can run here: built with them (-march=native on a CPU that has them) and granted by Linux, which
-// hands out the tile state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
-constexpr int kArchRequestXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM (asm/prctl.h)
-constexpr int kXfeatureXtiledata = 18;         // XFEATURE_XTILEDATA
-
-bool amx_usable() {
-  static const bool usable = kAmxBuilt && syscall(SYS_arch_prctl, kArchRequestXcompPerm, kXfeatureXtiledata) == 0;
-  return usable;
-}
-
-// AMX runs a head of at most 64 channels in one tile, or a multiple of 64 in several.
-bool amx_fits(int64_t d) { return d <= 64 || d % 64 == 0; }
-
 // Packs one head into the thread's workspace for `isa`: q rows as int8 (AMX) or uint8 (int8 + 128, VNNI), k and v as
 // int8 in the layouts the products read, their scales, and each key's bias (0, or kDropped for a masked or padding
 // key). Rows are padded to a multiple of kAmxRows and keys to kCols, with zeros.
 void pack_head(Workspace& ws, Isa isa, const float* q, const float* k, const float* v, const float* mask, int64_t n,
                int64_t channels, int64_t d, int64_t stride) {
   const int64_t rows_pad = round_up(n, kAmxRows), keys_pad = round_up(n, kCols);
-  ensure(ws.q, rows_pad * d);
-  ensure(ws.q_scale, rows_pad);
-  ensure(ws.k, d * keys_pad);
-  ensure(ws.k_scale, keys_pad);
-  ensure(ws.k_sum, keys_pad);
-  ensure(ws.k_bias, keys_pad);
-  ensure(ws.v, keys_pad * d);
-  ensure(ws.v_scale, d);
-  ensure(ws.v_inverse, d);
-  ensure(ws.scores, kAmxRows * keys_pad);
-  ensure(ws.probs, kAmxRows * keys_pad);
-  ensure(ws.partial, kAmxRows * d);
-  ensure(ws.received, keys_pad);
-
-  bool any_real = mask == nullptr;
-  for (int64_t j = 0; !any_real && j < n; ++j) any_real = mask[j] != 0.f;
-  // A key that can receive attention (with no real key at all, every key: the rows are uniform).
-  const auto is_real = [&](int64_t j) { return j < n && (mask == nullptr || mask[j] != 0.f || !any_real); };
+  const RealKeys is_real(mask, n);
+  const bool any_real = is_real.any_real;
 
   // q + 128 as uint8 is the int8 value with its sign bit flipped.
   const bool offset = isa == Isa::kVnni;
@@ -240,18 +153,6 @@ inline __m512 to_score(__m512i dots, const Workspace& ws, int64_t j, __m512 q_sc
                          _mm512_loadu_ps(ws.k_bias.data() + j));
 }
 
-// What a context product reads and writes for one block of query rows: their uint8 probabilities (rows keys_pad
-// apart) and softmax denominators, and the context row each one goes to (`out_rows[r]`, -1 for a row not wanted; or,
-// without `out_rows`, row i0 + r).
-struct ContextBlock {
-  const uint8_t* probs;
-  const float* sums;
-  int64_t i0;
-  const int32_t* out_rows = nullptr;
-
-  int64_t out_row(int r) const { return out_rows == nullptr ? i0 + r : out_rows[r]; }
-};
-
 // Scores of query rows i0 .. i0 + 3 into the workspace's score rows 0 .. 3 (the first `keys` of each), with each
 // row's maximum: 16 keys per register, 4 registers per row.
 void scores_vnni(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, int64_t keys, float scale2) {
@@ -323,7 +224,7 @@ void context_vnni(const ContextBlock& block, const int8_t* v, const float* v_sca
   }
 }
 
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+#if QLA_INT8_AMX
 // The tile shapes (palette 1): 0 q rows (16 x up to 64 channels), 1 k (channels / 4 x 16 keys x 4), 3 probabilities
 // (16 x 64 keys), 4 v (16 x 16 channels x 4 keys), and 2, 5, 6, 7 int32 sums (16 x 16).
 struct alignas(64) TileConfig {
@@ -475,7 +376,9 @@ void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, in
       total = _mm512_add_ps(total, e);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(e)));
     }
-    ws.sums[r] = _mm512_reduce_add_ps(total);
+    alignas(64) float sums[kLanes];
+    _mm512_store_ps(sums, total);
+    ws.sums[r] = sum16(sums);
     ws.weights[r] = (mask_rows == nullptr ? 1.f : mask_rows[r]) / ws.sums[r];
   }
 }
@@ -497,22 +400,68 @@ void add_significance(Workspace& ws, int block, int64_t keys_pad, int64_t keys) 
   }
 }
 
-// What a selecting call keeps of one (batch, head) between its two passes: the uint8 probabilities of every query row
-// (round_up(n, kAmxRows) rows, keys_pad apart), their softmax denominators (n), and v packed as the context product
-// reads it, with its scales.
-struct SavedHead {
-  uint8_t* probs;
-  float* sums;
-  int8_t* v;      // (keys_pad / 4, d, 4)
-  float* v_scale; // (d)
+#endif  // QLA_INT8_VNNI
+
+// One block of query rows on `isa`: its scores, softmax (uint8 probabilities into `probs`), its share of the
+// significance (with `significance`), and unless `saved`, its context.
+struct BlockSteps {
+  Isa isa;
+  Workspace& ws;
+  int64_t d, keys_pad, keys, channels;
+
+  void scores(int64_t i0, float scale2) const {
+#if QLA_INT8_VNNI
+#if QLA_INT8_AMX
+    if (isa == Isa::kAmx) return scores_amx(ws, i0, d, keys_pad, keys, scale2);
+#endif
+    if (isa == Isa::kVnni) return scores_vnni(ws, i0, d, keys_pad, keys, scale2);
+#endif
+    portable::scores(ws, i0, d, keys_pad, keys, scale2);
+  }
+  void softmax(int block, int rows, const float* mask_rows, uint8_t* probs) const {
+#if QLA_INT8_VNNI
+    if (isa != Isa::kPortable) return softmax_rows(ws, block, rows, mask_rows, keys_pad, keys, probs);
+#endif
+    portable::softmax_rows(ws, block, rows, mask_rows, keys_pad, keys, probs);
+  }
+  void significance(int block) const {
+#if QLA_INT8_VNNI
+    if (isa != Isa::kPortable) return add_significance(ws, block, keys_pad, keys);
+#endif
+    portable::add_significance(ws, block, keys_pad, keys);
+  }
+  void context(const ContextBlock& block, const int8_t* v, const float* v_scale, int rows, int64_t out_stride,
+               float* out) const {
+#if QLA_INT8_VNNI
+#if QLA_INT8_AMX
+    if (isa == Isa::kAmx) return context_amx(ws, block, v, v_scale, rows, d, keys_pad, channels, out_stride, out);
+#endif
+    if (isa == Isa::kVnni)
+      return context_vnni(block, v, v_scale, rows, d, keys_pad, keys, channels, out_stride, out);
+#endif
+    portable::context(block, v, v_scale, rows, d, keys_pad, keys, channels, out_stride, out);
+  }
 };
+
+// Runs `body` with this head's AMX tile shapes loaded where `isa` is AMX.
+template <typename Body>
+void on_isa(Isa isa, int64_t d, Body body) {
+#if QLA_INT8_AMX
+  if (isa == Isa::kAmx) return with_tiles(d, body);
+#endif
+  (void)isa;
+  (void)d;
+  body();
+}
+
+inline int block_rows(Isa isa) { return isa == Isa::kAmx ? kAmxRows : kVnniRows; }
 
 // One (batch, head): q, k, v point at the head's first channel of token 0; their rows advance by `stride` floats,
 // the context's by `out_stride`. The head's `channels` are zero-padded to d, a multiple of 16, inside.
 // `significance` (n) receives this head's column sums of the probabilities over the real queries (nullptr: not
-// computed). With `saved`, no
-// context is computed: the probabilities go to `saved` instead of a block buffer, with their denominators and the
-// packed v, for ``context_of_rows`` to compute the context of the rows that stay (``context`` is not touched).
+// computed). With `saved`, no context is computed: the probabilities go to `saved` instead of a block buffer, with
+// their denominators and the packed v, for ``context_of_rows`` to compute the context of the rows that stay
+// (``context`` is not touched). `isa` must run here (``isa_refusal``).
 void attend_head(Isa isa, const float* q, const float* k, const float* v, const float* mask, int64_t n,
                  int64_t channels, int64_t stride, float scale, float* context, int64_t out_stride,
                  float* significance, const SavedHead* saved = nullptr) {
@@ -522,39 +471,30 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
   // them, but v is zero past n, so they add nothing.
   const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols), keys = round_up(n, 16);
   const float scale2 = scale * 1.44269504088896341f;  // scores in base 2
-  pack_head(ws, isa, q, k, v, mask, n, channels, d, stride);
-  const auto rows_of = [&](int64_t i0, int block) { return static_cast<int>(std::min<int64_t>(block, n - i0)); };
-  const auto mask_rows = [&](int64_t i0) { return mask == nullptr ? nullptr : mask + i0; };
-  const auto probs_of = [&](int64_t i0) { return saved == nullptr ? ws.probs.data() : saved->probs + i0 * keys_pad; };
-  const auto block_done = [&](int64_t i0, int rows) {
-    if (saved != nullptr) std::memcpy(saved->sums + i0, ws.sums, rows * sizeof(float));
-    return saved != nullptr;
-  };
-  if (isa == Isa::kVnni) {
-    for (int64_t i0 = 0; i0 < n; i0 += kVnniRows) {
-      const int rows = rows_of(i0, kVnniRows);
-      scores_vnni(ws, i0, d, keys_pad, keys, scale2);
-      softmax_rows(ws, kVnniRows, rows, mask_rows(i0), keys_pad, keys, probs_of(i0));
-      if (significance != nullptr) add_significance(ws, kVnniRows, keys_pad, keys);
-      if (block_done(i0, rows)) continue;
-      context_vnni(ContextBlock{ws.probs.data(), ws.sums, i0}, ws.v.data(), ws.v_scale.data(), rows, d, keys_pad,
-                   keys, channels, out_stride, context);
-    }
-  } else {
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
-    with_tiles(d, [&] {
-      for (int64_t i0 = 0; i0 < n; i0 += kAmxRows) {
-        const int rows = rows_of(i0, kAmxRows);
-        scores_amx(ws, i0, d, keys_pad, keys, scale2);
-        softmax_rows(ws, kAmxRows, rows, mask_rows(i0), keys_pad, keys, probs_of(i0));
-        if (significance != nullptr) add_significance(ws, kAmxRows, keys_pad, keys);
-        if (block_done(i0, rows)) continue;
-        context_amx(ws, ContextBlock{ws.probs.data(), ws.sums, i0}, ws.v.data(), ws.v_scale.data(), rows, d,
-                    keys_pad, channels, out_stride, context);
-      }
-    });
+  reserve_head(ws, n, d);
+#if QLA_INT8_VNNI
+  if (isa != Isa::kPortable)
+    pack_head(ws, isa, q, k, v, mask, n, channels, d, stride);
+  else
 #endif
-  }
+    portable::pack_head(ws, q, k, v, mask, n, channels, d, stride);
+  const BlockSteps steps{isa, ws, d, keys_pad, keys, channels};
+  const int block = block_rows(isa);
+  on_isa(isa, d, [&] {
+    for (int64_t i0 = 0; i0 < n; i0 += block) {
+      const int rows = static_cast<int>(std::min<int64_t>(block, n - i0));
+      steps.scores(i0, scale2);
+      steps.softmax(block, rows, mask == nullptr ? nullptr : mask + i0,
+                    saved == nullptr ? ws.probs.data() : saved->probs + i0 * keys_pad);
+      if (significance != nullptr) steps.significance(block);
+      if (saved != nullptr) {
+        std::memcpy(saved->sums + i0, ws.sums, rows * sizeof(float));
+        continue;
+      }
+      steps.context(ContextBlock{ws.probs.data(), ws.sums, i0}, ws.v.data(), ws.v_scale.data(), rows, out_stride,
+                    context);
+    }
+  });
   if (saved != nullptr) {
     std::memcpy(saved->v, ws.v.data(), keys_pad * d);
     std::memcpy(saved->v_scale, ws.v_scale.data(), d * sizeof(float));
@@ -565,38 +505,25 @@ void attend_head(Isa isa, const float* q, const float* k, const float* v, const 
   for (int64_t j = 0; j < n; ++j) significance[j] = ws.k_bias[j] == 0.f ? ws.received[j] : 0.f;
 }
 
-// The second pass of a selecting call, for one (batch, head) saved by ``attend_head``: query row i's context goes to
-// context row out_rows[i] (-1: the row is not wanted). Blocks without a wanted row are skipped; the others run the
-// same products on the same operands as ``attend_head``'s own context, so a row's context is bit for bit what the
-// one-pass call gives it.
+// The second pass of a selecting call, for one (batch, head) saved by ``attend_head`` on the same `isa`: query row i's
+// context goes to context row out_rows[i] (-1: the row is not wanted). Blocks without a wanted row are skipped; the
+// others run the same products on the same operands as ``attend_head``'s own context, so a row's context is bit for
+// bit what the one-pass call gives it.
 void context_of_rows(Isa isa, const SavedHead& saved, const int32_t* out_rows, int64_t n, int64_t channels,
                      float* context, int64_t out_stride) {
   Workspace& ws = thread_workspace();
   const int64_t d = round_up(channels, 16), keys_pad = round_up(n, kCols), keys = round_up(n, 16);
   ensure(ws.partial, kAmxRows * d);
-  const auto wanted = [&](int64_t i0, int rows) {
-    return std::any_of(out_rows + i0, out_rows + i0 + rows, [](int32_t row) { return row >= 0; });
-  };
-  const auto block = [&](int64_t i0) {
-    return ContextBlock{saved.probs + i0 * keys_pad, saved.sums + i0, i0, out_rows + i0};
-  };
-  if (isa == Isa::kVnni) {
-    for (int64_t i0 = 0; i0 < n; i0 += kVnniRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kVnniRows, n - i0));
-      if (wanted(i0, rows))
-        context_vnni(block(i0), saved.v, saved.v_scale, rows, d, keys_pad, keys, channels, out_stride, context);
+  const BlockSteps steps{isa, ws, d, keys_pad, keys, channels};
+  const int block = block_rows(isa);
+  on_isa(isa, d, [&] {
+    for (int64_t i0 = 0; i0 < n; i0 += block) {
+      const int rows = static_cast<int>(std::min<int64_t>(block, n - i0));
+      if (std::none_of(out_rows + i0, out_rows + i0 + rows, [](int32_t row) { return row >= 0; })) continue;
+      steps.context(ContextBlock{saved.probs + i0 * keys_pad, saved.sums + i0, i0, out_rows + i0}, saved.v,
+                    saved.v_scale, rows, out_stride, context);
     }
-  } else {
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
-    with_tiles(d, [&] {
-      for (int64_t i0 = 0; i0 < n; i0 += kAmxRows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kAmxRows, n - i0));
-        if (wanted(i0, rows))
-          context_amx(ws, block(i0), saved.v, saved.v_scale, rows, d, keys_pad, channels, out_stride, context);
-      }
-    });
-#endif
-  }
+  });
 }
 
 }  // namespace

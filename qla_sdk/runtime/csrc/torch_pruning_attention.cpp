@@ -10,16 +10,12 @@
 
 namespace {
 
-// The matrix instructions `isa` (auto | avx512_vnni | amx_int8) runs on for a head of `head_dim` channels.
+// The instructions `isa` (auto | amx_int8 | avx512_vnni | portable) runs on for a head of `head_dim` channels.
 qla::Isa choose_isa(const std::string& isa, int64_t head_dim) {
-  TORCH_CHECK(isa == "auto" || isa == "avx512_vnni" || isa == "amx_int8", "isa is '", isa,
-              "'; use auto (AMX where this process can run it, else AVX512-VNNI), avx512_vnni or amx_int8");
-  const bool amx = qla::amx_usable() && qla::amx_fits(qla::round_up(head_dim, 16));
-  TORCH_CHECK(isa != "amx_int8" || amx,
-              "isa amx_int8 asked for, but AMX cannot run here (the CPU or the Linux kernel lacks it, the extension "
-              "was built without it, or the head size is not at most 64 or a multiple of 64); use isa auto or "
-              "avx512_vnni");
-  return isa != "avx512_vnni" && amx ? qla::Isa::kAmx : qla::Isa::kVnni;
+  TORCH_CHECK(qla::known_isa(isa), "isa is '", isa, "'; use ", qla::kIsaChoices);
+  const std::string refusal = qla::isa_refusal(isa, qla::round_up(head_dim, 16));
+  TORCH_CHECK(refusal.empty(), refusal);
+  return qla::resolve_isa(isa, qla::round_up(head_dim, 16));
 }
 
 }  // namespace
@@ -71,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor> attention_int8(const at::Tensor& q, const at:
 }
 
 // The matrix instructions isa=auto runs on in this process (for a head of at most 64 channels).
-std::string int8_attention_isa() { return qla::amx_usable() ? "amx_int8" : "avx512_vnni"; }
+std::string int8_attention_isa() { return qla::auto_isa_name(); }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attention_int8", &attention_int8, "Fused int8 self-attention returning (context, significance)",
