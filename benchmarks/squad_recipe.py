@@ -328,24 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     timed = latency(outputs, train, evaluation, work, args.limit)
     timed["latency_seconds"] = round(time.perf_counter() - start, 1)
+    from qla_sdk.recipe.runner import stage_seconds
+
     timed["stage_seconds"], timed["unclocked_stages"] = stage_seconds(work / "run")
     write_report(args.out, outputs, timed, [], train, evaluation, work, complete=False)
     if not args.skip_curve:
         curve = learning_curve(train, evaluation, work, outputs)
         write_report(args.out, outputs, timed, curve, train, evaluation, work, complete=True)
     return 0
-
-
-def stage_seconds(run: Path) -> tuple[dict[str, float], list[str]]:
-    """Each recipe stage's seconds as its marker recorded them, over every attempt of a resumed stage; and the stages
-    whose marker predates ``StageClock`` (no ``attempts``), which count only their last attempt."""
-    seconds, unclocked = {}, []
-    for path in sorted(run.glob("*/done.json")):
-        marker = json.loads(path.read_text())
-        seconds[path.parent.name] = round(marker.get("seconds", 0.0), 1)
-        if "attempts" not in marker:
-            unclocked.append(path.parent.name)
-    return seconds, unclocked
 
 
 def curve_seconds(work: Path) -> dict[str, float]:

@@ -13,15 +13,12 @@ from qla_sdk.recipe.config import RecipeConfig
 def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Path) -> dict:
     from qla_sdk.config import to_dict
     from qla_sdk.io import markdown_table, write_bytes_atomic, write_json_atomic
-    from qla_sdk.recipe.runner import read_marker
+    from qla_sdk.recipe.runner import stage_seconds as marker_seconds
 
     bench = earlier["benchmark"]
     rows = {r["stage"]: r for r in bench["rows"]}
     teacher, final = rows["teacher"], rows["final"]
-    stage_seconds = {}
-    for name in earlier:
-        marker = read_marker(out_dir / name)
-        stage_seconds[name] = round(float(marker["seconds"]), 1) if marker else None
+    stage_seconds, _ = marker_seconds(out_dir, list(earlier))
     artifact = earlier["export"]["artifact"]
     metric = bench["metric"]
     report = {

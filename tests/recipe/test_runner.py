@@ -4,7 +4,7 @@ import time
 import pytest
 
 from qla_sdk.errors import ConfigError
-from qla_sdk.recipe.runner import Stage, read_marker, run_stages
+from qla_sdk.recipe.runner import Stage, read_marker, run_stages, stage_seconds
 
 
 def make_stages(calls, options=("a", "b", "c"), fail_at=None):
@@ -117,3 +117,17 @@ def test_a_resumed_stage_counts_the_seconds_of_every_attempt(tmp_path):
     marker = read_marker(tmp_path / "one")
     assert marker["attempts"] == 2 and marker["seconds"] >= 0.2
     assert re.fullmatch(r"\[one\] finished in \d+ s over 2 runs", lines[-1])
+
+
+def test_stage_seconds_reads_the_markers_and_names_those_older_than_the_clock(tmp_path):
+    import json
+
+    run_stages(make_stages([]), tmp_path, log=lambda s: None)
+    old = json.loads((tmp_path / "two" / "done.json").read_text())
+    del old["attempts"]  # a marker written before StageClock
+    (tmp_path / "two" / "done.json").write_text(json.dumps({**old, "seconds": 12.34}))
+    seconds, unclocked = stage_seconds(tmp_path)
+    assert list(seconds) == ["one", "three", "two"] and seconds["two"] == 12.3 and unclocked == ["two"]
+    assert all(isinstance(s, float) and s >= 0 for s in seconds.values())
+    named, _ = stage_seconds(tmp_path, ["one", "four"])
+    assert named == {"one": seconds["one"], "four": None}  # a stage that never finished has no seconds
