@@ -86,8 +86,8 @@ FUSED_ATTENTION = "QuaLAPruningAttention"  # qla_sdk.runtime.openvino_attention.
 
 
 def _extension_isa() -> str:
-    """The matrix instructions the int8 attention extension picks in this process (``amx_int8`` or
-    ``avx512_vnni``), or ``ref`` where it cannot be built."""
+    """The instructions the int8 attention extension picks in this process (``amx_int8``, ``avx512_vnni`` or
+    ``portable``), or ``ref`` where it cannot be built."""
     from qla_sdk.errors import ConfigError
     from qla_sdk.runtime.openvino_extension import extension_isa
 

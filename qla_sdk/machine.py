@@ -39,6 +39,15 @@ def cpu_flags() -> set[str]:
     return set(_cpuinfo().get("flags", "").split())
 
 
+# What the int8 attention operation's vector code runs on: vpdpbusd and the AVX-512 around it (AMX CPUs have them).
+AVX512_VNNI_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+
+
+def has_avx512_vnni() -> bool:
+    """Whether the CPU runs the int8 attention operation's vector code (else only its slower portable code)."""
+    return set(AVX512_VNNI_FLAGS) <= cpu_flags()
+
+
 def machine_info() -> dict:
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())

@@ -254,6 +254,7 @@ def fused_attention_kernel() -> str | None:
     The extension beats OpenVINO's unfused int8 nodes on AMX and AVX-512 machines, its portable code does not
     (benchmarks/results/openvino_attention*.md); ``int8`` and ``auto`` build it here (once per machine), so that a
     build that fails falls back too."""
+    from qla_sdk.machine import has_avx512_vnni
     from qla_sdk.runtime.native import fused_attention_choice
     from qla_sdk.runtime.openvino_extension import extension_isa, pruning_attention_library, unavailable_reason
 
@@ -262,6 +263,8 @@ def fused_attention_kernel() -> str | None:
         return None
     if choice == "float32":
         return choice
+    if choice == "auto" and not has_avx512_vnni():
+        return None  # only its portable code would run: not worth building
     reason = unavailable_reason()
     if reason is None:
         try:

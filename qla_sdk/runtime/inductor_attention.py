@@ -28,6 +28,7 @@ import warnings
 import torch
 
 from qla_sdk.errors import ConfigError
+from qla_sdk.machine import has_avx512_vnni
 from qla_sdk.runtime.native import (
     FUSED_ATTENTION_SWITCH,
     fused_attention_choice,
@@ -85,7 +86,8 @@ def attention_kernel() -> str | None:
     choice = fused_attention_choice()
     if choice == "off":
         return None
-    int8 = int8_attention_kernels() if choice != "float32" else None
+    # auto builds the int8 kernel only where its vector code can run
+    int8 = int8_attention_kernels() if choice == "int8" or (choice == "auto" and has_avx512_vnni()) else None
     if int8 is not None and (choice == "int8" or int8.isa() != "portable"):
         return "int8"
     fallback = "float32" if native_kernels() is not None else None

@@ -554,6 +554,7 @@ def test_the_fused_attention_switch_names_its_kernel(monkeypatch, value, usable,
     )
     monkeypatch.setattr(openvino_extension, "pruning_attention_library", lambda: Path("built.so"))
     monkeypatch.setattr(openvino_extension, "extension_isa", lambda: "portable" if usable == "portable" else "amx_int8")
+    monkeypatch.setattr("qla_sdk.machine.has_avx512_vnni", lambda: usable != "portable")
     if usable or value in (None, "", "auto"):
         with warnings.catch_warnings():
             warnings.simplefilter("error")

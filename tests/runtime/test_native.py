@@ -115,7 +115,8 @@ def test_a_failed_build_warns_and_falls_back(monkeypatch):
 
 
 # The int8 attention kernel of compiled torch graphs (csrc/torch_pruning_attention.cpp, the OpenVINO extension's
-# kernel): within int8 error of the float reference, AMX equal to AVX512-VNNI, any strides of one layout.
+# kernel): within int8 error of the float reference, AMX and AVX512-VNNI equal to the portable code, any strides of one
+# layout.
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "openvino/core/except.hpp"
 #include "openvino/core/extension.hpp"
 #include "openvino/core/op_extension.hpp"
 #include "openvino/core/parallel.hpp"
@@ -151,7 +152,9 @@ public:
     ensure(per_head_buffer, batch * heads * n);
     float* const per_head = per_head_buffer.data();
     const float scale = m_scale;
-    if (!isa_refusal(m_isa, round_up(d, 16)).empty()) return false;  // refused at validation where shapes are static
+    // Refused at validation where the hidden size is static; with a dynamic one, here, with the reason.
+    const std::string refusal = isa_refusal(m_isa, round_up(d, 16));
+    if (!refusal.empty()) OPENVINO_THROW(refusal);
     const Isa isa = resolve_isa(m_isa, round_up(d, 16));
     const auto sum_heads = [&](int64_t b) {  // heads in order, as the one-pass sum was
       float* total = significance + b * n;

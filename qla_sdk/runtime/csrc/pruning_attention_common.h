@@ -27,6 +27,9 @@ constexpr int kAmxRows = 16;  // query rows per tile block on AMX
 constexpr int kCols = 64;     // keys per block (4 x 16 int32 lanes, or four tiles)
 constexpr int kLanes = 16;    // float32 lanes the sums run over
 constexpr float kDropped = -1.0e30f;  // a masked or padding key's score bias
+// A row (q, k) or channel (v) whose largest magnitude is at most this quantizes to zeros with scale 0: 127 / m and the
+// values times it stay finite, so every path rounds the same numbers (an infinite one saturates differently per path).
+constexpr float kNegligible = 1.0e-30f;
 // The int32 sums (vpdpbusd lanes, tdpbusd tiles) do not saturate: a context lane adds up to 255 * 127 per key, so
 // 65,536 keys is the most.
 constexpr int64_t kMaxLength = 65536;
@@ -34,7 +37,7 @@ constexpr int64_t kMaxLength = 65536;
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Per-thread buffers, grown on demand and kept: one (batch, head) task at a time per thread. The layouts are the
-// vector paths'; the portable path keeps k and v as (keys_pad, d) rows in the same buffers.
+// vector paths'; the portable path keeps k as (d, keys_pad) and v as (keys_pad, d) in the same buffers.
 struct Workspace {
   std::vector<int8_t> q;        // (rows_pad, d): int8 q for AMX (tdpbssd), q + 128 as uint8 bytes for AVX512-VNNI
   std::vector<float> q_scale;   // (rows_pad)
@@ -168,7 +171,7 @@ bool known_isa(const std::string& name) {
 std::string isa_refusal(const std::string& name, int64_t d) {
   if (name == "amx_int8" && !amx_usable())
     return "isa amx_int8 asked for, but AMX cannot run here (the CPU or the Linux kernel lacks it, or the extension "
-           "was built without it); use isa auto, avx512_vnni or portable";
+           "was built without it); use isa auto (the best this machine runs) or portable";
   if (name == "amx_int8" && !amx_fits(d))
     return "isa amx_int8 asked for, but the head size is not at most 64 or a multiple of 64; use isa auto";
   if (name == "avx512_vnni" && !QLA_INT8_VNNI)

@@ -51,12 +51,12 @@ inline float quantize_row(const float* x, int64_t channels, int64_t d, int8_t* o
   for (int64_t c = 0; c < d; c += 16)
     top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes(channels - c), x + c)));
   const float m = _mm512_reduce_max_ps(top);
-  const __m512 inv = _mm512_set1_ps(m > 0.f ? 127.f / m : 0.f);
+  const __m512 inv = _mm512_set1_ps(m > kNegligible ? 127.f / m : 0.f);
   for (int64_t c = 0; c < d; c += 16) {
     const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(channels - c), x + c), inv);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(y)));
   }
-  return m / 127.f;
+  return m > kNegligible ? m / 127.f : 0.f;
 }
 
 // Packs one head into the thread's workspace for `isa`: q rows as int8 (AMX) or uint8 (int8 + 128, VNNI), k and v as
@@ -103,11 +103,10 @@ void pack_head(Workspace& ws, Isa isa, const float* q, const float* k, const flo
       if (!is_real(j)) continue;
       top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes(channels - c), v + j * stride + c)));
     }
-    const __m512 scale_v = _mm512_div_ps(top, _mm512_set1_ps(127.f));
+    const __mmask16 kept = _mm512_cmp_ps_mask(top, _mm512_set1_ps(kNegligible), _CMP_GT_OQ);
+    const __m512 scale_v = _mm512_maskz_div_ps(kept, top, _mm512_set1_ps(127.f));
     _mm512_storeu_ps(ws.v_scale.data() + c, scale_v);
-    _mm512_storeu_ps(ws.v_inverse.data() + c,
-                     _mm512_maskz_div_ps(_mm512_cmp_ps_mask(scale_v, _mm512_setzero_ps(), _CMP_GT_OQ),
-                                         _mm512_set1_ps(1.f), scale_v));
+    _mm512_storeu_ps(ws.v_inverse.data() + c, _mm512_maskz_div_ps(kept, _mm512_set1_ps(1.f), scale_v));
   }
   // Four keys at a time: their 16-channel int8 slices, one per 128-bit lane, interleaved by one byte permutation into
   // (16 channels, 4 keys); a key that is masked (or past n) contributes zeros.

@@ -17,7 +17,8 @@ inline int8_t to_int8(float x) { return static_cast<int8_t>(std::nearbyint(std::
 inline uint8_t to_uint8(float x) { return static_cast<uint8_t>(std::nearbyint(std::clamp(x, 0.f, 255.f))); }
 
 // 255 * 2^x for x <= 0: the vector paths' exp2_255 (the same polynomial and clamp); 2^n built from its exponent bits
-// (n in [-100, 0]: a normal float), so p * 2^n is exactly what scalef gives.
+// (n in [-100, 0]: a normal float), so p * 2^n is exactly what scalef gives. nearbyint rounds in the thread's mode,
+// roundscale to nearest even: the same in the default mode, which nothing here changes.
 inline float exp2_255(float x) {
   x = x > -100.f ? x : -100.f;
   const float n = std::nearbyint(x);
@@ -36,10 +37,10 @@ inline float exp2_255(float x) {
 inline float quantize_row(const float* x, int64_t channels, int64_t d, int8_t* out) {
   float m = 0.f;
   for (int64_t c = 0; c < channels; ++c) m = std::max(m, std::fabs(x[c]));
-  const float inv = m > 0.f ? 127.f / m : 0.f;
+  const float inv = m > kNegligible ? 127.f / m : 0.f;
   for (int64_t c = 0; c < channels; ++c) out[c] = to_int8(x[c] * inv);
   std::memset(out + channels, 0, d - channels);
-  return m / 127.f;
+  return m > kNegligible ? m / 127.f : 0.f;
 }
 
 // pack_head for the portable products: q, k, v as int8 rows (keys past n, masked keys and padding channels zero).
@@ -69,8 +70,8 @@ void pack_head(Workspace& ws, const float* q, const float* k, const float* v, co
     float top = 0.f;
     for (int64_t j = 0; c < channels && j < n; ++j)
       if (is_real(j)) top = std::max(top, std::fabs(v[j * stride + c]));
-    ws.v_scale[c] = top / 127.f;
-    ws.v_inverse[c] = ws.v_scale[c] > 0.f ? 1.f / ws.v_scale[c] : 0.f;
+    ws.v_scale[c] = top > kNegligible ? top / 127.f : 0.f;
+    ws.v_inverse[c] = top > kNegligible ? 1.f / ws.v_scale[c] : 0.f;
   }
   std::memset(ws.v.data(), 0, keys_pad * d);
   for (int64_t j = 0; j < n; ++j) {
