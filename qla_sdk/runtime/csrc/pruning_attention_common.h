@@ -110,6 +110,28 @@ inline float sum16(const float* lanes) {
   return (four[0] + four[2]) + (four[1] + four[3]);
 }
 
+// Softmax of a block's first `rows` score rows over their first `keys` (the block's other rows are zeroed):
+// `exponentials(scores, probs, row_max)` turns one row's scores into 255 * exp2(s - max) in place, writes their uint8
+// copy (255 for the row's largest) and returns their sum over 16 lanes, then ``sum16``; here each row's denominator
+// and significance weight (its mask value over the denominator; padding queries weigh 0). Each path gives its own
+// `exponentials`, the same numbers.
+template <typename Exponentials>
+void softmax_block(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad, int64_t keys,
+                   uint8_t* probs, Exponentials exponentials) {
+  for (int r = 0; r < block; ++r) {
+    uint8_t* p8 = probs + r * keys_pad;
+    float* s = ws.scores.data() + r * keys_pad;
+    if (r >= rows) {
+      std::memset(p8, 0, keys);
+      std::memset(s, 0, keys * sizeof(float));
+      ws.weights[r] = 0.f;
+      continue;
+    }
+    ws.sums[r] = exponentials(s, p8, ws.row_max[r]);
+    ws.weights[r] = (mask_rows == nullptr ? 1.f : mask_rows[r]) / ws.sums[r];
+  }
+}
+
 // What a context product reads and writes for one block of query rows: their uint8 probabilities (rows keys_pad
 // apart) and softmax denominators, and the context row each one goes to (`out_rows[r]`, -1 for a row not wanted; or,
 // without `out_rows`, row i0 + r).

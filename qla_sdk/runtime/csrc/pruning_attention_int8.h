@@ -353,21 +353,11 @@ void with_tiles(int64_t d, Body body) {
 }
 #endif
 
-// Softmax of the block's first `rows` score rows (the rest are zeroed) over their first `keys`: exp(s - max) stays
-// in the scores buffer for the significance and goes to uint8 (255 for the row's largest) for the context product;
-// each row's denominator and significance weight (its mask value over the denominator; padding queries weigh 0).
+// The block's softmax (``softmax_block``), 16 keys per register.
 void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad, int64_t keys,
                   uint8_t* probs) {
-  for (int r = 0; r < block; ++r) {
-    uint8_t* p8 = probs + r * keys_pad;
-    float* s = ws.scores.data() + r * keys_pad;
-    if (r >= rows) {
-      std::memset(p8, 0, keys);
-      std::memset(s, 0, keys * sizeof(float));
-      ws.weights[r] = 0.f;
-      continue;
-    }
-    const __m512 m = _mm512_set1_ps(ws.row_max[r]);
+  softmax_block(ws, block, rows, mask_rows, keys_pad, keys, probs, [keys](float* s, uint8_t* p8, float row_max) {
+    const __m512 m = _mm512_set1_ps(row_max);
     __m512 total = _mm512_setzero_ps();
     for (int64_t j = 0; j < keys; j += 16) {
       const __m512 e = exp2_255(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
@@ -375,11 +365,10 @@ void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, in
       total = _mm512_add_ps(total, e);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(e)));
     }
-    alignas(64) float sums[kLanes];
-    _mm512_store_ps(sums, total);
-    ws.sums[r] = sum16(sums);
-    ws.weights[r] = (mask_rows == nullptr ? 1.f : mask_rows[r]) / ws.sums[r];
-  }
+    alignas(64) float lanes[kLanes];
+    _mm512_store_ps(lanes, total);
+    return sum16(lanes);
+  });
 }
 
 // Significance: the block's weighted probabilities added into the keys' column sums, 4 rows per pass.

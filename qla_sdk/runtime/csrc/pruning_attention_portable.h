@@ -109,30 +109,20 @@ void scores(Workspace& ws, int64_t i0, int64_t d, int64_t keys_pad, int64_t keys
   std::copy(top, top + kVnniRows, ws.row_max);
 }
 
-// softmax_rows of the vector paths: the sums run over 16 lanes, then ``sum16``.
+// The block's softmax (``softmax_block``), one value at a time in 16 lanes.
 void softmax_rows(Workspace& ws, int block, int rows, const float* mask_rows, int64_t keys_pad, int64_t keys,
                   uint8_t* probs) {
-  for (int r = 0; r < block; ++r) {
-    uint8_t* p8 = probs + r * keys_pad;
-    float* s = ws.scores.data() + r * keys_pad;
-    if (r >= rows) {
-      std::memset(p8, 0, keys);
-      std::memset(s, 0, keys * sizeof(float));
-      ws.weights[r] = 0.f;
-      continue;
-    }
-    const float m = ws.row_max[r];
+  softmax_block(ws, block, rows, mask_rows, keys_pad, keys, probs, [keys](float* s, uint8_t* p8, float row_max) {
     float lanes[kLanes] = {};
     for (int64_t j0 = 0; j0 < keys; j0 += kLanes)  // keys is a multiple of 16
       for (int l = 0; l < kLanes; ++l) {
-        const float e = exp2_255(s[j0 + l] - m);
+        const float e = exp2_255(s[j0 + l] - row_max);
         s[j0 + l] = e;
         lanes[l] += e;
         p8[j0 + l] = to_uint8(e);
       }
-    ws.sums[r] = sum16(lanes);
-    ws.weights[r] = (mask_rows == nullptr ? 1.f : mask_rows[r]) / ws.sums[r];
-  }
+    return sum16(lanes);
+  });
 }
 
 // Significance: the block's weighted probabilities added into the keys' column sums, 4 rows per pass.
