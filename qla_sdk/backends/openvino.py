@@ -252,8 +252,8 @@ def fused_attention_kernel() -> str | None:
       warning where it cannot be built here;
     - ``float32``: the Python operation on the eager runtime's kernel (the reference's numerics, slow).
     The extension beats OpenVINO's unfused int8 nodes on AMX and AVX-512 machines, its portable code does not
-    (benchmarks/results/openvino_attention*.md); ``int8`` and ``auto`` build it here (once per machine), so that a
-    build that fails falls back too."""
+    (benchmarks/results/openvino_attention*.md); ``int8``, and ``auto`` on a CPU with AVX512-VNNI, build it here
+    (once per machine), so that a build that fails falls back too."""
     from qla_sdk.machine import has_avx512_vnni
     from qla_sdk.runtime.native import fused_attention_choice
     from qla_sdk.runtime.openvino_extension import extension_isa, pruning_attention_library, unavailable_reason
