@@ -25,6 +25,8 @@ from types import ModuleType
 
 import torch
 
+from qla_sdk.runtime.openvino_extension import KERNEL_HEADERS
+
 ENV_SWITCH = "QLA_SDK_NATIVE_KERNELS"
 # The switch of the fused pruning attention in compiled graphs (OpenVINO and Inductor runners).
 FUSED_ATTENTION_SWITCH = "QLA_SDK_FUSED_ATTENTION"
@@ -33,7 +35,7 @@ SOURCE = Path(__file__).parent / "csrc" / "pruning.cpp"
 # -march=native: the kernels are built where they run, and glibc's 16-lane expf needs AVX-512 to be allowed.
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
 INT8_SOURCE = SOURCE.parent / "torch_pruning_attention.cpp"
-INT8_KERNEL = tuple(SOURCE.parent / f"pruning_attention_{part}.h" for part in ("int8", "common", "portable"))
+INT8_KERNEL = KERNEL_HEADERS  # the OpenVINO extension's kernel headers: one list for both cache keys
 # -fopenmp: ATen's parallel_for is a header template that runs serially without it. No -ffast-math: the kernel's
 # float steps are written out (its exp is a polynomial), and the OpenVINO build of the same kernel has none;
 # -ffp-contract=off keeps its portable code's steps those of its vector code, as there.
