@@ -377,8 +377,9 @@ def _window_encoder(tokenizer, max_length: int | None, doc_stride: int):
     if backend is None:
         return None
     encoders = _WINDOW_ENCODERS.setdefault(tokenizer, {})
-    # len(tokenizer) counts added tokens: a tokenizer given new tokens gets a fresh copy that knows them.
-    key = (max_length, doc_stride, tokenizer.truncation_side, len(tokenizer))
+    # A tokenizer given new tokens gets a fresh copy that knows them. Counted from the added-token table, not by
+    # len(tokenizer): that builds the whole vocabulary in the backend on every call, a cost paid per question.
+    key = (max_length, doc_stride, tokenizer.truncation_side, len(backend.get_added_tokens_decoder()))
     if key not in encoders:
         encoder = copy.deepcopy(backend)
         encoder.no_padding()

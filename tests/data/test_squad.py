@@ -372,3 +372,23 @@ def test_backend_copies_follow_tokens_added_after_a_first_call():
     assert windows == encode_windows(tokenizer, questions, contexts, 32, 8, backend=False)
     assert len(tokenizer) - 1 in windows.input_ids[0]  # the added token's id
     assert _clip_questions(questions, tokenizer, 3) == _clip_questions(questions, tokenizer, 3, backend=False)
+
+
+def test_backend_copies_are_found_without_building_the_vocabulary(monkeypatch):
+    # len() of a fast tokenizer builds its whole vocabulary (tens of thousands of entries) in the backend: looked up
+    # per question, it cost more than the windows' tokenization itself.
+    from qla_sdk.data.squad import encode_windows
+    from qla_sdk.pretrained import minilm_path
+
+    tokenizer = load_tokenizer(minilm_path())
+    expected = encode_windows(tokenizer, ["what is it ?"], ["it is stone."], 32, 8, backend=False)
+
+    def no_len(self):
+        raise AssertionError("len(tokenizer) called on the serving path")
+
+    monkeypatch.setattr(type(tokenizer), "__len__", no_len)
+    assert encode_windows(tokenizer, ["what is it ?"], ["it is stone."], 32, 8) == expected
+    assert (
+        qa_features([QAExample("0", "", "what is it ?", "it is stone.")], tokenizer, 32, 8).input_ids
+        == expected.input_ids
+    )
