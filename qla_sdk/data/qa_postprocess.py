@@ -50,8 +50,14 @@ def best_spans(
     max_answer_length: int = 30,
 ) -> dict[str, AnswerSpan]:
     """``{example id: AnswerSpan}`` with the text, character offsets and score of each example's best span."""
-    ranked = nbest_spans(examples, features, start_logits, end_logits, n_best, max_answer_length)
-    return {example_id: spans[0] if spans else NO_ANSWER for example_id, spans in ranked.items()}
+    out = {}
+    for example, ranked in _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length):
+        if not ranked:
+            out[example.id] = NO_ANSWER
+            continue
+        (s, t), logit = ranked[0]
+        out[example.id] = AnswerSpan(example.context[s:t], s, t, float(_softmax(ranked)[0]), logit)
+    return out
 
 
 def nbest_spans(
@@ -67,6 +73,19 @@ def nbest_spans(
     ``start_logits``/``end_logits``: one row per feature, as a (features, length) tensor/array padded to any
     length, or a list of 1-D rows of varying length (outputs of dynamically padded batches, row by row).
     """
+    out = {}
+    for example, ranked in _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length):
+        probs = _softmax(ranked) if ranked else []
+        out[example.id] = [
+            AnswerSpan(text=example.context[s:t], start=s, end=t, score=float(p), logit=logit)
+            for ((s, t), logit), p in zip(ranked, probs, strict=True)
+        ]
+    return out
+
+
+def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answer_length: int):
+    """Per example, ``(example, [((start_char, end_char), logit), ...])``: its n-best spans over all its windows,
+    best first (ties in the order the windows and top positions were visited)."""
     if n_best < 1 or max_answer_length < 1:
         raise ConfigError(f"n_best {n_best} / max_answer_length {max_answer_length}: both must be >= 1")
     starts, ends = _rows(start_logits, len(features), "start_logits"), _rows(end_logits, len(features), "end_logits")
@@ -76,7 +95,6 @@ def nbest_spans(
             raise ConfigError(f"feature {f} belongs to example {e}, but only {len(examples)} examples were given")
         windows[e].append(f)
 
-    out = {}
     for e, example in enumerate(examples):
         candidates: dict[tuple[int, int], float] = {}  # (start_char, end_char) -> best logit over windows
         for f in windows[e]:
@@ -93,34 +111,42 @@ def nbest_spans(
                     f"logits of feature {f} hold nan or inf: the model's output overflowed (e.g. fp16/bf16), so no "
                     "span can be ranked; check the model in fp32"
                 )
-            top_starts = np.argsort(start_row)[::-1][:n_best]
-            top_ends = np.argsort(end_row)[::-1][:n_best]
-            for s in top_starts:
-                if offsets[s] is None:
-                    continue
-                for t in top_ends:
-                    if offsets[t] is None or t < s or t - s + 1 > max_answer_length:
-                        continue
-                    span = (offsets[s][0], offsets[t][1])
-                    if not 0 <= span[0] <= span[1] <= len(example.context):  # offsets that are not a context span
-                        continue
-                    # Sum in float64: two finite float32 logits near their maximum overflow when added.
-                    logit = float(start_row[s]) + float(end_row[t])
-                    if logit > candidates.get(span, -np.inf):
-                        candidates[span] = logit
+            _window_candidates(candidates, offsets, start_row, end_row, n_best, max_answer_length, len(example.context))
         # Overlapping windows see the same span twice: it counts once, with its best logit.
-        ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:n_best]
-        if not ranked:
-            out[example.id] = []
-            continue
-        logits = np.array([logit for _, logit in ranked], dtype=np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        out[example.id] = [
-            AnswerSpan(text=example.context[s:t], start=s, end=t, score=float(p), logit=logit)
-            for ((s, t), logit), p in zip(ranked, probs, strict=True)
-        ]
-    return out
+        yield example, sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:n_best]
+
+
+def _window_candidates(candidates: dict, offsets, start_row, end_row, n_best: int, max_len: int, n_chars: int) -> None:
+    """Adds one window's spans to ``candidates``: every pair of its ``n_best`` top start and end tokens that lie in the
+    context, with ``start <= end``, at most ``max_len`` tokens, on a character span of the context. The pairs are
+    tested as arrays (a Python loop over n_best^2 pairs per question is most of the span extraction's time) and
+    visited start-major, best first, as the loop did."""
+    top_starts = np.argsort(start_row)[::-1][:n_best]
+    top_ends = np.argsort(end_row)[::-1][:n_best]
+    start_spans = [offsets[s] for s in top_starts.tolist()]
+    end_spans = [offsets[t] for t in top_ends.tolist()]
+    start_in = np.array([o is not None for o in start_spans])
+    end_in = np.array([o is not None for o in end_spans])
+    start_char = np.array([o[0] if o is not None else 0 for o in start_spans], dtype=np.int64)
+    end_char = np.array([o[1] if o is not None else 0 for o in end_spans], dtype=np.int64)
+    length = top_ends[None, :] - top_starts[:, None] + 1
+    keep = start_in[:, None] & end_in[None, :] & (length >= 1) & (length <= max_len)
+    # Offsets that are not a context span (a tokenizer's odd offsets) are skipped.
+    keep &= (start_char[:, None] >= 0) & (start_char[:, None] <= end_char[None, :]) & (end_char[None, :] <= n_chars)
+    rows, cols = np.nonzero(keep)
+    if not len(rows):
+        return
+    # Sum in float64: two finite float32 logits near their maximum overflow when added.
+    logits = start_row[top_starts[rows]].astype(np.float64) + end_row[top_ends[cols]].astype(np.float64)
+    for s, t, logit in zip(start_char[rows].tolist(), end_char[cols].tolist(), logits.tolist(), strict=True):
+        if logit > candidates.get((s, t), -np.inf):
+            candidates[(s, t)] = logit
+
+
+def _softmax(ranked: list) -> np.ndarray:
+    logits = np.array([logit for _, logit in ranked], dtype=np.float64)
+    probs = np.exp(logits - logits.max())
+    return probs / probs.sum()
 
 
 def _rows(logits, n_features: int, name: str) -> list[np.ndarray]:

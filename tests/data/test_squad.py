@@ -16,6 +16,7 @@ from qla_sdk.data import (
     split_squad_by_article,
     squad_scores,
 )
+from qla_sdk.data.qa_postprocess import NO_ANSWER
 from qla_sdk.errors import ConfigError
 
 SQUAD = Path(__file__).parent.parent / "fixtures" / "squad_tiny.json"
@@ -186,6 +187,48 @@ def test_postprocess_nbest(numbers):
         ("seven eight nine", 3.0),
     ]
     assert [s.score for s in ranked] == pytest.approx(np.exp([6, 4, 3]) / np.exp([6, 4, 3]).sum())
+
+
+def plain_rule(example, features, starts, ends, n_best, max_answer_length):
+    """transformers' run_qa rule as nested loops over each window's top positions: what nbest_spans must give."""
+    candidates = {}
+    for f in range(len(features.input_ids)):
+        offsets, start, end = features.offset_mapping[f], starts[f], ends[f]
+        for s in np.argsort(start)[::-1][:n_best]:
+            for t in np.argsort(end)[::-1][:n_best]:
+                if offsets[s] is None or offsets[t] is None or not 0 <= t - s < max_answer_length:
+                    continue
+                span = (offsets[s][0], offsets[t][1])
+                if 0 <= span[0] <= span[1] <= len(example.context):
+                    candidates[span] = max(candidates.get(span, -np.inf), float(start[s]) + float(end[t]))
+    ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:n_best]
+    return [(example.context[s:t], s, t, logit) for (s, t), logit in ranked]
+
+
+@pytest.mark.parametrize("n_best, max_answer_length", [(20, 30), (3, 2), (50, 1), (1, 384)])
+@pytest.mark.parametrize("seed", range(3))
+def test_postprocess_gives_the_plain_rule_with_ties_and_windows(tokenizer, examples, seed, n_best, max_answer_length):
+    features = qa_features(examples[:2], tokenizer, 48, 16)  # several overlapping windows per example
+    rng = np.random.default_rng(seed)
+    # Logits rounded to one decimal: many equal sums, so the order of ties is checked too.
+    starts = [np.round(rng.normal(size=len(ids)), 1).astype(np.float32) for ids in features.input_ids]
+    ends = [np.round(rng.normal(size=len(ids)), 1).astype(np.float32) for ids in features.input_ids]
+    ranked = nbest_spans(examples[:2], features, starts, ends, n_best, max_answer_length)
+    best = best_spans(examples[:2], features, starts, ends, n_best, max_answer_length)
+    for e, example in enumerate(examples[:2]):
+        mine = [f for f, i in enumerate(features.example_index) if i == e]
+        sub = type(features)(
+            input_ids=[features.input_ids[f] for f in mine],
+            token_type_ids=None,
+            example_index=[0] * len(mine),
+            offset_mapping=[features.offset_mapping[f] for f in mine],
+        )
+        expected = plain_rule(
+            example, sub, [starts[f] for f in mine], [ends[f] for f in mine], n_best, max_answer_length
+        )
+        assert expected or n_best < 20, "the wide settings should find spans"
+        assert [(a.text, a.start, a.end, a.logit) for a in ranked[example.id]] == expected
+        assert best[example.id] == (ranked[example.id][0] if expected else NO_ANSWER)
 
 
 def test_postprocess_best_window_wins(tokenizer, examples):
