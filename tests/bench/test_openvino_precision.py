@@ -1,0 +1,69 @@
+"""benchmarks/openvino_precision.py on a tiny int8 QA artifact: three rows per graph length, timed; a graph length
+the artifact lacks is refused by name."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))  # the deploy tests' tiny-artifact helpers
+from deploy_helpers import minilm_tokenizer, tiny_model
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "openvino_precision.py"
+
+
+@pytest.fixture(scope="module")
+def int8_artifact(tmp_path_factory):
+    from qla_sdk.deploy import export_model
+    from qla_sdk.quantize import QuantConfig
+
+    folder = tmp_path_factory.mktemp("precision")
+    tokenizer = minilm_tokenizer()
+    model = tiny_model("question-answering", tokenizer, folder / "hf", length_config="0.5,0.25")
+    calibration = [{"input_ids": [101, *range(2000, 2000 + n), 102]} for n in (10, 20, 30, 40)]
+    export_model(
+        model,
+        folder / "artifact",
+        tokenizer,
+        config=QuantConfig(backend="openvino", inference_precision="f32", seq_lens=(32, 64)),
+        calibration=calibration,
+        max_length=64,
+    )
+    return folder / "hf", folder / "artifact"
+
+
+def run(checkpoint, artifact, out, *extra):
+    command = [sys.executable, str(SCRIPT), "--checkpoint", str(checkpoint), "--artifact", str(artifact)]
+    return subprocess.run(
+        [*command, "--rounds", "2", "--calls", "2", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_int8_and_fp32_rows_for_each_graph_length(tmp_path, int8_artifact):
+    out = tmp_path / "precision.json"
+    result = run(*int8_artifact, out, "--seq-lens", "32,64")
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["length_config"] == "0.5,0.25"
+    expected = {
+        f"{row} @ {n}"
+        for n in (32, 64)
+        for row in ("int8 artifact as served", "fp32, same length config", "fp32, full length")
+    }
+    assert set(figures["median_ms"]) == expected and all(ms > 0 for ms in figures["median_ms"].values())
+    assert "isa_flags" in figures["machine"]
+    assert out.with_suffix(".md").read_text().count("| 64 |") == 3
+
+
+def test_a_graph_length_the_artifact_lacks_is_refused(tmp_path, int8_artifact):
+    result = run(*int8_artifact, tmp_path / "p.json", "--seq-lens", "48")
+    assert result.returncode != 0 and "no graph of [48] tokens; it has [32, 64]" in result.stderr
+    assert not (tmp_path / "p.json").exists()
