@@ -96,9 +96,11 @@ class Predictor:
         first = [p[0] for p in pairs]
         second = [p[1] for p in pairs] if widths == {2} else None
         with self._tokenizer_lock:
-            full = self.tokenizer(first, second, truncation=False, verbose=False)["input_ids"]
-            encoded = self.tokenizer(first, second, truncation=True, max_length=self.max_length)
-        cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
+            encoded = self.tokenizer(first, second, truncation=False, verbose=False)
+            full = encoded["input_ids"]
+            cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
+            if cut:  # only then a second pass: untruncated, the first one already is what the model takes
+                encoded = self.tokenizer(first, second, truncation=True, max_length=self.max_length)
         if cut:
             warnings.warn(
                 f"{len(cut)} input(s) (e.g. #{cut[0]}, {len(full[cut[0]])} tokens) exceed max_length "

@@ -61,8 +61,10 @@ def test_classification_matches_the_model_unpadded(cls_artifact, classifier, tok
 def test_pairs_and_truncation_warning(cls_artifact):
     predictor = qla_sdk.load(cls_artifact)
     assert set(predictor.predict(("premise", "hypothesis"))) == {"label", "score"}
-    with pytest.warns(UserWarning, match="truncated"):
-        predictor.predict("word " * 200)
+    with pytest.warns(UserWarning, match="1 input"):
+        long, short = predictor.predict(["word " * 200, "a fine film"])
+    # The long text runs as its first 62 words (64 tokens with [CLS] and [SEP]); the short one as it is.
+    assert long == predictor.predict("word " * 62) and short == predictor.predict("a fine film")
 
 
 def test_qa_answers_are_spans_of_the_context(qa_artifact):
