@@ -125,10 +125,12 @@ def _window_candidates(candidates: dict, offsets, start_row, end_row, n_best: in
     top_ends = np.argsort(end_row)[::-1][:n_best]
     start_spans = [offsets[s] for s in top_starts.tolist()]
     end_spans = [offsets[t] for t in top_ends.tolist()]
-    start_in = np.array([o is not None for o in start_spans])
-    end_in = np.array([o is not None for o in end_spans])
-    start_char = np.array([o[0] if o is not None else 0 for o in start_spans], dtype=np.int64)
-    end_char = np.array([o[1] if o is not None else 0 for o in end_spans], dtype=np.int64)
+    start_in = np.array([o is not None for o in start_spans], dtype=bool)
+    end_in = np.array([o is not None for o in end_spans], dtype=bool)
+    # The offsets' own values make the spans (as the loop took them); the arrays are only for the comparisons.
+    start_values = [o[0] if o is not None else 0 for o in start_spans]
+    end_values = [o[1] if o is not None else 0 for o in end_spans]
+    start_char, end_char = np.array(start_values), np.array(end_values)
     length = top_ends[None, :] - top_starts[:, None] + 1
     keep = start_in[:, None] & end_in[None, :] & (length >= 1) & (length <= max_len)
     # Offsets that are not a context span (a tokenizer's odd offsets) are skipped.
@@ -138,9 +140,10 @@ def _window_candidates(candidates: dict, offsets, start_row, end_row, n_best: in
         return
     # Sum in float64: two finite float32 logits near their maximum overflow when added.
     logits = start_row[top_starts[rows]].astype(np.float64) + end_row[top_ends[cols]].astype(np.float64)
-    for s, t, logit in zip(start_char[rows].tolist(), end_char[cols].tolist(), logits.tolist(), strict=True):
-        if logit > candidates.get((s, t), -np.inf):
-            candidates[(s, t)] = logit
+    for i, j, logit in zip(rows.tolist(), cols.tolist(), logits.tolist(), strict=True):
+        span = (start_values[i], end_values[j])
+        if logit > candidates.get(span, -np.inf):
+            candidates[span] = logit
 
 
 def _softmax(ranked: list) -> np.ndarray:

@@ -231,6 +231,22 @@ def test_postprocess_gives_the_plain_rule_with_ties_and_windows(tokenizer, examp
         assert best[example.id] == (ranked[example.id][0] if expected else NO_ANSWER)
 
 
+def test_postprocess_a_window_without_tokens_has_no_span():
+    from qla_sdk.data.squad import QAFeatures
+
+    example = QAExample("a", "", "which?", "hello world")
+    empty = QAFeatures(input_ids=[[]], token_type_ids=None, example_index=[0], offset_mapping=[[]])
+    assert best_spans([example], empty, [np.zeros(0)], [np.zeros(0)]) == {"a": NO_ANSWER}
+    both = QAFeatures(
+        input_ids=[[], [1, 2, 3]],
+        token_type_ids=None,
+        example_index=[0, 0],
+        offset_mapping=[[], [None, (0, 5), (6, 11)]],
+    )
+    starts, ends = [np.zeros(0), np.array([9.0, 2.0, 1.0])], [np.zeros(0), np.array([9.0, 1.0, 2.0])]
+    assert best_spans([example], both, starts, ends)["a"].text == "hello world"  # [CLS] (no offsets) is not a span
+
+
 def test_postprocess_best_window_wins(tokenizer, examples):
     features = qa_features(examples[:1], tokenizer, 40, 10)
     windows = len(features)
