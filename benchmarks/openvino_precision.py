@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -60,15 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     def fp32(config, seq_len: int) -> OpenVINORunner:
         # The runner's rewrites and copies as the artifact gets them, but not the int8 attention operation, which
         # would make an fp32 graph partly int8.
-        saved = os.environ.get("QLA_SDK_FUSED_ATTENTION")
-        os.environ["QLA_SDK_FUSED_ATTENTION"] = "0"
-        try:
+        with mock.patch.dict(os.environ, {"QLA_SDK_FUSED_ATTENTION": "0"}):
             return OpenVINORunner(core, {seq_len: convert(model.with_length_config(config), seq_len)}, "f32", None)
-        finally:
-            if saved is None:
-                del os.environ["QLA_SDK_FUSED_ATTENTION"]
-            else:
-                os.environ["QLA_SDK_FUSED_ATTENTION"] = saved
 
     tokenizer = predictor.tokenizer
     rng = np.random.default_rng(0)
