@@ -54,10 +54,13 @@ def stage_seconds(out_dir: Path, names: list[str] | None = None) -> tuple[dict[s
     """Each finished stage's seconds as its marker recorded them (over every attempt of a resumed stage; None for a
     stage of ``names`` without a marker), for ``names`` or every stage folder of ``out_dir``; and the stages whose
     marker predates ``StageClock`` (no ``attempts``), which count only their last attempt."""
-    folders = [out_dir / name for name in names] if names is not None else sorted(out_dir.glob(f"*/{MARKER}"))
+    if names is None:
+        folders = [marker.parent for marker in sorted(out_dir.glob(f"*/{MARKER}"))]
+    else:
+        folders = [out_dir / name for name in names]
     seconds: dict[str, float | None] = {}
     unclocked = []
-    for folder in (f if names is not None else f.parent for f in folders):
+    for folder in folders:
         marker = read_marker(folder)
         seconds[folder.name] = round(float(marker.get("seconds", 0.0)), 1) if marker else None
         if marker and "attempts" not in marker:
