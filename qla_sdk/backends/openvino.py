@@ -33,6 +33,8 @@ from qla_sdk.quantize.inc import QuantizationError
 from qla_sdk.quantize.int8_state import with_int8_embeddings
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+#: Rows x tokens one graph run takes at most (``OpenVINORunner``): larger batches run in even pieces.
+MAX_RUN_TOKENS = 4096
 
 
 def require_openvino():
@@ -158,7 +160,12 @@ class OpenVINORunner(Runner):
 
     Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
     ``static_batches`` (default batch 1, the latency case) and one dynamic-batch copy for any other batch size. One
-    infer request per thread and compiled copy."""
+    infer request per thread and compiled copy.
+
+    A batch of more than ``max_run_tokens`` tokens (rows x ``seq_len``) runs in even pieces under it: the dynamic
+    copy keeps memory for every intermediate tensor of the largest batch it has run, in proportion to its rows, and
+    keeps it after the call, while rows past a few thousand tokens add no throughput
+    (benchmarks/results/openvino_memory.md)."""
 
     def __init__(
         self,
@@ -167,9 +174,13 @@ class OpenVINORunner(Runner):
         precision: str,
         threads: int | None,
         static_batches: tuple[int, ...] = (1,),
+        max_run_tokens: int = MAX_RUN_TOKENS,
     ) -> None:
         from qla_sdk.runtime.openvino_attention import sum_significance_directly
 
+        if max_run_tokens < 1:
+            raise ConfigError(f"max_run_tokens {max_run_tokens}: must be >= 1 (tokens, rows x length, per graph run)")
+        self.max_run_tokens = max_run_tokens
         ov = require_openvino()
         kernel = fused_attention_kernel()
         self._graphs: dict[tuple[int, bool], object] = {}
@@ -215,7 +226,15 @@ class OpenVINORunner(Runner):
         if seq_len not in self.seq_lens:
             raise ConfigError(f"input padded to {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
         arrays = [np.ascontiguousarray(x, dtype=np.int64) for x in (input_ids, attention_mask, token_type_ids)]
-        graph = self.compiled_model(seq_len, bool(arrays[1].all()), batch)
+        most = max(1, self.max_run_tokens // seq_len)  # rows per run; one where a row alone is over the limit
+        if batch <= most:
+            return self._run(arrays, seq_len)
+        size = -(-batch // -(-batch // most))  # as many runs as the limit needs, of even sizes
+        outputs = [self._run([x[i : i + size] for x in arrays], seq_len) for i in range(0, batch, size)]
+        return [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
+
+    def _run(self, arrays: list[np.ndarray], seq_len: int) -> list[np.ndarray]:
+        graph = self.compiled_model(seq_len, bool(arrays[1].all()), len(arrays[0]))
         requests = self._local.__dict__.setdefault("requests", {})
         if id(graph) not in requests:
             requests[id(graph)] = graph.create_infer_request()

@@ -489,6 +489,38 @@ def test_openvino_serves_its_static_batch_sizes_static_and_others_dynamic(openvi
     assert len(runner._compiled) == 2 * 3  # masked and mask-free, each static 1 and 2 and dynamic: all at load
 
 
+@pytest.mark.parametrize(("max_run_tokens", "runs"), [(4096, [5]), (48, [2, 2, 1]), (72, [3, 2]), (10, [1] * 5)])
+def test_openvino_runs_a_batch_over_its_token_limit_in_even_pieces(openvino_built, max_run_tokens, runs):
+    """Rows x tokens per graph run stay under ``max_run_tokens`` (at least one row a run): the dynamic-batch copy
+    keeps memory in proportion to the largest batch it has run. The pieces give the whole batch's answers."""
+    import openvino as ov
+
+    from qla_sdk.backends.openvino import OpenVINORunner
+
+    _, built = openvino_built
+    whole = OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1)
+    runner = OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1, max_run_tokens=max_run_tokens)
+    seen = []
+    served = runner.compiled_model
+    runner.compiled_model = lambda seq_len, unpadded, batch: seen.append(batch) or served(seq_len, unpadded, batch)
+    ids, mask, types = (x.numpy() for x in pad_rows(_rows(n=5, seed=3), 24, 0)[0])
+    assert len(ids) == 5 and not mask.all()
+    got = runner.run(ids, mask, types)
+    assert seen == runs
+    for piece, want in zip(got, whole.run(ids, mask, types), strict=True):
+        assert piece.shape == want.shape and np.allclose(piece, want, atol=1e-5)
+
+
+def test_openvino_runner_refuses_a_token_limit_under_one(openvino_built):
+    import openvino as ov
+
+    from qla_sdk.backends.openvino import OpenVINORunner
+
+    _, built = openvino_built
+    with pytest.raises(ConfigError, match="max_run_tokens 0: must be >= 1"):
+        OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1, max_run_tokens=0)
+
+
 def test_openvino_inference_precision_is_checked_saved_and_served(qa_model, tmp_path):
     """``inference_precision='bf16'``: the accuracy check runs the int8 graph as the artifact will serve it, the
     artifact records it, and the loaded runner compiles every copy with it (f32 where the CPU has no native bf16)."""
