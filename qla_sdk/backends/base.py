@@ -73,8 +73,11 @@ class Backend(ABC):
         """Write the model files into ``folder``; return the backend's entry of qla.json (``seq_lens`` etc.)."""
 
     @abstractmethod
-    def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
-        """A ``Runner`` over the files ``save`` wrote."""
+    def load(
+        self, folder: Path, entry: dict, threads: int | None = None, *, max_batch_size: int | None = None
+    ) -> Runner:
+        """A ``Runner`` over the files ``save`` wrote. ``max_batch_size``: the most rows one call will bring (None:
+        any number), for backends that compile a copy per batch shape to compile no more than they need."""
 
     def report(self, built: object) -> dict:
         """What the build decided (e.g. the tuning trials), recorded in qla.json."""

@@ -55,7 +55,9 @@ class EagerBackend(Backend):
         save_pretrained(built, folder)
         return {"seq_lens": None, "files": ["config.json", "model.safetensors"]}
 
-    def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
+    def load(
+        self, folder: Path, entry: dict, threads: int | None = None, *, max_batch_size: int | None = None
+    ) -> Runner:
         if threads:
             torch.set_num_threads(threads)
         model = from_pretrained(folder).eval()

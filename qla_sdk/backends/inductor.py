@@ -129,7 +129,9 @@ class InductorBackend(Backend):
         files = save_programs({f"seq{n}": p for n, p in built.programs.items()}, folder)
         return {"seq_lens": sorted(built.programs), "files": files}
 
-    def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
+    def load(
+        self, folder: Path, entry: dict, threads: int | None = None, *, max_batch_size: int | None = None
+    ) -> Runner:
         if threads:
             torch.set_num_threads(threads)
         tensors = load_tensors(folder)

@@ -97,7 +97,15 @@ class IPEXBackend(Backend):
             files.append(f"seq{seq_len}.torchscript")
         return {"seq_lens": sorted(built.modules), "files": files}
 
-    def load(self, folder: Path, entry: dict, threads: int | None = None, *, trust_torchscript: bool = False) -> Runner:
+    def load(
+        self,
+        folder: Path,
+        entry: dict,
+        threads: int | None = None,
+        *,
+        max_batch_size: int | None = None,
+        trust_torchscript: bool = False,
+    ) -> Runner:
         if trust_torchscript is not True:
             raise CheckpointError(
                 f"{folder} holds TorchScript (ipex backend), which torch.jit.load runs like code: refused unless "

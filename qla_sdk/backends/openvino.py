@@ -159,7 +159,9 @@ class OpenVINORunner(Runner):
     per graph (``graph_precision``).
 
     Every copy is compiled at construction, so no request pays for a compile: a static copy for each batch size of
-    ``static_batches`` (default batch 1, the latency case) and one dynamic-batch copy for any other batch size. One
+    ``static_batches`` (default batch 1, the latency case) and, with ``dynamic_batch``, one dynamic-batch copy for
+    any other batch size. Without it (a service that runs one row at a time: half the copies, less load time and
+    memory, benchmarks/results/openvino_load.md), a batch of another size runs row by row on the batch-1 copies. One
     infer request per thread and compiled copy.
 
     A batch of more than ``max_run_tokens`` tokens (rows x ``seq_len``) runs in even pieces under it: the dynamic
@@ -175,12 +177,18 @@ class OpenVINORunner(Runner):
         threads: int | None,
         static_batches: tuple[int, ...] = (1,),
         max_run_tokens: int = MAX_RUN_TOKENS,
+        dynamic_batch: bool = True,
     ) -> None:
         from qla_sdk.runtime.openvino_attention import sum_significance_directly
 
         if max_run_tokens < 1:
             raise ConfigError(f"max_run_tokens {max_run_tokens}: must be >= 1 (tokens, rows x length, per graph run)")
-        self.max_run_tokens = max_run_tokens
+        if not dynamic_batch and 1 not in static_batches:
+            raise ConfigError(
+                f"static_batches {tuple(static_batches)} without a dynamic-batch copy: include batch 1, which runs the "
+                "rows of any other batch size one at a time"
+            )
+        self.max_run_tokens, self.dynamic_batch = max_run_tokens, dynamic_batch
         ov = require_openvino()
         kernel = fused_attention_kernel()
         self._graphs: dict[tuple[int, bool], object] = {}
@@ -204,7 +212,8 @@ class OpenVINORunner(Runner):
         for key, graph in self._graphs.items():
             seq_len, unpadded = key
             hint = graph_precision(precision, kernel == "int8" and fused.get(key, 0) > 0)
-            self._compiled[(seq_len, unpadded, None)] = compile_model(core, graph, hint, threads)
+            if dynamic_batch:
+                self._compiled[(seq_len, unpadded, None)] = compile_model(core, graph, hint, threads)
             for batch in self.static_batches:
                 static = graph.clone()
                 static.reshape({port: ov.PartialShape([batch, seq_len]) for port in static.inputs})
@@ -219,6 +228,11 @@ class OpenVINORunner(Runner):
         if seq_len not in self.seq_lens:
             raise ConfigError(f"no graph for {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
         unpadded = unpadded and (seq_len, True) in self._graphs
+        if batch not in self.static_batches and not self.dynamic_batch:
+            raise ConfigError(
+                f"no copy for batch {batch}: this runner was built without a dynamic-batch copy (load with a "
+                f"max_batch_size above 1 for one); it has static batches {list(self.static_batches)}"
+            )
         return self._compiled[(seq_len, unpadded, batch if batch in self.static_batches else None)]
 
     def run(self, input_ids, attention_mask, token_type_ids) -> list[np.ndarray]:
@@ -227,9 +241,10 @@ class OpenVINORunner(Runner):
             raise ConfigError(f"input padded to {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
         arrays = [np.ascontiguousarray(x, dtype=np.int64) for x in (input_ids, attention_mask, token_type_ids)]
         most = max(1, self.max_run_tokens // seq_len)  # rows per run; one where a row alone is over the limit
-        if batch <= most:
+        if batch <= most and (self.dynamic_batch or batch in self.static_batches):
             return self._run(arrays, seq_len)
-        size = -(-batch // -(-batch // most))  # as many runs as the limit needs, of even sizes
+        # As many runs as the limit needs, of even sizes; without a dynamic-batch copy, one row each.
+        size = -(-batch // -(-batch // most)) if self.dynamic_batch else 1
         outputs = [self._run([x[i : i + size] for x in arrays], seq_len) for i in range(0, batch, size)]
         return [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
 
@@ -443,11 +458,15 @@ class OpenVINOBackend(Backend):
             files += [xml, f"seq{seq_len}.bin"]
         return {"seq_lens": sorted(built.models), "files": files, "inference_precision": built.inference_precision}
 
-    def load(self, folder: Path, entry: dict, threads: int | None = None) -> Runner:
+    def load(
+        self, folder: Path, entry: dict, threads: int | None = None, *, max_batch_size: int | None = None
+    ) -> Runner:
+        """With ``max_batch_size`` 1, no dynamic-batch copies (``OpenVINORunner``'s ``dynamic_batch``)."""
         ov = require_openvino()
         core = ov.Core()
         models = {int(n): core.read_model(str(folder / f"seq{n}.xml")) for n in entry["seq_lens"]}
-        return OpenVINORunner(core, models, entry.get("inference_precision", "f32"), threads)
+        dynamic = max_batch_size is None or max_batch_size > 1
+        return OpenVINORunner(core, models, entry.get("inference_precision", "f32"), threads, dynamic_batch=dynamic)
 
 
 def _runner_callable(runner: OpenVINORunner):

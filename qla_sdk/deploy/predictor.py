@@ -256,7 +256,9 @@ def load(
 ) -> Predictor:
     """A ``Predictor`` over an exported folder (checked file by file against the sha256 in qla.json).
 
-    ``threads``: intra-op threads (OpenVINO per model; torch process-wide). ``warmup`` compiles every graph now.
+    ``threads``: intra-op threads (OpenVINO per model; torch process-wide). ``max_batch_size``: the most rows one
+    graph run takes; 1, for a service that answers one request at a time, lets an ``openvino`` artifact skip its
+    dynamic-batch copies (half its compiled copies: less load time and memory). ``warmup`` compiles every graph now.
     ``trust_torchscript``: load an ``ipex`` artifact (TorchScript, which ``torch.jit.load`` runs like code: only
     for artifacts you built yourself; see SECURITY.md). ``max_chars`` / ``max_items`` / ``max_total_chars`` bound
     one ``predict`` call.
@@ -266,6 +268,8 @@ def load(
 
     if threads is not None and threads < 1:
         raise ConfigError(f"threads {threads}: must be >= 1")
+    if max_batch_size < 1:
+        raise ConfigError(f"max_batch_size {max_batch_size}: must be >= 1")
     manifest = read_manifest(path, verify=verify)
     backend = get_backend(manifest.backend)
     trust = {}
@@ -278,7 +282,9 @@ def load(
             )
         trust = {"trust_torchscript": True}
     try:
-        runner = backend.load(manifest.model_dir, manifest.data["model"], threads, **trust)
+        runner = backend.load(
+            manifest.model_dir, manifest.data["model"], threads, max_batch_size=max_batch_size, **trust
+        )
     except (OSError, KeyError, TypeError) as exc:  # files or entries the manifest's backend expects are not there
         raise CheckpointError(
             f"{manifest.folder}: its {manifest.backend} model cannot be loaded ({type(exc).__name__}: {exc}); "

@@ -511,7 +511,31 @@ def test_openvino_runs_a_batch_over_its_token_limit_in_even_pieces(openvino_buil
         assert piece.shape == want.shape and np.allclose(piece, want, atol=1e-5)
 
 
-def test_openvino_runner_refuses_a_token_limit_under_one(openvino_built):
+@pytest.mark.parametrize(("max_batch_size", "dynamic"), [(None, True), (32, True), (1, False)])
+def test_openvino_load_compiles_dynamic_batch_copies_for_batches(openvino_built, tmp_path, max_batch_size, dynamic):
+    """``load(max_batch_size=1)``: static batch-1 copies only (half of them), and a batch of any size still runs,
+    row by row, with the answers of the runner that has the dynamic copies."""
+    backend, built = openvino_built
+    entry = backend.save(built, tmp_path)
+    runner = backend.load(tmp_path, entry, threads=1, max_batch_size=max_batch_size)
+    assert runner.dynamic_batch is dynamic
+    batches = (1, None) if dynamic else (1,)
+    assert set(runner._compiled) == {(24, unpadded, batch) for unpadded in (False, True) for batch in batches}
+    seen = []
+    served = runner.compiled_model
+    runner.compiled_model = lambda seq_len, unpadded, batch: seen.append(batch) or served(seq_len, unpadded, batch)
+    ids, mask, types = (x.numpy() for x in pad_rows(_rows(n=3, seed=3), 24, 0)[0])
+    got = runner.run(ids, mask, types)
+    assert seen == ([3] if dynamic else [1, 1, 1])
+    whole = backend.load(tmp_path, entry, threads=1).run(ids, mask, types)
+    for mine, want in zip(got, whole, strict=True):
+        assert mine.shape == want.shape and np.allclose(mine, want, atol=1e-5)
+    if not dynamic:
+        with pytest.raises(ConfigError, match="without a dynamic-batch copy"):
+            served(24, False, 3)
+
+
+def test_openvino_runner_options_are_checked(openvino_built):
     import openvino as ov
 
     from qla_sdk.backends.openvino import OpenVINORunner
@@ -519,6 +543,8 @@ def test_openvino_runner_refuses_a_token_limit_under_one(openvino_built):
     _, built = openvino_built
     with pytest.raises(ConfigError, match="max_run_tokens 0: must be >= 1"):
         OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1, max_run_tokens=0)
+    with pytest.raises(ConfigError, match="include batch 1"):
+        OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1, static_batches=(2,), dynamic_batch=False)
 
 
 def test_openvino_inference_precision_is_checked_saved_and_served(qa_model, tmp_path):

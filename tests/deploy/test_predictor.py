@@ -142,6 +142,26 @@ def test_eight_threads_agree_with_one(qa_artifact):
     assert not errors and results == expected
 
 
+def test_openvino_artifact_served_one_row_at_a_time(qa_model, tokenizer, tmp_path):
+    """``load(max_batch_size=1)`` gives an ``openvino`` artifact's runner no dynamic-batch copies, and the same
+    answers, windows and all."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from qla_sdk.deploy import export_model
+    from qla_sdk.quantize import QuantConfig
+
+    calibration = [{"input_ids": [101, *range(2000, 2000 + n), 102]} for n in (10, 20, 30)]
+    config = QuantConfig(backend="openvino", inference_precision="f32", seq_lens=(32, 64))
+    export_model(qa_model, tmp_path / "art", tokenizer, config=config, calibration=calibration, max_length=64)
+    batched, one = qla_sdk.load(tmp_path / "art"), qla_sdk.load(tmp_path / "art", max_batch_size=1)
+    assert (batched.runner.dynamic_batch, one.runner.dynamic_batch) == (True, False)
+    assert len(one.runner._compiled) * 2 == len(batched.runner._compiled)
+    questions = ["Which tokens leave?", "What does the span head score?"]
+    mine, want = (p.predict(question=questions, context=[CONTEXT] * 2) for p in (one, batched))
+    assert [{**a, "score": None} for a in mine] == [{**a, "score": None} for a in want]
+    assert [a["score"] for a in mine] == pytest.approx([a["score"] for a in want], rel=1e-5)  # other kernels
+
+
 def test_cli_predict_and_eval(cls_artifact, qa_artifact, tmp_path, capsys):
     assert main(["predict", str(cls_artifact), "--text", "good", "--text", "bad"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
