@@ -48,13 +48,18 @@ def has_avx512_vnni() -> bool:
     return set(AVX512_VNNI_FLAGS) <= cpu_flags()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def machine_info() -> dict:
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+    usable = usable_cores()
     return {
         "cpu_model": info.get("model name", platform.processor()),
         "logical_cores": os.cpu_count(),

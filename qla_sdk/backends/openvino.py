@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from qla_sdk.backends.base import (
     tuning_report,
 )
 from qla_sdk.errors import ConfigError
+from qla_sdk.machine import usable_cores
 from qla_sdk.quantize.config import INFERENCE_PRECISIONS
 from qla_sdk.quantize.inc import QuantizationError
 from qla_sdk.quantize.int8_state import with_int8_embeddings
@@ -208,16 +210,20 @@ class OpenVINORunner(Runner):
         self.fused_attention = kernel if any(fused.values()) else None
         self.seq_lens = tuple(sorted({n for n, _ in self._graphs}))
         self.static_batches = tuple(sorted({int(b) for b in static_batches}))
-        self._compiled: dict[tuple[int, bool, int | None], object] = {}
+        copies: dict[tuple[int, bool, int | None], tuple] = {}  # (graph, hint) to compile
         for key, graph in self._graphs.items():
             seq_len, unpadded = key
             hint = graph_precision(precision, kernel == "int8" and fused.get(key, 0) > 0)
             if dynamic_batch:
-                self._compiled[(seq_len, unpadded, None)] = compile_model(core, graph, hint, threads)
+                copies[(seq_len, unpadded, None)] = (graph, hint)
             for batch in self.static_batches:
                 static = graph.clone()
                 static.reshape({port: ov.PartialShape([batch, seq_len]) for port in static.inputs})
-                self._compiled[(seq_len, unpadded, batch)] = compile_model(core, static, hint, threads)
+                copies[(seq_len, unpadded, batch)] = (static, hint)
+        # Compiled side by side: the CPU plugin compiles one model on about one core (and releases the GIL).
+        with ThreadPoolExecutor(max(1, min(len(copies), usable_cores()))) as pool:
+            jobs = {key: pool.submit(compile_model, core, *copy, threads) for key, copy in copies.items()}
+        self._compiled = {key: job.result() for key, job in jobs.items()}
         self._local = threading.local()
         self._ov = ov
 
