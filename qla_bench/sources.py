@@ -40,7 +40,7 @@ def random_checkpoint(folder: Path, task: str, quick: bool, family: str) -> Path
     torch.manual_seed(0)
     cls = BertForQuestionAnswering if task == "question-answering" else BertForSequenceClassification
     model = cls(BertConfig(**shape)).eval()
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, ("config.json",), "a checkpoint") as tmp:
         model.save_pretrained(tmp)
     return folder
 

@@ -30,12 +30,36 @@ def write_json_atomic(path: str | Path, data: object) -> Path:
     return write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where /proc has it (``os.umask`` alone must set one)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(tmp: str | Path, path: Path, directory: bool) -> None:
+    """Give a temp file or folder (``mkstemp``/``mkdtemp``: owner only) the mode ``path`` has, or a new file or
+    folder would get under the umask, so that other users and service accounts can read what is written."""
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = (0o777 if directory else 0o666) & ~_umask()
+    os.chmod(tmp, mode)
+
+
 def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
+            _usual_mode(tmp, path, directory=False)
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -47,16 +71,44 @@ def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
     return path
 
 
+def check_replaceable(path: str | Path, markers: tuple[str, ...] = (), kind: str = "an earlier output") -> None:
+    """Refuse (``OutputError``) an existing ``path`` that ``atomic_dir`` must not replace: a file, or a folder with
+    content that does not hold every name of ``markers`` (what marks ``kind``; no markers: only an empty folder
+    may be replaced). Lets a command fail before its work rather than after it."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        raise OutputError(f"{path} exists and is not a folder: it is left as it is. Choose another output folder")
+    if not any(path.iterdir()):
+        return
+    if not markers or not all((path / name).exists() for name in markers):
+        holds = f" (it lacks {', '.join(name for name in markers if not (path / name).exists())})" if markers else ""
+        raise OutputError(
+            f"{path} exists and is not {kind}{holds}: it is left as it is. Choose a new output folder, or remove "
+            "this one yourself"
+        )
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def atomic_dir(path: str | Path, markers: tuple[str, ...] = (), kind: str = "an earlier output") -> Iterator[Path]:
     """Yield a temp folder beside ``path``; on success it replaces ``path`` in one rename, on failure it vanishes.
 
-    An existing ``path`` is kept until the new folder is complete, then moved aside and removed.
+    An existing ``path`` is kept until the new folder is complete, then moved aside and removed. Only an empty folder
+    or one holding every name of ``markers`` (an earlier output of the same ``kind``) is replaced: anything else
+    raises ``OutputError`` before the temp folder is made (``check_replaceable``), so a wrong ``--out`` cannot
+    delete a user's files.
     """
+    check_replaceable(path, markers, kind)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+        try:
+            _usual_mode(tmp, path, directory=True)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     except OSError as exc:
         raise _explain(path, exc) from exc
     old = None

@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 
 from qla_sdk.errors import CheckpointError, ConfigError, IntegrityError
-from qla_sdk.io import atomic_dir, sha256_file, write_json_atomic
+from qla_sdk.io import atomic_dir, check_replaceable, sha256_file, write_json_atomic
 from qla_sdk.modeling import TASKS, LengthConfig, TaskModel
 from qla_sdk.modeling.heads import max_input_length
 
@@ -28,6 +28,8 @@ FORMAT_VERSION = 1
 MANIFEST = "qla.json"
 MODEL_DIR = "model"
 TOKENIZER_DIR = "tokenizer"
+#: What an existing folder must hold for an export to replace it (``io.atomic_dir``): an earlier artifact.
+ARTIFACT_MARKERS = (MANIFEST, MODEL_DIR, TOKENIZER_DIR)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSIONED = ("qla-sdk", "torch", "transformers", "neural-compressor", "openvino", "nncf", "tokenizers")
 
@@ -104,6 +106,7 @@ def export_model(
     from qla_sdk.backends import BuildRequest, get_backend
     from qla_sdk.quantize.config import QuantConfig, default_seq_lens
 
+    check_replaceable(path, ARTIFACT_MARKERS, "an artifact")  # before minutes of quantization, not after
     config = config or QuantConfig()
     lc = model.length_config if isinstance(length_config, str) and length_config == "model" else length_config
     lc = LengthConfig.parse(lc)
@@ -143,7 +146,7 @@ def export_model(
     labels = None
     if model.task != "question-answering":
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, ARTIFACT_MARKERS, "an artifact") as tmp:
         (tmp / MODEL_DIR).mkdir()
         entry = backend.save(built, tmp / MODEL_DIR)
         tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))

@@ -22,6 +22,8 @@ from qla_sdk.modeling.length import LengthConfig
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 QLA_FILE = "qla.json"
+#: What an existing folder must hold for ``save_pretrained`` to replace it (``io.atomic_dir``): a checkpoint.
+CHECKPOINT_MARKERS = ("config.json", "model.safetensors")
 
 # (Hugging Face name, our name); {i} is a layer index, {p} weight or bias.
 _ENCODER_NAMES = [
@@ -235,7 +237,7 @@ def _task_from_architectures(config) -> str:
 def save_pretrained(model: TaskModel, path: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
     """Write config.json, model.safetensors (transformers layout), tokenizer files and qla.json, atomically."""
     config = model.config
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, CHECKPOINT_MARKERS, "a checkpoint") as tmp:
         config.architectures = [_ARCHITECTURES[(config.model_type, model.task)]]
         config.save_pretrained(tmp)
         state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, config.model_type, model.task)

@@ -293,10 +293,11 @@ class RecipeStages:
         """The deliverable: the quantized artifact copied here, checked file by file against its sha256, loaded
         with ``qla_sdk.load`` and run on two dev inputs."""
         from qla_sdk.deploy import load
+        from qla_sdk.deploy.artifact import ARTIFACT_MARKERS
         from qla_sdk.io import atomic_dir
 
         target = folder / "model"
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, ARTIFACT_MARKERS, "an artifact") as tmp:
             shutil.copytree(earlier["quantize"]["artifact"], tmp, dirs_exist_ok=True)
         predictor = load(target, verify=True)
         examples = self._sample_inputs()

@@ -49,7 +49,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``checkpoints/step-N`` in one rename; a crash leaves the previous checkpoints untouched."""
     folder = checkpoint_dir(output_dir, step)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, ("model.safetensors", "state.json"), "a training checkpoint") as tmp:
         weights = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", "step": str(step)})
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")

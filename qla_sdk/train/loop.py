@@ -389,7 +389,7 @@ def _save_final(model: nn.Module, folder: Path, tokenizer, extra_metadata: dict 
 
     from qla_sdk.io import atomic_dir
 
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, ("model.safetensors",), "saved weights") as tmp:
         weights = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
 

@@ -62,7 +62,7 @@ def test_unserialisable_json_leaves_the_earlier_file(earlier):
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
 def test_folder_write_fault_inside(earlier, code):
     with pytest.raises(OutputError, match=f"cannot write {earlier / 'art'}: {os.strerror(code)}"):
-        with atomic_dir(earlier / "art") as tmp:
+        with atomic_dir(earlier / "art", ("a.txt",)) as tmp:
             (tmp / "a.txt").write_text("new")
             _fail(code)()
     _intact(earlier)
@@ -70,7 +70,7 @@ def test_folder_write_fault_inside(earlier, code):
 
 def test_nested_fault_names_the_outer_output(earlier):
     with pytest.raises(OutputError) as err:
-        with atomic_dir(earlier / "art") as tmp:
+        with atomic_dir(earlier / "art", ("a.txt",)) as tmp:
             with atomic_dir(tmp / "inner"):
                 _fail(errno.ENOSPC)()
     assert str(err.value) == f"cannot write {earlier / 'art'}: No space left on device. Choose a writable folder " + (
@@ -82,7 +82,7 @@ def test_nested_fault_names_the_outer_output(earlier):
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_folder_write(earlier, interruption):
     with pytest.raises(interruption):
-        with atomic_dir(earlier / "art") as tmp:
+        with atomic_dir(earlier / "art", ("a.txt",)) as tmp:
             (tmp / "a.txt").write_text("new")
             raise interruption
     _intact(earlier)
@@ -101,7 +101,7 @@ def test_failed_rename_keeps_the_earlier_folder(earlier, monkeypatch, failing):
 
     monkeypatch.setattr(io.os, "replace", replace)
     with pytest.raises(OutputError, match="Permission denied"):
-        with atomic_dir(earlier / "art") as tmp:
+        with atomic_dir(earlier / "art", ("a.txt",)) as tmp:
             (tmp / "a.txt").write_text("new")
     monkeypatch.undo()
     _intact(earlier)
@@ -111,7 +111,7 @@ def test_folder_left_by_an_earlier_crash_does_not_block(earlier):
     stale = earlier / f".art.old-{os.getpid()}"  # a run killed between its two renames, same pid (containers)
     stale.mkdir()
     (stale / "x").write_text("x")
-    with atomic_dir(earlier / "art") as tmp:
+    with atomic_dir(earlier / "art", ("a.txt",)) as tmp:
         (tmp / "a.txt").write_text("new")
     assert (earlier / "art" / "a.txt").read_text() == "new" and (stale / "x").exists()
 
@@ -123,7 +123,7 @@ def test_read_only_folder(earlier):
         with pytest.raises(OutputError, match="Permission denied"):
             write_json_atomic(earlier / "state.json", {"step": 2})
         with pytest.raises(OutputError, match="Permission denied"):
-            with atomic_dir(earlier / "art") as tmp:
+            with atomic_dir(earlier / "art", ("a.txt",)) as tmp:
                 (tmp / "a.txt").write_text("new")
     finally:
         earlier.chmod(0o700)
@@ -145,7 +145,7 @@ def test_the_kernel_refusing_a_write(earlier):
         except OutputError as exc:
             failures.append(str(exc))
         try:
-            with atomic_dir(root / "art") as tmp:
+            with atomic_dir(root / "art", ("a.txt",)) as tmp:
                 (tmp / "a.txt").write_bytes(b"y" * 100_000)
         except OutputError as exc:
             failures.append(str(exc))
@@ -167,3 +167,64 @@ def test_the_kernel_refusing_a_write(earlier):
         f"cannot write {earlier / 'art'}: File too large. Choose a writable folder with free space",
     ]
     _intact(earlier)
+
+
+@pytest.mark.parametrize(
+    "existing, message",
+    [
+        ("file", "exists and is not a folder"),
+        ("other folder", r"exists and is not an earlier output \(it lacks a.txt\)"),
+    ],
+)
+def test_an_output_never_replaces_what_it_did_not_write(tmp_path, existing, message):
+    """A wrong ``--out`` (a user's folder, a file, the input checkpoint) is refused before anything is written: the
+    path keeps its content and nothing is left beside it."""
+    target = tmp_path / "out"
+    if existing == "file":
+        target.write_text("precious")
+    else:
+        target.mkdir()
+        (target / "notes.txt").write_text("precious")
+    with pytest.raises(OutputError, match=message) as err:
+        with atomic_dir(target, ("a.txt",)) as tmp:
+            (tmp / "a.txt").write_text("new")
+    assert "left as it is" in str(err.value)
+    kept = target.read_text() if existing == "file" else (target / "notes.txt").read_text()
+    assert kept == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("markers", [(), ("a.txt",)])
+def test_an_empty_folder_is_replaced(tmp_path, markers):
+    (tmp_path / "out").mkdir()
+    with atomic_dir(tmp_path / "out", markers) as tmp:
+        (tmp / "a.txt").write_text("new")
+    assert (tmp_path / "out" / "a.txt").read_text() == "new"
+
+
+def test_without_markers_an_earlier_folder_is_refused(earlier):
+    with pytest.raises(OutputError, match="is not an earlier output: it is left"):
+        with atomic_dir(earlier / "art"):
+            pass
+    _intact(earlier)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_outputs_get_the_umask_mode(tmp_path, umask):
+    """Temp files and folders are owner-only (mkstemp, mkdtemp); what is renamed into place gets the mode a plain
+    write would have, so other users and service accounts can read an artifact."""
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "a.json", {})
+        with atomic_dir(tmp_path / "art") as tmp:
+            (tmp / "b.txt").write_text("b")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "art").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {"v": 1})
+    (tmp_path / "a.json").chmod(0o640)
+    write_json_atomic(tmp_path / "a.json", {"v": 2})
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640

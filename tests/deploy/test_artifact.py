@@ -133,3 +133,28 @@ def test_a_reference_model_and_tolerance_from_must_agree(
             reference_model=classifier if with_reference else None,
         )
     assert not (tmp_path / "art").exists()
+
+
+def test_export_replaces_an_earlier_artifact(artifact, classifier, tokenizer):
+    export_fp32(classifier, tokenizer, artifact)  # the same --out again: re-export
+    read_manifest(artifact)
+
+
+@pytest.mark.parametrize("existing", ["checkpoint", "user folder", "file"])
+def test_export_refuses_an_out_that_is_not_an_artifact(tmp_path, tokenizer, existing):
+    """``qla export CKPT --out CKPT`` (or a folder of the user's, or a file) is refused before the build, and
+    nothing there changes."""
+    from qla_sdk.cli import main
+
+    checkpoint = tmp_path / "ckpt"
+    tiny_model("text-classification", tokenizer, checkpoint)
+    tokenizer.save_pretrained(str(checkpoint))
+    out = {"checkpoint": checkpoint, "user folder": tmp_path / "mine", "file": tmp_path / "data.json"}[existing]
+    if existing == "user folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("precious")
+    elif existing == "file":
+        out.write_text("precious")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main(["export", str(checkpoint), "--out", str(out), "--max-length", "32"]) == 2
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing added or lost
