@@ -230,6 +230,8 @@ def split_squad_by_article(
     src = Path(src)
     if not src.is_file():
         raise ConfigError(f"SQuAD file {src} does not exist: pass the path of a SQuAD v1.1 JSON file")
+    outputs = {"train": Path(train_path), "eval": Path(eval_path)}
+    _check_split_outputs(src, outputs)
     squad = _read_json(src)
     articles = _articles(squad, str(src))
     _check_examples(_examples_from_squad_json(squad, str(src)), str(src))  # validates every key before writing
@@ -247,9 +249,17 @@ def split_squad_by_article(
         "eval": [a for i, a in enumerate(articles) if i not in chosen],
     }
     version = squad.get("version", "1.1")
-    for name, target in (("train", train_path), ("eval", eval_path)):
-        payload = json.dumps({"data": parts[name], "version": version}).encode()
-        write_bytes_atomic(target, payload)
+    written = []  # the parts written so far that no earlier file stood for: removed if a later part fails
+    try:
+        for name, target in outputs.items():
+            new = not target.exists()
+            write_bytes_atomic(target, json.dumps({"data": parts[name], "version": version}).encode())
+            if new:
+                written.append(target)
+    except BaseException:
+        for target in written:
+            target.unlink(missing_ok=True)
+        raise
     return {
         name: {
             "articles": len(part),
@@ -257,6 +267,22 @@ def split_squad_by_article(
         }
         for name, part in parts.items()
     }
+
+
+def _check_split_outputs(src: Path, outputs: dict[str, Path]) -> None:
+    """Refuse outputs that would lose data or half-write the split: one path for both parts, the source itself, or
+    a folder."""
+    where = {name: path.resolve() for name, path in outputs.items()}
+    if where["train"] == where["eval"]:
+        raise ConfigError(f"the train and eval parts would both be written to {outputs['train']}: give two paths")
+    for name, path in outputs.items():
+        if where[name] == src.resolve():
+            raise ConfigError(
+                f"the {name} part would replace the source file {src}: write it to another path (the source keeps "
+                "every article)"
+            )
+        if path.is_dir():
+            raise ConfigError(f"the {name} output {path} is a folder: give a file path, e.g. {path / f'{name}.json'}")
 
 
 # ---------------------------------------------------------------------------------------------------- features

@@ -339,6 +339,43 @@ def test_split_squad_command(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "train, eval_, message",
+    [
+        ("same.json", "same.json", "would both be written to"),
+        ("src.json", "e.json", "the train part would replace the source file"),
+        ("t.json", "src.json", "the eval part would replace the source file"),
+        ("t.json", "folder", "the eval output .* is a folder"),
+    ],
+)
+def test_split_refuses_outputs_that_lose_data(tmp_path, train, eval_, message):
+    """Nothing is written (the source and every other file unchanged) when an output would overwrite the source,
+    the other part, or is a folder."""
+    src = write_articles(tmp_path / "src.json", 5)
+    (tmp_path / "folder").mkdir()
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=message):
+        split_squad_by_article(src, tmp_path / train, tmp_path / eval_, 0.8)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_split_removes_its_first_part_when_the_second_fails(tmp_path, monkeypatch):
+    import qla_sdk.data.squad as squad
+
+    src = write_articles(tmp_path / "src.json", 5)
+    real = squad.write_bytes_atomic
+
+    def write(path, payload):
+        if Path(path).name == "e.json":
+            raise OSError(28, "No space left on device")
+        return real(path, payload)
+
+    monkeypatch.setattr(squad, "write_bytes_atomic", write)
+    with pytest.raises(OSError, match="No space"):
+        split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.json"]
+
+
 # ---------------------------------------------------------------------------------------------------- errors
 
 
