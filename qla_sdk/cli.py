@@ -43,13 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (QlaError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (QlaError, ValueError, TypeError, OSError) as exc:  # OSError: a path that is a folder, no permission
         print(f"qla {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"qla {args.command}: interrupted; finished work is kept and --resume continues", file=sys.stderr)
+        print(f"qla {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command kept and how to go on."""
+    if hasattr(args, "resume"):
+        return "finished work is kept and --resume continues"
+    if args.command == "run":
+        return "finished stages are kept: the same command continues"
+    return "no output was written half-way: run the command again"
 
 
 if __name__ == "__main__":

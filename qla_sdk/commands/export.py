@@ -21,7 +21,12 @@ def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
         help="'model' (qla.json of the checkpoint), 'none' (full length), or e.g. 269,253,... / 0.7,0.6",
     )
     p.add_argument("--max-length", type=int, default=None, help="default 384 for QA, 128 for classification")
-    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument(
+        "--doc-stride",
+        type=int,
+        default=None,
+        help="QA: overlap of context windows (default 128, at most half of --max-length)",
+    )
     p.add_argument("--seq-lens", default=None, help="graph lengths, e.g. 128,384 (default: see docs)")
     p.add_argument("--data", default=None, help="calibration data (SQuAD json / TSV / CSV / datasets name)")
     p.add_argument("--split", default="train", help="split of --data used for calibration")
@@ -68,24 +73,25 @@ def run(
         tolerance=0.01 if tolerance is None else tolerance,
         tolerance_from="reference" if reference_model else "fp32",
         act_algo=args.act_algo,
-        seq_lens=tuple(int(v) for v in args.seq_lens.split(",")) if args.seq_lens else None,
+        seq_lens=_seq_lens(args.seq_lens) if args.seq_lens else None,
         quantize_embeddings=not args.no_int8_embeddings,
         keep=args.keep,
         inference_precision=args.inference_precision,
     )
     model = from_pretrained(args.model, task=args.task).eval()
     tokenizer = load_tokenizer(args.tokenizer or args.model)
-    max_length = args.max_length or (384 if model.task == "question-answering" else 128)
+    max_length = args.max_length if args.max_length is not None else 384 if model.task == "question-answering" else 128
+    doc_stride = args.doc_stride if args.doc_stride is not None else min(128, max_length // 2)
     length_config = None if args.length_config == "none" else args.length_config
     calibration, evaluate = [], None
     if config.is_int8:
         if not args.data:
             raise ValueError(f"--backend {args.backend} quantizes to int8: pass --data with calibration examples")
         calibration = task_rows(
-            model.task, args.data, args.split, tokenizer, max_length, args.doc_stride, args.calibration_samples
+            model.task, args.data, args.split, tokenizer, max_length, doc_stride, args.calibration_samples
         )[0]
     if eval_data:
-        evaluate = evaluator(model, eval_data, tokenizer, max_length, args.doc_stride)
+        evaluate = evaluator(model, eval_data, tokenizer, max_length, doc_stride)
     path = export_model(
         model,
         args.out,
@@ -93,7 +99,7 @@ def run(
         config=config,
         length_config=length_config,
         max_length=max_length,
-        doc_stride=args.doc_stride,
+        doc_stride=doc_stride,
         calibration=calibration,
         evaluate=evaluate,
         reference_model=from_pretrained(reference_model, task=model.task).eval() if reference_model else None,
@@ -104,3 +110,10 @@ def run(
     )
     print(f"wrote {path}")
     return 0
+
+
+def _seq_lens(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--seq-lens {text!r}: give integers separated by commas, e.g. 128,384") from None

@@ -35,14 +35,31 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("this artifact answers questions: pass --question and --context")
         context = args.context
         if context.startswith("@"):
-            context = Path(context[1:]).read_text()
+            context = _read_text(context[1:], "--context @")
         result = predictor.predict(question=args.question, context=context)
     else:
         texts = list(args.text or [])
         if args.file:
-            texts += [line for line in Path(args.file).read_text().splitlines() if line.strip()]
+            texts += [line for line in _read_text(args.file, "--file ").splitlines() if line.strip()]
         if not texts:
+            if args.file:
+                raise ValueError(f"--file {args.file} has no text: write one text per line")
             raise ValueError("this artifact classifies texts: pass --text (repeatable) or --file")
         result = predictor.predict(texts)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
+
+
+def _read_text(path: str, flag: str) -> str:
+    """A text file's content, or a ValueError naming the flag, the file and the fix."""
+    file = Path(path)
+    if not file.is_file():
+        what = "a folder" if file.is_dir() else "not a file"
+        raise ValueError(f"{flag}{path}: {what}; give the path of a UTF-8 text file")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{flag}{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): save it as "
+            "UTF-8"
+        ) from exc

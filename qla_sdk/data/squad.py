@@ -47,6 +47,7 @@ class QAFeatures(TokenRows):
     start_positions: list[int] | None = None  # training labels; 0 (CLS) when the answer is not in the window
     end_positions: list[int] | None = None
     pad_token_id: int = 0
+    clipped_questions: list[int] = field(default_factory=list)  # examples whose question was cut to fit
 
     def row(self, i: int) -> dict:
         """The model inputs (and labels) of window ``i``, as ``collate`` takes them."""
@@ -300,7 +301,8 @@ def qa_features(
     """Doc-stride windows of (question, context); with ``training`` also start/end token labels.
 
     Questions longer than ``max_question_length`` tokens (or than what ``max_length`` and ``doc_stride`` leave
-    room for) are cut, as in the original BERT SQuAD code; SQuAD questions are far shorter.
+    room for) are cut, as in the original BERT SQuAD code; SQuAD questions are far shorter. ``clipped_questions``
+    lists the examples whose question was cut.
     """
     if not examples:
         raise ConfigError("qa_features got no examples: load some with load_squad first")
@@ -314,7 +316,8 @@ def qa_features(
             f"doc_stride {doc_stride} leaves no room for the question in max_length {max_length}: use a "
             f"doc_stride below {max_length - specials - 2} (run_qa uses 128 for max_length 384)"
         )
-    questions = _clip_questions([ex.question.lstrip() for ex in examples], tokenizer, question_room)
+    whole = [ex.question.lstrip() for ex in examples]
+    questions = _clip_questions(whole, tokenizer, question_room)
     with_segments = "token_type_ids" in tokenizer.model_input_names
     windows = encode_windows(tokenizer, questions, [ex.context for ex in examples], max_length, doc_stride)
     offset_mapping = []
@@ -336,6 +339,7 @@ def qa_features(
         start_positions=starts if training else None,
         end_positions=ends if training else None,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        clipped_questions=[i for i, (kept, given) in enumerate(zip(questions, whole, strict=True)) if kept != given],
     )
 
 

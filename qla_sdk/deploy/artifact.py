@@ -90,7 +90,7 @@ def export_model(
     config=None,
     length_config: LengthConfig | str | None = "model",
     max_length: int | None = None,
-    doc_stride: int = 128,
+    doc_stride: int | None = None,
     calibration: Sequence[dict] = (),
     evaluate=None,
     reference_model: TaskModel | None = None,
@@ -99,6 +99,8 @@ def export_model(
     """Build ``model`` with ``config.backend`` (int8 quantization when it is an int8 backend) and write the folder.
 
     ``length_config="model"`` uses ``model.length_config`` (the searched one); ``None`` exports the full model.
+    ``doc_stride`` (QA): the overlap of context windows the artifact serves with; default 128, at most half of
+    ``max_length``.
     ``calibration``: unpadded feature rows (dicts with ``input_ids``/``token_type_ids``) for int8 calibration.
     ``evaluate(run, seq_len) -> metric`` turns on accuracy-aware tuning (see ``qla_sdk.quantize``).
     ``reference_model``: with ``config.tolerance_from='reference'``, the model whose metric the tolerance counts from.
@@ -115,6 +117,15 @@ def export_model(
     limit = max_input_length(model.config)
     if not 2 <= max_length <= limit:
         raise ConfigError(f"max_length {max_length}: must lie in [2, {limit}] (the model's position embeddings)")
+    if model.task == "question-answering":
+        room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2  # a question token, a context token
+        if doc_stride is None:
+            doc_stride = max(0, min(128, max_length // 2, room))
+        if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 <= doc_stride <= room:
+            raise ConfigError(
+                f"doc_stride {doc_stride!r}: must be an integer in [0, {room}] for max_length {max_length} (each "
+                "window needs room for the question and new context; 128 is usual for 384)"
+            )
     seq_lens = config.seq_lens or default_seq_lens(max_length, lc is not None and lc.is_ratio)
     if max(seq_lens) > max_length:
         raise ConfigError(f"seq_lens {seq_lens} exceed max_length {max_length}")

@@ -54,7 +54,10 @@ class Predictor:
         self.task = manifest.task
         self.labels = manifest.labels
         self.max_length = max_length or manifest.max_length
-        self.doc_stride = min(manifest.doc_stride or 128, self.max_length // 2)
+        recorded = manifest.data.get("doc_stride")
+        # A shorter max_length than the artifact's: a stride that still leaves room for a question and new context.
+        room = self.max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2
+        self.doc_stride = max(0, min(128 if recorded is None else recorded, self.max_length // 2, room))
         self.max_batch_size = max_batch_size
         self.pad_token_id = tokenizer.pad_token_id or 0
         # Fast tokenizers mutate their truncation state per call and raise "Already borrowed" when shared.
@@ -147,6 +150,13 @@ class Predictor:
         examples = [QAExample(str(i), "", q, c) for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
         with self._tokenizer_lock:
             features = qa_features(examples, self.tokenizer, self.max_length, self.doc_stride)
+        if features.clipped_questions:
+            cut = features.clipped_questions
+            warnings.warn(
+                f"{len(cut)} question(s) (e.g. #{cut[0]}) were cut from the end to fit a window (64 tokens at most, "
+                f"fewer with max_length {self.max_length}): the answers are for the cut questions; shorten them",
+                stacklevel=3,
+            )
         outputs = self._run_rows([features.row(i) for i in range(len(features))])
         starts = [out[0][: len(ids)] for out, ids in zip(outputs, features.input_ids, strict=True)]
         ends = [out[1][: len(ids)] for out, ids in zip(outputs, features.input_ids, strict=True)]
@@ -266,10 +276,17 @@ def load(
     from qla_sdk.backends import get_backend
     from qla_sdk.data import load_tokenizer
 
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads {threads}: must be >= 1")
-    if max_batch_size < 1:
-        raise ConfigError(f"max_batch_size {max_batch_size}: must be >= 1")
+    for name, value, optional in (
+        ("threads", threads, True),
+        ("max_batch_size", max_batch_size, False),
+        ("max_length", max_length, True),
+    ):
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} {value!r}: must be an integer >= 1{' or None' if optional else ''}")
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load() takes the artifact folder as a str or Path, not {type(path).__name__}")
     manifest = read_manifest(path, verify=verify)
     backend = get_backend(manifest.backend)
     trust = {}

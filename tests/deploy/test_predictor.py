@@ -1,6 +1,7 @@
 """load(path) -> Predictor on tiny exported models: answers, batching, unpadded ratios, bad inputs, threads."""
 
 import json
+import re
 import threading
 import warnings
 
@@ -121,6 +122,45 @@ def test_predictor_options_are_checked(cls_artifact):
         qla_sdk.load(cls_artifact, threads=0)
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_batch_size": 2.5}, "max_batch_size 2.5: must be an integer >= 1"),
+        ({"max_batch_size": "4"}, "max_batch_size '4': must be an integer >= 1"),
+        ({"max_length": 32.5}, "max_length 32.5: must be an integer >= 1 or None"),
+        ({"threads": "2"}, "threads '2': must be an integer >= 1 or None"),
+        ({"threads": True}, "threads True"),
+    ],
+)
+def test_predictor_options_of_the_wrong_type_are_named(cls_artifact, options, message):
+    with pytest.raises(ValueError, match=message):
+        qla_sdk.load(cls_artifact, **options)
+
+
+def test_load_names_a_path_of_the_wrong_type():
+    with pytest.raises(TypeError, match="as a str or Path, not NoneType"):
+        qla_sdk.load(None)
+
+
+def test_a_cut_question_is_reported(qa_artifact):
+    """A question longer than a window keeps is cut from the end, as the BERT SQuAD code does: with a warning that
+    names it, since the answer is then for another question."""
+    predictor = qla_sdk.load(qa_artifact)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.predict(question="Which tokens leave?", context=CONTEXT)
+    with pytest.warns(UserWarning, match=r"1 question\(s\) \(e.g. #1\) were cut from the end"):
+        predictor.predict(question=["Which tokens leave?", "word " * 80 + "?"], context=[CONTEXT, CONTEXT])
+
+
+def test_a_short_max_length_still_answers(qa_artifact):
+    """``load(max_length=8)``: the stride shrinks so that each window keeps room for a question and context."""
+    predictor = qla_sdk.load(qa_artifact, max_length=8)
+    with pytest.warns(UserWarning, match="cut from the end"):
+        answer = predictor.predict(question="Which tokens leave?", context=CONTEXT)
+    assert CONTEXT[answer["start"] : answer["end"]] == answer["answer"]
+
+
 def test_eight_threads_agree_with_one(qa_artifact):
     predictor = qla_sdk.load(qa_artifact)
     questions = [f"Question number {i} about tokens?" for i in range(8)]
@@ -176,3 +216,68 @@ def test_cli_predict_and_eval(cls_artifact, qa_artifact, tmp_path, capsys):
         warnings.simplefilter("ignore")
         assert main(["predict", str(qa_artifact), "--question", "Who?"]) == 2  # a clear error, not a traceback
     assert "pass --question and --context" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--question", "What?", "--context", "@{tmp}"], "--context @{tmp}: a folder; give the path of a UTF-8 text"),
+        (["--question", "What?", "--context", "@{tmp}/latin1.txt"], "latin1.txt is not UTF-8 text .*: save it as"),
+    ],
+)
+def test_cli_predict_names_a_bad_context_file(qa_artifact, tmp_path, capsys, argv, message):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["predict", str(qa_artifact), *argv]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message.replace("{tmp}", re.escape(str(tmp_path))), err) and "Traceback" not in err
+
+
+def test_cli_predict_names_a_file_without_text(cls_artifact, tmp_path, capsys):
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    assert main(["predict", str(cls_artifact), "--file", str(tmp_path / "blank.txt")]) == 2
+    assert "blank.txt has no text: write one text per line" in capsys.readouterr().err
+    assert main(["predict", str(cls_artifact), "--file", str(tmp_path)]) == 2  # a folder: named, no traceback
+    assert f"--file {tmp_path}: a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seq-lens", "32,abc"], "--seq-lens '32,abc': give integers separated by commas"),
+        (["--doc-stride", "-5", "--max-length", "64"], r"doc_stride -5: must be an integer in \[0, 59\]"),
+        (["--max-length", "0"], r"max_length 0: must lie in \[2, 128\]"),
+    ],
+)
+def test_cli_export_names_bad_lengths(qa_model, tokenizer, tmp_path, capsys, argv, message):
+    checkpoint = tmp_path / "ckpt"
+    from qla_sdk.modeling import save_pretrained
+
+    save_pretrained(qa_model, checkpoint, tokenizer=tokenizer)
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "art"), *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "art").exists()
+
+
+def test_export_records_a_stride_that_fits(qa_model, tokenizer, tmp_path):
+    """No ``doc_stride``: 128 at most, and at most half of ``max_length``, recorded as the artifact serves it."""
+    for max_length, want in ((64, 32), (128, 64)):
+        art = export_fp32(qa_model, tokenizer, tmp_path / f"art{max_length}", max_length=max_length)
+        assert json.loads((art / "qla.json").read_text())["doc_stride"] == want
+        assert qla_sdk.load(art).doc_stride == want
+
+
+@pytest.mark.parametrize(
+    "command, extra, message",
+    [
+        ("finetune", {"resume": False}, "--resume continues"),
+        ("run", {}, "the same command continues"),
+        ("export", {}, "no output was written half-way"),
+    ],
+)
+def test_an_interrupted_command_says_how_to_go_on(command, extra, message):
+    import argparse
+
+    from qla_sdk.cli import _after_interrupt
+
+    assert message in _after_interrupt(argparse.Namespace(command=command, **extra))
