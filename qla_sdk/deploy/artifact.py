@@ -56,8 +56,9 @@ class Manifest:
         return int(self.data["max_length"])
 
     @property
-    def doc_stride(self) -> int:
-        return int(self.data.get("doc_stride") or 0)
+    def doc_stride(self) -> int | None:
+        """QA: the window overlap recorded at export (None for classification)."""
+        return self.data.get("doc_stride")
 
     @property
     def backend(self) -> str:

@@ -54,7 +54,7 @@ class Predictor:
         self.task = manifest.task
         self.labels = manifest.labels
         self.max_length = max_length or manifest.max_length
-        recorded = manifest.data.get("doc_stride")
+        recorded = manifest.doc_stride
         # A shorter max_length than the artifact's: a stride that still leaves room for a question and new context.
         room = self.max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2
         self.doc_stride = max(0, min(128 if recorded is None else recorded, self.max_length // 2, room))
