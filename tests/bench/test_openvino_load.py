@@ -13,23 +13,18 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))  # the deploy tests' tiny-artifact helpers
-from deploy_helpers import export_fp32, minilm_tokenizer, tiny_model
+from deploy_helpers import export_fp32, minilm_tokenizer, tiny_openvino_qa
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "openvino_load.py"
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    from qla_sdk.deploy import export_model
-    from qla_sdk.quantize import QuantConfig
+    from qla_sdk.modeling import from_pretrained
 
     folder = tmp_path_factory.mktemp("load")
-    tokenizer = minilm_tokenizer()
-    model = tiny_model("question-answering", tokenizer, folder / "hf", length_config="0.5,0.25")
-    calibration = [{"input_ids": [101, *range(2000, 2000 + n), 102]} for n in (10, 20, 30)]
-    config = QuantConfig(backend="openvino", inference_precision="f32", seq_lens=(32, 64))
-    export_model(model, folder / "int8", tokenizer, config=config, calibration=calibration, max_length=64)
-    return folder / "int8", export_fp32(model, tokenizer, folder / "fp32")
+    checkpoint, int8 = tiny_openvino_qa(folder)
+    return int8, export_fp32(from_pretrained(checkpoint, "question-answering"), minilm_tokenizer(), folder / "fp32")
 
 
 def run(artifact, out):

@@ -13,29 +13,14 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))  # the deploy tests' tiny-artifact helpers
-from deploy_helpers import minilm_tokenizer, tiny_model
+from deploy_helpers import tiny_openvino_qa
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "openvino_precision.py"
 
 
 @pytest.fixture(scope="module")
 def int8_artifact(tmp_path_factory):
-    from qla_sdk.deploy import export_model
-    from qla_sdk.quantize import QuantConfig
-
-    folder = tmp_path_factory.mktemp("precision")
-    tokenizer = minilm_tokenizer()
-    model = tiny_model("question-answering", tokenizer, folder / "hf", length_config="0.5,0.25")
-    calibration = [{"input_ids": [101, *range(2000, 2000 + n), 102]} for n in (10, 20, 30, 40)]
-    export_model(
-        model,
-        folder / "artifact",
-        tokenizer,
-        config=QuantConfig(backend="openvino", inference_precision="f32", seq_lens=(32, 64)),
-        calibration=calibration,
-        max_length=64,
-    )
-    return folder / "hf", folder / "artifact"
+    return tiny_openvino_qa(tmp_path_factory.mktemp("precision"))
 
 
 def run(checkpoint, artifact, out, *extra):

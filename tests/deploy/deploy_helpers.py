@@ -43,3 +43,18 @@ def export_fp32(model, tokenizer, path, **kwargs):
 
     kwargs.setdefault("max_length", 64)
     return export_model(model, path, tokenizer, config=QuantConfig(backend="fp32"), **kwargs)
+
+
+def tiny_openvino_qa(folder, seq_lens=(32, 64)):
+    """A tiny QA checkpoint (``folder/hf``, ratio length config 0.5,0.25) and its int8 OpenVINO artifact
+    (``folder/artifact``, f32 inference precision, one graph per ``seq_lens``)."""
+    from qla_sdk.deploy import export_model
+    from qla_sdk.quantize import QuantConfig
+
+    tokenizer = minilm_tokenizer()
+    model = tiny_model("question-answering", tokenizer, folder / "hf", length_config="0.5,0.25")
+    calibration = [{"input_ids": [101, *range(2000, 2000 + n), 102]} for n in (10, 20, 30, 40)]
+    config = QuantConfig(backend="openvino", inference_precision="f32", seq_lens=tuple(seq_lens))
+    artifact = folder / "artifact"
+    export_model(model, artifact, tokenizer, config=config, calibration=calibration, max_length=max(seq_lens))
+    return folder / "hf", artifact
