@@ -56,7 +56,7 @@ def _after_interrupt(args: argparse.Namespace) -> str:
     """What an interrupted command kept and how to go on."""
     if hasattr(args, "resume"):
         return "finished work is kept and --resume continues"
-    if args.command == "run":
+    if args.command in ("run", "demo"):  # the staged recipe: finished stages are skipped on the next start
         return "finished stages are kept: the same command continues"
     return "no output was written half-way: run the command again"
 

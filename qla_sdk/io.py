@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -50,6 +51,8 @@ def _usual_mode(tmp: str | Path, path: Path, directory: bool) -> None:
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = (0o777 if directory else 0o666) & ~_umask()
+        if directory:  # a folder made in a setgid folder inherits the bit (and its group): keep it, as mkdir does
+            mode |= os.stat(tmp).st_mode & stat.S_ISGID
     os.chmod(tmp, mode)
 
 

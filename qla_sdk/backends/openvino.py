@@ -245,6 +245,8 @@ class OpenVINORunner(Runner):
         batch, seq_len = np.asarray(input_ids).shape
         if seq_len not in self.seq_lens:
             raise ConfigError(f"input padded to {seq_len} tokens; this model has graphs for {list(self.seq_lens)}")
+        if batch == 0:
+            raise ConfigError("run got a batch of 0 rows: pass at least one")
         arrays = [np.ascontiguousarray(x, dtype=np.int64) for x in (input_ids, attention_mask, token_type_ids)]
         most = max(1, self.max_run_tokens // seq_len)  # rows per run; one where a row alone is over the limit
         if batch <= most and (self.dynamic_batch or batch in self.static_batches):

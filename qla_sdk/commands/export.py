@@ -63,6 +63,7 @@ def run(
 ) -> int:
     from qla_sdk.data import load_tokenizer
     from qla_sdk.deploy import export_model
+    from qla_sdk.deploy.artifact import qa_doc_stride
     from qla_sdk.deploy.evaluation import evaluator, task_rows
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.quantize import QuantConfig
@@ -81,7 +82,7 @@ def run(
     model = from_pretrained(args.model, task=args.task).eval()
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     max_length = args.max_length if args.max_length is not None else 384 if model.task == "question-answering" else 128
-    doc_stride = args.doc_stride if args.doc_stride is not None else min(128, max_length // 2)
+    doc_stride = qa_doc_stride(max_length, tokenizer, args.doc_stride) if model.task == "question-answering" else 0
     length_config = None if args.length_config == "none" else args.length_config
     calibration, evaluate = [], None
     if config.is_int8:

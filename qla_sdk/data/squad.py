@@ -250,14 +250,13 @@ def split_squad_by_article(
         "eval": [a for i, a in enumerate(articles) if i not in chosen],
     }
     version = squad.get("version", "1.1")
-    written = []  # the parts written so far that no earlier file stood for: removed if a later part fails
+    written = []
     try:
         for name, target in outputs.items():
-            new = not target.exists()
             write_bytes_atomic(target, json.dumps({"data": parts[name], "version": version}).encode())
-            if new:
-                written.append(target)
+            written.append(target)
     except BaseException:
+        # No pair of this split and an earlier one (whose articles would overlap): the part written goes too.
         for target in written:
             target.unlink(missing_ok=True)
         raise

@@ -119,14 +119,7 @@ def export_model(
     if not 2 <= max_length <= limit:
         raise ConfigError(f"max_length {max_length}: must lie in [2, {limit}] (the model's position embeddings)")
     if model.task == "question-answering":
-        room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2  # a question token, a context token
-        if doc_stride is None:
-            doc_stride = max(0, min(128, max_length // 2, room))
-        if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 <= doc_stride <= room:
-            raise ConfigError(
-                f"doc_stride {doc_stride!r}: must be an integer in [0, {room}] for max_length {max_length} (each "
-                "window needs room for the question and new context; 128 is usual for 384)"
-            )
+        doc_stride = qa_doc_stride(max_length, tokenizer, doc_stride)
     seq_lens = config.seq_lens or default_seq_lens(max_length, lc is not None and lc.is_ratio)
     if max(seq_lens) > max_length:
         raise ConfigError(f"seq_lens {seq_lens} exceed max_length {max_length}")
@@ -180,6 +173,21 @@ def export_model(
         }
         write_json_atomic(tmp / MANIFEST, manifest)
     return Path(path)
+
+
+def qa_doc_stride(max_length: int, tokenizer, doc_stride: int | None = None) -> int:
+    """The overlap of QA context windows an artifact is built and served with: ``doc_stride``, by default 128, at
+    most half of ``max_length`` and what leaves each window room for a question and new context; ``ConfigError``
+    for a given value outside that."""
+    most = max(0, min(max_length // 2, max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2))
+    if doc_stride is None:
+        return min(128, most)
+    if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 <= doc_stride <= most:
+        raise ConfigError(
+            f"doc_stride {doc_stride!r}: must be an integer in [0, {most}] for max_length {max_length} (at most half "
+            "of it, so that each window has room for the question and new context; 128 is usual for 384)"
+        )
+    return doc_stride
 
 
 def _files(folder: Path) -> list[str]:

@@ -10,6 +10,8 @@ so with a ratio length config a 120-token input keeps a share of 120 tokens, not
 
 from __future__ import annotations
 
+import numbers
+import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qla_sdk.deploy.artifact import Manifest, read_manifest
+from qla_sdk.deploy.artifact import Manifest, qa_doc_stride, read_manifest
 from qla_sdk.errors import CheckpointError, ConfigError
 
 # Bounds of one predict() call, so a single request cannot exhaust memory or hold the model for minutes.
@@ -54,10 +56,9 @@ class Predictor:
         self.task = manifest.task
         self.labels = manifest.labels
         self.max_length = max_length or manifest.max_length
-        recorded = manifest.doc_stride
-        # A shorter max_length than the artifact's: a stride that still leaves room for a question and new context.
-        room = self.max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2
-        self.doc_stride = max(0, min(128 if recorded is None else recorded, self.max_length // 2, room))
+        # The recorded stride; with a shorter max_length than the artifact's, one that still fits its windows.
+        fitting = qa_doc_stride(self.max_length, tokenizer)
+        self.doc_stride = fitting if manifest.doc_stride is None else min(manifest.doc_stride, fitting)
         self.max_batch_size = max_batch_size
         self.pad_token_id = tokenizer.pad_token_id or 0
         # Fast tokenizers mutate their truncation state per call and raise "Already borrowed" when shared.
@@ -283,10 +284,10 @@ def load(
     ):
         if value is None and optional:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ConfigError(f"{name} {value!r}: must be an integer >= 1{' or None' if optional else ''}")
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"load() takes the artifact folder as a str or Path, not {type(path).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load() takes the artifact folder as a str or path, not {type(path).__name__}")
     manifest = read_manifest(path, verify=verify)
     backend = get_backend(manifest.backend)
     trust = {}

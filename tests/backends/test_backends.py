@@ -543,6 +543,9 @@ def test_openvino_runner_options_are_checked(openvino_built):
     _, built = openvino_built
     with pytest.raises(ConfigError, match="max_run_tokens 0: must be >= 1"):
         OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1, max_run_tokens=0)
+    ids = np.zeros((0, 24), dtype=np.int64)
+    with pytest.raises(ConfigError, match="batch of 0 rows"):
+        OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1).run(ids, ids, ids)
     with pytest.raises(ConfigError, match="include batch 1"):
         OpenVINORunner(ov.Core(), {24: built.models[24]}, "f32", 1, static_batches=(2,), dynamic_batch=False)
 

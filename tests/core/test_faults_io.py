@@ -228,3 +228,19 @@ def test_a_replaced_file_keeps_its_mode(tmp_path):
     (tmp_path / "a.json").chmod(0o640)
     write_json_atomic(tmp_path / "a.json", {"v": 2})
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_folder_in_a_setgid_folder_keeps_the_bit(tmp_path):
+    """In a shared folder (setgid: files take its group), a new output folder keeps setgid, as ``mkdir`` would."""
+    import stat
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    if not shared.stat().st_mode & stat.S_ISGID:
+        pytest.skip("this file system or user cannot set setgid")
+    (shared / "plain").mkdir()
+    with atomic_dir(shared / "art") as tmp:
+        (tmp / "sub").mkdir()
+    for folder in (shared / "plain", shared / "art", shared / "art" / "sub"):
+        assert folder.stat().st_mode & stat.S_ISGID, folder

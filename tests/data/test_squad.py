@@ -376,6 +376,27 @@ def test_split_removes_its_first_part_when_the_second_fails(tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src.json"]
 
 
+def test_a_failed_split_over_an_earlier_one_leaves_no_mixed_pair(tmp_path, monkeypatch):
+    """Re-split with another seed over earlier outputs, the eval part failing: the new train part would share
+    articles with the earlier eval part, so it goes; the earlier eval part stays as it was."""
+    import qla_sdk.data.squad as squad
+
+    src = write_articles(tmp_path / "src.json", 6)
+    split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5, seed=0)
+    earlier_eval = (tmp_path / "e.json").read_bytes()
+    real = squad.write_bytes_atomic
+
+    def write(path, payload):
+        if Path(path).name == "e.json":
+            raise OSError(28, "No space left on device")
+        return real(path, payload)
+
+    monkeypatch.setattr(squad, "write_bytes_atomic", write)
+    with pytest.raises(OSError, match="No space"):
+        split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5, seed=7)
+    assert not (tmp_path / "t.json").exists() and (tmp_path / "e.json").read_bytes() == earlier_eval
+
+
 # ---------------------------------------------------------------------------------------------------- errors
 
 

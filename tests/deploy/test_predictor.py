@@ -138,8 +138,18 @@ def test_predictor_options_of_the_wrong_type_are_named(cls_artifact, options, me
 
 
 def test_load_names_a_path_of_the_wrong_type():
-    with pytest.raises(TypeError, match="as a str or Path, not NoneType"):
+    with pytest.raises(TypeError, match="as a str or path, not NoneType"):
         qla_sdk.load(None)
+
+
+def test_load_takes_any_path_and_integer_kind(cls_artifact):
+    import numpy as np
+
+    class Folder:  # os.PathLike, as py.path.local is
+        def __fspath__(self):
+            return str(cls_artifact)
+
+    assert qla_sdk.load(Folder(), max_batch_size=np.int64(4)).max_batch_size == 4
 
 
 def test_a_cut_question_is_reported(qa_artifact):
@@ -245,7 +255,8 @@ def test_cli_predict_names_a_file_without_text(cls_artifact, tmp_path, capsys):
     "argv, message",
     [
         (["--seq-lens", "32,abc"], "--seq-lens '32,abc': give integers separated by commas"),
-        (["--doc-stride", "-5", "--max-length", "64"], r"doc_stride -5: must be an integer in \[0, 59\]"),
+        (["--doc-stride", "-5", "--max-length", "64"], r"doc_stride -5: must be an integer in \[0, 32\]"),
+        (["--doc-stride", "50", "--max-length", "64"], r"doc_stride 50: must be an integer in \[0, 32\]"),
         (["--max-length", "0"], r"max_length 0: must lie in \[2, 128\]"),
     ],
 )
@@ -261,7 +272,7 @@ def test_cli_export_names_bad_lengths(qa_model, tokenizer, tmp_path, capsys, arg
 
 def test_export_records_a_stride_that_fits(qa_model, tokenizer, tmp_path):
     """No ``doc_stride``: 128 at most, and at most half of ``max_length``, recorded as the artifact serves it."""
-    for max_length, want in ((64, 32), (128, 64)):
+    for max_length, want in ((64, 32), (128, 64), (8, 3)):  # 8: room for [CLS] q [SEP] c [SEP] after 3
         art = export_fp32(qa_model, tokenizer, tmp_path / f"art{max_length}", max_length=max_length)
         assert json.loads((art / "qla.json").read_text())["doc_stride"] == want
         assert qla_sdk.load(art).doc_stride == want
@@ -272,6 +283,7 @@ def test_export_records_a_stride_that_fits(qa_model, tokenizer, tmp_path):
     [
         ("finetune", {"resume": False}, "--resume continues"),
         ("run", {}, "the same command continues"),
+        ("demo", {}, "the same command continues"),
         ("export", {}, "no output was written half-way"),
     ],
 )
