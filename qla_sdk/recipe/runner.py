@@ -3,10 +3,13 @@
 A stage is finished when ``<out>/<stage>/done.json`` exists and records the same options hash; a stage whose
 options changed runs again, and so does every stage after it. A folder without a marker means the stage was
 interrupted: it runs again with ``resume=True`` so long stages (training, search) continue from their last
-checkpoint, and the marker's ``seconds`` count every attempt (``qla_sdk.recipe.clock``). ``from_stage``
+checkpoint, unless an earlier stage ran in this call (its partial work was built on the old outputs: it starts
+afresh); the marker's ``seconds`` count every attempt (``qla_sdk.recipe.clock``). ``from_stage``
 redoes that stage and the ones after it; ``until`` stops after a stage, and where a stage ran in that call, the later
 stages' folders (built on its old outputs) are moved aside to ``<stage>.stale``, so the next call runs them afresh
-instead of skipping or resuming them.
+instead of skipping or resuming them. Stage folders this runner did not make (no marker, no clock file) are refused
+before any work, never resumed, deleted or moved; paths are absolute in the markers, so a run goes on from any
+working directory.
 
 Under several processes (``torchrun``, ``accelerate launch``) every process calls ``run_stages``: stages marked
 ``all_processes`` (training) run everywhere; the others run on the main process while the rest wait at
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.io import write_json_atomic
-from qla_sdk.recipe.clock import StageClock
+from qla_sdk.recipe.clock import CLOCK, StageClock
 
 MARKER = "done.json"
 
@@ -85,7 +88,8 @@ def run_stages(
             raise ConfigError(f"{flag} {name!r} is not a stage; stages: {', '.join(names)}")
     if from_stage is not None and until is not None and names.index(until) < names.index(from_stage):
         raise ConfigError(f"--until {until!r} comes before --from {from_stage!r}: nothing would run; swap them")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the stages record paths under it in their markers
+    _check_stage_folders(out_dir, names)
     outputs: dict[str, dict] = {}
     wait = barrier or (lambda: None)
     redo = False
@@ -96,6 +100,7 @@ def run_stages(
         marker = read_marker(folder)
         wait()  # every process has read the marker before the main process changes the folder
         redo = redo or stage.name == from_stage
+        upstream_ran = redo  # this stage is --from, or an earlier stage ran: its partial work is built on old outputs
         if marker and not redo and marker.get("options_hash") == digest:
             if is_main:
                 log(f"[{stage.name}] done earlier, skipped ({folder})")
@@ -104,7 +109,7 @@ def run_stages(
         if marker and not redo and is_main:
             log(f"[{stage.name}] options changed since it ran: running it and the later stages again")
         redo = True  # the stages after one that runs (fresh or resumed) were built on its old outputs
-        resume = folder.exists() and marker is None and not (stage.name == from_stage)
+        resume = folder.exists() and marker is None and not upstream_ran
         if is_main:
             if folder.exists() and not resume:
                 shutil.rmtree(folder)
@@ -127,6 +132,28 @@ def run_stages(
             _set_aside(out_dir, names[last:], log)
         wait()
     return outputs
+
+
+def _written_here(folder: Path) -> bool:
+    """Whether ``folder`` is a stage folder this runner made (its marker or clock file; or empty), so that it may
+    resume, replace or set it aside."""
+    if not folder.exists():
+        return True
+    return folder.is_dir() and ((folder / MARKER).exists() or (folder / CLOCK).exists() or not any(folder.iterdir()))
+
+
+def _check_stage_folders(out_dir: Path, names: list[str]) -> None:
+    """Refuse, before any work, an output that is a file, or stage folders (and set-aside ones) this runner did not
+    make: it resumes, deletes or moves those, and must not do so to a user's own files."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"output {out_dir} is a file: give a folder for the recipe's stages")
+    for name in names:
+        for folder in (out_dir / name, out_dir / f"{name}.stale"):
+            if not _written_here(folder):
+                raise ConfigError(
+                    f"{folder} was not made by a recipe run (no {MARKER} or {CLOCK}) and this run would resume, "
+                    "replace or move it: move it away, or choose another output folder"
+                )
 
 
 def _set_aside(out_dir: Path, later: list[str], log: Callable[[str], None]) -> None:

@@ -131,3 +131,39 @@ def test_stage_seconds_reads_the_markers_and_names_those_older_than_the_clock(tm
     assert all(isinstance(s, float) and s >= 0 for s in seconds.values())
     named, _ = stage_seconds(tmp_path, ["one", "four"])
     assert named == {"one": seconds["one"], "four": None}  # a stage that never finished has no seconds
+
+
+def test_an_interrupted_stage_starts_afresh_when_an_earlier_stage_ran(tmp_path):
+    """Stage two was interrupted; then stage one's options change, so one runs again: two's partial work was built on
+    one's old outputs and must not be resumed."""
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(make_stages(calls, fail_at="two"), tmp_path, log=lambda s: None)
+    calls.clear()
+    run_stages(make_stages(calls, options=("A", "b", "c")), tmp_path, log=lambda s: None)
+    assert calls == [("one", False), ("two", False), ("three", False)]
+    assert not (tmp_path / "two" / "partial").exists()
+
+
+@pytest.mark.parametrize("folder", ["two", "three.stale"])
+def test_a_stage_folder_it_did_not_make_is_refused_before_any_work(tmp_path, folder):
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "notes.md").write_text("mine")
+    calls = []
+    with pytest.raises(ConfigError, match="was not made by a recipe run .* move it away"):
+        run_stages(make_stages(calls), tmp_path, from_stage="two", log=lambda s: None)
+    assert calls == [] and (tmp_path / folder / "notes.md").read_text() == "mine"
+
+
+def test_an_output_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "out").write_text("mine")
+    with pytest.raises(ConfigError, match="is a file: give a folder"):
+        run_stages(make_stages([]), tmp_path / "out", log=lambda s: None)
+
+
+def test_markers_hold_absolute_paths(tmp_path, monkeypatch):
+    """A run started in another working directory finds what the earlier stages recorded."""
+    monkeypatch.chdir(tmp_path)
+    stages = [Stage("one", lambda folder, earlier, resume: {"model": str(folder / "final")}, "a")]
+    outputs = run_stages(stages, "out", log=lambda s: None)
+    assert outputs["one"]["model"] == str(tmp_path / "out" / "one" / "final")
