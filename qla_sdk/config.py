@@ -136,12 +136,39 @@ def load_yaml(path: str | Path) -> dict:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder: give the recipe's YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        _check_unique_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def _check_unique_keys(node, path: Path, visited: set | None = None) -> None:
+    """Refuse a key given twice in one mapping: YAML would keep its last value without a word, where an unknown key
+    is refused."""
+    import yaml
+
+    visited = set() if visited is None else visited
+    if id(node) in visited:  # an alias (&a ... *a) points back at a node already checked
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    line = key.start_mark.line + 1
+                    raise ConfigError(f"{path}, line {line}: the key {key.value!r} is given twice in one section")
+                seen.add(key.value)
+            _check_unique_keys(value, path, visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_unique_keys(item, path, visited)

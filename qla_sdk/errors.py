@@ -15,3 +15,7 @@ class CheckpointError(QlaError, ValueError):
 
 class IntegrityError(CheckpointError):
     """An artifact file does not match the sha256 recorded for it."""
+
+
+class TrainingDivergedError(QlaError, FloatingPointError):
+    """The training loss became nan or inf."""

@@ -329,6 +329,11 @@ def _label_ids(
         bad = next(v for v in values if v is None or isinstance(v, (float, bool)))
         raise ConfigError(f"{source}: label column {column!r} holds {bad!r}; labels must be ints or label names")
     values = [v.strip() if isinstance(v, str) else v for v in values]
+    if "" in values:
+        row = values.index("")
+        raise ConfigError(
+            f"{source}: data row {row + 1} has no label (an empty {column!r} cell): fill it in or drop the row"
+        )
     as_int = [_to_int(v) for v in values]
     if all(v == -1 for v in as_int):  # datasets marks unlabelled test splits with -1
         return [], list(label_names or [])

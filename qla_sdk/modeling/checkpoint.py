@@ -187,6 +187,17 @@ def from_pretrained(
     for file in _weights_file(path):
         state.update(load_file(str(file)))
     ours = hf_to_ours(state, config.model_type, task)
+    expected = model.state_dict()
+    wrong = [k for k, v in ours.items() if k in expected and tuple(expected[k].shape) != tuple(v.shape)]
+    if wrong:
+        if all(k.startswith("head.") for k in wrong):
+            first = next((k for k in wrong if k.endswith("weight")), wrong[0])
+            raise CheckpointError(
+                f"{path}: its {task} head has weights of shape {tuple(ours[first].shape)}, and {config.num_labels} "
+                f"labels need {tuple(expected[first].shape)}: start from a checkpoint without this head (its base "
+                "model), or use data with the checkpoint's labels"
+            )
+        raise CheckpointError(f"{path}: weights {wrong[:3]} do not have the shapes its config.json gives")
     missing, _unexpected = model.load_state_dict(ours, strict=False)
     encoder_missing = [k for k in missing if k.startswith("encoder.")]
     if encoder_missing:

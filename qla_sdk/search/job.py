@@ -103,7 +103,7 @@ def run_search(args: SearchJob) -> dict:
         warnings.warn(
             f"{args.model} was not length-adaptively trained (its qla.json has no 'length_adaptive' record): its "
             "sub-models will be poor and the search will mostly find the full length. Train it with "
-            "`qla lat_train` first",
+            "`qla lat-train` first",
             stacklevel=1,
         )
     bound = args.config.evolution.length_drop_bound

@@ -82,5 +82,10 @@ def load_checkpoint(folder: str | Path, model: nn.Module, optimizer: torch.optim
 
 
 def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
+    """Keep the ``keep`` newest checkpoints; also remove what a run killed mid-write left (hidden ``.partial``
+    folders: this run writes one checkpoint at a time, and only after the last one has been renamed)."""
     for old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    root = Path(output_dir) / CHECKPOINTS
+    for partial in root.glob(".step-*.partial") if root.is_dir() else ():
+        shutil.rmtree(partial, ignore_errors=True)

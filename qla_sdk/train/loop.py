@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qla_sdk.errors import CheckpointError, ConfigError
+from qla_sdk.errors import CheckpointError, ConfigError, TrainingDivergedError
 from qla_sdk.train.checkpointing import latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints
 from qla_sdk.train.checkpointing import save_checkpoint as write_checkpoint
 from qla_sdk.train.config import TrainConfig
@@ -179,9 +179,9 @@ def train(
                     loss = _as_terms(loss_fn(ddp_model, _to_device(batch, accelerator.device)))
                 value = _backward_terms(loss, accelerator, ddp_model, autocast, config.grad_accum)
             if not math.isfinite(value):
-                raise FloatingPointError(
+                raise TrainingDivergedError(
                     f"loss is {value} at step {step} (epoch {epoch}): lower lr (now {config.lr}), "
-                    "keep max_grad_norm > 0, or train in fp32 (bf16=False)"
+                    "keep max_grad_norm > 0, or train in fp32 (--no-bf16; bf16=False in Python)"
                 )
             extras = loss.extras
             for key, add in (("loss_sum", value), ("loss_count", 1), ("window_loss", value), ("window_count", 1)):

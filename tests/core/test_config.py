@@ -68,3 +68,15 @@ def test_yaml_errors(tmp_path):
         load_yaml(tmp_path / "list.yaml")
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a folder: give the recipe's YAML file"):
+        load_yaml(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text", ["data:\n  max_length: 32\n  max_length: 16\n", "data: {a: 1}\nmodel: x\ndata: {a: 2}\n"]
+)
+def test_a_key_given_twice_is_refused(tmp_path, text):
+    """A repeated key would otherwise keep its last value without a word, where an unknown key is refused."""
+    (tmp_path / "dup.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="is given twice in one section"):
+        load_yaml(tmp_path / "dup.yaml")

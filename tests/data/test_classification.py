@@ -50,6 +50,14 @@ def test_column_map_and_string_labels(tmp_path):
     assert same.texts == data.texts and same.labels == data.labels
 
 
+def test_an_empty_label_cell_is_named(tmp_path):
+    """An empty cell is a missing label, not a class named ''."""
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence\tlabel\ngood\t1\nbad\t\nfine\t0\n")
+    with pytest.raises(ConfigError, match="data row 2 has no label"):
+        load_classification(path)
+
+
 @pytest.mark.parametrize(
     "label_names, labels",
     [(["entailment", "not_entailment"], [0, 1, 1, 0]), (["not_entailment", "entailment"], [1, 0, 0, 1])],

@@ -60,6 +60,12 @@ def test_unknown_task(tiny_checkpoint):
         from_pretrained(folder, "summarization")
 
 
+def test_a_head_for_other_labels_is_named(tiny_checkpoint):
+    folder, _ = tiny_checkpoint("bert", "text-classification")  # 2 labels
+    with pytest.raises(CheckpointError, match=r"head has weights of shape \(2, \d+\), and 3 labels need \(3, "):
+        from_pretrained(folder, "text-classification", num_labels=3)
+
+
 def test_base_model_gets_random_head_with_warning(minilm_dir):
     import warnings
 

@@ -114,6 +114,16 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path / "run")][-1] == "step-00000012"
 
 
+def test_pruning_removes_what_a_killed_write_left(tmp_path):
+    from qla_sdk.train.checkpointing import prune_checkpoints
+
+    root = tmp_path / "checkpoints"
+    for name in ("step-00000001", "step-00000002", ".step-00000003.abc.partial", "notes"):
+        (root / name).mkdir(parents=True)
+    prune_checkpoints(tmp_path, keep=1)
+    assert sorted(p.name for p in root.iterdir()) == ["notes", "step-00000002"]
+
+
 if __name__ == "__main__":  # the process that gets killed
     torch.set_num_threads(1)
     run(Path(sys.argv[1]), kill_at_call=int(sys.argv[2]))
