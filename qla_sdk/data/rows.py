@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
+
 
 class TokenRows:
     """What batching and the trainers need of any set of unpadded token rows (``input_ids``, ``token_type_ids``)."""
@@ -25,3 +29,17 @@ class TokenRows:
         if self.token_type_ids is not None:
             out["token_type_ids"] = self.token_type_ids[i]
         return out
+
+
+def rows_digest(rows: TokenRows) -> str:
+    """A short sha256 of the rows' tokens, segments and labels (whichever they have), in order: what a resumed
+    training run compares with the run that wrote its checkpoint."""
+    digest = hashlib.sha256()
+    for name in ("input_ids", "token_type_ids", "labels", "start_positions", "end_positions"):
+        values = getattr(rows, name, None)
+        if values is None:
+            continue
+        digest.update(name.encode())
+        for value in values:
+            digest.update(np.asarray(value, dtype=np.int64).tobytes() + b"|")
+    return digest.hexdigest()[:16]

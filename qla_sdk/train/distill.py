@@ -283,6 +283,7 @@ def train_on_features(
 ) -> TrainResult:
     """``loop.train`` over shuffled, length-bucketed, dynamically padded batches of ``train_features``."""
     from qla_sdk.data import batches
+    from qla_sdk.data.rows import rows_digest
 
     def train_batches(epoch: int):
         return batches(
@@ -303,6 +304,8 @@ def train_on_features(
         eval_fn=eval_fn,
         tokenizer=tokenizer,
         extra_metadata=extra_metadata,
+        # A resumed run on other data, or with other loss options or lengths (all in the metadata), is refused.
+        resume_context={"data": rows_digest(train_features), **(extra_metadata or {})},
     )
 
 

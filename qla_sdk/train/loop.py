@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import logging
 import math
 import random
@@ -95,6 +96,7 @@ def train(
     eval_fn: Callable[[nn.Module], dict] | None = None,
     tokenizer=None,
     extra_metadata: dict | None = None,
+    resume_context: dict | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and write it to ``output_dir/final``.
 
@@ -104,7 +106,8 @@ def train(
     used to plan the learning-rate schedule; when omitted the loop counts them once. ``loss_fn(model, batch)``
     returns a loss, ``(loss, {name: float})`` to log, or ``LossTerms`` to back-propagate one term at a time;
     ``model`` there may be DDP-wrapped, so call it rather than reach into attributes. ``eval_fn(model)`` runs once
-    at the end, on the main process, with the plain model.
+    at the end, on the main process, with the plain model. ``resume_context`` (JSON values: the data's digest, the
+    loss's options) must be the same for a resumed run as for the run that wrote the checkpoint, like the schedule.
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
@@ -131,6 +134,8 @@ def train(
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(total_steps, config.warmup_ratio))
     fingerprint = {**config.schedule_fingerprint(), "world_size": world, "total_steps": total_steps}
+    if resume_context:
+        fingerprint["context"] = json.loads(json.dumps(resume_context))  # as the checkpoint will read it back
 
     state = {"epoch": 0, "batch_in_epoch": 0, **dict.fromkeys(RUNNING_SUMS, 0.0), "window_extras": {}}
     state["log_history"] = []
@@ -370,13 +375,27 @@ def _log_record(accelerator, step: int, epoch: int, scheduler, state: dict) -> d
 
 
 def _check_fingerprint(folder: Path, saved: dict, current: dict) -> None:
-    changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    if "context" not in saved:  # a checkpoint written before the context was recorded: the schedule only
+        current = {k: v for k, v in current.items() if k != "context"}
+    saved, current = _flat(saved), _flat(current)
+    changed = {k: (saved.get(k), current.get(k)) for k in {*saved, *current} if saved.get(k) != current.get(k)}
     if changed:
         detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise CheckpointError(
             f"cannot resume from {folder}: the run changed ({detail}); a resumed run must use the same options, "
             "data and number of processes. Restore them, or start a fresh output folder"
         )
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """Nested dicts as one level of dotted keys (``context.length_adaptive.length_drop_prob``)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _save_final(model: nn.Module, folder: Path, tokenizer, extra_metadata: dict | None) -> None:

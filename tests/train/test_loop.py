@@ -193,6 +193,36 @@ def test_existing_run_needs_resume_and_the_same_options(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"features": token_task(seed=1)}, r"context\.data: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"),
+        ({"extra": {"length_adaptive": {"length_drop_prob": 0.6}}}, r"length_drop_prob: 0\.2 -> 0\.6"),
+        ({"extra": {"max_length": 64}}, r"context\.max_length: 128 -> 64"),
+    ],
+)
+def test_a_resumed_run_on_other_data_or_loss_options_is_refused(tmp_path, change, message):
+    """train_on_features records the data's digest and the loss's options (the run's metadata) with each
+    checkpoint: resuming with others would train a mix of two runs without a word."""
+    from qla_sdk.train.distill import train_on_features
+
+    def go(features=None, extra=None, resume=False):
+        config = TrainConfig(
+            tmp_path / "run", lr=5e-3, bf16=False, progress=False, max_steps=4, checkpoint_every=2, resume=resume
+        )
+        extra = extra or {"length_adaptive": {"length_drop_prob": 0.2}, "max_length": 128}
+        return train_on_features(tiny_model(), task_loss_fn(CLS), features or token_task(), config, None, None, extra)
+
+    go()
+    go(resume=True)  # the same data and options: resumes (here: nothing left to train)
+    change = {
+        "features": change.get("features"),
+        "extra": {"length_adaptive": {"length_drop_prob": 0.2}, "max_length": 128, **change.get("extra", {})},
+    }
+    with pytest.raises(CheckpointError, match=message):
+        go(**change, resume=True)
+
+
+@pytest.mark.parametrize(
     "bad, message",
     [
         ({"epochs": 0}, "epochs=0"),
