@@ -122,7 +122,7 @@ def distill_command(args: argparse.Namespace):
 
     train_config = config_from_args(args, output_dir=args.output)
     distill_config = options_from_args(DistillConfig, args)
-    teacher = from_pretrained(args.teacher, task=args.task)
+    teacher = from_pretrained(args.teacher, task=args.task, trained_head=True)
     task = teacher.task
     if args.student_config:
         student = student_from_shape(teacher, StudentShape.parse(args.student_config), seed=args.seed)

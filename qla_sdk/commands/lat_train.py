@@ -57,7 +57,7 @@ def lat_train_command(args: argparse.Namespace):
     task = model.task
     teacher = None
     if args.teacher:
-        teacher = from_pretrained(args.teacher, task=task, labels=model_labels(model))
+        teacher = from_pretrained(args.teacher, task=task, labels=model_labels(model), trained_head=True)
         check_compatible(teacher, model)  # before loading data: fail fast
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     data = load_task_data(args, tokenizer, task, model_labels(model))

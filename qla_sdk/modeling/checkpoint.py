@@ -165,10 +165,13 @@ def from_pretrained(
     task: str | None = None,
     num_labels: int | None = None,
     labels: list[str] | None = None,
+    *,
+    trained_head: bool = False,
 ) -> TaskModel:
     """Load a BERT/RoBERTa checkpoint as a ``TaskModel`` for ``task`` (question-answering or text-classification).
 
-    Head weights missing from the checkpoint (a base model, or another task's head) start random, with a warning.
+    Head weights missing from the checkpoint (a base model, or another task's head) start random, with a warning;
+    with ``trained_head`` (a teacher), ``CheckpointError`` instead.
     """
     config = load_config(path)
     meta = read_qla_metadata(path) if Path(path).is_dir() else {}
@@ -202,6 +205,11 @@ def from_pretrained(
     encoder_missing = [k for k in missing if k.startswith("encoder.")]
     if encoder_missing:
         raise CheckpointError(f"{path}: encoder weights missing from the checkpoint: {encoder_missing[:5]}")
+    if missing and trained_head:
+        raise CheckpointError(
+            f"{path} has no trained {task} head ({meta.get('task') or 'no task'} in its qla.json): a teacher or a "
+            f"model to compress must be fine-tuned for {task} first (qla finetune)"
+        )
     if missing:
         _init_head(model)
         model.load_state_dict(ours, strict=False)

@@ -284,6 +284,14 @@ def train_on_features(
     """``loop.train`` over shuffled, length-bucketed, dynamically padded batches of ``train_features``."""
     from qla_sdk.data import batches
     from qla_sdk.data.rows import rows_digest
+    from qla_sdk.modeling.heads import max_input_length
+
+    longest, limit = max(train_features.lengths, default=0), max_input_length(model.config)
+    if longest > limit:  # else the first batch holding such a row fails, after training up to it
+        raise ConfigError(
+            f"training rows of up to {longest} tokens, and the model takes at most {limit}: set max_length "
+            f"(--max-length) to {limit} or less"
+        )
 
     def train_batches(epoch: int):
         return batches(

@@ -119,6 +119,7 @@ def train(
     if config.output_dir is None:
         raise ConfigError("TrainConfig.output_dir is not set: give the folder for checkpoints and the final model")
     output_dir = Path(config.output_dir)
+    _check_output(output_dir, model)  # before any training, not at the first checkpoint or the end
     existing = latest_checkpoint(output_dir)
     if existing is not None and not config.resume:
         raise ConfigError(
@@ -385,6 +386,17 @@ def _check_fingerprint(folder: Path, saved: dict, current: dict) -> None:
             f"cannot resume from {folder}: the run changed ({detail}); a resumed run must use the same options, "
             "data and number of processes. Restore them, or start a fresh output folder"
         )
+
+
+def _check_output(output_dir: Path, model: nn.Module) -> None:
+    from qla_sdk.io import check_replaceable
+    from qla_sdk.modeling import TaskModel
+    from qla_sdk.modeling.checkpoint import CHECKPOINT_MARKERS
+
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"output {output_dir} is a file: give a folder for the checkpoints and the final model")
+    markers = CHECKPOINT_MARKERS if isinstance(model, TaskModel) else ("model.safetensors",)
+    check_replaceable(output_dir / "final", markers, "a checkpoint")
 
 
 def _flat(values: dict, prefix: str = "") -> dict:

@@ -66,6 +66,12 @@ def test_a_head_for_other_labels_is_named(tiny_checkpoint):
         from_pretrained(folder, "text-classification", num_labels=3)
 
 
+def test_a_teacher_without_a_trained_head_is_refused(tiny_checkpoint):
+    folder, _ = tiny_checkpoint("bert", "text-classification")
+    with pytest.raises(CheckpointError, match="has no trained question-answering head"):
+        from_pretrained(folder, "question-answering", trained_head=True)
+
+
 def test_base_model_gets_random_head_with_warning(minilm_dir):
     import warnings
 

@@ -11,7 +11,7 @@ from transformers import BertConfig
 
 from qla_sdk.data import ClassificationFeatures, batches, load_tokenizer, qa_features
 from qla_sdk.data.squad import QAExample
-from qla_sdk.errors import CheckpointError, ConfigError, TrainingDivergedError
+from qla_sdk.errors import CheckpointError, ConfigError, QlaError, TrainingDivergedError
 from qla_sdk.modeling import TaskModel, from_pretrained, init_weights
 from qla_sdk.train import (
     LossTerms,
@@ -190,6 +190,36 @@ def test_existing_run_needs_resume_and_the_same_options(tmp_path):
     _, again = run(tmp_path, max_steps=4, checkpoint_every=2, resume=True)  # finished: nothing left to train
     assert again.steps == 4 and again.resumed_from.name == "step-00000004"
     assert again.log_history == first.log_history
+
+
+@pytest.mark.parametrize("existing", ["file", "final of the user"])
+def test_an_output_it_cannot_write_is_refused_before_training(tmp_path, existing):
+    calls = []
+
+    def loss_fn(model, batch):
+        calls.append(1)
+        return task_loss_fn(CLS)(model, batch)
+
+    if existing == "file":
+        (tmp_path / "run").write_text("mine")
+    else:
+        (tmp_path / "run" / "final").mkdir(parents=True)
+        (tmp_path / "run" / "final" / "notes.md").write_text("mine")
+    config = TrainConfig(tmp_path / "run", lr=5e-3, bf16=False, progress=False, max_steps=2, checkpoint_every=0)
+    with pytest.raises(QlaError, match="is a file|is not a checkpoint"):
+        train(tiny_model(), epochs_of(token_task(), 16), loss_fn, config)
+    assert calls == []
+
+
+def test_rows_longer_than_the_model_takes_are_refused_before_training(tmp_path):
+    from qla_sdk.train.distill import train_on_features
+
+    features = token_task()
+    features.input_ids[5] = features.input_ids[5] * 40  # past the tiny model's positions
+    config = TrainConfig(tmp_path / "run", bf16=False, progress=False, max_steps=2, checkpoint_every=0)
+    with pytest.raises(ConfigError, match=r"rows of up to \d+ tokens, and the model takes at most \d+"):
+        train_on_features(tiny_model(), task_loss_fn(CLS), features, config)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
