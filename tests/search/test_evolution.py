@@ -145,6 +145,15 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, fail_after):
     assert not set(first_calls) & set(second_calls)  # nothing scored twice
 
 
+def test_a_search_failing_on_its_first_gene_leaves_no_state(tmp_path):
+    """Nothing was scored: a state file would only make the corrected rerun ask for --resume, then refuse it."""
+    state = tmp_path / "state.json"
+    broken, _ = counting(fitness, 0)
+    with pytest.raises(Interrupted):
+        evolve(broken, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    assert not state.exists()
+
+
 def test_resume_can_extend_iterations(tmp_path):
     state = tmp_path / "state.json"
     evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
