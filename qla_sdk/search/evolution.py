@@ -226,8 +226,8 @@ class _Search:
     def save(self, force: bool = True) -> None:
         if self.state_path is None or (not force and time.monotonic() - self.saved_at < SAVE_INTERVAL_S):
             return
-        if not self.records:  # nothing paid for yet (a search that fails on its first gene): no state to resume
-            return
+        if all(r.metric is None for r in self.records.values()):
+            return  # no gene scored yet (a search failing on its first): no state to resume, at most one cost lost
         self.saved_at = time.monotonic()
         write_json_atomic(
             self.state_path,
