@@ -38,9 +38,11 @@ class StudentShape:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"student {name}={value!r}: must be a positive integer")
         if self.hidden_size % self.num_heads:
+            # The largest head count up to 12 that divides the hidden size (1 always does).
+            heads = max(h for h in range(1, 13) if self.hidden_size % h == 0)
             raise ConfigError(
                 f"student hidden size {self.hidden_size} is not divisible by {self.num_heads} heads: choose heads "
-                f"that divide it (e.g. {self.hidden_size // 64 or 1} heads of 64)"
+                f"that divide it (e.g. {heads} heads of {self.hidden_size // heads})"
             )
 
     @property
