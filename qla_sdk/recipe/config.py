@@ -161,7 +161,38 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
     for item in overrides:
         apply_override(data, item)
     recipe = from_dict(RecipeConfig, data, where=path.name)
-    return resolve_paths(recipe, path.parent)
+    recipe = resolve_paths(recipe, path.parent)
+    _check_against_teacher(recipe)
+    return recipe
+
+
+def _check_against_teacher(recipe: RecipeConfig) -> None:
+    """What the teacher's config.json decides, checked before the teacher stage trains for minutes or hours: the
+    layers a student takes from it, and the input length its position embeddings cover. (A hub id is checked when
+    the stage loads it.)"""
+    import json
+
+    file = Path(recipe.teacher.model) / "config.json"
+    if not file.is_file():
+        return
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # the teacher stage names an unreadable checkpoint itself
+    layers = config.get("num_hidden_layers")
+    student = recipe.student
+    if student is not None and student.init_layers and isinstance(layers, int) and max(student.init_layers) >= layers:
+        raise ConfigError(
+            f"student.init_layers={student.init_layers}: the teacher {recipe.teacher.model} has layers 0..{layers - 1}"
+        )
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int) and config.get("model_type") == "roberta":
+        positions -= int(config.get("pad_token_id", 1)) + 1
+    if isinstance(positions, int) and recipe.max_length > positions:
+        raise ConfigError(
+            f"data.max_length={recipe.max_length}: the teacher {recipe.teacher.model} takes at most {positions} "
+            f"tokens; set data.max_length to {positions} or less"
+        )
 
 
 def apply_override(data: dict, item: str) -> None:

@@ -163,3 +163,16 @@ def test_a_stage_shows_a_bar_unless_the_run_or_its_train_section_turns_it_off(tm
 def test_data_values_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="recipe.yaml.data: doc_stride=0: must be >= 1"):
         load_recipe(_write(tmp_path, MINIMAL), ["data.doc_stride=0"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["student.init_layers=[0, 6]"], r"init_layers=\[0, 6\]: the teacher .* has layers 0\.\.5"),
+        (["data.max_length=600"], r"data.max_length=600: the teacher .* takes at most 512 tokens"),
+    ],
+)
+def test_what_the_teacher_decides_is_checked_before_it_trains(tmp_path, overrides, message):
+    """The shipped MiniLM teacher: 6 layers, 512 positions."""
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, MINIMAL), overrides)
