@@ -359,10 +359,10 @@ def test_split_refuses_outputs_that_lose_data(tmp_path, train, eval_, message):
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
-def test_split_removes_its_first_part_when_the_second_fails(tmp_path, monkeypatch):
+def _eval_part_cannot_be_written(monkeypatch) -> None:
+    """``e.json`` fails as a full disk fails; other files are written."""
     import qla_sdk.data.squad as squad
 
-    src = write_articles(tmp_path / "src.json", 5)
     real = squad.write_bytes_atomic
 
     def write(path, payload):
@@ -371,6 +371,11 @@ def test_split_removes_its_first_part_when_the_second_fails(tmp_path, monkeypatc
         return real(path, payload)
 
     monkeypatch.setattr(squad, "write_bytes_atomic", write)
+
+
+def test_split_removes_its_first_part_when_the_second_fails(tmp_path, monkeypatch):
+    src = write_articles(tmp_path / "src.json", 5)
+    _eval_part_cannot_be_written(monkeypatch)
     with pytest.raises(OSError, match="No space"):
         split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src.json"]
@@ -379,19 +384,10 @@ def test_split_removes_its_first_part_when_the_second_fails(tmp_path, monkeypatc
 def test_a_failed_split_over_an_earlier_one_leaves_no_mixed_pair(tmp_path, monkeypatch):
     """Re-split with another seed over earlier outputs, the eval part failing: the new train part would share
     articles with the earlier eval part, so it goes; the earlier eval part stays as it was."""
-    import qla_sdk.data.squad as squad
-
     src = write_articles(tmp_path / "src.json", 6)
     split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5, seed=0)
     earlier_eval = (tmp_path / "e.json").read_bytes()
-    real = squad.write_bytes_atomic
-
-    def write(path, payload):
-        if Path(path).name == "e.json":
-            raise OSError(28, "No space left on device")
-        return real(path, payload)
-
-    monkeypatch.setattr(squad, "write_bytes_atomic", write)
+    _eval_part_cannot_be_written(monkeypatch)
     with pytest.raises(OSError, match="No space"):
         split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5, seed=7)
     assert not (tmp_path / "t.json").exists() and (tmp_path / "e.json").read_bytes() == earlier_eval
