@@ -24,10 +24,9 @@ SETTINGS = {"max_batch_size=32 (default)": 32, "max_batch_size=1": 1}
 
 
 def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    from openvino_memory import memory_mb  # benchmarks/ is the script's folder
+
+    return memory_mb()["rss_mb"]
 
 
 def measure_one(artifact: str, max_batch_size: int) -> dict:

@@ -28,7 +28,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _memory_mb() -> dict[str, float]:
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now (``rss_mb``) and at its peak (``peak_mb``), from /proc/self/status."""
     fields = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(("VmRSS:", "VmHWM:")):
@@ -54,15 +55,15 @@ def measure_one(xml: Path, seq_len: int, batch: int, precision: str, threads: in
 
     import qla_sdk.backends.openvino  # noqa: F401  (imported before the first step, as a server has it)
 
-    steps = {"start": _memory_mb()}
+    steps = {"start": memory_mb()}
     core = ov.Core()
     model = core.read_model(str(xml))
-    steps["read"] = _memory_mb()
+    steps["read"] = memory_mb()
     runner = _runner(core, model, seq_len, precision, threads, max_run_tokens)
-    steps["compiled"] = _memory_mb()
+    steps["compiled"] = memory_mb()
     for rows in (1, batch):
         runner.run(*_inputs(rows, seq_len))
-        steps[f"after batch {rows}"] = _memory_mb()
+        steps[f"after batch {rows}"] = memory_mb()
     return {"copies": len(runner._compiled), "steps": steps}
 
 
