@@ -273,3 +273,16 @@ def save_pretrained(model: TaskModel, path: str | Path, tokenizer=None, extra: d
         }
         write_json_atomic(tmp / QLA_FILE, meta)
     return Path(path)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A short sha256 of every tensor of ``model``'s state dict, in order (names, shapes and bytes): whether two
+    models hold the same weights, e.g. the teacher a resumed distillation continues from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -280,10 +280,13 @@ def train_on_features(
     eval_fn: Callable[[nn.Module], dict] | None = None,
     tokenizer=None,
     extra_metadata: dict | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
-    """``loop.train`` over shuffled, length-bucketed, dynamically padded batches of ``train_features``."""
+    """``loop.train`` over shuffled, length-bucketed, dynamically padded batches of ``train_features``. ``teacher``:
+    the model ``loss_fn`` distils from, whose weights a resumed run must share."""
     from qla_sdk.data import batches
     from qla_sdk.data.rows import rows_digest
+    from qla_sdk.modeling.checkpoint import weights_digest
     from qla_sdk.modeling.heads import max_input_length
 
     longest, limit = max(train_features.lengths, default=0), max_input_length(model.config)
@@ -313,7 +316,11 @@ def train_on_features(
         tokenizer=tokenizer,
         extra_metadata=extra_metadata,
         # A resumed run on other data, or with other loss options or lengths (all in the metadata), is refused.
-        resume_context={"data": rows_digest(train_features), **(extra_metadata or {})},
+        resume_context={
+            "data": rows_digest(train_features),
+            "teacher": None if teacher is None else weights_digest(teacher),
+            **(extra_metadata or {}),
+        },
     )
 
 
@@ -362,6 +369,7 @@ def distill(
             evaluation,
             tokenizer,
             {**extra, "role": "teacher assistant"},
+            teacher,
         )
         assistant_metrics = {f"assistant_{k}": v for k, v in result.metrics.items()}
         teacher = assistant
@@ -373,6 +381,7 @@ def distill(
         evaluation,
         tokenizer,
         extra,
+        teacher,
     )
     result.metrics.update(assistant_metrics)
     return result

@@ -244,4 +244,4 @@ def lat_train(
     loss_fn = sandwich_loss_fn(model.num_layers, task, lat_config, teacher)
     extra = {"length_adaptive": lat_config.to_dict(), **(extra_metadata or {})}
     evaluation = eval_fn if eval_features is not None else None
-    return train_on_features(model, loss_fn, train_features, train_config, evaluation, tokenizer, extra)
+    return train_on_features(model, loss_fn, train_features, train_config, evaluation, tokenizer, extra, teacher)

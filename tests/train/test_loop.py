@@ -192,6 +192,21 @@ def test_existing_run_needs_resume_and_the_same_options(tmp_path):
     assert again.log_history == first.log_history
 
 
+def test_a_resumed_distillation_from_another_teacher_is_refused(tmp_path):
+    from qla_sdk.train.distill import train_on_features
+
+    def go(teacher, resume=False):
+        config = TrainConfig(
+            tmp_path / "run", lr=5e-3, bf16=False, progress=False, max_steps=4, checkpoint_every=2, resume=resume
+        )
+        return train_on_features(tiny_model(), task_loss_fn(CLS), token_task(), config, teacher=teacher)
+
+    go(tiny_model(seed=1))
+    go(tiny_model(seed=1), resume=True)  # the same teacher's weights: resumes
+    with pytest.raises(CheckpointError, match=r"context\.teacher: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"):
+        go(tiny_model(seed=2), resume=True)
+
+
 @pytest.mark.parametrize("existing", ["file", "final of the user"])
 def test_an_output_it_cannot_write_is_refused_before_training(tmp_path, existing):
     calls = []
