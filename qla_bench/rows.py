@@ -49,11 +49,12 @@ class RowSpec:
             LengthConfig.parse(self.length_config)  # raises ConfigError naming the bad entry
 
     def length_config_at(self, seq_len: int) -> LengthConfig | None:
-        """The length config to run at ``seq_len``: ratios as given, token counts scaled and kept valid."""
+        """The length config to run at ``seq_len``: ratios as given, token counts scaled and kept valid, from the
+        length they were searched at (their ``@reference``, else ``length_config_seq_len``)."""
         config = LengthConfig.parse(self.length_config)
         if config is None or config.is_ratio:
             return config
-        return scale_length_config(config, self.length_config_seq_len, seq_len)
+        return scale_length_config(config, config.reference_length or self.length_config_seq_len, seq_len)
 
     def to_dict(self) -> dict:
         return asdict(self)

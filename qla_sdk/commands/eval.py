@@ -23,9 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# Examples per predict call: a dev set of any size stays under the Predictor's bounds of one call.
+CHUNK = 256
+
+
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.deploy import load
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: must be >= 1 (the first N examples are evaluated)")
     predictor = load(
         args.artifact, threads=args.threads, max_batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
     )
@@ -34,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
         from qla_sdk.data import load_squad, squad_scores
 
         examples = load_squad(args.data, args.split)[: args.limit]
-        answers = predictor.predict(question=[e.question for e in examples], context=[e.context for e in examples])
+        if not examples:
+            raise ValueError(f"{args.data} has no questions to evaluate")
+        answers = []
+        for i in range(0, len(examples), CHUNK):
+            part = examples[i : i + CHUNK]
+            answers += predictor.predict(question=[e.question for e in part], context=[e.context for e in part])
         metrics = squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)
         count = len(examples)
     else:
@@ -42,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
         data = load_classification(args.data, args.split, label_names=predictor.labels)
         texts, labels = data.texts[: args.limit], data.labels[: args.limit]
-        predicted = predictor.predict([t if len(t) == 2 else t[0] for t in texts])
+        if not texts:
+            raise ValueError(f"{args.data} has no texts to evaluate")
+        inputs = [t if len(t) == 2 else t[0] for t in texts]
+        predicted = [p for i in range(0, len(inputs), CHUNK) for p in predictor.predict(inputs[i : i + CHUNK])]
         index = {name: i for i, name in enumerate(predictor.labels or [])}
         metrics = {"accuracy": accuracy([index.get(p["label"], -1) for p in predicted], labels)}
         count = len(texts)

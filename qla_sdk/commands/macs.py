@@ -10,17 +10,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="checkpoint folder (config.json) or hub id")
     p.add_argument("--seq-len", type=int, required=True)
     p.add_argument("--length-config", default=None, help="e.g. 269,253,252,202,104,34 or 0.7,0.66,...")
-    p.add_argument("--task", default="question-answering", choices=["question-answering", "text-classification"])
+    p.add_argument(
+        "--task",
+        default=None,
+        choices=["question-answering", "text-classification"],
+        help="the head counted (default: the checkpoint's task, question-answering for a base model)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.modeling import count_macs, load_config
+    from qla_sdk.modeling.heads import max_input_length
 
     if args.seq_len < 1:
         raise ValueError(f"--seq-len {args.seq_len}: must be >= 1")
     config = load_config(args.model)
-    macs = count_macs(config, args.seq_len, args.length_config, args.task)
-    full = count_macs(config, args.seq_len, None, args.task)
+    if args.seq_len > max_input_length(config):
+        raise ValueError(f"--seq-len {args.seq_len}: the model takes at most {max_input_length(config)} tokens")
+    task = args.task or _task(args.model, config)
+    macs = count_macs(config, args.seq_len, args.length_config, task)
+    full = count_macs(config, args.seq_len, None, task)
     print(f"{macs:,} MACs ({macs / full:.1%} of full length {full:,})")
     return 0
+
+
+def _task(model: str, config) -> str:
+    """The checkpoint's own task (its qla.json, else its architecture), question-answering for a base model."""
+    from pathlib import Path
+
+    from qla_sdk.modeling.checkpoint import read_qla_metadata
+
+    task = read_qla_metadata(model).get("task") if Path(model).is_dir() else None
+    for arch in getattr(config, "architectures", None) or ():
+        if task is None and arch.endswith("ForSequenceClassification"):
+            task = "text-classification"
+    return task or "question-answering"

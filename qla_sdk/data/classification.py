@@ -124,8 +124,8 @@ def load_classification(
     if label_column not in columns:
         raise ConfigError(
             f"{source} has no label column {label_column!r}; its columns are {list(columns)}: pass "
-            "label_column=<name> (--label-column <name>), column_map={<name>: 'label'}, or label_column=None for "
-            "unlabelled data"
+            "label_column=<name> (qla finetune/distill/lat-train: --label-column <name>), column_map={<name>: "
+            "'label'}, or label_column=None for unlabelled data; or name the file's label column 'label'"
         )
     labels, names = _label_ids(columns[label_column], label_names or names_from_source, source, label_column)
     return ClassificationData(texts, labels, names, tuple(chosen))
@@ -319,7 +319,8 @@ def _text_columns(columns: dict[str, list], text_columns: Sequence[str] | None, 
     expected = " | ".join([*TEXT_COLUMNS, *("+".join(p) for p in TEXT_COLUMN_PAIRS)])
     raise ConfigError(
         f"no text columns found in {source}: it has columns {list(columns)}, expected one of {expected}; "
-        "pass text_columns=[...] (--text-columns <name> [<name>]) or column_map={'<your column>': 'sentence'}"
+        "pass text_columns=[...] (qla finetune/distill/lat-train: --text-columns <name> [<name>]) or "
+        "column_map={'<your column>': 'sentence'}; or name the file's text column 'sentence'"
     )
 
 

@@ -221,6 +221,11 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     if not isinstance(data, dict):
         raise CheckpointError(f"{file} holds {type(data).__name__}, not an object; export the model again")
     found = data.get("format_version")
+    if found is None and (folder / "config.json").is_file() and not (folder / MODEL_DIR).is_dir():
+        raise CheckpointError(
+            f"{folder} is a model checkpoint (config.json, weights and its own {MANIFEST}), not an exported "
+            "artifact: export it first with `qla export` or `qla quantize`"
+        )
     if not isinstance(found, int) or found < 1:
         raise CheckpointError(f"{file}: format_version {found!r} is not a positive integer")
     if found > FORMAT_VERSION:

@@ -28,6 +28,8 @@ def test_default_rows_cover_the_comparison():
         ("269,253,252,202,104,34", 128, (90, 84, 84, 67, 35, 11)),
         ("3,1", 16, (1, 1)),  # never below one token
         ("0.7,0.5", 128, (0.7, 0.5)),  # ratios are used as they are
+        ("26,21@32", 32, (26, 21)),  # counts searched at 32 (a QuaLA checkpoint's own): scaled from there
+        ("26,21@32", 64, (52, 42)),
     ],
 )
 def test_length_config_at(config, seq_len, expected):

@@ -228,6 +228,40 @@ def test_cli_predict_and_eval(cls_artifact, qa_artifact, tmp_path, capsys):
     assert "pass --question and --context" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("which", ["cls", "qa"])
+def test_cli_eval_sends_a_dev_set_in_calls_under_the_predictor_bounds(cls_artifact, qa_artifact, capsys, which):
+    """A dev set larger than one predict call takes (the official SQuAD dev set: 10,570 questions) is scored in
+    chunks, with the same metrics as in one call."""
+    from pathlib import Path
+
+    import qla_sdk.commands.eval as eval_command
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    artifact, data = (cls_artifact, "sst2_tiny.tsv") if which == "cls" else (qa_artifact, "squad_tiny.json")
+    argv = ["eval", str(artifact), "--data", str(fixtures / data)]
+    assert main(argv) == 0
+    whole = json.loads(capsys.readouterr().out)
+    eval_command.CHUNK, chunk = 3, eval_command.CHUNK
+    try:
+        assert main(argv) == 0
+    finally:
+        eval_command.CHUNK = chunk
+    pieces = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in pieces.items() if k != "seconds"} == {k: v for k, v in whole.items() if k != "seconds"}
+    assert pieces["examples"] > 3
+    assert main([*argv, "--limit", "0"]) == 2
+    assert "--limit 0: must be >= 1" in capsys.readouterr().err
+
+
+def test_a_checkpoint_given_as_an_artifact_is_named(classifier, tokenizer, tmp_path):
+    from qla_sdk.errors import CheckpointError
+    from qla_sdk.modeling import save_pretrained
+
+    save_pretrained(classifier, tmp_path / "ckpt", tokenizer=tokenizer)
+    with pytest.raises(CheckpointError, match="is a model checkpoint .* not an exported artifact: export it first"):
+        qla_sdk.load(tmp_path / "ckpt")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

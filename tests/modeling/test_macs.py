@@ -35,3 +35,17 @@ def test_cli(minilm_dir, capsys):
 def test_cli_bad_config(minilm_dir, capsys):
     assert main(["macs", "--model", str(minilm_dir), "--seq-len", "384", "--length-config", "1,2,3,4,5,6"]) == 2
     assert "grows" in capsys.readouterr().err
+
+
+def test_cli_counts_the_checkpoints_own_head(tiny_checkpoint, capsys):
+    """A classifier's MACs with its classification head, as the search counted them; --task overrides."""
+    from qla_sdk.modeling import count_macs, load_config
+
+    folder, _ = tiny_checkpoint("bert", "text-classification")
+    config = load_config(folder)
+    assert main(["macs", "--model", str(folder), "--seq-len", "16"]) == 0
+    assert f"{count_macs(config, 16, None, 'text-classification'):,} MACs" in capsys.readouterr().out
+    assert main(["macs", "--model", str(folder), "--seq-len", "16", "--task", "question-answering"]) == 0
+    assert f"{count_macs(config, 16, None, 'question-answering'):,} MACs" in capsys.readouterr().out
+    assert main(["macs", "--model", str(folder), "--seq-len", "100000"]) == 2
+    assert "the model takes at most" in capsys.readouterr().err
