@@ -39,10 +39,10 @@ def _task(model: str, config) -> str:
     """The checkpoint's own task (its qla.json, else its architecture), question-answering for a base model."""
     from pathlib import Path
 
-    from qla_sdk.modeling.checkpoint import read_qla_metadata
+    from qla_sdk.errors import ConfigError
+    from qla_sdk.modeling.checkpoint import _task_from_architectures, read_qla_metadata
 
-    task = read_qla_metadata(model).get("task") if Path(model).is_dir() else None
-    for arch in getattr(config, "architectures", None) or ():
-        if task is None and arch.endswith("ForSequenceClassification"):
-            task = "text-classification"
-    return task or "question-answering"
+    try:
+        return (read_qla_metadata(model) if Path(model).is_dir() else {}).get("task") or _task_from_architectures(config)
+    except ConfigError:  # a base model: no head of its own
+        return "question-answering"
