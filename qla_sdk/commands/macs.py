@@ -42,7 +42,8 @@ def _task(model: str, config) -> str:
     from qla_sdk.errors import ConfigError
     from qla_sdk.modeling.checkpoint import _task_from_architectures, read_qla_metadata
 
+    meta = read_qla_metadata(model) if Path(model).is_dir() else {}
     try:
-        return (read_qla_metadata(model) if Path(model).is_dir() else {}).get("task") or _task_from_architectures(config)
+        return meta.get("task") or _task_from_architectures(config)
     except ConfigError:  # a base model: no head of its own
         return "question-answering"
