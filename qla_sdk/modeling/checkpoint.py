@@ -18,7 +18,6 @@ from safetensors.torch import load_file, save_file
 from qla_sdk.errors import CheckpointError, ConfigError
 from qla_sdk.io import atomic_dir, write_json_atomic
 from qla_sdk.modeling.heads import TASKS, TaskModel
-from qla_sdk.modeling.length import LengthConfig
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 QLA_FILE = "qla.json"
@@ -215,7 +214,13 @@ def from_pretrained(
         model.load_state_dict(ours, strict=False)
         warnings.warn(f"{path}: no {task} head weights; the head starts random and needs training", stacklevel=2)
     if meta.get("length_config"):
-        model.length_config = LengthConfig.parse(meta["length_config"])
+        try:
+            model.length_config = meta["length_config"]
+        except ConfigError as err:
+            raise CheckpointError(
+                f"{path}: the length config in its qla.json does not fit this model: {err}. Fix or remove "
+                "'length_config' in qla.json"
+            ) from None
     return model
 
 

@@ -55,11 +55,24 @@ class TaskModel(nn.Module):
         self.config, self.task = config, task
         self.encoder = Encoder(config)
         self.head = SpanHead(config) if task == "question-answering" else ClassificationHead(config)
-        self.length_config: LengthConfig | None = None  # the searched config a deployed model runs with
+        self.length_config = None  # the searched config a deployed model runs with
 
     @property
     def num_layers(self) -> int:
         return self.config.num_hidden_layers
+
+    @property
+    def length_config(self) -> LengthConfig | None:
+        return self._length_config
+
+    @length_config.setter
+    def length_config(self, value: LengthConfig | str | None) -> None:
+        """Parsed and checked against the layer count here, so a bad config fails where it is set, not in a later
+        forward pass or save."""
+        config = LengthConfig.parse(value)
+        if config is not None:
+            config.check(self.num_layers)
+        self._length_config = config
 
     def forward(
         self,

@@ -15,6 +15,7 @@ The rule for other lengths, the same in eager, exported and int8 graphs:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,11 +97,16 @@ class LengthConfig:
     def parse(cls, value: object, keep_cls: bool = True, reference_length: int | None = None) -> LengthConfig | None:
         """Accept a LengthConfig, ``"269,253,...@384"`` (token counts at their reference length), ``"269,253,..."``
         (``reference_length`` given here, or unknown), ``"0.7,0.66,..."``, a dict (``to_dict``), a sequence, or
-        None."""
+        None / ``"none"`` (full length).
+
+        In ratios, an entry of 1 means the whole length (``"1,1,0.83"`` reads as ``1.0,1.0,0.83``): it cannot be a
+        token count beside ratios."""
         if value is None or isinstance(value, LengthConfig):
             return value
         if isinstance(value, str):
             text, at, ref_text = value.partition("@")
+            if not at and text.strip().lower() == "none":
+                return None
             if at:
                 try:
                     reference_length = int(ref_text.strip())
@@ -109,9 +115,12 @@ class LengthConfig:
                         f"length config {value!r}: {ref_text.strip()!r} after '@' is not a token count; write e.g. "
                         "269,253,252@384"
                     ) from None
-            text = text.strip().strip("()[]")
+            text = text.strip().strip("()[]").strip()
             if not text:
-                return None
+                raise ConfigError(
+                    f"length config {value!r} has no lengths: give one per layer (e.g. 269,253,252@384 or "
+                    "0.7,0.66,0.5), or 'none' for full length"
+                )
             items: list[int | float] = []
             for part in text.split(","):
                 part = part.strip()
@@ -121,12 +130,19 @@ class LengthConfig:
                     raise ConfigError(
                         f"length config {value!r}: {part!r} is not a number; write e.g. 269,253,252 or 0.7,0.66"
                     ) from None
+            items = _whole_ratios(items)
             return cls(tuple(items), keep_cls, _reference(items, reference_length))
         if isinstance(value, dict):
-            items = tuple(value["lengths"])
+            if "lengths" not in value:
+                raise ConfigError(
+                    f"length config {value!r} has no 'lengths' key: write {{'lengths': [269, 253, 252], "
+                    "'reference_length': 384}"
+                )
+            items = _whole_ratios(_numbers(value["lengths"], value))
             return cls(items, bool(value.get("keep_cls", True)), _reference(items, value.get("reference_length")))
-        if isinstance(value, Sequence):
-            return cls(tuple(value), keep_cls, _reference(tuple(value), reference_length))
+        if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+            items = _whole_ratios(_numbers(value, value))
+            return cls(items, keep_cls, _reference(items, reference_length))
         raise ConfigError(f"length config {value!r} has type {type(value).__name__}; give a string or a sequence")
 
     def check(self, num_layers: int, seq_len: int | None = None) -> None:
@@ -164,6 +180,28 @@ class LengthConfig:
         if self.reference_length is not None:
             data["reference_length"] = self.reference_length
         return data
+
+
+def _numbers(values: object, given: object) -> tuple:
+    """Python ints and floats from any integer or real kind (numpy scalars from a search), other entries as they
+    are, for the dataclass to name."""
+    if isinstance(values, (str, bytes, bytearray)) or not isinstance(values, Sequence):
+        raise ConfigError(f"length config {given!r}: 'lengths' must be a list of numbers, e.g. [269, 253, 252]")
+    out = []
+    for v in values:
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+            v = int(v)
+        elif isinstance(v, numbers.Real) and not isinstance(v, bool):
+            v = float(v)
+        out.append(v)
+    return tuple(out)
+
+
+def _whole_ratios(items: Sequence) -> tuple:
+    """Among ratios, an entry of 1 is the whole length (1.0); other ints stay, for the dataclass to name the mix."""
+    if any(isinstance(v, float) for v in items):
+        return tuple(1.0 if type(v) is int and v == 1 else v for v in items)
+    return tuple(items)
 
 
 def _reference(items: Sequence, reference_length: int | None) -> int | None:

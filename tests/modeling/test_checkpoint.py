@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import padded_batch
 
-from qla_sdk.errors import CheckpointError
+from qla_sdk.errors import CheckpointError, ConfigError
 from qla_sdk.modeling import LengthConfig, from_pretrained, save_pretrained
 
 
@@ -80,3 +80,28 @@ def test_base_model_gets_random_head_with_warning(minilm_dir):
         model = from_pretrained(minilm_dir, "text-classification", num_labels=3)
     assert model.head.out.out_features == 3
     assert any("head starts random" in str(w.message) for w in caught)
+
+
+def test_length_config_is_checked_where_it_is_set(tiny_checkpoint):
+    model = from_pretrained(tiny_checkpoint("bert", "question-answering")[0], "question-answering")
+    model.length_config = "10,6"  # parsed on assignment
+    assert model.length_config == LengthConfig((10, 6))
+    with pytest.raises(ConfigError, match="3 entries but the model has 2 layers"):
+        model.length_config = "10,6,4"
+    with pytest.raises(ConfigError, match="grows"):
+        model.length_config = [4, 6]
+    assert model.length_config == LengthConfig((10, 6))  # a refused value leaves the model's own
+    model.length_config = None
+    assert model.length_config is None
+
+
+def test_a_saved_length_config_for_other_layers_is_named(tiny_checkpoint, tmp_path):
+    model = from_pretrained(tiny_checkpoint("bert", "question-answering")[0], "question-answering")
+    model.length_config = "10,6"
+    save_pretrained(model, tmp_path / "ckpt")
+    meta_path = tmp_path / "ckpt" / "qla.json"
+    meta = json.loads(meta_path.read_text())
+    meta["length_config"]["lengths"] = [10, 6, 4]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"qla.json does not fit this model.*3 entries.*2 layers"):
+        from_pretrained(tmp_path / "ckpt", "question-answering")

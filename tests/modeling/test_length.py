@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,26 @@ def test_parse(text, expected):
 
 
 @pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1,1,0.83,0.66,0.27,0.13", (1.0, 1.0, 0.83, 0.66, 0.27, 0.13)),  # a searched gene, as reports print it
+        ([1, 0.5], (1.0, 0.5)),
+        ((np.int64(269), np.int64(253)), (269, 253)),  # numpy scalars, as a search hands them over
+        ([np.float32(0.5), np.float64(0.25)], (0.5, 0.25)),
+        ("none", None),
+        (" None ", None),
+    ],
+)
+def test_parse_whole_ratios_numpy_scalars_and_none(value, expected):
+    parsed = LengthConfig.parse(value)
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed.lengths == expected
+        assert all(type(v) is type(expected[0]) for v in parsed.lengths)
+
+
+@pytest.mark.parametrize(
     "value, words",
     [
         ("10,12", ["grows", "layer 1", "10 -> 12"]),
@@ -22,6 +43,13 @@ def test_parse(text, expected):
         ("10,0.5", ["mixes"]),
         ("10,abc", ["'abc'", "not a number"]),
         ([], ["empty"]),
+        ("", ["no lengths", "'none' for full length"]),
+        ("@384", ["no lengths"]),
+        ("()", ["no lengths"]),
+        ({"reference_length": 384}, ["no 'lengths' key"]),
+        ({"lengths": "269,253"}, ["must be a list of numbers"]),
+        (b"\x05\x04", ["type bytes"]),
+        ("1,0.5,2", ["mixes"]),  # only 1 reads as a whole-length ratio
     ],
 )
 def test_bad_configs_name_the_value(value, words):

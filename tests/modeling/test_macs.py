@@ -2,6 +2,7 @@ import pytest
 from transformers import BertConfig
 
 from qla_sdk.cli import main
+from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import count_macs
 
 BERT_BASE = BertConfig()
@@ -23,6 +24,23 @@ def test_pruning_lowers_macs_monotonically():
     a = count_macs(MINILM, 384, "300,300,300,300,300,300")
     b = count_macs(MINILM, 384, "300,250,200,150,100,50")
     assert count_macs(MINILM, 384) > a > b
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ((MINILM, 0), ["seq_len 0", "integer >= 1"]),
+        ((MINILM, 38.4), ["seq_len 38.4"]),
+        ((MINILM, 384, None, "summarization"), ["'summarization' is not supported"]),
+        (({"hidden_size": 384}, 384), ["needs a model config", "got dict", "AutoConfig"]),
+        ((MINILM, 384, "269,253,252"), ["3 entries but the model has 6 layers"]),
+    ],
+)
+def test_bad_arguments_are_named(args, words):
+    with pytest.raises(ConfigError) as err:
+        count_macs(*args)
+    for word in words:
+        assert word in str(err.value)
 
 
 def test_cli(minilm_dir, capsys):
