@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from qla_bench import write_results
+from qla_bench.script import run_script
 from qla_sdk.cli import main as qla
 from qla_sdk.io import markdown_table
 
@@ -76,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from qla_bench.script import run_script
+
 REPO = Path(__file__).resolve().parent.parent
 MAX_DROP_POINTS, MIN_SPEEDUP = 2.0, 5.0
 
@@ -83,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from qla_bench.script import run_script
+
 REPO = Path(__file__).resolve().parent.parent
 MODES = ("in_turn", "summed")
 
@@ -178,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

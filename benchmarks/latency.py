@@ -24,6 +24,7 @@ import torch
 
 from qla_bench import measure_latency, write_results
 from qla_bench.allocator import keep_freed_memory
+from qla_bench.script import run_script
 from qla_sdk.io import markdown_table
 from qla_sdk.modeling import count_macs, from_pretrained
 from qla_sdk.pretrained import minilm_path
@@ -123,4 +124,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from qla_bench.script import run_script
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 SETTINGS = {"max_batch_size=32 (default)": 32, "max_batch_size=1": 1}
@@ -108,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qla_bench.script import run_script
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -164,4 +166,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

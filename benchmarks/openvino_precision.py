@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from unittest import mock
 
+from qla_bench.script import run_script
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -107,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qla_bench.script import run_script
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -92,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

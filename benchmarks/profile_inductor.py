@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import torch
 
+from qla_bench.script import run_script
 from qla_sdk.backends import BuildRequest, get_backend
 from qla_sdk.backends.inductor import InductorRunner
 from qla_sdk.modeling import LengthConfig, from_pretrained
@@ -66,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -16,6 +16,7 @@ import sys
 
 import torch
 
+from qla_bench.script import run_script
 from qla_sdk.backends.openvino import (
     convert,
     head_linear_count,
@@ -118,4 +119,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

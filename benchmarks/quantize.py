@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from qla_bench import measure_latency, write_results
+from qla_bench.script import run_script
 from qla_sdk.backends import get_backend
 from qla_sdk.backends.eager import EagerRunner
 from qla_sdk.data import classification_features, load_classification, load_squad, load_tokenizer
@@ -206,4 +208,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

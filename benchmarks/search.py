@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from qla_bench import write_results
+from qla_bench.script import run_script
 from qla_sdk.cli import main as qla
 from qla_sdk.io import markdown_table
 from qla_sdk.search.job import STATE_FILE
@@ -165,4 +166,4 @@ def _ms(r: dict) -> float | str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

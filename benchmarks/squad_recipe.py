@@ -36,6 +36,8 @@ import time
 import warnings
 from pathlib import Path
 
+from qla_bench.script import run_script
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 RECIPE = REPO / "qla_sdk" / "recipes" / "squad_minilm.yaml"
@@ -444,4 +446,4 @@ def write_report(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

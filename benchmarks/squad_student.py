@@ -30,6 +30,8 @@ from pathlib import Path
 
 from squad_recipe import RECIPE, RESULTS, SQUAD, split  # beside this file: python puts its folder on the path
 
+from qla_bench.script import run_script
+
 MAX_F1_DROP = 1.0  # the bar for the final artifact against the fine-tuned teacher
 
 
@@ -128,4 +130,4 @@ def write_report(out: str, teacher: dict, student: dict, layers: list[int], reci
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

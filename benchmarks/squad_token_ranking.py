@@ -35,6 +35,7 @@ from squad_recipe import RECIPE, RESULTS, SQUAD, split  # beside this file: pyth
 from torch import nn
 
 import qla_sdk.modeling.encoder as encoder_module
+from qla_bench.script import run_script
 
 # (0-based layer, attention probabilities, layer input, live-token mask, tracked flags) -> a score per token
 Ranker = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
@@ -308,4 +309,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

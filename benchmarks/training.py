@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from qla_bench import write_results
+from qla_bench.script import run_script
 from qla_sdk.io import markdown_table, write_json_atomic
 
 RESULTS = Path(__file__).parent / "results"
@@ -435,4 +436,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

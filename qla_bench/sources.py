@@ -64,6 +64,28 @@ def resolve_source(model: str, task: str, cache: Path, overrides: dict[str, str 
     return Source(check_checkpoint(model), "trained")
 
 
+def layer_count(model: str, overrides: dict[str, str | None], quick: bool) -> int:
+    """Encoder layers of a row's ``model``, read from its config without building it."""
+    from qla_sdk.modeling.checkpoint import load_config
+
+    override = overrides.get(model)
+    if override:
+        return load_config(check_checkpoint(override)).num_hidden_layers
+    if model == "quala-minilm":
+        return layer_count("minilm", overrides, quick)
+    if model in TINY_SHAPES:
+        if quick:
+            return TINY_SHAPES[model]["num_hidden_layers"]
+        if model == "bert-base":
+            from transformers import BertConfig
+
+            return BertConfig().num_hidden_layers
+        from qla_sdk.pretrained import minilm_path
+
+        return load_config(minilm_path()).num_hidden_layers
+    return load_config(check_checkpoint(model)).num_hidden_layers
+
+
 def check_checkpoint(path: str | Path) -> Path:
     folder = Path(path).expanduser()
     if not folder.is_dir():

@@ -37,7 +37,7 @@ from qla_bench.rows import (
     select_rows,
 )
 from qla_bench.runner import Job, MeasureSettings, run_build, run_measure
-from qla_bench.sources import check_checkpoint, resolve_source
+from qla_bench.sources import check_checkpoint, layer_count, resolve_source
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling.length import LengthConfig
 
@@ -97,6 +97,15 @@ class BenchSettings:
             raise ConfigError(f"--accuracy-from {self.accuracy_from}: no such file")
         if self.row_timeout_s <= 0:
             raise ConfigError(f"--row-timeout {self.row_timeout_s}: must be > 0 seconds")
+        if not self.throughput_max_s > 0 or math.isinf(self.throughput_max_s):
+            raise ConfigError(f"--throughput-max-s {self.throughput_max_s}: give a time cap in seconds, > 0")
+        if not 2 <= self.length_config_seq_len <= 512:
+            raise ConfigError(
+                f"--length-config-seq-len {self.length_config_seq_len}: give the length the token counts were "
+                "searched at, in 2..512 (e.g. 384)"
+            )
+        LengthConfig.parse(self.length_config)  # a bad entry is named now, not after the first builds
+        check_output_file(Path(self.out))
 
     def measure_settings(self, round_index: int = 0) -> MeasureSettings:
         """What one round's measuring child does: its share of the runs (the time cap shared likewise); the
@@ -136,9 +145,29 @@ def plan_rows(settings: BenchSettings) -> list[RowSpec]:
                 length_config = str(LengthConfig.parse(saved))
     rows = default_rows(settings.int8_backends, length_config, length_config_seq_len, settings.task)
     rows = select_rows(rows, list(settings.rows))
+    layers: dict[str, int] = {}
     for row in rows:
         get_builder(row.backend)  # unknown backend: ConfigError now, not a failed row later
+        config = LengthConfig.parse(row.length_config)
+        if config is not None:  # a config for another depth fails here, not after the other rows' builds
+            if row.model not in layers:
+                layers[row.model] = layer_count(row.model, settings.models, settings.quick)
+            try:
+                config.check(layers[row.model])
+            except ConfigError as err:
+                raise ConfigError(f"row {row.name} ({row.model}): {err}; see --length-config") from None
     return rows
+
+
+def check_output_file(out: Path) -> None:
+    """Refuse an ``--out`` that cannot take the results file, before hours of rows rather than after them."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder: give the results file, e.g. {out / 'bench.json'}")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is a file, not a folder; choose another path")
+            break
 
 
 def load_accuracy(path: Path | None) -> dict[str, tuple[str, float]]:

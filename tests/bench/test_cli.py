@@ -23,6 +23,12 @@ from qla_sdk.errors import ConfigError
         (["--batch-sizes", "32"], "include 1"),
         (["--accuracy-from", "/no/such.json"], "no such file"),
         (["--length-config", "300,400,1,1,1,1"], "grows at layer 1"),
+        (
+            ["--length-config", "300,200,100"],
+            r"row lat-minilm-fp32-eager \(quala-minilm\): .* 3 entries but the model has 6 layers",
+        ),
+        (["--length-config-seq-len", "0"], "--length-config-seq-len 0: give the length"),
+        (["--throughput-max-s", "0"], "--throughput-max-s 0.0: give a time cap"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
@@ -31,6 +37,17 @@ def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
     assert not out.exists()
     err = capsys.readouterr().err
     assert err.startswith("qla-bench: error:") and re.search(message, err), err
+
+
+def test_an_out_that_cannot_take_the_results_is_refused_first(capsys, tmp_path):
+    (tmp_path / "a-file").write_text("kept")
+    for out, message in [
+        (tmp_path, "is a folder: give the results file"),
+        (tmp_path / "a-file" / "b.json", "a-file is a file"),
+    ]:
+        assert main(["--quick", "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "a-file").read_text() == "kept"
 
 
 def test_list_rows(capsys):
@@ -48,7 +65,7 @@ def test_quick_settings_and_overrides():
 def test_a_trained_quala_checkpoint_brings_its_length_config(tmp_path):
     folder = tmp_path / "quala"
     folder.mkdir()
-    (folder / "config.json").write_text("{}")
+    (folder / "config.json").write_text('{"model_type": "bert", "num_hidden_layers": 6}')
     (folder / "qla.json").write_text('{"length_config": {"lengths": [200, 100, 50, 40, 30, 20], "keep_cls": true}}')
     rows = plan_rows(BenchSettings(models={"quala-minilm": str(folder)}, rows=("quala-minilm-int8-openvino",)))
     assert rows[0].length_config == "200,100,50,40,30,20"
