@@ -81,7 +81,13 @@ def check_replaceable(path: str | Path, markers: tuple[str, ...] = (), kind: str
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return
-    if not path.is_dir() or path.is_symlink():
+    if path.is_symlink():
+        # Replacing it would swap the link for a folder and leave its target as it was, which no one expects.
+        raise OutputError(
+            f"{path} is a symbolic link (to {os.readlink(path)}): it is left as it is. Give the folder it points "
+            "to, or a new output folder, and repoint the link yourself"
+        )
+    if not path.is_dir():
         raise OutputError(f"{path} exists and is not a folder: it is left as it is. Choose another output folder")
     if not any(path.iterdir()):
         return

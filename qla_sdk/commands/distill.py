@@ -74,6 +74,19 @@ def load_task_data(args: argparse.Namespace, tokenizer, task: str, label_names: 
     )
 
 
+def check_metrics_file(output: str | Path) -> None:
+    """Refuse, before training, an ``OUTPUT/metrics.json`` that an earlier run of ours did not write (it writes one
+    beside ``final/``): the run would overwrite it at its end."""
+    from qla_sdk.io import OutputError
+
+    folder = Path(output)
+    if (folder / "metrics.json").exists() and not (folder / "final" / "config.json").is_file():
+        raise OutputError(
+            f"{folder / 'metrics.json'} exists and no earlier run wrote it (there is no {folder / 'final'}): this "
+            "run would overwrite it. Move it, or choose another --output"
+        )
+
+
 def model_labels(model) -> list[str] | None:
     if model.task == "question-answering":
         return None
@@ -120,6 +133,7 @@ def distill_command(args: argparse.Namespace):
         student_from_shape,
     )
 
+    check_metrics_file(args.output)
     train_config = config_from_args(args, output_dir=args.output)
     distill_config = options_from_args(DistillConfig, args)
     teacher = from_pretrained(args.teacher, task=args.task, trained_head=True)

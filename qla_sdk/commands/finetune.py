@@ -35,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
 
 def finetune(args: argparse.Namespace):
     """Load, train, evaluate, write; returns (TrainResult, metrics dict)."""
-    from qla_sdk.commands.distill import load_task_data
+    from qla_sdk.commands.distill import check_metrics_file, load_task_data
     from qla_sdk.data import load_tokenizer
     from qla_sdk.io import write_json_atomic
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.train import config_from_args
     from qla_sdk.train.finetune import finetune as train_finetune
 
+    check_metrics_file(args.output)
     config = config_from_args(args, output_dir=args.output)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     data = load_task_data(args, tokenizer, args.task, None)

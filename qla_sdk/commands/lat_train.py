@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qla_sdk.commands.distill import add_data_arguments, describe, load_task_data, model_labels
+from qla_sdk.commands.distill import (
+    add_data_arguments,
+    check_metrics_file,
+    describe,
+    load_task_data,
+    model_labels,
+)
 from qla_sdk.options import add_options, options_from_args
 from qla_sdk.train.length_drop import LatConfig
 
@@ -51,6 +57,7 @@ def lat_train_command(args: argparse.Namespace):
     from qla_sdk.train.distill import check_compatible
     from qla_sdk.train.length_drop import lat_train, smallest_ratios
 
+    check_metrics_file(args.output)
     train_config = config_from_args(args, output_dir=args.output)
     lat_config = options_from_args(LatConfig, args)
     model = from_pretrained(args.model, task=args.task)

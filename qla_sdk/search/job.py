@@ -84,6 +84,7 @@ def run_search(args: SearchJob) -> dict:
     from qla_sdk.search import Budget, GeneSpace, evolve
 
     output = Path(args.output)
+    _check_folder(output, "--output")
     state_path = output / STATE_FILE
     if state_path.exists() and not args.resume:
         raise ConfigError(
@@ -207,9 +208,21 @@ def _check_write_to(write_to: str | None, model: str) -> Path | None:
             f"--write-to {write_to} is the input model: the search never modifies a model in place; "
             "give a new folder for the copy"
         )
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    _check_folder(target, "--write-to")
+    if target.is_dir() and any(target.iterdir()):
         raise ConfigError(f"--write-to {write_to} exists and is not empty: choose a new folder or delete it")
     return target
+
+
+def _check_folder(folder: Path, flag: str) -> None:
+    """A folder the search writes into: refused now if it, or a folder above it, is a file (after the search it
+    would be too late)."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == folder else f"lies under {path}, which is a file"
+                raise ConfigError(f"{flag} {folder} {what}: give a folder")
+            return
 
 
 # ------------------------------------------------------------------------------------------- data and fitness

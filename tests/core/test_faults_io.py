@@ -174,6 +174,7 @@ def test_the_kernel_refusing_a_write(earlier):
     [
         ("file", "exists and is not a folder"),
         ("other folder", r"exists and is not an earlier output \(it lacks a.txt\)"),
+        ("link to an earlier output", r"is a symbolic link \(to real\).*repoint the link yourself"),
     ],
 )
 def test_an_output_never_replaces_what_it_did_not_write(tmp_path, existing, message):
@@ -182,15 +183,21 @@ def test_an_output_never_replaces_what_it_did_not_write(tmp_path, existing, mess
     target = tmp_path / "out"
     if existing == "file":
         target.write_text("precious")
-    else:
+    elif existing == "other folder":
         target.mkdir()
         (target / "notes.txt").write_text("precious")
+    else:  # e.g. current -> v3 in a deployment: replacing it would swap the link for a folder
+        (tmp_path / "real").mkdir()
+        (tmp_path / "real" / "a.txt").write_text("precious")
+        target.symlink_to("real")
     with pytest.raises(OutputError, match=message) as err:
         with atomic_dir(target, ("a.txt",)) as tmp:
             (tmp / "a.txt").write_text("new")
     assert "left as it is" in str(err.value)
-    kept = target.read_text() if existing == "file" else (target / "notes.txt").read_text()
-    assert kept == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    linked = existing.startswith("link")
+    kept = {"file": target, "other folder": target / "notes.txt"}.get(existing, target / "a.txt").read_text()
+    assert kept == "precious" and sorted(p.name for p in tmp_path.iterdir()) == (["out", "real"] if linked else ["out"])
+    assert target.is_symlink() == linked
 
 
 @pytest.mark.parametrize("markers", [(), ("a.txt",)])

@@ -298,6 +298,25 @@ def test_existing_search_needs_resume_and_write_to_needs_a_new_folder(sst, tmp_p
     assert "never modifies a model in place" in capsys.readouterr().err
 
 
+def test_outputs_that_are_files_are_refused_before_the_search(sst, tmp_path, capsys, monkeypatch):
+    import qla_sdk.modeling
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr(qla_sdk.modeling, "from_pretrained", no_loading)
+    (tmp_path / "a-file").write_text("kept")
+    cases = [
+        ((tmp_path / "a-file",), "--output {} is a file: give a folder"),
+        ((tmp_path / "a-file" / "out",), "lies under"),
+        ((tmp_path / "out", "--write-to", str(tmp_path / "a-file")), "--write-to {} is a file: give a folder"),
+    ]
+    for args, message in cases:
+        assert search(sst, *args) == 2
+        assert message.format(tmp_path / "a-file") in capsys.readouterr().err
+    assert (tmp_path / "a-file").read_text() == "kept" and not (tmp_path / "out").exists()
+
+
 def test_model_without_length_adaptive_training_warns(sst, tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -446,3 +446,22 @@ def test_the_verbs_evaluate_with_the_configs_eval_batch_size(tmp_path, monkeypat
     else:
         module.lat_train(model, features, features, CLS, LatConfig(), config)
     assert seen and set(seen) == {7}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["finetune", "--model", "m", "--task", CLS],
+        ["distill", "--teacher", "m", "--init-layers", "0,2"],
+        ["lat-train", "--model", "m"],
+    ],
+)
+def test_a_metrics_file_no_run_wrote_is_refused_before_training(tmp_path, capsys, argv):
+    from qla_sdk.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("the user's")
+    assert main([*argv, "--train", "t.tsv", "--eval", "e.tsv", "--output", str(out)]) == 2
+    assert "no earlier run wrote it" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "the user's"
