@@ -10,9 +10,17 @@ import numpy as np
 
 
 def task_rows(
-    task: str, data: str, split: str, tokenizer, max_length: int, doc_stride: int, limit: int | None
+    task: str,
+    data: str,
+    split: str,
+    tokenizer,
+    max_length: int,
+    doc_stride: int,
+    limit: int | None,
+    label_names: list[str] | None = None,
 ) -> tuple[list[dict], object]:
-    """(feature rows, labels or (examples, features)) of a dataset, for calibration or evaluation."""
+    """(feature rows, labels or (examples, features)) of a dataset, for calibration or evaluation. Scoring needs
+    ``label_names``, the model's labels in id order, so that label ids mean what its outputs mean."""
     if task == "question-answering":
         from qla_sdk.data import load_squad, qa_features
 
@@ -21,7 +29,7 @@ def task_rows(
         return [features.row(i) for i in range(len(features))][:limit], (examples, features)
     from qla_sdk.data import classification_features, load_classification
 
-    loaded = load_classification(data, split)
+    loaded = load_classification(data, split, label_names=label_names)
     loaded.texts, loaded.labels = loaded.texts[:limit], loaded.labels[:limit]
     features = classification_features(loaded, tokenizer, max_length)
     return [features.row(i) for i in range(len(features))], loaded.labels
@@ -35,7 +43,8 @@ def evaluator(
     if model.task == "question-answering":
         _, (examples, features) = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
         return qa_evaluator(examples, features, pad)
-    rows, labels = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    rows, labels = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit, names)
     for row in rows:
         row.pop("labels", None)
     return classification_evaluator(rows, labels, pad)
