@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,8 @@ SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 QLA_FILE = "qla.json"
 #: What an existing folder must hold for ``save_pretrained`` to replace it (``io.atomic_dir``): a checkpoint.
 CHECKPOINT_MARKERS = ("config.json", "model.safetensors")
+# Weight files of any framework and sharded-weight indexes: a re-saved model writes its own model.safetensors.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".index.json", ".ckpt")
 
 # (Hugging Face name, our name); {i} is a layer index, {p} weight or bias.
 _ENCODER_NAMES = [
@@ -213,6 +216,8 @@ def from_pretrained(
         _init_head(model)
         model.load_state_dict(ours, strict=False)
         warnings.warn(f"{path}: no {task} head weights; the head starts random and needs training", stacklevel=2)
+    # Where it came from: saving back into this folder keeps what the save does not write (save_pretrained).
+    model.source_folder = Path(path).resolve() if Path(path).is_dir() else None
     if meta.get("length_config"):
         try:
             model.length_config = meta["length_config"]
@@ -259,9 +264,26 @@ def _task_from_architectures(config) -> str:
 
 
 def save_pretrained(model: TaskModel, path: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
-    """Write config.json, model.safetensors (transformers layout), tokenizer files and qla.json, atomically."""
+    """Write config.json, model.safetensors (transformers layout), tokenizer files and qla.json, atomically.
+
+    Saved back into the folder the model was loaded from, the folder's other files (its tokenizer, without
+    ``tokenizer``) and qla.json records (e.g. ``length_adaptive``, ``search``) are kept: that is an update of the
+    model, which should not cost the folder its tokenizer or its history."""
     config = model.config
+    source = getattr(model, "source_folder", None)
+    kept_files: list[Path] = []
+    kept_meta: dict = {}
+    if source is not None and Path(path).resolve() == source and source.is_dir():
+        kept_meta = {k: v for k, v in read_qla_metadata(source).items() if k not in ("task", "labels", "length_config")}
+        written = {*CHECKPOINT_MARKERS, QLA_FILE}
+        kept_files = [
+            f
+            for f in sorted(source.iterdir())
+            if f.is_file() and f.name not in written and not f.name.endswith(_WEIGHT_SUFFIXES)
+        ]
     with atomic_dir(path, CHECKPOINT_MARKERS, "a checkpoint") as tmp:
+        for file in kept_files:
+            shutil.copy2(file, tmp / file.name)
         config.architectures = [_ARCHITECTURES[(config.model_type, model.task)]]
         config.save_pretrained(tmp)
         state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, config.model_type, model.task)
@@ -269,6 +291,7 @@ def save_pretrained(model: TaskModel, path: str | Path, tokenizer=None, extra: d
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         meta = {
+            **kept_meta,
             "task": model.task,
             "labels": [config.id2label[i] for i in range(config.num_labels)]
             if model.task != "question-answering"

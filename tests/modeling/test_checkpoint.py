@@ -105,3 +105,24 @@ def test_a_saved_length_config_for_other_layers_is_named(tiny_checkpoint, tmp_pa
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"qla.json does not fit this model.*3 entries.*2 layers"):
         from_pretrained(tmp_path / "ckpt", "question-answering")
+
+
+def test_saving_back_into_its_folder_keeps_the_tokenizer_and_the_history(tiny_checkpoint, tmp_path):
+    """Load, set the searched config, save back: the folder keeps its tokenizer files and qla.json records."""
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint("bert", "question-answering")[0], folder)
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n")
+    (folder / "qla.json").write_text(json.dumps({"task": "question-answering", "length_adaptive": {"p": 0.2}}))
+    model = from_pretrained(folder)
+    model.length_config = "10,6"
+    save_pretrained(model, folder)
+    meta = json.loads((folder / "qla.json").read_text())
+    assert meta["length_adaptive"] == {"p": 0.2} and meta["length_config"]["lengths"] == [10, 6]
+    assert (folder / "vocab.txt").read_text().startswith("[PAD]")
+    assert from_pretrained(folder).length_config == LengthConfig((10, 6))
+
+    save_pretrained(model, tmp_path / "elsewhere")  # a new folder gets what this save writes, nothing more
+    assert "length_adaptive" not in json.loads((tmp_path / "elsewhere" / "qla.json").read_text())
+    assert not (tmp_path / "elsewhere" / "vocab.txt").exists()
