@@ -14,7 +14,12 @@ DEMO_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo.yaml"
 def register(sub: argparse._SubParsersAction) -> None:
     from qla_sdk.commands.run import add_run_arguments
 
-    p = sub.add_parser("demo", help="run the whole recipe on the embedded default (SST-2 sample, MiniLM-L6-H384)")
+    p = sub.add_parser(
+        "demo",
+        help="run the whole recipe on the embedded default (SST-2 sample, MiniLM-L6-H384)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_run_arguments(p, default_output="demo_output")
     p.set_defaults(func=run)
 

@@ -34,7 +34,7 @@ def add_run_arguments(p: argparse.ArgumentParser, default_output: str | None) ->
         "--output",
         required=default_output is None,
         default=default_output,
-        help="output folder (one subfolder per stage)",
+        help="output folder (one subfolder per stage)" + (f"; default {default_output}" if default_output else ""),
     )
     p.add_argument("--from", dest="from_stage", choices=STAGES, default=None, help="redo this stage and the later ones")
     p.add_argument(
