@@ -1,12 +1,27 @@
 """`qla export MODEL --out DIR [--backend ...]`: write a self-contained deployable folder (model files, tokenizer,
-qla.json with sha256 of every file). int8 backends calibrate on `--data`; `qla quantize` adds accuracy checks."""
+qla.json with sha256 of every file). int8 backends calibrate on `--data`; `qla quantize` adds accuracy checks.
+
+An option the chosen build would not read (`--data` with `--backend fp32`, `--doc-stride` for a classifier, `--keep`
+without a dev set, ...) is refused rather than ignored, so what was asked for is what was built."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from qla_sdk.quantize.config import BACKENDS, INFERENCE_PRECISIONS
+from qla_sdk.quantize.config import BACKENDS, INFERENCE_PRECISIONS, INT8_BACKENDS
+
+# Options only some builds read, and which: for any other build they would change nothing, so they are refused
+# (their defaults are None, so that "given" can be told from "left out"): (flag, attribute, why it does nothing
+# elsewhere, the backends whose build reads it).
+INT8_OPTIONS = (
+    ("--data", "data", "it is int8 calibration data", INT8_BACKENDS),
+    ("--split", "split", "it picks the split of --data for int8 calibration", INT8_BACKENDS),
+    ("--calibration-samples", "calibration_samples", "it sizes int8 calibration", INT8_BACKENDS),
+    ("--seq-lens", "seq_lens", "it sets int8 graph lengths; fp32 and bf16 run any length", INT8_BACKENDS),
+    ("--act-algo", "act_algo", "only inductor's INC calibration reads it", ("inductor",)),
+    ("--no-int8-embeddings", "no_int8_embeddings", "its word embedding is not int8 anyway", ("inductor", "openvino")),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
@@ -27,17 +42,24 @@ def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
         default=None,
         help="QA: overlap of context windows (default 128, at most half of --max-length)",
     )
-    p.add_argument("--seq-lens", default=None, help="graph lengths, e.g. 128,384 (default: see docs)")
-    p.add_argument("--data", default=None, help="calibration data (SQuAD json / TSV / CSV / datasets name)")
-    p.add_argument("--split", default="train", help="split of --data used for calibration")
-    p.add_argument("--calibration-samples", type=int, default=128)
-    p.add_argument("--act-algo", default="minmax", choices=["minmax", "kl"])
+    p.add_argument(
+        "--seq-lens",
+        default=None,
+        help="int8 graph lengths, e.g. 128,384 (default: --max-length; with a ratio length config every 64 tokens "
+        "up to it, so that short inputs run short graphs)",
+    )
+    p.add_argument("--data", default=None, help="int8 calibration data (SQuAD json / TSV / CSV / datasets name)")
+    p.add_argument("--split", default=None, help="split of --data used for calibration (default train)")
+    p.add_argument("--calibration-samples", type=int, default=None, help="rows of --data to calibrate on (128)")
+    p.add_argument(
+        "--act-algo", default=None, choices=["minmax", "kl"], help="inductor: INC's calibration (default minmax)"
+    )
     p.add_argument(
         "--keep",
-        default="first",
+        default=None,
         choices=["first", "best"],
-        help="with an accuracy check (qla quantize, openvino): keep the first tuning config within --tolerance, "
-        "or score them all and keep the most accurate",
+        help="with an accuracy check (qla quantize --eval-data): keep the first tuning config within --tolerance "
+        "(the default), or, with --backend openvino, score them all and keep the most accurate",
     )
     p.add_argument(
         "--inference-precision",
@@ -61,25 +83,31 @@ def run(
     eval_data: str | None = None,
     reference_model: str | None = None,
 ) -> int:
-    from qla_sdk.data import load_tokenizer
+    from qla_sdk.data import load_tokenizer, qa_doc_stride
     from qla_sdk.deploy import export_model
-    from qla_sdk.deploy.artifact import qa_doc_stride
     from qla_sdk.deploy.evaluation import evaluator, task_rows
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.quantize import QuantConfig
 
+    seq_lens = _seq_lens(args.seq_lens) if args.seq_lens is not None else None
+    _refuse_unread_options(args, eval_data)
     config = QuantConfig(
         backend=args.backend,
-        calibration_samples=args.calibration_samples,
+        calibration_samples=128 if args.calibration_samples is None else args.calibration_samples,
         tolerance=0.01 if tolerance is None else tolerance,
         tolerance_from="reference" if reference_model else "fp32",
-        act_algo=args.act_algo,
-        seq_lens=_seq_lens(args.seq_lens) if args.seq_lens else None,
+        act_algo=args.act_algo or "minmax",
+        seq_lens=seq_lens,
         quantize_embeddings=not args.no_int8_embeddings,
-        keep=args.keep,
+        keep=args.keep or "first",
         inference_precision=args.inference_precision,
     )
     model = from_pretrained(args.model, task=args.task).eval()
+    if args.doc_stride is not None and model.task != "question-answering":
+        raise ValueError(
+            f"--doc-stride {args.doc_stride}: {args.model} is a {model.task} model, and the stride only splits "
+            "question-answering contexts into windows: drop --doc-stride (--max-length sets the input length)"
+        )
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     max_length = args.max_length if args.max_length is not None else 384 if model.task == "question-answering" else 128
     doc_stride = qa_doc_stride(max_length, tokenizer, args.doc_stride) if model.task == "question-answering" else 0
@@ -88,8 +116,9 @@ def run(
     if config.is_int8:
         if not args.data:
             raise ValueError(f"--backend {args.backend} quantizes to int8: pass --data with calibration examples")
+        split = "train" if args.split is None else args.split
         calibration = task_rows(
-            model.task, args.data, args.split, tokenizer, max_length, doc_stride, args.calibration_samples
+            model.task, args.data, split, tokenizer, max_length, doc_stride, config.calibration_samples
         )[0]
     if eval_data:
         evaluate = evaluator(model, eval_data, tokenizer, max_length, doc_stride)
@@ -111,6 +140,21 @@ def run(
     )
     print(f"wrote {path}")
     return 0
+
+
+def _refuse_unread_options(args: argparse.Namespace, eval_data: str | None) -> None:
+    """A ``ValueError`` naming the first given option that this build would not read, and what to do instead."""
+    for flag, name, why, readers in INT8_OPTIONS:
+        if getattr(args, name) not in (None, False) and args.backend not in readers:
+            raise ValueError(
+                f"{flag} has no effect with --backend {args.backend} ({why}): drop it, or use --backend "
+                f"{' / '.join(readers)}"
+            )
+    if args.keep is not None and eval_data is None:  # qla quantize refuses it without --eval-data itself
+        raise ValueError(
+            f"--keep {args.keep} chooses among int8 configs scored on a dev set, and qla export scores none: drop "
+            "--keep, or run qla quantize --eval-data DEV"
+        )
 
 
 def _seq_lens(text: str) -> tuple[int, ...]:

@@ -9,7 +9,14 @@ from qla_sdk.data.classification import (
 )
 from qla_sdk.data.metrics import accuracy, exact_match, f1, normalize_answer, squad_scores, token_f1
 from qla_sdk.data.qa_postprocess import AnswerSpan, best_spans, nbest_spans, postprocess_qa
-from qla_sdk.data.squad import QAExample, QAFeatures, load_squad, qa_features, split_squad_by_article
+from qla_sdk.data.squad import (
+    QAExample,
+    QAFeatures,
+    load_squad,
+    qa_doc_stride,
+    qa_features,
+    split_squad_by_article,
+)
 from qla_sdk.data.tokenizer import load_tokenizer
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "nbest_spans",
     "normalize_answer",
     "postprocess_qa",
+    "qa_doc_stride",
     "qa_features",
     "split_squad_by_article",
     "squad_scores",

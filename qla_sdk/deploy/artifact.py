@@ -12,17 +12,26 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import reprlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from qla_sdk.data.squad import qa_doc_stride
 from qla_sdk.errors import CheckpointError, ConfigError, IntegrityError
 from qla_sdk.io import atomic_dir, check_replaceable, sha256_file, write_json_atomic
 from qla_sdk.modeling import TASKS, LengthConfig, TaskModel
 from qla_sdk.modeling.heads import max_input_length
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 FORMAT_VERSION = 1
 MANIFEST = "qla.json"
@@ -86,7 +95,7 @@ def package_versions() -> dict[str, str]:
 def export_model(
     model: TaskModel,
     path: str | Path,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike,
     *,
     config=None,
     length_config: LengthConfig | str | None = "model",
@@ -102,7 +111,10 @@ def export_model(
     ``length_config="model"`` uses ``model.length_config`` (the searched one); ``None`` exports the full model.
     ``doc_stride`` (QA): the overlap of context windows the artifact serves with; default 128, at most half of
     ``max_length``.
-    ``calibration``: unpadded feature rows (dicts with ``input_ids``/``token_type_ids``) for int8 calibration.
+    ``tokenizer``: a Hugging Face tokenizer, or the path of a tokenizer folder / ``vocab.txt`` (read with
+    ``qla_sdk.data.load_tokenizer``).
+    ``calibration``: unpadded feature rows (dicts with ``input_ids``/``token_type_ids``, e.g. the rows of
+    ``qla_sdk.deploy.evaluation.task_rows``) for int8 calibration; int8 backends need some.
     ``evaluate(run, seq_len) -> metric`` turns on accuracy-aware tuning (see ``qla_sdk.quantize``).
     ``reference_model``: with ``config.tolerance_from='reference'``, the model whose metric the tolerance counts from.
     """
@@ -111,6 +123,35 @@ def export_model(
 
     check_replaceable(path, ARTIFACT_MARKERS, "an artifact")  # before minutes of quantization, not after
     config = config or QuantConfig()
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from qla_sdk.data import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer)
+    elif not (hasattr(tokenizer, "pad_token_id") and hasattr(tokenizer, "save_pretrained")):
+        raise TypeError(
+            f"tokenizer is a {type(tokenizer).__name__}: pass a Hugging Face tokenizer or the path of a tokenizer "
+            "folder / vocab.txt"
+        )
+    # Rows are checked here, where the message can say what they must be, not deep inside a quantizer.
+    if isinstance(calibration, (str, bytes, Mapping)) or not isinstance(calibration, Iterable):
+        raise ConfigError(
+            f"calibration is a {type(calibration).__name__} ({reprlib.repr(calibration)}): pass a list of feature "
+            "rows (dicts of token ids with input_ids and token_type_ids, e.g. the rows of "
+            "qla_sdk.deploy.evaluation.task_rows)"
+        )
+    calibration = list(calibration)
+    for i, row in enumerate(calibration[: config.calibration_samples]):  # the rows a build reads
+        if not (isinstance(row, Mapping) and _token_ids(row.get("input_ids"))):
+            raise ConfigError(
+                f"calibration row #{i} is a {type(row).__name__} ({reprlib.repr(row)}): rows must be dicts of token "
+                "ids with input_ids (and token_type_ids), e.g. the rows of qla_sdk.deploy.evaluation.task_rows or "
+                "qla_sdk.data.classification_features(...).row(i), not texts"
+            )
+    if config.is_int8 and not calibration:
+        raise ConfigError(
+            f"backend {config.backend} quantizes to int8 and needs calibration rows: pass calibration= (a few "
+            "hundred feature rows of task examples; with qla export / qla quantize, --data)"
+        )
     lc = model.length_config if isinstance(length_config, str) and length_config == "model" else length_config
     lc = LengthConfig.parse(lc)
     if max_length is None:
@@ -175,19 +216,15 @@ def export_model(
     return Path(path)
 
 
-def qa_doc_stride(max_length: int, tokenizer, doc_stride: int | None = None) -> int:
-    """The overlap of QA context windows an artifact is built and served with: ``doc_stride``, by default 128, at
-    most half of ``max_length`` and what leaves each window room for a question and new context; ``ConfigError``
-    for a given value outside that."""
-    most = max(0, min(max_length // 2, max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2))
-    if doc_stride is None:
-        return min(128, most)
-    if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 <= doc_stride <= most:
-        raise ConfigError(
-            f"doc_stride {doc_stride!r}: must be an integer in [0, {most}] for max_length {max_length} (at most half "
-            "of it, so that each window has room for the question and new context; 128 is usual for 384)"
-        )
-    return doc_stride
+def _token_ids(ids: object) -> bool:
+    """Whether ``ids`` is a non-empty 1-D run of integer token ids (a list, a numpy array or a CPU tensor)."""
+    if ids is None or isinstance(ids, (str, bytes)):
+        return False
+    try:
+        values = np.asarray(ids)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return values.ndim == 1 and values.size > 0 and values.dtype.kind in "iu"
 
 
 def _files(folder: Path) -> list[str]:

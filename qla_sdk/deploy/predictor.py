@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qla_sdk.deploy.artifact import Manifest, qa_doc_stride, read_manifest
+from qla_sdk.data import qa_doc_stride
+from qla_sdk.deploy.artifact import Manifest, read_manifest
 from qla_sdk.errors import CheckpointError, ConfigError
 
 # Bounds of one predict() call, so a single request cannot exhaust memory or hold the model for minutes.
