@@ -12,6 +12,7 @@ import functools
 import shutil
 from pathlib import Path
 
+from qla_sdk.recipe.clock import CLOCK
 from qla_sdk.recipe.common import folder_bytes, model_labels
 from qla_sdk.recipe.config import RecipeConfig
 
@@ -210,7 +211,7 @@ class RecipeStages:
             # drop counts from it, whatever the distilled or length-adaptive model's own full length scores.
             reference_model=earlier["teacher"]["model"] if s.max_metric_drop is not None else None,
         )
-        report = run_search(job)
+        report = run_search(job, own_files=(CLOCK,))  # the stage's clock sits beside the search's files
         best = report["best"]
         model = from_pretrained(model_dir, task=self.recipe.task).eval()
         # confirm scored the kept gene on every dev example already; without it, score the written model here

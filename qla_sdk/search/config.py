@@ -4,10 +4,13 @@ flags of ``qla search`` and the recipe's ``search`` section are generated from i
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from qla_sdk.config import from_dict
 from qla_sdk.errors import ConfigError
 from qla_sdk.options import option
 from qla_sdk.quantize.config import INFERENCE_PRECISIONS
@@ -15,6 +18,9 @@ from qla_sdk.search.cost import LATENCY_BACKENDS
 from qla_sdk.search.evolution import EvolutionConfig
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+COSTS = ("macs", "latency")
+_BUDGETS = ("max_macs", "min_macs", "max_latency_ms", "min_latency_ms")
+_BOOLS = ("ratio", "confirm", "measure_latency", "latency_int8")
 
 
 @dataclass
@@ -72,9 +78,38 @@ class SearchConfig:
     latency_warmup: int = option(5, "untimed runs before them (default %(default)s)")
 
     def __post_init__(self) -> None:
-        for name in ("max_macs", "min_macs", "max_latency_ms", "min_latency_ms"):
+        if isinstance(self.evolution, dict):  # Python callers may pass the evolution's options as a mapping
+            self.evolution = from_dict(EvolutionConfig, self.evolution, where="evolution")
+        elif not isinstance(self.evolution, EvolutionConfig):
+            raise ConfigError(
+                f"evolution={self.evolution!r}: give an EvolutionConfig or a dict of its options, e.g. "
+                "{'iterations': 10}"
+            )
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be True or False")
+        for name, low in (("ratio_steps", 1), ("batch_size", 1), ("latency_runs", 1), ("latency_batch_size", 1)):
+            setattr(self, name, _integer(name, getattr(self, name), low))
+        self.latency_warmup = _integer("latency_warmup", self.latency_warmup, 0)
+        self.subset_seed = _integer("subset_seed", self.subset_seed, None)
+        for name, tail in (
+            ("subset", " dev examples, or null for all"),
+            ("latency_seq_len", ", or null for the search's length"),
+            ("threads", ", or null for torch's default"),
+        ):
+            if getattr(self, name) is not None:
+                setattr(self, name, _integer(name, getattr(self, name), 1, tail))
+        if self.metric is not None and not isinstance(self.metric, str):  # which names: the task decides (job.py)
+            raise ConfigError(f"metric={self.metric!r}: give a metric name such as accuracy or f1, or null")
+        if self.cost is not None and self.cost not in COSTS:
+            raise ConfigError(
+                f"cost={self.cost!r} is unknown; choose one of {', '.join(COSTS)} (--cost), or leave it unset"
+            )
+        for name in _BUDGETS:
             value = getattr(self, name)
             if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+                    raise ConfigError(f"{name}={value!r}: give a number or text such as 1.2G or 55%")
                 setattr(self, name, str(value))
                 parse_amount(str(value), 1.0, "ms" if "latency" in name else "MACs")
         macs = self.max_macs is not None or self.min_macs is not None
@@ -83,21 +118,18 @@ class SearchConfig:
             raise ConfigError("give a MACs budget or a latency budget, not both: the front has one cost axis")
         if (self.cost == "macs" and latency) or (self.cost == "latency" and macs):
             raise ConfigError(f"cost={self.cost!r} does not match the budget given; drop one of them")
-        if self.max_metric_drop is not None and not self.max_metric_drop >= 0:
-            raise ConfigError(f"max_metric_drop={self.max_metric_drop}: must be >= 0 metric points, or null")
+        drop = self.max_metric_drop
+        if drop is not None:
+            if isinstance(drop, bool) or not isinstance(drop, numbers.Real) or math.isnan(drop):
+                raise ConfigError(f"max_metric_drop={drop!r}: must be a number of metric points >= 0, or null")
+            if not 0 <= drop < math.inf:
+                raise ConfigError(f"max_metric_drop={drop!r}: must be >= 0 metric points and finite, or null")
+            self.max_metric_drop = float(drop)
         if self.confirm and self.max_metric_drop is None:
-            raise ConfigError("confirm re-checks a metric drop on every dev example: give max_metric_drop too")
-        if self.subset is not None and self.subset < 1:
-            raise ConfigError(f"subset={self.subset}: give a number of dev examples >= 1, or null for all")
-        for name in ("ratio_steps", "batch_size", "latency_runs", "latency_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
-        if self.latency_warmup < 0:
-            raise ConfigError(f"latency_warmup={self.latency_warmup}: must be >= 0")
-        if self.latency_seq_len is not None and self.latency_seq_len < 1:
-            raise ConfigError(f"latency_seq_len={self.latency_seq_len}: must be >= 1, or null for the search's length")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads={self.threads}: must be >= 1, or null for torch's default")
+            raise ConfigError(
+                "confirm (--confirm) re-checks a metric drop on every dev example: give max_metric_drop too "
+                "(--max-metric-drop)"
+            )
         if self.latency_backend not in LATENCY_BACKENDS:
             choose = ", ".join(LATENCY_BACKENDS)
             raise ConfigError(f"latency backend {self.latency_backend!r} is not supported; choose one of {choose}")
@@ -107,12 +139,12 @@ class SearchConfig:
         if self.latency_precision != "f32" and self.latency_backend != "openvino":
             raise ConfigError(
                 f"latency_precision {self.latency_precision!r} applies to latency_backend openvino only "
-                f"({self.latency_backend} times fp32 graphs)"
+                f"({self.latency_backend} times fp32 graphs): set latency_backend (--latency-backend) openvino"
             )
         if self.latency_int8 and self.latency_backend != "openvino":
             raise ConfigError(
                 f"latency_int8 applies to latency_backend openvino only ({self.latency_backend} times fp32 graphs): "
-                "set latency_backend: openvino, or drop latency_int8"
+                "set latency_backend (--latency-backend) openvino, or drop latency_int8 (--latency-int8)"
             )
 
     @property
@@ -124,13 +156,27 @@ class SearchConfig:
 
 
 def parse_amount(text: str | None, full: float, unit: str) -> float | None:
-    """``"1.2G"`` -> 1.2e9, ``"55%"`` -> 0.55 * full, ``"8"`` -> 8.0."""
+    """``"1.2G"`` -> 1.2e9, ``"55%"`` -> 0.55 * full, ``"8"`` -> 8.0; a budget must be > 0."""
     if text is None:
         return None
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT%]?)\s*", str(text))
+    match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT%]?)\s*", str(text))
     if not match:
         raise ConfigError(f"budget {text!r} ({unit}) is not a number: write e.g. 1.2G, 900M, 8.5 or 55%")
     value, suffix = float(match.group(1)), match.group(2).lower()
+    if not math.isfinite(value):
+        raise ConfigError(f"budget {text!r} ({unit}) is too large: write e.g. 1.2G, 900M, 8.5 or 55%")
+    if value <= 0:
+        raise ConfigError(f"budget {text!r} ({unit}) must be > 0: write e.g. 1.2G, 900M, 8.5 or 55%")
     if suffix == "%":
         return value / 100.0 * full
     return value * _SUFFIXES.get(suffix, 1.0)
+
+
+def _integer(name: str, value: object, low: int | None, tail: str = "") -> int:
+    """``value`` as an int (numpy integers too); refused unless an integer (not a bool) >= ``low``."""
+    bound = "" if low is None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}={value!r}: must be an integer {bound}".rstrip() + tail)
+    if low is not None and value < low:
+        raise ConfigError(f"{name}={value!r}: must be {bound}{tail}")
+    return int(value)

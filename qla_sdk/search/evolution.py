@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import random
 import sys
 import time
@@ -62,29 +63,39 @@ class EvolutionConfig:
     seed: int = option(0, "seed of the evolution (default %(default)s)")
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "mutations", "crossovers", "num_constant_rate"):
+        def integer(name: str, low: int | None) -> None:  # numpy integers are stored as int; a bool is refused
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name}={value!r}: must be an integer >= 0")
-        if not 0.0 < self.mutation_prob <= 1.0:
-            raise ConfigError(f"mutation_prob={self.mutation_prob}: must lie in (0, 1], e.g. 0.5")
-        if self.length_drop_bound is not None and not 0.0 < self.length_drop_bound < 1.0:
-            raise ConfigError(
-                f"length_drop_bound={self.length_drop_bound}: must lie in (0, 1); use the drop rate the model was "
-                "trained with (LAT's default 0.2)"
-            )
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (low is not None and value < low):
+                bound = "" if low is None else f" >= {low}"
+                raise ConfigError(f"{name}={value!r}: must be an integer{bound}")
+            object.__setattr__(self, name, int(value))
+
+        def number(value: object) -> bool:
+            return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+        for name in ("iterations", "mutations", "crossovers", "num_constant_rate"):
+            integer(name, 0)
+        integer("min_length", 1)
+        integer("seed", None)
+        if not number(self.mutation_prob) or not 0.0 < self.mutation_prob <= 1.0:
+            raise ConfigError(f"mutation_prob={self.mutation_prob!r}: must lie in (0, 1], e.g. 0.5")
+        object.__setattr__(self, "mutation_prob", float(self.mutation_prob))
+        bound = self.length_drop_bound
+        if bound is not None:
+            if not number(bound) or not 0.0 < bound < 1.0:
+                raise ConfigError(
+                    f"length_drop_bound={bound!r}: must lie in (0, 1); use the drop rate the model was trained with "
+                    "(LAT's default 0.2)"
+                )
+            object.__setattr__(self, "length_drop_bound", float(bound))
         rates = self.late_drop_rates
         if (rates is not None and not isinstance(rates, (list, tuple))) or any(
-            isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 < r < 1.0 for r in rates or ()
+            not number(r) or not 0.0 < r < 1.0 for r in rates or ()
         ):
             raise ConfigError(
                 f"late_drop_rates={rates!r}: must be a list of drop rates in (0, 1), e.g. [0.3, 0.5, 0.7]"
             )
         object.__setattr__(self, "late_drop_rates", tuple(float(r) for r in rates) if rates else None)
-        if not isinstance(self.min_length, int) or self.min_length < 1:
-            raise ConfigError(f"min_length={self.min_length!r}: must be an integer >= 1")
-        if not isinstance(self.seed, int):
-            raise ConfigError(f"seed={self.seed!r}: must be an integer")
 
 
 @dataclass(frozen=True)
@@ -252,6 +263,9 @@ class _Search:
             raise ConfigError(f"search state {self.state_path} has version {state.get('version')}; delete it")
         saved, current = state["search"], json.loads(json.dumps(self.identity()))
         saved = {**saved, "budget": _band(saved.get("budget", {}))}  # states written before the band-only identity
+        if isinstance(saved.get("context"), dict) and isinstance(current.get("context"), dict):
+            for key in (set(current["context"]) - set(saved["context"])) & {"data_digest"}:
+                current["context"].pop(key)  # states written before the data was compared
         if saved != current:
             diff = _diff(saved, current)
             raise ConfigError(

@@ -46,7 +46,9 @@ class SearchJob:
         default="cpu", metadata={"help": "where the dev set is scored (e.g. cuda); latency is timed on CPU"}
     )
     seq_len: int | None = field(default=None, metadata={"help": "padded input length (default 128; 384 for QA)"})
-    doc_stride: int = field(default=128, metadata={"help": "QA window overlap (default %(default)s)"})
+    doc_stride: int | None = field(
+        default=None, metadata={"help": "QA window overlap (default 128, at most half of --seq-len), as qla export"}
+    )
     resume: bool = field(default=False, metadata={"help": "continue the search saved in --output"})
     write_to: str | Path | None = field(
         default=None, metadata={"help": "also save a copy of the model running the best gene here"}
@@ -68,7 +70,7 @@ class SearchJob:
                 setattr(self, name, str(value))
         if self.seq_len is not None and self.seq_len < 8:
             raise ConfigError(f"seq_len={self.seq_len}: must be >= 8 tokens, or omitted for the task's default")
-        if self.doc_stride < 1:
+        if self.doc_stride is not None and (isinstance(self.doc_stride, bool) or self.doc_stride < 1):
             raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 1 token (default 128)")
         if self.reference_model is not None and self.config.max_metric_drop is None:
             raise ConfigError(
@@ -77,8 +79,10 @@ class SearchJob:
             )
 
 
-def run_search(args: SearchJob) -> dict:
-    """Run the search; return the report written to front.json (plus every scored gene)."""
+def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
+    """Run the search; return the report written to front.json (plus every scored gene). ``own_files``: names in
+    ``args.output`` that the caller wrote and that the search may sit beside (the recipe's stage clock); anything
+    else there, but an earlier search, is refused."""
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.modeling.checkpoint import read_qla_metadata
     from qla_sdk.search import Budget, GeneSpace, evolve
@@ -90,8 +94,9 @@ def run_search(args: SearchJob) -> dict:
         raise ConfigError(
             f"{output} holds a search already ({STATE_FILE}): pass --resume to continue it, or choose another --output"
         )
+    _check_output_holds_only_a_search(output, own_files)
     cost_kind = _cost_kind(args)
-    write_to = _check_write_to(args.write_to, args.model)
+    write_to = _check_write_to(args.write_to, args.model, output)
 
     model = from_pretrained(args.model, task=args.task).eval()
     task = model.task
@@ -111,6 +116,12 @@ def run_search(args: SearchJob) -> dict:
     if bound is None:
         bound = float((lat or {}).get("length_drop_prob") or 0.2)
     seq_len = args.seq_len or (384 if task == "question-answering" else 128)
+    if task == "question-answering":
+        # the windows the artifact will serve (qla export applies the same rule), so genes are scored on them
+        from qla_sdk.data import load_tokenizer, qa_doc_stride
+
+        stride = qa_doc_stride(seq_len, load_tokenizer(args.tokenizer or args.model), args.doc_stride)
+        args = dataclasses.replace(args, doc_stride=stride)
     data = _load_eval_data(args, model, task, seq_len)
     space = GeneSpace(
         model.num_layers, args.config.ratio_steps if args.config.ratio else seq_len, ratio=args.config.ratio
@@ -155,7 +166,7 @@ def run_search(args: SearchJob) -> dict:
         budget=budget,
         resume=args.resume,
         progress=not args.no_progress,
-        context=_context(args, task, metric, seq_len, cost_kind, latency_settings),
+        context={**_context(args, task, metric, seq_len, cost_kind, latency_settings), "data_digest": _digest(data)},
     )
     timed = args.config.measure_latency or cost_kind == "latency"
     confirmed = {}
@@ -199,7 +210,21 @@ def _cost_kind(args: SearchJob) -> str:
     return args.config.cost_kind
 
 
-def _check_write_to(write_to: str | None, model: str) -> Path | None:
+def _check_output_holds_only_a_search(output: Path, own_files: tuple[str, ...]) -> None:
+    """The search writes front.json, best.json, ... into ``output``: a folder holding anything but an earlier
+    search (its state) is refused, so that a user's files there are never overwritten."""
+    if not output.is_dir() or (output / STATE_FILE).exists():
+        return
+    others = sorted(p.name for p in output.iterdir() if p.name not in (LATENCY_FILE, *own_files))
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise ConfigError(
+            f"--output {output} holds files that no search wrote ({shown}): the search would overwrite its own "
+            "names there. Give a new or empty folder"
+        )
+
+
+def _check_write_to(write_to: str | None, model: str, output: Path) -> Path | None:
     if write_to is None:
         return None
     target = Path(write_to)
@@ -207,6 +232,11 @@ def _check_write_to(write_to: str | None, model: str) -> Path | None:
         raise ConfigError(
             f"--write-to {write_to} is the input model: the search never modifies a model in place; "
             "give a new folder for the copy"
+        )
+    if target.resolve() == output.resolve():
+        raise ConfigError(
+            f"--write-to {write_to} is the --output folder, which holds the search's own files: give the copy its "
+            f"own folder, e.g. {output / 'model'}"
         )
     _check_folder(target, "--write-to")
     if target.is_dir() and any(target.iterdir()):
@@ -438,6 +468,19 @@ def _context(args: SearchJob, task: str, metric: str, seq_len: int, cost_kind: s
     }
 
 
+def _digest(data: dict) -> str:
+    """The scored rows' tokens and labels (for QA also the questions and their answers): a resumed search on
+    edited data, or with another tokenizer, would mix scores of two dev sets."""
+    import hashlib
+
+    from qla_sdk.data.rows import rows_digest
+
+    digest = hashlib.sha256(rows_digest(data["features"]).encode())
+    for example in data["examples"] or ():
+        digest.update(json.dumps([example.id, example.question, example.context, example.answers]).encode())
+    return digest.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------------------------------- outputs
 
 
@@ -503,6 +546,20 @@ def _csv(rows: list[dict], columns: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
+def _confirmed_summary(report: dict) -> dict | None:
+    """The best gene's metric on every dev row, where ``--confirm`` scored it (else None)."""
+    confirmed = report.get("confirmed")
+    if not confirmed:
+        return None
+    kept = confirmed["kept"]
+    return {
+        "dev_rows": confirmed["dev_rows"],
+        "metric": kept["metric"],
+        "scores": kept.get("scores"),
+        "floor": confirmed["floor"],
+    }
+
+
 def _write_outputs(output: Path, report: dict, space, metric: str) -> None:
     from qla_sdk.io import write_bytes_atomic, write_json_atomic
     from qla_sdk.search.plot import plot_search
@@ -521,6 +578,9 @@ def _write_outputs(output: Path, report: dict, space, metric: str) -> None:
             "full": report["full"],
             "budget": report["budget"],
             "metric": metric,
+            # the metrics above are on the rows the genes were scored on; --confirm scores the best on every row
+            "dev_rows": report["dev_rows"],
+            "confirmed": _confirmed_summary(report),
             "genes": report["genes"],
             "seq_len": report["seq_len"],
         },
@@ -582,10 +642,15 @@ def _write_model(target: Path, args: SearchJob, model, report: dict, space) -> N
     model.length_config = space.length_config(tuple(best["gene"]))
     meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
     extra = {k: v for k, v in meta.items() if k not in ("task", "labels", "length_config")}
+    confirmed = _confirmed_summary(report)
     extra["search"] = {
         "source": str(args.model),
         "metric": report["metric"],
-        "value": best["metric"],
+        # on every dev row where --confirm scored it, else on the rows the search scored (dev_rows)
+        "value": confirmed["metric"] if confirmed else best["metric"],
+        "dev_rows": confirmed["dev_rows"] if confirmed else report["dev_rows"],
+        "subset_value": best["metric"],
+        "subset_dev_rows": report["dev_rows"],
         "full_value": report["full"]["metric"],
         "reference": report.get("reference"),
         "macs": best["macs"],

@@ -224,6 +224,13 @@ def test_confirm_rescores_the_chosen_gene_on_every_dev_example(sst, tmp_path):
     # every metric of the kept gene, as the written copy scores on every dev example (a recipe reuses them)
     written = from_pretrained(copy).length_config
     assert confirmed["kept"]["scores"]["accuracy"] == pytest.approx(padded_accuracy(sst, written))
+    # best.json and the copy's record say which rows each figure is on: the subset's 5, and all 10 when confirmed
+    best = json.loads((tmp_path / "out" / "best.json").read_text())
+    assert best["dev_rows"] == 5 and best["confirmed"]["dev_rows"] == 10
+    assert best["confirmed"]["metric"] == confirmed["kept"]["metric"]
+    record = json.loads((copy / "qla.json").read_text())["search"]
+    assert (record["value"], record["dev_rows"]) == (confirmed["kept"]["metric"], 10)
+    assert (record["subset_value"], record["subset_dev_rows"]) == (front["best"]["metric"], 5)
 
 
 def test_confirm_steps_up_the_front_until_a_gene_keeps_the_floor(sst, tmp_path, monkeypatch):
@@ -306,15 +313,34 @@ def test_outputs_that_are_files_are_refused_before_the_search(sst, tmp_path, cap
 
     monkeypatch.setattr(qla_sdk.modeling, "from_pretrained", no_loading)
     (tmp_path / "a-file").write_text("kept")
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "best.json").write_text("the user's")
     cases = [
         ((tmp_path / "a-file",), "--output {} is a file: give a folder"),
         ((tmp_path / "a-file" / "out",), "lies under"),
         ((tmp_path / "out", "--write-to", str(tmp_path / "a-file")), "--write-to {} is a file: give a folder"),
+        ((users,), f"--output {users} holds files that no search wrote (best.json)"),
+        ((tmp_path / "out", "--write-to", str(tmp_path / "out")), "is the --output folder"),
     ]
     for args, message in cases:
         assert search(sst, *args) == 2
         assert message.format(tmp_path / "a-file") in capsys.readouterr().err
     assert (tmp_path / "a-file").read_text() == "kept" and not (tmp_path / "out").exists()
+    assert (users / "best.json").read_text() == "the user's"
+
+
+def test_a_resumed_search_on_edited_data_is_refused(sst, tmp_path, capsys):
+    """The data file keeps its name; its labels change: the saved scores are of another dev set."""
+    data = tmp_path / "dev.tsv"
+    data.write_text(sst["data"].read_text())
+    edited = {**sst, "data": data}
+    assert search(edited, tmp_path / "out", "--iterations", "1") == 0
+    header, *rows = data.read_text().splitlines()
+    flipped = [f"{text}\t{1 - int(label)}" for text, label in (row.rsplit("\t", 1) for row in rows)]
+    data.write_text("\n".join([header, *flipped]) + "\n")
+    assert search(edited, tmp_path / "out", "--resume") == 2
+    assert "data_digest" in capsys.readouterr().err
 
 
 def test_model_without_length_adaptive_training_warns(sst, tmp_path):
@@ -340,3 +366,9 @@ def test_question_answering_search_scores_f1(tiny_checkpoint, tmp_path):
     assert main([*argv, "--output", str(output), "--seq-len", "48", "--doc-stride", "16", *FAST]) == 0
     doc = json.loads((output / "front.json").read_text())
     assert doc["metric"] == "f1" and all(0 <= r["metric"] <= 100 for r in doc["front"])
+
+    # windows as qla export cuts them: the default stride fits the length, a stride above half of it is refused
+    assert main([*argv, "--output", str(tmp_path / "qa2"), "--seq-len", "48", *FAST, "--iterations", "0"]) == 0
+    state = json.loads((tmp_path / "qa2" / "search_state.json").read_text())
+    assert state["search"]["context"]["doc_stride"] == 24
+    assert main([*argv, "--output", str(tmp_path / "qa3"), "--seq-len", "48", "--doc-stride", "30", *FAST]) == 2
