@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qla_sdk.errors import ConfigError
@@ -56,10 +58,17 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend {self.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
-        if self.calibration_samples < 1:
-            raise ConfigError(f"calibration_samples {self.calibration_samples}: must be >= 1 (100-300 is typical)")
-        if not 0.0 <= self.tolerance < 1.0:
-            raise ConfigError(f"tolerance {self.tolerance}: a relative drop in [0, 1), e.g. 0.01 for 1%")
+        self.calibration_samples = _integer("calibration_samples", self.calibration_samples, 1, "100-300 is typical")
+        self.max_trials = _integer("max_trials", self.max_trials, 1)
+        tolerance = self.tolerance
+        if not _is_number(tolerance) or not 0.0 <= tolerance < 1.0:
+            raise ConfigError(f"tolerance {tolerance!r}: a relative drop in [0, 1), e.g. 0.01 for 1%")
+        self.tolerance = float(tolerance)
+        if not isinstance(self.quantize_embeddings, bool):
+            raise ConfigError(
+                f"quantize_embeddings {self.quantize_embeddings!r}: must be True or False (the CLI's "
+                "--no-int8-embeddings sets False)"
+            )
         if self.tolerance_from not in TOLERANCE_FROM:
             raise ConfigError(
                 f"tolerance_from {self.tolerance_from!r}: choose one of {', '.join(TOLERANCE_FROM)} (reference: the "
@@ -72,7 +81,8 @@ class QuantConfig:
         if self.keep == "best" and self.backend != "openvino":
             raise ConfigError(
                 f"keep 'best' is implemented for the openvino backend only ({self.backend} tunes with INC, which "
-                "stops at the first config within tolerance): use keep 'first' or backend openvino"
+                "stops at the first config within tolerance): use keep 'first' or backend openvino "
+                "(--keep first or --backend openvino)"
             )
         if self.inference_precision not in INFERENCE_PRECISIONS:
             raise ConfigError(
@@ -84,12 +94,8 @@ class QuantConfig:
                 f"({self.backend} runs its floating-point operations in fp32): use backend openvino, or "
                 "backend bf16 for a bf16 model without int8"
             )
-        if self.max_trials < 1:
-            raise ConfigError(f"max_trials {self.max_trials}: must be >= 1")
         if self.seq_lens is not None:
-            self.seq_lens = tuple(sorted({int(n) for n in self.seq_lens}))
-            if not self.seq_lens or self.seq_lens[0] < 2:
-                raise ConfigError(f"seq_lens {self.seq_lens}: give lengths >= 2, e.g. 128,384")
+            self.seq_lens = _seq_lens(self.seq_lens)
 
     @property
     def is_int8(self) -> bool:
@@ -101,3 +107,27 @@ def default_seq_lens(max_length: int, ratio_config: bool) -> tuple[int, ...]:
     if not ratio_config:
         return (max_length,)
     return tuple(sorted({*range(RATIO_BUCKET_STEP, max_length, RATIO_BUCKET_STEP), max_length}))
+
+
+def _is_number(value: object) -> bool:
+    """A real number (numpy's too) that is not a bool: True would read as 1."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _integer(name: str, value: object, low: int, hint: str = "") -> int:
+    """``value`` as an int (numpy integers too), refused unless an integer >= ``low`` (a bool is no integer)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name} {value!r}: must be an integer >= {low}" + (f" ({hint})" if hint else ""))
+    return int(value)
+
+
+def _seq_lens(value: object) -> tuple[int, ...]:
+    """Graph lengths, sorted and unique. Text such as ``"128,384"`` is the CLI's spelling (``--seq-lens``, which
+    the command parses): refused here, as in a recipe, rather than read character by character."""
+    example = "give integers >= 2, e.g. (128, 384)"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError(f"seq_lens {value!r}: not a list of lengths; {example}")
+    lengths = list(value)
+    if not lengths or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2 for n in lengths):
+        raise ConfigError(f"seq_lens {value!r}: {example}")
+    return tuple(sorted({int(n) for n in lengths}))
