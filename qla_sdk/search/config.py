@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from qla_sdk.config import from_dict
@@ -21,6 +21,15 @@ _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 COSTS = ("macs", "latency")
 _BUDGETS = ("max_macs", "min_macs", "max_latency_ms", "min_latency_ms")
 _BOOLS = ("ratio", "confirm", "measure_latency", "latency_int8")
+_LATENCY_OPTIONS = (
+    "latency_backend",
+    "latency_precision",
+    "latency_int8",
+    "latency_batch_size",
+    "latency_seq_len",
+    "latency_runs",
+    "latency_warmup",
+)
 
 
 @dataclass
@@ -145,6 +154,21 @@ class SearchConfig:
             raise ConfigError(
                 f"latency_int8 applies to latency_backend openvino only ({self.latency_backend} times fp32 graphs): "
                 "set latency_backend (--latency-backend) openvino, or drop latency_int8 (--latency-int8)"
+            )
+        self._check_latency_options_are_used()
+
+    def _check_latency_options_are_used(self) -> None:
+        """Timing options change nothing unless genes are timed (a latency budget or cost, or measure_latency):
+        refused then, rather than ignored."""
+        if self.cost_kind == "latency" or self.measure_latency:
+            return
+        defaults = {f.name: f.default for f in fields(self) if f.name in _LATENCY_OPTIONS}
+        given = [name for name in _LATENCY_OPTIONS if getattr(self, name) != defaults[name]]
+        if given:
+            flags = ", ".join(f"{name} (--{name.replace('_', '-')})" for name in given)
+            raise ConfigError(
+                f"{flags} set how genes are timed, and this search times none: add measure_latency "
+                "(--measure-latency) or a latency budget (--max-latency-ms), or drop them"
             )
 
     @property

@@ -43,11 +43,19 @@ from qla_sdk.search.evolution import EvolutionConfig
         ({"max_latency_ms": [8]}, r"max_latency_ms=\[8\]: give a number or text"),
         ({"confirm": True}, r"give max_metric_drop too \(--max-metric-drop\)"),
         ({"latency_int8": True}, r"set latency_backend \(--latency-backend\) openvino, or drop latency_int8"),
+        ({"latency_backend": "openvino"}, r"latency_backend \(--latency-backend\) set how genes are timed, and this"),
+        ({"latency_runs": 3, "max_macs": "55%"}, r"latency_runs \(--latency-runs\) set how .*\(--measure-latency\)"),
     ],
 )
 def test_bad_search_values_are_named(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SearchConfig(**kwargs)
+
+
+@pytest.mark.parametrize("timed", [{"measure_latency": True}, {"max_latency_ms": "8"}, {"cost": "latency"}])
+def test_timing_options_apply_where_genes_are_timed(timed):
+    config = SearchConfig(latency_backend="openvino", latency_runs=3, latency_warmup=1, **timed)
+    assert (config.latency_backend, config.latency_runs) == ("openvino", 3)
 
 
 def test_evolution_may_be_given_as_a_dict():
