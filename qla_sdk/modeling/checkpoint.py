@@ -24,8 +24,18 @@ SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 QLA_FILE = "qla.json"
 #: What an existing folder must hold for ``save_pretrained`` to replace it (``io.atomic_dir``): a checkpoint.
 CHECKPOINT_MARKERS = ("config.json", "model.safetensors")
-# Weight files of any framework and sharded-weight indexes: a re-saved model writes its own model.safetensors.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".index.json", ".ckpt")
+# A tokenizer's files: a model saved back into its own folder keeps them (save_pretrained without tokenizer=).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 # (Hugging Face name, our name); {i} is a layer index, {p} weight or bias.
 _ENCODER_NAMES = [
@@ -266,24 +276,31 @@ def _task_from_architectures(config) -> str:
 def save_pretrained(model: TaskModel, path: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
     """Write config.json, model.safetensors (transformers layout), tokenizer files and qla.json, atomically.
 
-    Saved back into the folder the model was loaded from, the folder's other files (its tokenizer, without
-    ``tokenizer``) and qla.json records (e.g. ``length_adaptive``, ``search``) are kept: that is an update of the
-    model, which should not cost the folder its tokenizer or its history."""
+    Saved back into the folder the model was loaded from, the folder keeps its tokenizer files (without
+    ``tokenizer``) and its qla.json records (e.g. ``length_adaptive``; a ``search`` record only while the length
+    config is the one it chose): that is an update of the model, which should not cost the folder its tokenizer or
+    its history. Anything else there, which the new folder would not hold, is refused (``CheckpointError``)."""
     config = model.config
     source = getattr(model, "source_folder", None)
     kept_files: list[Path] = []
     kept_meta: dict = {}
     if source is not None and Path(path).resolve() == source and source.is_dir():
-        kept_meta = {k: v for k, v in read_qla_metadata(source).items() if k not in ("task", "labels", "length_config")}
-        written = {*CHECKPOINT_MARKERS, QLA_FILE}
-        kept_files = [
-            f
-            for f in sorted(source.iterdir())
-            if f.is_file() and f.name not in written and not f.name.endswith(_WEIGHT_SUFFIXES)
-        ]
+        old = read_qla_metadata(source)
+        kept_meta = {k: v for k, v in old.items() if k not in ("task", "labels", "length_config")}
+        if old.get("length_config") != (model.length_config.to_dict() if model.length_config else None):
+            kept_meta.pop("search", None)  # it describes the config it chose, which this save replaces
+        names = TOKENIZER_FILES if tokenizer is None else ()
+        kept_files = [source / name for name in names if (source / name).exists()]
+        others = sorted(p.name for p in source.iterdir() if p.name not in {*CHECKPOINT_MARKERS, QLA_FILE, *names})
+        if others:
+            raise CheckpointError(
+                f"{path} is the folder this model was loaded from, and a save would replace it without "
+                f"{', '.join(others[:5])}{', ...' if len(others) > 5 else ''}: save to a new folder, or move those "
+                "out first"
+            )
     with atomic_dir(path, CHECKPOINT_MARKERS, "a checkpoint") as tmp:
         for file in kept_files:
-            shutil.copy2(file, tmp / file.name)
+            shutil.copy2(file, tmp / file.name, follow_symlinks=False)  # a cache's links stay links
         config.architectures = [_ARCHITECTURES[(config.model_type, model.task)]]
         config.save_pretrained(tmp)
         state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, config.model_type, model.task)

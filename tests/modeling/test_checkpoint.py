@@ -114,15 +114,31 @@ def test_saving_back_into_its_folder_keeps_the_tokenizer_and_the_history(tiny_ch
     folder = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint("bert", "question-answering")[0], folder)
     (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n")
-    (folder / "qla.json").write_text(json.dumps({"task": "question-answering", "length_adaptive": {"p": 0.2}}))
+    record = {"task": "question-answering", "length_adaptive": {"p": 0.2}, "search": {"value": 70.1}}
+    (folder / "qla.json").write_text(json.dumps(record))
     model = from_pretrained(folder)
     model.length_config = "10,6"
     save_pretrained(model, folder)
     meta = json.loads((folder / "qla.json").read_text())
     assert meta["length_adaptive"] == {"p": 0.2} and meta["length_config"]["lengths"] == [10, 6]
+    assert "search" not in meta  # it described the config it chose, which the save replaced
     assert (folder / "vocab.txt").read_text().startswith("[PAD]")
     assert from_pretrained(folder).length_config == LengthConfig((10, 6))
 
     save_pretrained(model, tmp_path / "elsewhere")  # a new folder gets what this save writes, nothing more
     assert "length_adaptive" not in json.loads((tmp_path / "elsewhere" / "qla.json").read_text())
     assert not (tmp_path / "elsewhere" / "vocab.txt").exists()
+
+
+def test_saving_back_refuses_to_drop_other_files(tiny_checkpoint, tmp_path):
+    """A folder with more than a checkpoint (a sentence-transformers layout, other weights) is not replaced."""
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint("bert", "question-answering")[0], folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "rust_model.ot").write_bytes(b"weights")
+    model = from_pretrained(folder, "question-answering")
+    with pytest.raises(CheckpointError, match=r"loaded from, and a save would replace it without 1_Pooling, rust_m"):
+        save_pretrained(model, folder)
+    assert (folder / "1_Pooling").is_dir() and (folder / "rust_model.ot").read_bytes() == b"weights"
