@@ -347,7 +347,8 @@ def _label_ids(
         if unknown:
             raise ConfigError(
                 f"{source}: labels {unknown[:10]} match none of the label names {names} (nor their ids "
-                f"0..{len(names) - 1}): pass the label_names this data uses"
+                f"0..{len(names) - 1}): pass the label_names this data uses (for a model: record its labels, in id "
+                "order, as 'labels' in its qla.json or as id2label in its config.json)"
             )
         return ids, names
     if all(i is not None for i in as_int):

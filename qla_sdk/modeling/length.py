@@ -208,4 +208,6 @@ def _reference(items: Sequence, reference_length: int | None) -> int | None:
     """A reference length applies to token counts only: a ratio config parsed with one ignores it."""
     if reference_length is None or any(isinstance(v, float) for v in items):
         return None
+    if isinstance(reference_length, numbers.Integral) and not isinstance(reference_length, bool):
+        return int(reference_length)  # numpy integers too
     return reference_length

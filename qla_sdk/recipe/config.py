@@ -147,6 +147,13 @@ class RecipeConfig:
                 f"search.metric={self.search.metric!r} is not a {self.task} metric; choose one of "
                 f"{', '.join(METRICS[self.task])}"
             )
+        if self.task == "question-answering" and self.data.doc_stride > self.max_length // 2:
+            # the search and the artifact cut windows with at most half the length (qa_doc_stride): refused here,
+            # not after hours of training
+            raise ConfigError(
+                f"data.doc_stride={self.data.doc_stride} is more than half of data.max_length ({self.max_length}): "
+                f"give a doc_stride of at most {self.max_length // 2}, or a longer max_length"
+            )
 
     @property
     def max_length(self) -> int:

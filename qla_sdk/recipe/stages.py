@@ -202,7 +202,7 @@ class RecipeStages:
             task=self.recipe.task,
             tokenizer=self.tokenizer_source,
             seq_len=self.recipe.max_length,
-            doc_stride=self.recipe.data.doc_stride,
+            doc_stride=self.recipe.data.doc_stride if self.recipe.task == "question-answering" else None,
             resume=resume and (folder / "search_state.json").exists(),
             write_to=model_dir,
             no_progress=not self.progress,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -29,6 +30,7 @@ _LATENCY_OPTIONS = (
     "latency_seq_len",
     "latency_runs",
     "latency_warmup",
+    "threads",
 )
 
 
@@ -120,7 +122,9 @@ class SearchConfig:
                 if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
                     raise ConfigError(f"{name}={value!r}: give a number or text such as 1.2G or 55%")
                 setattr(self, name, str(value))
-                parse_amount(str(value), 1.0, "ms" if "latency" in name else "MACs")
+                parse_amount(
+                    str(value), 1.0, "ms" if "latency" in name else "MACs", lower_bound=name.startswith("min_")
+                )
         macs = self.max_macs is not None or self.min_macs is not None
         latency = self.max_latency_ms is not None or self.min_latency_ms is not None
         if macs and latency:
@@ -158,17 +162,20 @@ class SearchConfig:
         self._check_latency_options_are_used()
 
     def _check_latency_options_are_used(self) -> None:
-        """Timing options change nothing unless genes are timed (a latency budget or cost, or measure_latency):
-        refused then, rather than ignored."""
+        """Timing options change nothing unless genes are timed (a latency budget or cost, or measure_latency): a
+        warning says so, rather than ignoring them without a word. Not an error: a recipe that sets them beside
+        measure_latency may turn measure_latency off alone (``--set search.measure_latency=false``)."""
         if self.cost_kind == "latency" or self.measure_latency:
             return
         defaults = {f.name: f.default for f in fields(self) if f.name in _LATENCY_OPTIONS}
         given = [name for name in _LATENCY_OPTIONS if getattr(self, name) != defaults[name]]
         if given:
             flags = ", ".join(f"{name} (--{name.replace('_', '-')})" for name in given)
-            raise ConfigError(
-                f"{flags} set how genes are timed, and this search times none: add measure_latency "
-                "(--measure-latency) or a latency budget (--max-latency-ms), or drop them"
+            warnings.warn(
+                f"{flags} set how genes are timed, and this search times none: they have no effect. Add "
+                "measure_latency (--measure-latency) or a latency budget (--max-latency-ms) to time genes",
+                UserWarning,
+                stacklevel=4,  # the caller of SearchConfig(...)
             )
 
     @property
@@ -179,8 +186,9 @@ class SearchConfig:
         return "latency" if self.max_latency_ms is not None or self.min_latency_ms is not None else "macs"
 
 
-def parse_amount(text: str | None, full: float, unit: str) -> float | None:
-    """``"1.2G"`` -> 1.2e9, ``"55%"`` -> 0.55 * full, ``"8"`` -> 8.0; a budget must be > 0."""
+def parse_amount(text: str | None, full: float, unit: str, lower_bound: bool = False) -> float | None:
+    """``"1.2G"`` -> 1.2e9, ``"55%"`` -> 0.55 * full, ``"8"`` -> 8.0; a budget must be > 0, the lower end of a band
+    (``lower_bound``) >= 0 (0: no lower end)."""
     if text is None:
         return None
     match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT%]?)\s*", str(text))
@@ -189,8 +197,9 @@ def parse_amount(text: str | None, full: float, unit: str) -> float | None:
     value, suffix = float(match.group(1)), match.group(2).lower()
     if not math.isfinite(value):
         raise ConfigError(f"budget {text!r} ({unit}) is too large: write e.g. 1.2G, 900M, 8.5 or 55%")
-    if value <= 0:
-        raise ConfigError(f"budget {text!r} ({unit}) must be > 0: write e.g. 1.2G, 900M, 8.5 or 55%")
+    if value < 0 or (value == 0 and not lower_bound):
+        least = ">= 0" if lower_bound else "> 0"
+        raise ConfigError(f"budget {text!r} ({unit}) must be {least}: write e.g. 1.2G, 900M, 8.5 or 55%")
     if suffix == "%":
         return value / 100.0 * full
     return value * _SUFFIXES.get(suffix, 1.0)

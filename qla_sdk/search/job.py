@@ -70,8 +70,8 @@ class SearchJob:
                 setattr(self, name, str(value))
         if self.seq_len is not None and self.seq_len < 8:
             raise ConfigError(f"seq_len={self.seq_len}: must be >= 8 tokens, or omitted for the task's default")
-        if self.doc_stride is not None and (isinstance(self.doc_stride, bool) or self.doc_stride < 1):
-            raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 1 token (default 128)")
+        if self.doc_stride is not None and (isinstance(self.doc_stride, bool) or self.doc_stride < 0):
+            raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 0 tokens (default 128)")
         if self.reference_model is not None and self.config.max_metric_drop is None:
             raise ConfigError(
                 f"reference_model={self.reference_model}: a reference only sets where max_metric_drop counts from; "
@@ -116,6 +116,11 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     if bound is None:
         bound = float((lat or {}).get("length_drop_prob") or 0.2)
     seq_len = args.seq_len or (384 if task == "question-answering" else 128)
+    if task != "question-answering" and args.doc_stride is not None:
+        raise ConfigError(
+            f"doc_stride={args.doc_stride}: {args.model} is a {task} model, and the stride only splits "
+            "question-answering contexts into windows: drop --doc-stride"
+        )
     if task == "question-answering":
         # the windows the artifact will serve (qla export applies the same rule), so genes are scored on them
         from qla_sdk.data import load_tokenizer, qa_doc_stride
@@ -135,7 +140,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     if cost_kind == "latency":
         budget = Budget(
             parse_amount(args.config.max_latency_ms, full_cost, "ms"),
-            parse_amount(args.config.min_latency_ms, full_cost, "ms"),
+            parse_amount(args.config.min_latency_ms, full_cost, "ms", lower_bound=True),
             unit="ms",
             max_metric_drop=args.config.max_metric_drop,
             reference_metric=reference,
@@ -143,7 +148,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     else:
         budget = Budget(
             parse_amount(args.config.max_macs, full_cost, "MACs"),
-            parse_amount(args.config.min_macs, full_cost, "MACs"),
+            parse_amount(args.config.min_macs, full_cost, "MACs", lower_bound=True),
             "MACs",
             max_metric_drop=args.config.max_metric_drop,
             reference_metric=reference,
@@ -215,13 +220,20 @@ def _check_output_holds_only_a_search(output: Path, own_files: tuple[str, ...]) 
     search (its state) is refused, so that a user's files there are never overwritten."""
     if not output.is_dir() or (output / STATE_FILE).exists():
         return
-    others = sorted(p.name for p in output.iterdir() if p.name not in (LATENCY_FILE, *own_files))
+    others = sorted(
+        p.name for p in output.iterdir() if p.name not in (LATENCY_FILE, *own_files) and not _write_leftover(p.name)
+    )
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise ConfigError(
             f"--output {output} holds files that no search wrote ({shown}): the search would overwrite its own "
             "names there. Give a new or empty folder"
         )
+
+
+def _write_leftover(name: str) -> bool:
+    """A temp file or folder of an atomic write that a kill left (``.front.json.x1y2.tmp``): not a user's file."""
+    return name.startswith(".") and name.endswith((".tmp", ".partial"))
 
 
 def _check_write_to(write_to: str | None, model: str, output: Path) -> Path | None:

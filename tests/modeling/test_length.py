@@ -20,6 +20,7 @@ def test_parse(text, expected):
         ("1,1,0.83,0.66,0.27,0.13", (1.0, 1.0, 0.83, 0.66, 0.27, 0.13)),  # a searched gene, as reports print it
         ([1, 0.5], (1.0, 0.5)),
         ((np.int64(269), np.int64(253)), (269, 253)),  # numpy scalars, as a search hands them over
+        ({"lengths": [np.int64(269)], "reference_length": np.int64(384)}, (269,)),
         ([np.float32(0.5), np.float64(0.25)], (0.5, 0.25)),
         ("none", None),
         (" None ", None),
@@ -32,6 +33,7 @@ def test_parse_whole_ratios_numpy_scalars_and_none(value, expected):
     else:
         assert parsed.lengths == expected
         assert all(type(v) is type(expected[0]) for v in parsed.lengths)
+        assert parsed.reference_length is None or type(parsed.reference_length) is int
 
 
 @pytest.mark.parametrize(

@@ -163,6 +163,11 @@ def test_a_stage_shows_a_bar_unless_the_run_or_its_train_section_turns_it_off(tm
 def test_data_values_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="recipe.yaml.data: doc_stride=0: must be >= 1"):
         load_recipe(_write(tmp_path, MINIMAL), ["data.doc_stride=0"])
+    # QA windows as the search and the artifact cut them: at most half the length, refused before any training
+    qa = ["task=question-answering", "data.max_length=200"]
+    with pytest.raises(ConfigError, match=r"data.doc_stride=128 is more than half of data.max_length \(200\)"):
+        load_recipe(_write(tmp_path, MINIMAL), qa)
+    assert load_recipe(_write(tmp_path, MINIMAL), [*qa, "data.doc_stride=100"]).data.doc_stride == 100
 
 
 @pytest.mark.parametrize(

@@ -330,6 +330,15 @@ def test_outputs_that_are_files_are_refused_before_the_search(sst, tmp_path, cap
     assert (users / "best.json").read_text() == "the user's"
 
 
+def test_a_killed_writes_leftover_is_no_users_file_and_a_classifier_takes_no_stride(sst, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".front.json.k1ll3d.tmp").write_text("{")  # what an atomic write killed halfway leaves
+    assert search(sst, out, "--iterations", "0") == 0
+    assert search(sst, tmp_path / "other", "--doc-stride", "64") == 2
+    assert "the stride only splits question-answering contexts" in capsys.readouterr().err
+
+
 def test_a_resumed_search_on_edited_data_is_refused(sst, tmp_path, capsys):
     """The data file keeps its name; its labels change: the saved scores are of another dev set."""
     data = tmp_path / "dev.tsv"
