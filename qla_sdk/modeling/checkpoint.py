@@ -289,9 +289,10 @@ def save_pretrained(model: TaskModel, path: str | Path, tokenizer=None, extra: d
         kept_meta = {k: v for k, v in old.items() if k not in ("task", "labels", "length_config")}
         if old.get("length_config") != (model.length_config.to_dict() if model.length_config else None):
             kept_meta.pop("search", None)  # it describes the config it chose, which this save replaces
-        names = TOKENIZER_FILES if tokenizer is None else ()
-        kept_files = [source / name for name in names if (source / name).exists()]
-        others = sorted(p.name for p in source.iterdir() if p.name not in {*CHECKPOINT_MARKERS, QLA_FILE, *names})
+        # the folder's tokenizer, unless a new one is given (whose files then replace it)
+        kept_files = [source / n for n in TOKENIZER_FILES if tokenizer is None and (source / n).exists()]
+        written = {*CHECKPOINT_MARKERS, QLA_FILE, *TOKENIZER_FILES}
+        others = sorted(p.name for p in source.iterdir() if p.name not in written)
         if others:
             raise CheckpointError(
                 f"{path} is the folder this model was loaded from, and a save would replace it without "

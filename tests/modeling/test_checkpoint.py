@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import padded_batch
 
+from qla_sdk.data import load_tokenizer
 from qla_sdk.errors import CheckpointError, ConfigError
 from qla_sdk.modeling import LengthConfig, from_pretrained, save_pretrained
 
@@ -124,6 +125,8 @@ def test_saving_back_into_its_folder_keeps_the_tokenizer_and_the_history(tiny_ch
     assert "search" not in meta  # it described the config it chose, which the save replaced
     assert (folder / "vocab.txt").read_text().startswith("[PAD]")
     assert from_pretrained(folder).length_config == LengthConfig((10, 6))
+    save_pretrained(from_pretrained(folder), folder, tokenizer=load_tokenizer(folder / "vocab.txt"))  # a new one
+    assert (folder / "tokenizer.json").is_file()
 
     save_pretrained(model, tmp_path / "elsewhere")  # a new folder gets what this save writes, nothing more
     assert "length_adaptive" not in json.loads((tmp_path / "elsewhere" / "qla.json").read_text())
