@@ -70,8 +70,8 @@ class SearchJob:
                 setattr(self, name, str(value))
         if self.seq_len is not None and self.seq_len < 8:
             raise ConfigError(f"seq_len={self.seq_len}: must be >= 8 tokens, or omitted for the task's default")
-        if self.doc_stride is not None and (isinstance(self.doc_stride, bool) or self.doc_stride < 0):
-            raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 0 tokens (default 128)")
+        if self.doc_stride is not None and (isinstance(self.doc_stride, bool) or self.doc_stride < 1):
+            raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 1 token (default 128)")
         if self.reference_model is not None and self.config.max_metric_drop is None:
             raise ConfigError(
                 f"reference_model={self.reference_model}: a reference only sets where max_metric_drop counts from; "
