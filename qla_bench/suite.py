@@ -39,6 +39,7 @@ from qla_bench.rows import (
 from qla_bench.runner import Job, MeasureSettings, run_build, run_measure
 from qla_bench.sources import check_checkpoint, layer_count, resolve_source
 from qla_sdk.errors import ConfigError
+from qla_sdk.io import file_in_the_way
 from qla_sdk.modeling.length import LengthConfig
 
 DEFAULT_OUT = Path("benchmarks/results/bench.json")
@@ -163,11 +164,9 @@ def check_output_file(out: Path) -> None:
     """Refuse an ``--out`` that cannot take the results file, before hours of rows rather than after them."""
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder: give the results file, e.g. {out / 'bench.json'}")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--out {out}: {parent} is a file, not a folder; choose another path")
-            break
+    parent = file_in_the_way(out.parent)
+    if parent is not None:
+        raise ConfigError(f"--out {out}: {parent} is a file, not a folder; choose another path")
 
 
 def load_accuracy(path: Path | None) -> dict[str, tuple[str, float]]:

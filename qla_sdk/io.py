@@ -74,6 +74,16 @@ def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
     return path
 
 
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The first existing path of ``path`` and the folders above it, when it is not a folder (a file that would
+    stop ``path`` being made a folder or written under), else None."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
 def check_replaceable(path: str | Path, markers: tuple[str, ...] = (), kind: str = "an earlier output") -> None:
     """Refuse (``OutputError``) an existing ``path`` that ``atomic_dir`` must not replace: a file, or a folder with
     content that does not hold every name of ``markers`` (what marks ``kind``; no markers: only an empty folder

@@ -259,12 +259,12 @@ def _check_write_to(write_to: str | None, model: str, output: Path) -> Path | No
 def _check_folder(folder: Path, flag: str) -> None:
     """A folder the search writes into: refused now if it, or a folder above it, is a file (after the search it
     would be too late)."""
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
-                what = "is a file" if path == folder else f"lies under {path}, which is a file"
-                raise ConfigError(f"{flag} {folder} {what}: give a folder")
-            return
+    from qla_sdk.io import file_in_the_way
+
+    path = file_in_the_way(folder)
+    if path is not None:
+        what = "is a file" if path == folder else f"lies under {path}, which is a file"
+        raise ConfigError(f"{flag} {folder} {what}: give a folder")
 
 
 # ------------------------------------------------------------------------------------------- data and fitness
