@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _classify(predictor, args: argparse.Namespace) -> list[dict]:
     """One record per --text, then one per line of --file (see the module docstring), predicted in chunks."""
-    from qla_sdk.deploy.predictor import _check_text
+    from qla_sdk.deploy.predictor import check_text
 
     records: list[dict] = []  # in input order; an empty line's record is complete already
     pending: list[tuple[int, str, str]] = []  # (its record, what names it in a message, the text)
@@ -94,7 +94,7 @@ def _classify(predictor, args: argparse.Namespace) -> list[dict]:
             raise ValueError(f"--file {args.file} has no text: write one text per line")
         raise ValueError("this artifact classifies texts: pass --text (repeatable) or --file")
     for _, name, text in pending:  # all checked before the first call, each named so that the user can find it
-        _check_text(text, name, predictor.max_chars)
+        check_text(text, name, predictor.max_chars)
     predicted: list[dict] = []
     for chunk in _chunks(pending, CHUNK, predictor.max_total_chars):
         with warnings.catch_warnings(record=True) as caught:

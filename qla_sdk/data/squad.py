@@ -292,12 +292,14 @@ def qa_doc_stride(max_length: int, tokenizer, doc_stride: int | None = None) -> 
     """The overlap of QA context windows an artifact is built, searched and served with: ``doc_stride``, by default
     128, at most half of ``max_length`` and what leaves each window room for a question and new context;
     ``ConfigError`` for a given value outside that."""
-    most = max(0, min(max_length // 2, max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2))
+    most = max(1, min(max_length // 2, max_length - tokenizer.num_special_tokens_to_add(pair=True) - 2))
     if doc_stride is None:
         return min(128, most)
-    if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 <= doc_stride <= most:
+    if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 1 <= doc_stride <= most:
+        # at least 1, as the recipe, training and qla search take it: one rule for the windows a model is trained,
+        # searched and served with
         raise ConfigError(
-            f"doc_stride {doc_stride!r}: must be an integer in [0, {most}] for max_length {max_length} (at most half "
+            f"doc_stride {doc_stride!r}: must be an integer in [1, {most}] for max_length {max_length} (at most half "
             "of it, so that each window has room for the question and new context; 128 is usual for 384)"
         )
     return doc_stride

@@ -146,8 +146,8 @@ class Predictor:
             raise ValueError("predict(question=[], context=[]): nothing to answer")
         self._check_count(len(questions), "question/context pairs")
         for i, (q, c) in enumerate(zip(questions, contexts, strict=True)):
-            _check_text(q, f"question #{i}", self.max_chars)
-            _check_text(c, f"context #{i}", self.max_chars)
+            check_text(q, f"question #{i}", self.max_chars)
+            check_text(c, f"context #{i}", self.max_chars)
         self._check_total(sum(len(q) + len(c) for q, c in zip(questions, contexts, strict=True)))
         examples = [QAExample(str(i), "", q, c) for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
         with self._tokenizer_lock:
@@ -226,7 +226,9 @@ def _pad(rows: list[dict], seq_len: int, pad_token_id: int):
     return ids, mask, types
 
 
-def _check_text(value, what: str, max_chars: int = MAX_CHARS) -> str:
+def check_text(value: object, what: str, max_chars: int = MAX_CHARS) -> str:
+    """``value`` if the Predictor takes it as a text, else ``TypeError`` / ``ValueError`` naming it as ``what``
+    (callers that read texts from files check them all before the first prediction)."""
     if value is None:
         raise TypeError(f"{what} is None; pass a string")
     if not isinstance(value, str):
@@ -249,8 +251,8 @@ def _check_text_item(item, index: int, max_chars: int = MAX_CHARS) -> tuple[str,
     if isinstance(item, tuple):
         if len(item) not in (1, 2):
             raise ValueError(f"text #{index} is a tuple of {len(item)}; give one text or a (text, text) pair")
-        return tuple(_check_text(t, f"text #{index}", max_chars) for t in item)
-    return (_check_text(item, f"text #{index}", max_chars),)
+        return tuple(check_text(t, f"text #{index}", max_chars) for t in item)
+    return (check_text(item, f"text #{index}", max_chars),)
 
 
 def load(
