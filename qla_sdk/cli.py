@@ -4,9 +4,12 @@ with ``register(subparsers)`` (adds its parser and sets ``func``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import logging
 import sys
+from collections.abc import Iterator
 
 from qla_sdk.errors import QlaError
 
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = args.func(args)
+        with _training_log_to_stderr(args.command):
+            result = args.func(args)
     except (QlaError, ValueError, TypeError, OSError) as exc:  # OSError: a path that is a folder, no permission
         print(f"qla {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -50,6 +54,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qla {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+@contextlib.contextmanager
+def _training_log_to_stderr(command: str) -> Iterator[None]:
+    """The training loop logs its loss records at INFO when no progress bar is shown (--no-progress, a recipe stage
+    with progress false), and where it resumed from: without a handler they would be dropped, and an hours-long run
+    would print nothing until it ends. A caller that configured logging keeps its own handlers."""
+    logger = logging.getLogger("qla_sdk.train")
+    if logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"qla {command}: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _after_interrupt(args: argparse.Namespace) -> str:

@@ -211,7 +211,8 @@ def train(
                 state["log_history"].append(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.1f}")
                 if is_main and bar.disable:
-                    logger.info("%s", record)
+                    terms = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch"))
+                    logger.info("step %d/%d (epoch %d): %s", step, total_steps, epoch, terms)
                 state.update(window_loss=0.0, window_count=0.0, window_extras={})
             state["epoch"], state["batch_in_epoch"] = (epoch + 1, 0) if is_last else (epoch, batch_in_epoch)
             if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == total_steps):

@@ -219,6 +219,28 @@ def test_distill_command_writes_student_and_metrics(tiny_checkpoint, tmp_path, a
         assert from_pretrained(out / "assistant" / "final").num_layers == 2
 
 
+def test_without_a_progress_bar_the_command_prints_its_loss_records(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """--no-progress used to print nothing until the end of an hours-long run: the records went to a logger no
+    command had given a handler."""
+    import logging
+
+    from qla_sdk.cli import main
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a shell; pytest gives the root logger its own
+    teacher, _ = tiny_checkpoint("bert", "text-classification")
+    data = str(FIXTURES / "sst2_tiny.tsv")
+    args = ["distill", "--teacher", str(teacher), "--student-config", "layers=1,hidden=16,heads=2"]
+    args += ["--train", data, "--eval", data, "--tokenizer", str(tiny_vocab(tmp_path)), "--no-progress"]
+    args += ["--max-steps", "2", "--batch-size", "4", "--checkpoint-every", "0", "--no-bf16", "--relation-heads", "2"]
+    assert main([*args, "--output", str(tmp_path / "o"), "--log-every", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "qla distill: step 1/2 (epoch 0): loss " in err and "qla distill: step 2/2" in err
+    assert not logging.getLogger("qla_sdk.train").handlers  # the command's handler is gone after it
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.NullHandler()])  # a caller's logging is its own
+    assert main([*args, "--output", str(tmp_path / "p"), "--log-every", "1"]) == 0
+    assert "step 2/2" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("student_kind", ["random", "pretrained"])
 def test_the_assistant_is_suggested_for_random_students_only(tiny_checkpoint, tmp_path, capsys, student_kind):
     """A random assistant trained on task data only would be a weaker teacher than the teacher for a pretrained
