@@ -149,8 +149,10 @@ def tolerance_baseline(request: BuildRequest, seq_len: int, fp32: float) -> floa
 
 
 def tuning_report(request: BuildRequest, fp32: float, baseline: float) -> dict:
-    """The build report's record of what the tolerance counted from."""
-    report = {"fp32_metric": fp32, "tolerance": request.config.tolerance}
+    """The build report's record of what the tolerance counted from. The metrics are on the evaluator's 0-1 scale
+    (accuracy, or SQuAD F1 / 100, where ``qla eval`` prints F1 in points): ``metric`` says which."""
+    metric = "f1 / 100" if request.model.task == "question-answering" else "accuracy"
+    report = {"metric": metric, "fp32_metric": fp32, "tolerance": request.config.tolerance}
     if request.reference_model is not None:
         report.update(reference_metric=baseline, tolerance_from="reference model")
     else:

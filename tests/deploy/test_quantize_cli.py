@@ -50,6 +50,7 @@ def test_quantize_openvino_with_accuracy_check(minilm_dir, tmp_path, capsys, ref
     assert manifest["precision"] == "int8" and manifest["model"]["seq_lens"] == [32]
     build = manifest["build"]
     assert build["trials"] and "fp32_metric" in build and "asymmetric" in build["activations"]
+    assert build["metric"] == "accuracy"  # the scale of fp32_metric / int8_metric (SQuAD: "f1 / 100")
     assert build["tolerance_from"] == ("reference model" if reference else "fp32 model")
     assert ("reference_metric" in build) == reference
     predictor = qla_sdk.load(out)
