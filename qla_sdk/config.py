@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 import re
 import types
 import typing
@@ -108,15 +109,17 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers too
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
+        return int(value)
     if tp is float:
         if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
             # YAML 1.1 reads exponents without a dot (``lr: 2e-5``) as strings; users mean the number.
             value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not isinstance(value, (int, float)):  # np.float32(0.2) means 0.2, which its shortest repr gives
+            value = _shortest_float(value)
         try:
             return float(value)
         except OverflowError:  # an integer beyond float range (YAML reads 1e400-like digits as int)
@@ -130,6 +133,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a path, got {type(value).__name__} {value!r}")
         return Path(value)
     return value
+
+
+def _shortest_float(value: numbers.Real) -> float:
+    try:
+        return float(str(value))
+    except ValueError:  # a Fraction's str is "1/5"
+        return float(value)
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -39,6 +39,17 @@ def test_exponent_without_a_dot_is_a_number(text):
     assert from_dict(Outer, {"name": "x", "inner": {"lr": text}}).inner.lr == 2e-5
 
 
+def test_numpy_numbers_are_plain_numbers():
+    """A config built from array statistics: numpy integers used to be refused, np.float32(0.2) stored as
+    0.20000000298."""
+    np = pytest.importorskip("numpy")
+    cfg = from_dict(
+        Outer, {"name": "x", "layers": [np.int64(1)], "inner": {"lr": np.float32(0.2), "steps": np.int32(5)}}
+    )
+    assert cfg.inner == Inner(0.2, 5) and cfg.layers == (1,)
+    assert type(cfg.inner.steps) is int and type(cfg.layers[0]) is int and type(cfg.inner.lr) is float
+
+
 @pytest.mark.parametrize(
     "data, words",
     [
