@@ -114,9 +114,15 @@ def _build() -> Path:
     if target.exists():
         return target
     cache = target.parent
-    cache.mkdir(parents=True, exist_ok=True)
-    # Built to a temporary name and renamed: a process that finds the library finds a whole one.
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=cache)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        # Built to a temporary name and renamed: a process that finds the library finds a whole one.
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=cache)
+    except OSError as error:  # a read-only home in a service container: serve without it, as without a compiler
+        raise ConfigError(
+            f"the int8 attention extension cannot be built in {cache} ({error.strerror or error}): set "
+            f"QLA_SDK_CACHE to a writable folder, or {FIX}"
+        ) from None
     os.close(handle)
     command = [
         *_compiler(),

@@ -641,6 +641,30 @@ def test_an_int8_extension_that_fails_to_build_falls_back_to_float32(monkeypatch
         assert fused_attention_kernel() == "float32"
 
 
+@pytest.mark.parametrize(("value", "want"), [("auto", None), ("int8", "float32")])
+def test_a_cache_it_cannot_write_falls_back_and_names_the_cache(monkeypatch, tmp_path, value, want):
+    """A read-only home in a service container: the int8 artifact used to fail to load ("export the model again")."""
+    pytest.importorskip("openvino")
+    import warnings
+
+    from qla_sdk.backends.openvino import fused_attention_kernel
+    from qla_sdk.runtime import openvino_extension
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("QLA_SDK_CACHE", str(tmp_path / "a-file" / "cache"))
+    monkeypatch.setenv("QLA_SDK_FUSED_ATTENTION", value)
+    monkeypatch.setattr(openvino_extension, "unavailable_reason", lambda: None)
+    monkeypatch.setattr("qla_sdk.machine.has_avx512_vnni", lambda: True)
+    monkeypatch.setattr(openvino_extension, "_built", {})
+    with pytest.raises(ConfigError, match=r"cannot be built in .*a-file/cache/openvino_extensions.*set QLA_SDK_CACHE"):
+        openvino_extension.pruning_attention_library()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fused_attention_kernel() == want
+    named = any("set QLA_SDK_CACHE to a writable folder" in str(w.message) for w in caught)
+    assert named is (want is not None)  # auto falls back silently, as where nothing builds
+
+
 def test_an_unknown_fused_attention_switch_is_refused(monkeypatch):
     from qla_sdk.backends.openvino import fused_attention_kernel
 
