@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +31,7 @@ CHUNK = 256
 
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.deploy import load
+    from qla_sdk.deploy.predictor import check_text
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit}: must be >= 1 (the first N examples are evaluated)")
@@ -42,10 +45,14 @@ def run(args: argparse.Namespace) -> int:
         examples = load_squad(args.data, args.split)[: args.limit]
         if not examples:
             raise ValueError(f"{args.data} has no questions to evaluate")
+        for number, e in enumerate(examples, start=1):  # all named before the first call, by example and id
+            check_text(e.question, f"{args.data} example {number} (id {e.id}): its question", predictor.max_chars)
+            check_text(e.context, f"{args.data} example {number} (id {e.id}): its context", predictor.max_chars)
         answers = []
         for i in range(0, len(examples), CHUNK):
             part = examples[i : i + CHUNK]
-            answers += predictor.predict(question=[e.question for e in part], context=[e.context for e in part])
+            with _naming_examples(args.data, i):
+                answers += predictor.predict(question=[e.question for e in part], context=[e.context for e in part])
         metrics = squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)
         count = len(examples)
     else:
@@ -55,11 +62,26 @@ def run(args: argparse.Namespace) -> int:
         texts, labels = data.texts[: args.limit], data.labels[: args.limit]
         if not texts:
             raise ValueError(f"{args.data} has no texts to evaluate")
+        for number, text in enumerate(texts, start=1):
+            for part in text:
+                check_text(part, f"{args.data} example {number}", predictor.max_chars)
         inputs = [t if len(t) == 2 else t[0] for t in texts]
-        predicted = [p for i in range(0, len(inputs), CHUNK) for p in predictor.predict(inputs[i : i + CHUNK])]
+        predicted = []
+        for i in range(0, len(inputs), CHUNK):
+            with _naming_examples(args.data, i):
+                predicted += predictor.predict(inputs[i : i + CHUNK])
         index = {name: i for i, name in enumerate(predictor.labels or [])}
         metrics = {"accuracy": accuracy([index.get(p["label"], -1) for p in predicted], labels)}
         count = len(texts)
     seconds = time.perf_counter() - start
     print(json.dumps({**metrics, "examples": count, "seconds": round(seconds, 2)}, indent=2))
     return 0
+
+
+@contextlib.contextmanager
+def _naming_examples(data: str, first: int) -> Iterator[None]:
+    """A refused input's message counts within its call ("text #3"): say where that call starts in the data."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{data}, in the call from example {first + 1} on (#0 there): {exc}") from None
