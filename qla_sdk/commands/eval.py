@@ -5,8 +5,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from qla_sdk.errors import ConfigError
+from qla_sdk.options import add_options, option_names
+from qla_sdk.recipe.config import DataSection
+
+# The training commands' column flags (DataSection's, with their help): a dev set must be read as training read it.
+COLUMN_OPTIONS = ("text_columns", "label_column")
+
+if TYPE_CHECKING:
+    from qla_sdk.data import ClassificationData
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow loading an ipex (TorchScript) artifact: TorchScript can run code, so only for files you built",
     )
+    g = p.add_argument_group("classification columns (as given to qla finetune / distill / lat-train)")
+    add_options(g, DataSection, exclude=option_names(DataSection) - set(COLUMN_OPTIONS))
     p.set_defaults(func=run)
 
 
@@ -31,10 +45,18 @@ CHUNK = 256
 
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.deploy import load
+    from qla_sdk.deploy.artifact import read_manifest
     from qla_sdk.deploy.predictor import check_text
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit}: must be >= 1 (the first N examples are evaluated)")
+    columns_given = args.text_columns is not None or args.label_column != DataSection.label_column
+    # Refused before the load, which may compile graphs for seconds.
+    if columns_given and read_manifest(args.artifact, verify=False).task == "question-answering":
+        raise ConfigError(
+            f"--text-columns / --label-column pick classification columns, and {args.artifact} is a "
+            "question-answering model, whose data is SQuAD form (question, context, answers): drop them"
+        )
     predictor = load(
         args.artifact, threads=args.threads, max_batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
     )
@@ -56,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
         metrics = squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)
         count = len(examples)
     else:
-        from qla_sdk.data import accuracy, load_classification
+        from qla_sdk.data import accuracy
 
-        data = load_classification(args.data, args.split, label_names=predictor.labels)
+        data = _classification_data(args, predictor.labels)
         texts, labels = data.texts[: args.limit], data.labels[: args.limit]
         if not texts:
             raise ValueError(f"{args.data} has no texts to evaluate")
@@ -76,6 +98,31 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(json.dumps({**metrics, "examples": count, "seconds": round(seconds, 2)}, indent=2))
     return 0
+
+
+def _classification_data(args: argparse.Namespace, model_labels: list[str] | None) -> ClassificationData:
+    """The dev set as the flags say; which text columns were picked, when detection had a choice (stderr)."""
+    from qla_sdk.data import load_classification
+    from qla_sdk.data.classification import UnknownLabelsError
+
+    try:
+        data = load_classification(
+            args.data, args.split, args.text_columns, args.label_column, label_names=model_labels
+        )
+    except UnknownLabelsError as exc:
+        raise ConfigError(
+            f"{args.data} holds labels {exc.unknown[:10]} that the model does not predict: its labels are "
+            f"{exc.label_names} (or their ids 0..{len(exc.label_names) - 1}). Fix the dev set: write each label as "
+            "one of the model's, or drop the rows of other labels (or name the right column with --label-column)"
+        ) from None
+    if data.other_text_columns:
+        picked, others = (", ".join(map(repr, c)) for c in (data.text_columns, data.other_text_columns))
+        print(
+            f"qla eval: reading text from {picked} (detected by name); {others} hold(s) text too: if the model was "
+            "trained on other columns, pass them with --text-columns",
+            file=sys.stderr,
+        )
+    return data
 
 
 @contextlib.contextmanager

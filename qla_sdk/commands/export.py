@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
+from pathlib import Path
 
+from qla_sdk.errors import ConfigError
 from qla_sdk.quantize.config import BACKENDS, INFERENCE_PRECISIONS, INT8_BACKENDS
 
 # Options only some builds read, and which: for any other build they would change nothing, so they are refused
@@ -35,7 +38,13 @@ def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
         default="model",
         help="'model' (qla.json of the checkpoint), 'none' (full length), or e.g. 269,253,... / 0.7,0.6",
     )
-    p.add_argument("--max-length", type=int, default=None, help="default 384 for QA, 128 for classification")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="default: the max_length the checkpoint's qla.json records (what it was trained at), else 384 for QA "
+        "and 128 for classification, at most the model's position embeddings",
+    )
     p.add_argument(
         "--doc-stride",
         type=int,
@@ -109,7 +118,8 @@ def run(
             "question-answering contexts into windows: drop --doc-stride (--max-length sets the input length)"
         )
     tokenizer = load_tokenizer(args.tokenizer or args.model)
-    max_length = args.max_length if args.max_length is not None else 384 if model.task == "question-answering" else 128
+    _check_tokenizer(tokenizer, args.tokenizer, args.model, model.config.vocab_size)
+    max_length = args.max_length if args.max_length is not None else _default_max_length(args.model, model)
     doc_stride = qa_doc_stride(max_length, tokenizer, args.doc_stride) if model.task == "question-answering" else 0
     length_config = None if args.length_config == "none" else args.length_config
     calibration, evaluate = [], None
@@ -154,6 +164,53 @@ def _refuse_unread_options(args: argparse.Namespace, eval_data: str | None) -> N
         raise ValueError(
             f"--keep {args.keep} chooses among int8 configs scored on a dev set, and qla export scores none: drop "
             "--keep, or run qla quantize --eval-data DEV"
+        )
+
+
+def _default_max_length(path: str, model) -> int:
+    """The max_length the checkpoint was trained at (qla.json: qla finetune / distill / lat-train and the recipe's
+    stages record it), else the task's default cut to the model's position embeddings."""
+    from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH
+    from qla_sdk.modeling.checkpoint import read_qla_metadata
+    from qla_sdk.modeling.heads import max_input_length
+
+    recorded = read_qla_metadata(path).get("max_length") if Path(path).is_dir() else None
+    if recorded is None:
+        return min(DEFAULT_MAX_LENGTH[model.task], max_input_length(model.config))
+    if isinstance(recorded, bool) or not isinstance(recorded, int):
+        raise ConfigError(f"{path}/qla.json records max_length {recorded!r}, not a token count: pass --max-length")
+    return recorded
+
+
+def _check_tokenizer(tokenizer, given: str | None, model_path: str, vocab_size: int) -> None:
+    """Refuse token ids past the model's embedding table (they would fail only at predict); warn when --tokenizer
+    differs from the checkpoint's own, whose ids the model was trained on (it would predict wrongly, silently)."""
+    from qla_sdk.data import load_tokenizer
+
+    source = given or model_path
+    vocab = tokenizer.get_vocab()
+    ids = max(vocab.values()) + 1
+    if ids > vocab_size:
+        raise ConfigError(
+            f"tokenizer {source} has {ids} token ids, and the model {model_path} embeds {vocab_size}: ids from "
+            f"{vocab_size} on have no embedding. Use the tokenizer the model was trained with (default: the "
+            "checkpoint folder's own)"
+        )
+    if given is None or not Path(model_path).is_dir():
+        return
+    try:
+        own = load_tokenizer(model_path).get_vocab()
+    except ConfigError:  # the checkpoint holds no tokenizer: nothing to compare with
+        return
+    if own != vocab:
+        differ = [t for t in own.keys() | vocab.keys() if own.get(t) != vocab.get(t)]
+        example = min(differ, key=lambda t: (t not in vocab, vocab.get(t, 0), t))  # the given one's lowest id
+        warnings.warn(
+            f"--tokenizer {given} has a different vocabulary than the checkpoint's own tokenizer in {model_path} "
+            f"({len(vocab)} vs {len(own)} tokens; {len(differ)} tokens differ, e.g. {example!r}: id "
+            f"{vocab.get(example)} vs {own.get(example)}): the model reads ids as its own tokenizer writes them, so "
+            "its predictions would be wrong. Drop --tokenizer to export with the checkpoint's own",
+            stacklevel=3,
         )
 
 

@@ -33,12 +33,25 @@ FILE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 SPLIT_FILE_NAMES = {"validation": ("validation", "dev"), "train": ("train",), "test": ("test",)}
 
 
+class UnknownLabelsError(ConfigError):
+    """Labels in the data that match none of the given label names (``unknown``, ``label_names``), so a caller can
+    say what to fix from its own side (a model's labels, a training set's)."""
+
+    def __init__(self, message: str, unknown: list[str], label_names: list[str]) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+        self.label_names = label_names
+
+
 @dataclass
 class ClassificationData:
     texts: list[tuple[str] | tuple[str, str]]
     labels: list[int]  # empty for unlabelled data (e.g. a GLUE test split)
     label_names: list[str]
     text_columns: tuple[str, ...] = ()
+    # Columns that hold text too, which detection passed over (empty when text columns were given): a caller can
+    # say which it read, since a model trained on another column scores wrongly without any error.
+    other_text_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.labels and len(self.labels) != len(self.texts):
@@ -109,6 +122,7 @@ def load_classification(
     if rows == 0:
         raise ConfigError(f"{source} holds no rows: pass a file with a header and at least one example")
     chosen = _text_columns(columns, text_columns, source)
+    others = () if text_columns is not None else _other_text_columns(columns, chosen, label_column)
     texts = []
     for i in range(rows):
         values = []
@@ -120,15 +134,15 @@ def load_classification(
         texts.append(tuple(values))
 
     if label_column is None:
-        return ClassificationData(texts, [], list(label_names or names_from_source or []), tuple(chosen))
+        return ClassificationData(texts, [], list(label_names or names_from_source or []), tuple(chosen), others)
     if label_column not in columns:
         raise ConfigError(
             f"{source} has no label column {label_column!r}; its columns are {list(columns)}: pass "
-            "label_column=<name> (qla finetune/distill/lat-train: --label-column <name>), column_map={<name>: "
+            "label_column=<name> (qla finetune/distill/lat-train/eval: --label-column <name>), column_map={<name>: "
             "'label'}, or label_column=None for unlabelled data; or name the file's label column 'label'"
         )
     labels, names = _label_ids(columns[label_column], label_names or names_from_source, source, label_column)
-    return ClassificationData(texts, labels, names, tuple(chosen))
+    return ClassificationData(texts, labels, names, tuple(chosen), others)
 
 
 def classification_features(data: ClassificationData, tokenizer, max_length: int = 128) -> ClassificationFeatures:
@@ -269,20 +283,12 @@ def _read_json_records(path: Path) -> dict[str, list]:
 def _read_datasets(
     name: str, split: str, subset: str | None, cache_dir: str | None
 ) -> tuple[dict, str, list[str] | None]:
-    try:
-        import datasets
-    except ImportError as exc:
-        raise ConfigError(
-            f"{name!r} is not a file, and loading a hub dataset needs the `datasets` package: "
-            "pip install 'qla-sdk[train]' (or pass a TSV/CSV/JSON file)"
-        ) from exc
-    try:
-        dataset = datasets.load_dataset(name, subset, split=split, cache_dir=cache_dir)
-    except Exception as exc:  # datasets raises many types (missing files, unknown split, no network)
-        raise ConfigError(
-            f"cannot load {name!r}{f' ({subset})' if subset else ''} split {split!r} with datasets.load_dataset: "
-            f"{exc}. Pass a TSV/CSV/JSON(L) file, a GLUE folder ({split}.tsv) or a dataset name"
-        ) from exc
+    from qla_sdk.data.hub import load_dataset
+
+    instead = f"a TSV/CSV/JSON(L) file, a GLUE folder ({split}.tsv) or a dataset name"
+    dataset = load_dataset(name, split, subset, cache_dir, instead)
+    import datasets  # loaded by then
+
     source = f"dataset {name!r}" + (f" ({subset})" if subset else "") + f" split {split!r}"
     names = None
     for feature_name, feature in dataset.features.items():
@@ -319,9 +325,29 @@ def _text_columns(columns: dict[str, list], text_columns: Sequence[str] | None, 
     expected = " | ".join([*TEXT_COLUMNS, *("+".join(p) for p in TEXT_COLUMN_PAIRS)])
     raise ConfigError(
         f"no text columns found in {source}: it has columns {list(columns)}, expected one of {expected}; "
-        "pass text_columns=[...] (qla finetune/distill/lat-train: --text-columns <name> [<name>]) or "
+        "pass text_columns=[...] (qla finetune/distill/lat-train/eval: --text-columns <name> [<name>]) or "
         "column_map={'<your column>': 'sentence'}; or name the file's text column 'sentence'"
     )
+
+
+def _other_text_columns(columns: dict[str, list], chosen: list[str], label_column: str | None) -> tuple[str, ...]:
+    """Columns besides the chosen and the label one whose every value is text and not a number (ids, scores)."""
+    return tuple(
+        name
+        for name, values in columns.items()
+        if name not in chosen
+        and name != label_column
+        and all(isinstance(v, str) for v in values)
+        and not all(_is_number(v) for v in values)
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _label_ids(
@@ -345,10 +371,12 @@ def _label_ids(
         ids = [index[v] if isinstance(v, str) and v in index else n for v, n in zip(values, as_int, strict=True)]
         unknown = sorted({str(v) for v, i in zip(values, ids, strict=True) if i is None or not 0 <= i < len(names)})
         if unknown:
-            raise ConfigError(
+            raise UnknownLabelsError(
                 f"{source}: labels {unknown[:10]} match none of the label names {names} (nor their ids "
                 f"0..{len(names) - 1}): pass the label_names this data uses (for a model: record its labels, in id "
-                "order, as 'labels' in its qla.json or as id2label in its config.json)"
+                "order, as 'labels' in its qla.json or as id2label in its config.json)",
+                unknown,
+                names,
             )
         return ids, names
     if all(i is not None for i in as_int):

@@ -153,20 +153,10 @@ def _examples_from_squad_json(squad: object, source: str) -> list[QAExample]:
 
 
 def _examples_from_datasets(name: str, split: str, cache_dir: str | None) -> list[QAExample]:
-    try:
-        import datasets
-    except ImportError as exc:
-        raise ConfigError(
-            f"{name!r} is not a file, and loading a hub dataset needs the `datasets` package: "
-            "pip install 'qla-sdk[train]' (or pass a SQuAD JSON file)"
-        ) from exc
-    try:
-        dataset = datasets.load_dataset(name, split=split, cache_dir=cache_dir)
-    except Exception as exc:  # datasets raises many types (missing files, unknown split, no network)
-        raise ConfigError(
-            f"cannot load {name!r} split {split!r} with datasets.load_dataset: {exc}. Pass a SQuAD v1.1 JSON file, "
-            "a dataset folder or hub name with id/title/context/question/answers columns"
-        ) from exc
+    from qla_sdk.data.hub import load_dataset
+
+    instead = "a SQuAD v1.1 JSON file, or a dataset folder or hub name with id/title/context/question/answers columns"
+    dataset = load_dataset(name, split, None, cache_dir, instead)
     expected = {"id", "title", "context", "question", "answers"}
     missing = expected - set(dataset.column_names)
     if missing:

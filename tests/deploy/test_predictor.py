@@ -291,7 +291,7 @@ def test_cli_predict_names_a_file_without_text(cls_artifact, tmp_path, capsys):
         (["--seq-lens", "32,abc"], "--seq-lens '32,abc': give integers separated by commas"),
         (["--doc-stride", "-5", "--max-length", "64"], r"doc_stride -5: must be an integer in \[1, 32\]"),
         (["--doc-stride", "50", "--max-length", "64"], r"doc_stride 50: must be an integer in \[1, 32\]"),
-        (["--doc-stride", "0"], r"doc_stride 0: must be an integer in \[1, 192\]"),  # as training and the recipe
+        (["--doc-stride", "0"], r"doc_stride 0: must be an integer in \[1, 64\]"),  # as training and the recipe
         (["--max-length", "0"], r"max_length 0: must lie in \[2, 128\]"),
     ],
 )
