@@ -3,9 +3,10 @@ lengths, backend, package versions, format version, sha256 of every file).
 
 It is written into a temporary folder and renamed into place, so an interrupted export leaves nothing that looks
 whole. Reading checks the format version, the type of every field the loaders use, that every recorded path stays
-inside the folder, every sha256, and that ``model/`` and ``tokenizer/`` hold no file the manifest does not list (their
-loaders read whatever is there), before any model file is opened; model files are safetensors, JSON graphs or
-OpenVINO IR, never pickles. See SECURITY.md for what this does and does not protect against.
+inside the folder, that every recorded file is there, every sha256, and that ``model/`` and ``tokenizer/`` hold no file
+the manifest does not list (their loaders read whatever is there), before any model file is opened; model files
+are safetensors, JSON graphs or OpenVINO IR, never pickles. See SECURITY.md for what this does and does not protect
+against.
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ def export_model(
     seq_lens = config.seq_lens or default_seq_lens(max_length, lc is not None and lc.is_ratio)
     if max(seq_lens) > max_length:
         raise ConfigError(f"seq_lens {seq_lens} exceed max_length {max_length}")
+    if config.is_int8 and max(seq_lens) < max_length:  # inputs of max_length tokens would find no graph
+        raise ConfigError(
+            f"seq_lens {seq_lens} stop short of max_length {max_length}: add {max_length} to them, or lower max_length"
+        )
     if lc is not None:
         for seq_len in seq_lens if config.is_int8 else (max_length,):
             lc.check(model.num_layers, seq_len)
@@ -244,7 +249,8 @@ def safe_path(folder: Path, rel: str) -> Path:
 
 
 def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
-    """Read ``qla.json``; with ``verify`` check every file's sha256 (``IntegrityError`` naming the file)."""
+    """Read ``qla.json``; with ``verify`` check every file's sha256, without only that each is there
+    (``IntegrityError`` naming the file)."""
     folder = Path(path)
     file = folder / MANIFEST
     if not file.is_file():
@@ -276,12 +282,23 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     files = data["files"]
     for rel in files:
         safe_path(folder, rel)
-    for rel in data["model"].get("files") or []:
+    model_files = data["model"].get("files") or []
+    for rel in model_files:
         safe_path(folder / MODEL_DIR, rel)
         if f"{MODEL_DIR}/{rel}" not in files:
             raise CheckpointError(f"{file}: model file {rel!r} has no recorded sha256; refused")
+    for n in data["model"].get("seq_lens") or []:  # graph loaders open seq{n}.*, whatever model.files lists
+        if model_files and not any(rel.startswith(f"seq{n}.") for rel in model_files):
+            raise CheckpointError(
+                f"{file}: model.seq_lens lists {n}, and model.files has no graph for it (seq{n}.*); restore the "
+                f"{MANIFEST} written at export, or export the model again"
+            )
     if verify:
         verify_files(folder, files)
+    else:  # cheap, unlike hashing; a loader would read a folder with a file missing as something else
+        for rel in files:
+            if not safe_path(folder, rel).is_file():
+                raise _missing(folder, rel)
     return Manifest(folder, data)
 
 
@@ -331,7 +348,7 @@ def verify_files(folder: Path, files: dict[str, str]) -> None:
     for rel, expected in files.items():
         target = safe_path(folder, rel)
         if not target.is_file():
-            raise IntegrityError(f"{folder}: {rel} is listed in {MANIFEST} but missing; export the model again")
+            raise _missing(folder, rel)
         digest = sha256_file(target)
         if digest != expected:
             raise IntegrityError(
@@ -349,3 +366,7 @@ def verify_files(folder: Path, files: dict[str, str]) -> None:
         )
     if extra:
         warnings.warn(f"{folder}: files not recorded in {MANIFEST} are ignored: {extra[:5]}", stacklevel=3)
+
+
+def _missing(folder: Path, rel: str) -> IntegrityError:
+    return IntegrityError(f"{folder}: {rel} is listed in {MANIFEST} but missing; export the model again")
