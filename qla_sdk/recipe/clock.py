@@ -36,14 +36,25 @@ def read_clock(folder: Path) -> tuple[float, int]:
         return 0.0, 0
 
 
+def read_clock_options(folder: Path) -> object | None:
+    """The options the stage in ``folder`` last ran with, as ``StageClock`` recorded them; None when none were (a
+    clock written before it recorded them, or none)."""
+    try:
+        return json.loads((Path(folder) / CLOCK).read_text()).get("options")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 class StageClock:
     """``with StageClock(folder) as clock: ...``; then ``clock.seconds`` (all attempts) and ``clock.attempts``.
+    ``options`` (JSON) are recorded beside them, so that an interrupted stage's options can be told later.
     A clock that cannot write its file warns and goes on: the stage matters more than its time figure."""
 
-    def __init__(self, folder: str | Path, every_s: float = 30.0) -> None:
+    def __init__(self, folder: str | Path, every_s: float = 30.0, options: object = None) -> None:
         if not every_s > 0:
             raise ValueError(f"every_s={every_s}: give a positive number of seconds between writes, e.g. 30")
         self.folder = Path(folder)
+        self.options = options
         self.every_s = every_s
         self.earlier_seconds, self.attempts = 0.0, 0
         self._start: float | None = None
@@ -61,7 +72,10 @@ class StageClock:
 
     def _write(self) -> None:
         try:
-            write_json_atomic(self.folder / CLOCK, {"seconds": round(self.seconds, 3), "attempts": self.attempts})
+            record = {"seconds": round(self.seconds, 3), "attempts": self.attempts}
+            if self.options is not None:
+                record["options"] = self.options
+            write_json_atomic(self.folder / CLOCK, record)
         except OSError as exc:  # OutputError too
             warnings.warn(
                 f"the stage clock cannot write {self.folder / CLOCK} ({exc}): its seconds may fall short", stacklevel=2

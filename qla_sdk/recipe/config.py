@@ -203,6 +203,8 @@ def _check_against_teacher(recipe: RecipeConfig) -> None:
 
 
 def apply_override(data: dict, item: str) -> None:
+    """Set ``section.key=value`` in ``data`` (a loaded recipe) in place; only the sections on that path change,
+    even where the file shares them with others through a YAML anchor."""
     import yaml
 
     key, sep, text = item.partition("=")
@@ -211,11 +213,14 @@ def apply_override(data: dict, item: str) -> None:
     *parents, last = key.strip().split(".")
     node = data
     for name in parents:
-        child = node.setdefault(name, {})
-        if child is None:  # a section the file leaves out as null (student: null) is filled in by the override
-            child = node[name] = {}
+        child = node.get(name)
+        if child is None:  # a section the file leaves out (or as null, student: null) is filled in by the override
+            child = {}
         if not isinstance(child, dict):
             raise ConfigError(f"--set {item!r}: {name!r} holds a value, not a section")
+        # A copy: sections sharing a YAML anchor (`distill: {train: *train}`) are one dict in what yaml loaded, and
+        # writing into it would change every section that names the anchor, not only the one given.
+        node[name] = child = dict(child)
         node = child
     try:
         node[last] = yaml.safe_load(text)

@@ -1,15 +1,21 @@
 """Run named stages in order, each in its own folder, with a done marker so a re-run skips finished work.
 
-A stage is finished when ``<out>/<stage>/done.json`` exists and records the same options hash; a stage whose
-options changed runs again, and so does every stage after it. A folder without a marker means the stage was
-interrupted: it runs again with ``resume=True`` so long stages (training, search) continue from their last
-checkpoint, unless an earlier stage ran in this call (its partial work was built on the old outputs: it starts
-afresh); the marker's ``seconds`` count every attempt (``qla_sdk.recipe.clock``). ``from_stage``
-redoes that stage and the ones after it; ``until`` stops after a stage, and where a stage ran in that call, the later
-stages' folders (built on its old outputs) are moved aside to ``<stage>.stale``, so the next call runs them afresh
-instead of skipping or resuming them. Stage folders this runner did not make (no marker, no clock file) are refused
-before any work, never resumed, deleted or moved; paths are absolute in the markers, so a run goes on from any
-working directory.
+A stage is finished when ``<out>/<stage>/done.json`` exists, records the same options and the files it names as
+its ``artifacts`` still exist; a stage whose options changed, or whose artifacts were deleted, runs again, and so
+does every stage after it. Options that only change what a run shows or keeps (``DISPLAY_ONLY``: progress bars, log
+and checkpoint intervals) are no change. A folder without a marker means the stage was interrupted: it runs again
+with ``resume=True`` so long stages (training, search) continue from their last checkpoint, unless an earlier stage
+ran in this call (its partial work was built on the old outputs: it starts afresh); the marker's ``seconds`` count
+every attempt (``qla_sdk.recipe.clock``). ``from_stage`` redoes that stage and the ones after it; ``until`` stops
+after a stage, and where a stage ran in that call, the later stages' folders (built on its old outputs) are moved
+aside to ``<stage>.stale``, so the next call runs them afresh instead of skipping or resuming them; a stage that
+finishes again removes its ``.stale`` folder. Stage folders this runner did not make (no marker, no clock file) are
+refused before any work, never resumed, deleted or moved.
+
+Markers hold absolute paths (a run goes on from any working directory) and the output folder they were written
+in: paths under it are read under the output folder's current place, so a moved or copied output folder uses its
+own files, never the original's. Markers of earlier versions (no ``options``, no ``output_dir``) are still honoured:
+their options are compared by the hash they hold, and their folder is told by the paths the stages wrote in it.
 
 Under several processes (``torchrun``, ``accelerate launch``) every process calls ``run_stages``: stages marked
 ``all_processes`` (training) run everywhere; the others run on the main process while the rest wait at
@@ -18,32 +24,87 @@ Under several processes (``torchrun``, ``accelerate launch``) every process call
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from qla_sdk.errors import ConfigError
+from qla_sdk.errors import ConfigError, QlaError
 from qla_sdk.io import write_json_atomic
-from qla_sdk.recipe.clock import CLOCK, StageClock
+from qla_sdk.recipe.clock import CLOCK, StageClock, read_clock_options
 
 MARKER = "done.json"
+# TrainConfig fields that change what a run shows or keeps on disk, not the model it makes (a resumed training run
+# may change them too: TrainConfig.schedule_fingerprint leaves them out), so changing one re-runs nothing.
+DISPLAY_ONLY = ("progress", "log_every", "eval_batch_size", "keep_checkpoints", "checkpoint_every")
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
     run: Callable[[Path, dict, bool], dict]  # (stage folder, outputs of earlier stages, resume) -> outputs
-    options: object = None  # hashed: a change re-runs this stage and the later ones
+    options: object = None  # recorded: a change re-runs this stage and the later ones
     all_processes: bool = False  # True for training stages (DDP); others run on the main process only
+    artifacts: tuple[str, ...] = ()  # output keys naming files or folders that must exist for a skip (model, ...)
 
 
 def options_hash(options: object) -> str:
+    """The hash of every field of ``options``, display ones too: what markers written before ``options`` hold."""
     from qla_sdk.config import to_dict
 
     return hashlib.sha256(json.dumps(to_dict(options), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def recorded_options(options: object) -> object:
+    """``options`` as a marker records them (JSON): what decides the stage's outputs, so without the
+    ``DISPLAY_ONLY`` fields of its training configs."""
+    from qla_sdk.config import to_dict
+    from qla_sdk.train.config import TrainConfig
+
+    def walk(value: object) -> object:
+        if isinstance(value, TrainConfig):
+            return {k: v for k, v in to_dict(value).items() if k not in DISPLAY_ONLY}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: walk(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v) for v in value]
+        return to_dict(value)
+
+    return json.loads(json.dumps(walk(options), sort_keys=True, default=str))
+
+
+def option_changes(recorded: object, current: object) -> list[str]:
+    """``key: old -> new`` for each option that differs between two ``recorded_options``."""
+    old, new = _flat(recorded), _flat(current)
+    unset = "(unset)"
+    return [
+        f"{key}: {old.get(key, unset)!r} -> {new.get(key, unset)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, unset) != new.get(key, unset)
+    ]
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(value, dict):
+        return {prefix or "options": value}
+    flat: dict[str, object] = {}
+    for key, item in value.items():
+        flat.update(_flat(item, f"{prefix}{key}.") if isinstance(item, dict) and item else {f"{prefix}{key}": item})
+    return flat
+
+
+def _changes(marker: dict, options: object) -> list[str] | None:
+    """None when ``options`` are those the marker recorded; else the changed keys (none named for a marker written
+    before markers recorded the options: its hash covers every field, and says only whether any changed)."""
+    if "options" not in marker:
+        return None if marker.get("options_hash") == options_hash(options) else []
+    return option_changes(marker["options"], recorded_options(options)) or None
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -90,26 +151,32 @@ def run_stages(
         raise ConfigError(f"--until {until!r} comes before --from {from_stage!r}: nothing would run; swap them")
     out_dir = Path(out_dir).resolve()  # the stages record paths under it in their markers
     _check_stage_folders(out_dir, names)
+    markers = {name: read_marker(out_dir / name) for name in names}
+    earlier_places = _earlier_places(out_dir, markers)
     outputs: dict[str, dict] = {}
     wait = barrier or (lambda: None)
     redo = False
     last = names.index(until) + 1 if until is not None else len(stages)
     for stage in stages[:last]:
         folder = out_dir / stage.name
-        digest = options_hash(stage.options)
-        marker = read_marker(folder)
-        wait()  # every process has read the marker before the main process changes the folder
+        marker = markers[stage.name]
         redo = redo or stage.name == from_stage
         upstream_ran = redo  # this stage is --from, or an earlier stage ran: its partial work is built on old outputs
-        if marker and not redo and marker.get("options_hash") == digest:
+        if marker and not redo:
+            done = _moved(marker["outputs"], earlier_places, out_dir)
+            why = _why_again(stage, marker, done)
+            if why is None:
+                if is_main:
+                    log(f"[{stage.name}] done earlier, skipped ({folder})")
+                outputs[stage.name] = done
+                continue
             if is_main:
-                log(f"[{stage.name}] done earlier, skipped ({folder})")
-            outputs[stage.name] = marker["outputs"]
-            continue
-        if marker and not redo and is_main:
-            log(f"[{stage.name}] options changed since it ran: running it and the later stages again")
+                log(f"[{stage.name}] {why}: running it and the later stages again")
         redo = True  # the stages after one that runs (fresh or resumed) were built on its old outputs
         resume = folder.exists() and marker is None and not upstream_ran
+        options = recorded_options(stage.options)
+        interrupted_with = read_clock_options(folder) if resume else None
+        wait()  # every process has read the markers and the clock before the main process changes the folder
         if is_main:
             if folder.exists() and not resume:
                 shutil.rmtree(folder)
@@ -117,14 +184,23 @@ def run_stages(
             log(f"[{stage.name}] {'resuming' if resume else 'running'} -> {folder}")
         wait()
         if is_main:
-            with StageClock(folder) as clock:  # the seconds of every attempt, a resumed stage's earlier ones too
-                result = stage.run(folder, outputs, resume)
-            marker = {"options_hash": digest, "outputs": result, "seconds": clock.seconds, "attempts": clock.attempts}
+            # the clock counts the seconds of every attempt (a resumed stage's earlier ones too)
+            with StageClock(folder, options=options) as clock:
+                result = _run(stage, folder, outputs, resume, interrupted_with, options, clock)
+            marker = {
+                "options_hash": options_hash(stage.options),  # as earlier versions read it
+                "options": options,
+                "output_dir": str(out_dir),
+                "outputs": result,
+                "seconds": clock.seconds,
+                "attempts": clock.attempts,
+            }
             write_json_atomic(folder / MARKER, marker)
             runs = f" over {clock.attempts} runs" if clock.attempts > 1 else ""
             log(f"[{stage.name}] finished in {clock.seconds:.0f} s{runs}")
+            _remove_stale(out_dir, stage.name, log)
         else:
-            result = stage.run(folder, outputs, resume) if stage.all_processes else None
+            result = _run(stage, folder, outputs, resume, interrupted_with, options) if stage.all_processes else None
         wait()
         outputs[stage.name] = result if is_main else read_marker(folder)["outputs"]
     if redo and last < len(stages):  # a stage ran: the ones after `until` were built on its old outputs
@@ -132,6 +208,99 @@ def run_stages(
             _set_aside(out_dir, names[last:], log)
         wait()
     return outputs
+
+
+def _why_again(stage: Stage, marker: dict, outputs: dict) -> str | None:
+    """Why a finished stage must run again (its options changed, or an artifact is gone); None when it need not."""
+    changes = _changes(marker, stage.options)
+    if changes is not None:
+        return f"options changed since it ran ({', '.join(changes)})" if changes else "options changed since it ran"
+    missing = [outputs[key] for key in stage.artifacts if _is_gone(outputs.get(key))]
+    return f"done earlier, but {missing[0]} no longer exists" if missing else None
+
+
+def _run(
+    stage: Stage,
+    folder: Path,
+    earlier: dict,
+    resume: bool,
+    interrupted_with: object,
+    options: object,
+    clock: StageClock | None = None,
+) -> dict:
+    """``stage.run``; an error of a resumed stage (a checkpoint or search state made with other options) also says
+    how to start just this stage afresh. The runner does not do that itself: it would delete the interrupted
+    work (hours of training) on an edit that may be a slip, and some edits a stage takes on resuming (a longer
+    search), so only the stage can tell; --from keeps every earlier stage."""
+    try:
+        return stage.run(folder, earlier, resume)
+    except QlaError as exc:
+        if resume and clock is not None:
+            clock.options = interrupted_with  # a refused resume leaves the interrupted run's work, and its options
+        if resume and exc.args:
+            changes = option_changes(interrupted_with, options) if interrupted_with is not None else []
+            since = f"; its options changed since it was interrupted ({', '.join(changes)})" if changes else ""
+            exc.args = (
+                f"{exc.args[0]}\n[{stage.name}] was resuming an interrupted run{since}: to start this stage afresh "
+                f"and keep the stages before it, run again with --from {stage.name}",
+                *exc.args[1:],
+            )
+        raise
+
+
+def _earlier_places(out_dir: Path, markers: dict[str, dict | None]) -> list[Path]:
+    """Where the output folder was when its markers were written, where that is not ``out_dir`` (it was moved or
+    copied since). Markers record it; an earlier version's marker is told by a path its stage wrote in its own
+    folder (``X/<stage>/...``) that exists in ``out_dir`` too (a model, an artifact)."""
+    places = set()
+    for name, marker in markers.items():
+        if not marker:
+            continue
+        if "output_dir" in marker:
+            places.add(Path(marker["output_dir"]))
+            continue
+        for path in _absolute_paths(marker.get("outputs")):
+            parts = path.parts
+            if name in parts[1:]:
+                at = len(parts) - 1 - parts[::-1].index(name)
+                if out_dir.joinpath(*parts[at:]).exists():
+                    places.add(Path(*parts[:at]))
+    places.discard(out_dir)
+    return sorted(places, key=lambda p: len(p.parts), reverse=True)  # the deepest first, as it matches best
+
+
+def _absolute_paths(value: object) -> list[Path]:
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _absolute_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _absolute_paths(v)]
+    return [Path(value)] if isinstance(value, str) and os.path.isabs(value) else []
+
+
+def _moved(value: object, places: list[Path], out_dir: Path) -> object:
+    """``value`` (a marker's outputs) with the paths under an earlier place of the output folder under ``out_dir``."""
+    if isinstance(value, dict):
+        return {k: _moved(v, places, out_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, places, out_dir) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and not Path(value).is_relative_to(out_dir):
+        for place in places:
+            if Path(value).is_relative_to(place):
+                return str(out_dir / Path(value).relative_to(place))
+    return value
+
+
+def _is_gone(value: object) -> bool:
+    """An artifact recorded as a local path that no longer exists (a hub id, or None, is not a path)."""
+    return isinstance(value, str) and os.path.isabs(value) and not Path(value).exists()
+
+
+def _remove_stale(out_dir: Path, name: str, log: Callable[[str], None]) -> None:
+    """The set-aside folder of a stage that has just finished again holds nothing a run reads any more."""
+    stale = out_dir / f"{name}.stale"
+    if stale.exists():
+        shutil.rmtree(stale)
+        log(f"[{name}] removed {stale} (its outputs from before the stage ran again)")
 
 
 def _written_here(folder: Path) -> bool:
@@ -142,11 +311,16 @@ def _written_here(folder: Path) -> bool:
     return folder.is_dir() and ((folder / MARKER).exists() or (folder / CLOCK).exists() or not any(folder.iterdir()))
 
 
+def check_output_dir(out_dir: str | Path) -> None:
+    """Refuse an output folder that is a file, before anything tries to make it."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"output {out_dir} is a file: give a folder for the recipe's stages")
+
+
 def _check_stage_folders(out_dir: Path, names: list[str]) -> None:
     """Refuse, before any work, an output that is a file, or stage folders (and set-aside ones) this runner did not
     make: it resumes, deletes or moves those, and must not do so to a user's own files."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"output {out_dir} is a file: give a folder for the recipe's stages")
+    check_output_dir(out_dir)
     for name in names:
         for folder in (out_dir / name, out_dir / f"{name}.stale"):
             if not _written_here(folder):

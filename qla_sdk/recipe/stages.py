@@ -18,6 +18,17 @@ from qla_sdk.recipe.config import RecipeConfig
 
 STAGES = ("teacher", "distill", "lat", "search", "quantize", "export", "benchmark", "report")
 TRAINING_STAGES = ("teacher", "distill", "lat")
+# The outputs (keys of a stage's result) that later stages read, or the user does: a finished stage whose artifact
+# was deleted runs again.
+ARTIFACTS = {
+    "teacher": ("model",),
+    "distill": ("model",),
+    "lat": ("model",),
+    "search": ("model",),
+    "quantize": ("artifact",),
+    "export": ("artifact",),
+    "report": ("report_json", "report_md"),
+}
 
 
 class RecipeStages:
@@ -27,6 +38,7 @@ class RecipeStages:
         self.recipe = recipe
         self.out_dir = Path(out_dir)
         self.progress = progress
+        self.rows: tuple[int, int] | None = None  # training and dev features, once a stage has loaded the data
 
     # ------------------------------------------------------------------------------------------------- shared
 
@@ -51,7 +63,7 @@ class RecipeStages:
         from qla_sdk.data.task_data import load_task_data
 
         d = self.recipe.data
-        return load_task_data(
+        data = load_task_data(
             d.train,
             d.eval,
             self.tokenizer,
@@ -62,6 +74,8 @@ class RecipeStages:
             max_length=self.recipe.max_length,
             doc_stride=d.doc_stride,
         )
+        self.rows = (len(data.train_features), len(data.eval_features))  # for the ETA (run.stage_weights)
+        return data
 
     def _train_config(self, section, folder: Path, resume: bool):
         """A stage's ``TrainConfig``: its folder and resumption set by the run; a bar unless the run or the section

@@ -2,6 +2,7 @@
 a few steps per training stage, a one-iteration search, OpenVINO int8; then a run killed inside a stage and resumed,
 a re-run that skips everything, and `--from`."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,7 +16,10 @@ import yaml
 
 import qla_sdk
 from qla_sdk.cli import main
+from qla_sdk.config import to_dict
 from qla_sdk.io import sha256_file
+from qla_sdk.recipe.config import load_recipe
+from qla_sdk.recipe.run import stage_options
 from qla_sdk.recipe.runner import read_marker
 from qla_sdk.recipe.stages import STAGES
 
@@ -182,7 +186,7 @@ def test_a_metric_drop_counts_from_the_fine_tuned_teacher(recipe_file, finished,
     assert search["search_confirmed"]["reference_metric"] == pytest.approx(teacher_accuracy)
     assert search["search_reference_metric"] is not None
     front = json.loads((out / "search" / "front.json").read_text())
-    assert front["reference"]["model"] == read_marker(out / "teacher")["outputs"]["model"]
+    assert front["reference"]["model"] == str(out / "teacher" / "final")  # the copy's teacher, not the original's
     assert front["best"]["metric"] >= search["search_reference_metric"] - 0.5
     assert search["dev"] == search["search_confirmed"]["kept"]["scores"]  # confirm's scores, not a second pass
     assert read_marker(finished / "search")["outputs"]["search_reference_metric"] is None  # no drop, no reference
@@ -202,3 +206,68 @@ def test_two_processes_train_together_and_report_once(recipe_file, finished, tmp
         assert state["config"]["world_size"] == 2, stage
     assert child.stdout.count("report: ") == 1 and child.stderr.count("[search] running") == 1
     assert set(report(out)) == set(report(finished))
+
+
+def write_old_markers(out: Path, recipe_file: Path, finished: Path, ran_in: Path) -> None:
+    """Rewrite the markers in ``out`` (a copy of ``finished``) as earlier versions wrote them in a run into
+    ``ran_in``: the hash of every option (display ones too), absolute paths under ``ran_in``, no recorded options or
+    output folder."""
+    options = stage_options(load_recipe(recipe_file))
+    for stage in STAGES:
+        marker = read_marker(out / stage)
+        digest = hashlib.sha256(json.dumps(to_dict(options[stage]), sort_keys=True, default=str).encode())
+        assert marker["options_hash"] == digest.hexdigest()[:16]  # new markers keep the old hash too
+        outputs = json.loads(json.dumps(marker["outputs"]).replace(str(finished), str(ran_in)))
+        old = {"options_hash": marker["options_hash"], "outputs": outputs}
+        old.update(seconds=marker["seconds"], attempts=marker["attempts"])
+        (out / stage / "done.json").write_text(json.dumps(old, indent=2))
+
+
+def test_a_copied_output_folder_with_old_markers_skips_every_stage_and_reads_its_own_files(
+    recipe_file, finished, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    write_old_markers(out, recipe_file, finished, ran_in=finished)
+    capsys.readouterr()
+    assert run(recipe_file, out) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("done earlier, skipped") == len(STAGES)
+    assert f"artifact: {out / 'export' / 'model'} " in captured.out  # the copy's, not the original's
+
+
+def test_display_options_rerun_nothing(recipe_file, finished, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    capsys.readouterr()
+    display = ["teacher.finetune.progress=false", "distill.train.log_every=7", "lat.train.eval_batch_size=3"]
+    display += ["lat.train.keep_checkpoints=1", "teacher.finetune.checkpoint_every=5"]
+    assert run(recipe_file, out, *(f"--set={item}" for item in display)) == 0
+    assert capsys.readouterr().err.count("done earlier, skipped") == len(STAGES)
+
+
+def test_a_deleted_artifact_reruns_its_stage_and_the_later_ones(recipe_file, finished, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    shutil.rmtree(out / "export" / "model")
+    capsys.readouterr()
+    assert run(recipe_file, out) == 0
+    err = capsys.readouterr().err
+    assert err.count("done earlier, skipped") == STAGES.index("export")
+    assert f"[export] done earlier, but {out / 'export' / 'model'} no longer exists: running it" in err
+    assert qla_sdk.load(out / "export" / "model").predict(["a gorgeous movie ."])
+
+
+def test_a_moved_output_folder_with_old_markers_reruns_a_changed_stage_on_its_own_files(
+    recipe_file, finished, tmp_path, capsys
+):
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(finished, first)
+    write_old_markers(first, recipe_file, finished, ran_in=first)
+    first.rename(moved)  # the markers name files in first, which is no more
+    capsys.readouterr()
+    assert run(recipe_file, moved, "--set", "quantize.calibration_samples=4") == 0
+    err = capsys.readouterr().err
+    assert err.count("done earlier, skipped") == STAGES.index("quantize")
+    assert "[quantize] options changed since it ran: running it and the later stages again" in err
+    assert report(moved)["artifact"] == str(moved / "export" / "model")

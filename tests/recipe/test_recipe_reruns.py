@@ -1,0 +1,241 @@
+"""Re-running a recipe on an output folder: what counts as a change, what a finished stage must still hold, moved
+and copied output folders, markers written by earlier versions, and the messages that say why a stage runs again."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qla_sdk.config import to_dict
+from qla_sdk.errors import CheckpointError, ConfigError
+from qla_sdk.recipe.config import load_recipe
+from qla_sdk.recipe.runner import Stage, read_marker, run_stages
+from qla_sdk.train.config import TrainConfig
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sst2_tiny.tsv"
+
+
+def test_an_override_changes_only_the_section_it_names_not_those_sharing_its_anchor(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        "task: text-classification\n"
+        f"data: {{train: {FIXTURE}, eval: {FIXTURE}}}\n"
+        "teacher: {model: pretrained:minilm, finetune: &train {lr: 1.0e-4}}\n"
+        "student: {init_layers: [0, 2]}\n"
+        "distill: {train: *train}\n"
+        "lat: {train: *train}\n"
+    )
+    recipe = load_recipe(path, ["lat.train.seed=7", "distill.train.lr=2e-4"])
+    assert recipe.lat.train.seed == 7 and recipe.lat.train.lr == 1e-4
+    assert recipe.teacher.finetune.seed == recipe.distill.train.seed == 42  # the teacher is not retrained
+    assert recipe.distill.train.lr == 2e-4 and recipe.teacher.finetune.lr == 1e-4
+
+
+NAMES = ("one", "two", "three")
+
+
+def make_stages(calls, trains=None, fail_at=None, resume_error=None):
+    """Three stages, each writing a model folder that the next one reads, with a training section as options.
+    ``resume_error``: what a stage raises when resumed (as the training loop does for a checkpoint of other options)."""
+
+    def stage(name):
+        def run(folder, earlier, resume):
+            calls.append((name, resume))
+            if resume and resume_error is not None:
+                raise resume_error
+            if name == fail_at:
+                (folder / "partial").write_text("half")
+                raise KeyboardInterrupt
+            for model in (e["model"] for e in earlier.values()):
+                assert Path(model).is_dir(), model  # a stage reads the models of the earlier ones
+            (folder / "model").mkdir()
+            return {"model": str(folder / "model"), "read": [e["model"] for e in earlier.values()]}
+
+        return run
+
+    trains = trains or {}
+    return [Stage(n, stage(n), {"train": trains.get(n, TrainConfig())}, artifacts=("model",)) for n in NAMES]
+
+
+def run(calls, out, lines=None, **options):
+    return run_stages(make_stages(calls, **options), out, log=(lines if lines is not None else []).append)
+
+
+def old_options_hash(options) -> str:
+    """The options hash as the markers of earlier versions hold it (every field of the options)."""
+    return hashlib.sha256(json.dumps(to_dict(options), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_old_markers(out: Path, trains=None) -> None:
+    """Rewrite the markers in ``out`` as earlier versions wrote them: the hash of every option, absolute paths, no
+    recorded options or output folder."""
+    trains = trains or {}
+    for name in NAMES:
+        marker = read_marker(out / name)
+        old = {"options_hash": old_options_hash({"train": trains.get(name, TrainConfig())})}
+        old.update({k: marker[k] for k in ("outputs", "seconds", "attempts")})
+        (out / name / "done.json").write_text(json.dumps(old, indent=2))
+
+
+DISPLAY = TrainConfig(progress=False, log_every=5, eval_batch_size=8, keep_checkpoints=1, checkpoint_every=7)
+
+
+def test_display_options_are_no_change(tmp_path):
+    calls = []
+    run(calls, tmp_path)
+    calls.clear()
+    lines = []
+    run(calls, tmp_path, lines, trains={"two": DISPLAY})
+    assert calls == [] and sum("done earlier, skipped" in line for line in lines) == 3
+
+
+def test_a_changed_option_is_named(tmp_path):
+    calls = []
+    run(calls, tmp_path)
+    calls.clear()
+    lines = []
+    run(calls, tmp_path, lines, trains={"two": TrainConfig(lr=1e-4, progress=False)})
+    assert calls == [("two", False), ("three", False)]
+    assert "[two] options changed since it ran (train.lr: 5e-05 -> 0.0001): running it and the later stages again" in (
+        lines
+    )
+
+
+def test_markers_of_earlier_versions_are_honoured(tmp_path):
+    calls = []
+    run(calls, tmp_path)
+    write_old_markers(tmp_path)
+    calls.clear()
+    lines = []
+    run(calls, tmp_path, lines)
+    assert calls == [] and sum("done earlier, skipped" in line for line in lines) == 3
+    # their hash covers every option: a change, display ones too, re-runs the stage, with no key to name
+    run(calls, tmp_path, lines, trains={"three": DISPLAY})
+    assert calls == [("three", False)] and "[three] options changed since it ran: running it" in "\n".join(lines)
+
+
+def test_a_stage_whose_artifact_was_deleted_runs_again(tmp_path):
+    calls = []
+    run(calls, tmp_path)
+    shutil.rmtree(tmp_path / "two" / "model")
+    calls.clear()
+    lines = []
+    run(calls, tmp_path, lines)
+    assert calls == [("two", False), ("three", False)]
+    assert f"[two] done earlier, but {tmp_path / 'two' / 'model'} no longer exists: running it" in lines[1]
+
+
+@pytest.mark.parametrize("old_markers", [False, True])
+@pytest.mark.parametrize("how", ["move", "copy"])
+def test_a_moved_or_copied_output_folder_reads_its_own_files(tmp_path, how, old_markers):
+    calls = []
+    first, second = tmp_path / "first", tmp_path / "second"
+    run(calls, first)
+    if old_markers:
+        write_old_markers(first)
+    (shutil.move if how == "move" else shutil.copytree)(first, second)
+    calls.clear()
+    outputs = run(calls, second, trains={"three": TrainConfig(seed=1)})
+    assert calls == [("three", False)]  # the stages before it read from the second folder, skipped
+    assert outputs["three"]["read"] == [str(second / "one" / "model"), str(second / "two" / "model")]
+    assert outputs["two"]["model"] == str(second / "two" / "model")
+    if how == "copy":  # and the original is left as it was
+        assert read_marker(first / "three")["outputs"]["read"][0] == str(first / "one" / "model")
+
+
+def test_an_old_marker_whose_files_are_nowhere_runs_again(tmp_path):
+    """A folder moved and then emptied of a stage's model: the old place is told by the other stages' files."""
+    calls = []
+    first, second = tmp_path / "first", tmp_path / "second"
+    run(calls, first)
+    write_old_markers(first)
+    shutil.move(first, second)
+    shutil.rmtree(second / "two" / "model")
+    calls.clear()
+    lines = []
+    outputs = run(calls, second, lines)
+    assert calls == [("two", False), ("three", False)]
+    assert f"[two] done earlier, but {second / 'two' / 'model'} no longer exists" in lines[1]
+    assert outputs["three"]["read"] == [str(second / "one" / "model"), str(second / "two" / "model")]
+
+
+def test_a_resumed_stage_refused_for_changed_options_says_how_to_restart_it(tmp_path):
+    calls = []
+    run(calls, tmp_path)
+    with pytest.raises(KeyboardInterrupt):  # two runs again with lr 1e-4 and is interrupted
+        run(calls, tmp_path, trains={"two": TrainConfig(lr=1e-4)}, fail_at="two")
+    error = CheckpointError("cannot resume from two/checkpoints: the run changed (lr: 0.0001 -> 0.0002)")
+    with pytest.raises(CheckpointError) as caught:
+        run(calls, tmp_path, trains={"two": TrainConfig(lr=2e-4)}, resume_error=error)
+    assert str(caught.value) == (
+        "cannot resume from two/checkpoints: the run changed (lr: 0.0001 -> 0.0002)\n[two] was resuming an "
+        "interrupted run; its options changed since it was interrupted (train.lr: 0.0001 -> 0.0002): to start this "
+        "stage afresh and keep the stages before it, run again with --from two"
+    )
+    assert (tmp_path / "two" / "partial").exists()  # nothing deleted
+    with pytest.raises(CheckpointError, match=r"\(train.lr: 0.0001 -> 0.0002\)"):  # the refused try changed nothing
+        run(calls, tmp_path, trains={"two": TrainConfig(lr=2e-4)}, resume_error=error)
+    calls.clear()
+    run_stages(make_stages(calls, trains={"two": TrainConfig(lr=2e-4)}), tmp_path, "two", log=lambda line: None)
+    assert calls == [("two", False), ("three", False)]
+
+
+def test_the_set_aside_folder_goes_when_its_stage_finishes_again(tmp_path):
+    calls = []
+    run(calls, tmp_path)
+    run_stages(make_stages(calls), tmp_path, from_stage="two", until="two", log=lambda line: None)
+    assert (tmp_path / "three.stale" / "done.json").exists()
+    lines = []
+    run(calls, tmp_path, lines)
+    assert not (tmp_path / "three.stale").exists() and (tmp_path / "three" / "done.json").exists()
+    assert f"[three] removed {tmp_path / 'three.stale'} (its outputs from before the stage ran again)" in lines
+
+
+def test_an_output_that_is_a_file_is_named_before_anything_makes_it(tmp_path):
+    from qla_sdk.recipe.config import DataSection, RecipeConfig, TeacherSection
+    from qla_sdk.recipe.run import run_recipe
+
+    recipe = RecipeConfig(
+        task="text-classification",
+        data=DataSection(train=str(FIXTURE), eval=str(FIXTURE)),
+        teacher=TeacherSection(model="unused"),
+        student=None,
+    )
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ConfigError, match="output .*afile is a file: give a folder for the recipe's stages"):
+        run_recipe(recipe, tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_the_eta_weighs_the_stages_by_the_rows_of_the_data_once_loaded(monkeypatch):
+    import qla_sdk.recipe.run as run_module
+    from qla_sdk.recipe.config import DataSection, DistillSection, RecipeConfig, TeacherSection
+
+    recipe = RecipeConfig(
+        task="question-answering",
+        data=DataSection(train=str(FIXTURE), eval=str(FIXTURE)),
+        teacher=TeacherSection(model="unused", finetune=TrainConfig(max_steps=1000, batch_size=32)),
+        student=None,
+        distill=DistillSection(train=TrainConfig(epochs=2)),
+    )
+    guessed, squad = run_module.stage_weights(recipe), run_module.stage_weights(recipe, rows=(88_000, 10_500))
+    assert guessed["teacher"] == 8.0 and squad["teacher"] == pytest.approx(1000 * 32 / 88_000)  # not 22x too long
+    assert guessed["distill"] == squad["distill"] == pytest.approx(0.9 * 2)  # epochs whatever the rows
+
+    weights = {"one": 1.0, "two": 1.0}
+    now = iter([0.0, 0.0, 10.0])
+    monkeypatch.setattr(run_module.time, "perf_counter", lambda: next(now))
+    lines = []
+    progress = run_module.OverallProgress(lambda: dict(weights), lines.append)
+
+    def loads_the_data(folder, earlier, resume):
+        weights["two"] = 9.0  # the row counts are known now
+        return {}
+
+    progress.wrap("one", loads_the_data)(Path("one"), {}, False)
+    assert lines == [
+        "stage 1/2 one: running (elapsed 0m00s, ETA after this stage)",
+        "stage 1/2 one: finished (elapsed 0m10s, ETA 1m30s)",
+    ]
