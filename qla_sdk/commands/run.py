@@ -2,7 +2,8 @@
 
 Stages: teacher (fine-tune) -> distill (MiniLM) -> lat (length-adaptive training) -> search (evolutionary) ->
 quantize (int8) -> export -> benchmark -> report. Each writes ``DIR/<stage>/`` and a ``done.json`` marker: a re-run
-skips finished stages, a killed run resumes inside the stage it stopped in, ``--from STAGE`` redoes from there,
+skips finished stages (unless their options or the data and models they read changed, or their output was
+deleted: each is named), a killed run resumes inside the stage it stopped in, ``--from STAGE`` redoes from there,
 ``--until STAGE`` stops after that one.
 The recipe is validated before any work starts. Each stage is also its own subcommand (``qla finetune``,
 ``qla distill``, ``qla lat-train``, ``qla search``, ``qla quantize``, ``qla eval``).

@@ -31,6 +31,18 @@ def stage_options(recipe: RecipeConfig) -> dict[str, object]:
     }
 
 
+def stage_inputs(recipe: RecipeConfig) -> dict[str, tuple[str, ...]]:
+    """The user's files each stage reads first (data, the teacher and its tokenizer, a student checkpoint): edited
+    in place, they run that stage again (and so the later ones, which read them after it)."""
+    student = recipe.student.checkpoint if recipe.student is not None else None
+    return {
+        "teacher": tuple(
+            p for p in (recipe.data.train, recipe.data.eval, recipe.teacher.model, recipe.teacher.tokenizer) if p
+        ),
+        "distill": (student,) if student else (),
+    }
+
+
 def stage_weights(recipe: RecipeConfig, rows: tuple[int, int] | None = None) -> dict[str, float]:
     """Rough relative cost of each stage in teacher training epochs, for the ETA. ``rows``: the training and dev
     rows (features) when the data is loaded; until then an SST-2-sized guess, which only matters where a stage
@@ -120,7 +132,7 @@ def run_recipe(
     write = log or (lambda line: print(line, file=sys.stderr, flush=True))
     stages = RecipeStages(recipe, out_dir, progress=progress and is_main)
     overall = OverallProgress(lambda: stage_weights(recipe, stages.rows), write if is_main else (lambda line: None))
-    options = stage_options(recipe)
+    options, inputs = stage_options(recipe), stage_inputs(recipe)
     plan = [
         Stage(
             name,
@@ -128,6 +140,7 @@ def run_recipe(
             options[name],
             all_processes=name in TRAINING_STAGES,
             artifacts=ARTIFACTS.get(name, ()),
+            inputs=inputs.get(name, ()),
         )
         for name in STAGES
     ]

@@ -1,9 +1,10 @@
 """Run named stages in order, each in its own folder, with a done marker so a re-run skips finished work.
 
-A stage is finished when ``<out>/<stage>/done.json`` exists, records the same options and the files it names as
-its ``artifacts`` still exist; a stage whose options changed, or whose artifacts were deleted, runs again, and so
-does every stage after it. Options that only change what a run shows or keeps (``DISPLAY_ONLY``: progress bars, log
-and checkpoint intervals) are no change. A folder without a marker means the stage was interrupted: it runs again
+A stage is finished when ``<out>/<stage>/done.json`` exists, records the same options and the same contents of its
+``inputs`` (the user's data and models it reads), and the files it names as its ``artifacts`` still exist; a stage
+whose options or inputs changed, or whose artifacts were deleted, runs again, and so does every stage after it.
+Options that only change what a run shows or keeps (``DISPLAY_ONLY``: progress bars, log and checkpoint intervals)
+are no change. A folder without a marker means the stage was interrupted: it runs again
 with ``resume=True`` so long stages (training, search) continue from their last checkpoint, unless an earlier stage
 ran in this call (its partial work was built on the old outputs: it starts afresh); the marker's ``seconds`` count
 every attempt (``qla_sdk.recipe.clock``). ``from_stage`` redoes that stage and the ones after it; ``until`` stops
@@ -50,6 +51,10 @@ class Stage:
     options: object = None  # recorded: a change re-runs this stage and the later ones
     all_processes: bool = False  # True for training stages (DDP); others run on the main process only
     artifacts: tuple[str, ...] = ()  # output keys naming files or folders that must exist for a skip (model, ...)
+    # Local files or folders the stage reads from the user (data, a given model): their contents are recorded, so
+    # one edited in place runs the stage again, as a changed option does. Names that are no local path (hub ids)
+    # are left out.
+    inputs: tuple[str, ...] = ()
 
 
 def options_hash(options: object) -> str:
@@ -105,6 +110,25 @@ def _changes(marker: dict, options: object) -> list[str] | None:
     if "options" not in marker:
         return None if marker.get("options_hash") == options_hash(options) else []
     return option_changes(marker["options"], recorded_options(options)) or None
+
+
+def input_digests(paths: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of each local file, or of a folder's files by name (not its subfolders: model and data folders are
+    flat, and a training run's nested checkpoints are not what a stage reads)."""
+    from qla_sdk.io import sha256_file
+
+    digests = {}
+    for path in paths:
+        if path is None or not Path(path).exists():
+            continue
+        if Path(path).is_dir():
+            digest = hashlib.sha256()
+            for file in sorted(p for p in Path(path).iterdir() if p.is_file()):
+                digest.update(f"{file.name}\0{sha256_file(file)}\0".encode())
+            digests[str(path)] = digest.hexdigest()
+        else:
+            digests[str(path)] = sha256_file(path)
+    return digests
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -184,12 +208,14 @@ def run_stages(
             log(f"[{stage.name}] {'resuming' if resume else 'running'} -> {folder}")
         wait()
         if is_main:
+            inputs = input_digests(stage.inputs)  # before the run reads them: an edit during it shows next time
             # the clock counts the seconds of every attempt (a resumed stage's earlier ones too)
             with StageClock(folder, options=options) as clock:
                 result = _run(stage, folder, outputs, resume, interrupted_with, options, clock)
             marker = {
                 "options_hash": options_hash(stage.options),  # as earlier versions read it
                 "options": options,
+                "inputs": inputs,
                 "output_dir": str(out_dir),
                 "outputs": result,
                 "seconds": clock.seconds,
@@ -216,7 +242,14 @@ def _why_again(stage: Stage, marker: dict, outputs: dict) -> str | None:
     if changes is not None:
         return f"options changed since it ran ({', '.join(changes)})" if changes else "options changed since it ran"
     missing = [outputs[key] for key in stage.artifacts if _is_gone(outputs.get(key))]
-    return f"done earlier, but {missing[0]} no longer exists" if missing else None
+    if missing:
+        return f"done earlier, but {missing[0]} no longer exists"
+    if "inputs" in marker:  # markers of earlier versions recorded no contents
+        now = input_digests(stage.inputs)
+        edited = [path for path, digest in now.items() if marker["inputs"].get(path) != digest]
+        if edited:
+            return f"its input {edited[0]} changed since it ran"
+    return None
 
 
 def _run(

@@ -1,6 +1,7 @@
 """Re-running a recipe on an output folder: what counts as a change, what a finished stage must still hold, moved
 and copied output folders, markers written by earlier versions, and the messages that say why a stage runs again."""
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -125,6 +126,31 @@ def test_a_stage_whose_artifact_was_deleted_runs_again(tmp_path):
     run(calls, tmp_path, lines)
     assert calls == [("two", False), ("three", False)]
     assert f"[two] done earlier, but {tmp_path / 'two' / 'model'} no longer exists: running it" in lines[1]
+
+
+@pytest.mark.parametrize("edit", ["file", "folder"])
+def test_an_input_edited_in_place_runs_its_stage_again(tmp_path, edit):
+    """Data (or a teacher checkpoint) edited under the same path used to be skipped: the markers held the path."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    given = data / "train.tsv" if edit == "file" else data
+    calls = []
+
+    def stages():
+        plan = make_stages(calls)
+        return [dataclasses.replace(plan[0], inputs=(str(given), str(tmp_path / "hub-id"))), *plan[1:]]
+
+    out = tmp_path / "out"
+    run_stages(stages(), out, log=[].append)
+    calls.clear()
+    lines = []
+    run_stages(stages(), out, log=lines.append)
+    assert calls == []  # the same contents: skipped
+    (data / "train.tsv").write_text("sentence\tlabel\na fine film\t0\n")  # a label flipped in place
+    run_stages(stages(), out, log=lines.append)
+    assert calls == [("one", False), ("two", False), ("three", False)]
+    assert f"[one] its input {given} changed since it ran: running it and the later stages again" in lines
 
 
 @pytest.mark.parametrize("old_markers", [False, True])
