@@ -123,7 +123,8 @@ def input_digests(paths: tuple[str, ...]) -> dict[str, str]:
             continue
         if Path(path).is_dir():
             digest = hashlib.sha256()
-            for file in sorted(p for p in Path(path).iterdir() if p.is_file()):
+            # hidden files (.DS_Store, an editor's swap file) are no input
+            for file in sorted(p for p in Path(path).iterdir() if p.is_file() and not p.name.startswith(".")):
                 digest.update(f"{file.name}\0{sha256_file(file)}\0".encode())
             digests[str(path)] = digest.hexdigest()
         else:
@@ -188,7 +189,12 @@ def run_stages(
         upstream_ran = redo  # this stage is --from, or an earlier stage ran: its partial work is built on old outputs
         if marker and not redo:
             done = _moved(marker["outputs"], earlier_places, out_dir)
-            why = _why_again(stage, marker, done)
+            # Before --from, a deleted output is named, not rebuilt: the user deleted it on purpose (disk), and
+            # rebuilding it would rerun hours of stages that --from says to keep.
+            why = _why_again(stage, marker, done, check_artifacts=from_stage is None)
+            gone = [done[key] for key in stage.artifacts if _is_gone(done.get(key))]
+            if why is None and gone and is_main:
+                log(f"[{stage.name}] note: {gone[0]} no longer exists; a later stage that reads it will fail")
             if why is None:
                 if is_main:
                     log(f"[{stage.name}] done earlier, skipped ({folder})")
@@ -236,13 +242,14 @@ def run_stages(
     return outputs
 
 
-def _why_again(stage: Stage, marker: dict, outputs: dict) -> str | None:
-    """Why a finished stage must run again (its options changed, or an artifact is gone); None when it need not."""
+def _why_again(stage: Stage, marker: dict, outputs: dict, check_artifacts: bool = True) -> str | None:
+    """Why a finished stage must run again (its options or inputs changed, or, with ``check_artifacts``, an
+    artifact is gone); None when it need not."""
     changes = _changes(marker, stage.options)
     if changes is not None:
         return f"options changed since it ran ({', '.join(changes)})" if changes else "options changed since it ran"
     missing = [outputs[key] for key in stage.artifacts if _is_gone(outputs.get(key))]
-    if missing:
+    if missing and check_artifacts:
         return f"done earlier, but {missing[0]} no longer exists"
     if "inputs" in marker:  # markers of earlier versions recorded no contents
         now = input_digests(stage.inputs)
@@ -293,11 +300,17 @@ def _earlier_places(out_dir: Path, markers: dict[str, dict | None]) -> list[Path
             places.add(Path(marker["output_dir"]))
             continue
         for path in _absolute_paths(marker.get("outputs")):
-            parts = path.parts
-            if name in parts[1:]:
-                at = len(parts) - 1 - parts[::-1].index(name)
-                if out_dir.joinpath(*parts[at:]).exists():
-                    places.add(Path(*parts[:at]))
+            inner = path.parts[:-1]  # a path in the stage's folder (X/<stage>/model), not a folder of that name
+            if name not in inner[1:]:
+                continue
+            at = len(inner) - 1 - inner[::-1].index(name)
+            place = Path(*inner[:at])
+            # The place held this output folder if it still has the stage's marker (copied) or is gone (moved): a
+            # user's own path that happens to hold the stage's name (a teacher at /proj/teacher, out at /proj/out)
+            # is neither, and must be read where it is.
+            earlier = (place / name / MARKER).is_file() or not place.exists()
+            if earlier and out_dir.joinpath(*path.parts[at:]).exists():
+                places.add(place)
     places.discard(out_dir)
     return sorted(places, key=lambda p: len(p.parts), reverse=True)  # the deepest first, as it matches best
 

@@ -128,6 +128,41 @@ def test_a_stage_whose_artifact_was_deleted_runs_again(tmp_path):
     assert f"[two] done earlier, but {tmp_path / 'two' / 'model'} no longer exists: running it" in lines[1]
 
 
+def test_before_from_a_deleted_output_is_named_not_rebuilt(tmp_path):
+    """--from keeps the stages before it: a model deleted to save disk must not rerun hours of them."""
+    calls = []
+    run(calls, tmp_path)
+    shutil.rmtree(tmp_path / "one" / "model")
+    calls.clear()
+    lines = []
+    with pytest.raises(AssertionError, match="one/model"):  # three reads one's model, as the note says
+        run_stages(make_stages(calls), tmp_path, log=lines.append, from_stage="three")
+    assert calls == [("three", False)]  # one and two were not rebuilt
+    assert f"[one] note: {tmp_path / 'one' / 'model'} no longer exists; a later stage that reads it will fail" in lines
+
+
+def test_a_users_own_path_named_like_a_stage_is_read_where_it_is(tmp_path):
+    """An earlier version's marker of a teacher used as given (/proj/one beside /proj/out): its path is no sign that
+    the output folder was moved from /proj, and must not be read as /proj/out/one."""
+    given = tmp_path / "one"
+    (given / "model").mkdir(parents=True)
+    out = tmp_path / "out"
+    calls = []
+
+    def stages():
+        plan = make_stages(calls)
+        return [dataclasses.replace(plan[0], run=lambda folder, earlier, resume: {"model": str(given / "model")})]
+
+    run_stages(stages(), out, log=[].append)
+    marker = read_marker(out / "one")
+    old = {"options_hash": old_options_hash({"train": TrainConfig()})}
+    old.update({k: marker[k] for k in ("outputs", "seconds", "attempts")})
+    (out / "one" / "done.json").write_text(json.dumps(old))
+    (out / "one" / "model").mkdir()  # what the wrong mapping would point at
+    outputs = run_stages(stages(), out, log=[].append)
+    assert outputs["one"]["model"] == str(given / "model")
+
+
 @pytest.mark.parametrize("edit", ["file", "folder"])
 def test_an_input_edited_in_place_runs_its_stage_again(tmp_path, edit):
     """Data (or a teacher checkpoint) edited under the same path used to be skipped: the markers held the path."""
