@@ -119,7 +119,10 @@ def run(
         )
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     _check_tokenizer(tokenizer, args.tokenizer, args.model, model.config.vocab_size)
-    max_length = args.max_length if args.max_length is not None else _default_max_length(args.model, model)
+    if args.max_length is not None:
+        max_length = args.max_length
+    else:
+        max_length = _default_max_length(args.model, model, searched=args.length_config == "model")
     doc_stride = qa_doc_stride(max_length, tokenizer, args.doc_stride) if model.task == "question-answering" else 0
     length_config = None if args.length_config == "none" else args.length_config
     calibration, evaluate = [], None
@@ -167,18 +170,30 @@ def _refuse_unread_options(args: argparse.Namespace, eval_data: str | None) -> N
         )
 
 
-def _default_max_length(path: str, model) -> int:
-    """The max_length the checkpoint was trained at (qla.json: qla finetune / distill / lat-train and the recipe's
-    stages record it), else the task's default cut to the model's position embeddings."""
+def _default_max_length(path: str, model, searched: bool) -> int:
+    """With ``searched`` (the model's own length config is exported) and token counts, the length they were chosen
+    for (the search's ``--seq-len``: at another length they resolve to other counts than the search scored); else
+    the max_length the checkpoint was trained at (qla.json: qla finetune / distill / lat-train and the recipe's
+    stages record it); else the task's default cut to the model's position embeddings."""
     from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH
     from qla_sdk.modeling.checkpoint import read_qla_metadata
     from qla_sdk.modeling.heads import max_input_length
 
     recorded = read_qla_metadata(path).get("max_length") if Path(path).is_dir() else None
+    if recorded is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
+        raise ConfigError(f"{path}/qla.json records max_length {recorded!r}, not a token count: pass --max-length")
+    lc = model.length_config if searched else None
+    if lc is not None and lc.reference_length is not None:
+        if recorded is not None and recorded != lc.reference_length:
+            warnings.warn(
+                f"{path}: its length config {lc} was searched at {lc.reference_length} tokens and the model trained "
+                f"at {recorded}: exporting at {lc.reference_length}, where the counts mean what the search scored "
+                "(pass --max-length to choose)",
+                stacklevel=3,
+            )
+        return lc.reference_length
     if recorded is None:
         return min(DEFAULT_MAX_LENGTH[model.task], max_input_length(model.config))
-    if isinstance(recorded, bool) or not isinstance(recorded, int):
-        raise ConfigError(f"{path}/qla.json records max_length {recorded!r}, not a token count: pass --max-length")
     return recorded
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from qla_sdk.data import qa_doc_stride
 from qla_sdk.deploy.artifact import MANIFEST, Manifest, read_manifest
-from qla_sdk.errors import CheckpointError, ConfigError
+from qla_sdk.errors import CheckpointError, ConfigError, QlaError
 from qla_sdk.modeling.heads import max_input_length
 
 # Bounds of one predict() call, so a single request cannot exhaust memory or hold the model for minutes.
@@ -181,7 +181,8 @@ class Predictor:
     def _check_tokens(self, encoded, paired: bool) -> None:
         for i, ids in enumerate(encoded["input_ids"]):
             if paired:
-                empty = not {0, 1} <= set(encoded.sequence_ids(i))  # a token of each text of the pair
+                which = set(encoded.sequence_ids(i))
+                empty = 0 not in which or 1 not in which  # a token of each text of the pair
             else:
                 empty = len(ids) <= self._specials
             if empty:
@@ -193,10 +194,16 @@ class Predictor:
             first.setdefault(example, window)
         for i in range(count):
             window = first.get(i)
-            context = 0 if window is None else sum(o is not None for o in features.offset_mapping[window])
-            if window is not None and len(features.input_ids[window]) - self._pair_specials - context < 1:
+            if window is None:
+                raise ValueError(f"context #{i} {_NO_TOKENS}")
+            # Only context tokens have offsets, and they follow the question and the specials before them: the
+            # scan stops after the question (predict's hot path; counting every offset cost a window's length).
+            offsets = features.offset_mapping[window]
+            start = next((j for j, o in enumerate(offsets) if o is not None), None)
+            question = len(offsets) - self._pair_specials if start is None else start - (self._pair_specials - 1)
+            if question < 1:
                 raise ValueError(f"question #{i} {_NO_TOKENS}")
-            if not context:
+            if start is None:
                 raise ValueError(f"context #{i} {_NO_TOKENS}")
 
     def _check_count(self, count: int, what: str) -> None:
@@ -349,10 +356,13 @@ def load(
             f"{manifest.folder}: its {manifest.backend} model cannot be loaded ({type(exc).__name__}: {exc}); "
             "export the model again"
         ) from exc
+    except QlaError:  # ours say what is wrong already (a backend package not installed: QuantizationError)
+        raise
     except (RuntimeError, SafetensorError) as exc:  # what OpenVINO, torch and safetensors raise on a damaged file
         raise CheckpointError(
-            f"{manifest.folder}: its {manifest.backend} model files cannot be read ({_reason(exc)}); a file is "
-            "damaged or incomplete: copy the artifact again, or export the model again"
+            f"{manifest.folder}: its {manifest.backend} model files cannot be read ({_reason(exc)}): a damaged or "
+            "incomplete copy (copy the artifact again), or files of another version of the runtime (export the "
+            "model again here)"
         ) from exc
     try:
         tokenizer = load_tokenizer(manifest.tokenizer_dir)
@@ -362,6 +372,19 @@ def load(
             "again"
         ) from exc
     _check_model(manifest, runner, tokenizer)
+    longest = max(runner.seq_lens) if runner.seq_lens else None
+    if longest is not None and max_length is None and manifest.max_length > longest:
+        # Exports before 2026-12 allowed graphs shorter than max_length (--seq-lens 128,256 at 384): serve at the
+        # longest graph, as load(max_length=...) would, rather than fail on every long input.
+        warnings.warn(
+            f"{manifest.folder}: its longest graph takes {longest} tokens, fewer than its max_length "
+            f"{manifest.max_length}: inputs are served at {longest} (pass max_length={longest} to say so, or export "
+            f"again with --seq-lens ending in {manifest.max_length})",
+            stacklevel=2,
+        )
+        max_length = longest
+    if longest is not None and max_length is not None and max_length > longest:
+        raise ConfigError(f"max_length {max_length}: the longest graph of {manifest.folder} takes {longest} tokens")
     predictor = Predictor(
         manifest,
         runner,
@@ -397,9 +420,6 @@ def _check_model(manifest: Manifest, runner, tokenizer) -> None:
         _check_task_model(manifest, model, tokenizer)
     elif hasattr(runner, "compiled_model"):
         _check_openvino(manifest, runner, tokenizer)
-    longest = max(runner.seq_lens) if runner.seq_lens else None
-    if longest is not None and manifest.max_length > longest:
-        raise _disagrees(manifest, "max_length", manifest.max_length, f"the longest graph takes {longest} tokens")
 
 
 def _disagrees(manifest: Manifest, field: str, value: object, says: str) -> CheckpointError:

@@ -9,7 +9,7 @@ import pytest
 from deploy_helpers import export_fp32, minilm_tokenizer, tiny_model, tiny_openvino_qa
 
 import qla_sdk
-from qla_sdk.errors import CheckpointError, IntegrityError
+from qla_sdk.errors import CheckpointError, ConfigError, IntegrityError
 from qla_sdk.io import sha256_file
 from qla_sdk.modeling import LengthConfig
 
@@ -170,13 +170,37 @@ def test_a_length_config_the_model_does_not_run_is_refused(pristine, tmp_path, l
         _load(artifact)
 
 
-@pytest.mark.parametrize("backend", ["fp32", "openvino"])
-def test_max_length_beyond_what_the_model_runs_is_refused(pristine, openvino_pristine, tmp_path, backend):
-    artifacts = openvino_pristine if backend == "openvino" else pristine
-    artifact = _copy(artifacts, "question-answering", tmp_path)
-    _edit(artifact, lambda d: d.update(max_length=129))  # fp32: 128 positions; openvino: graphs up to 64 tokens
+def test_max_length_beyond_the_position_embeddings_is_refused(pristine, tmp_path):
+    artifact = _copy(pristine, "question-answering", tmp_path)
+    _edit(artifact, lambda d: d.update(max_length=129))  # 128 positions
     with pytest.raises(CheckpointError, match="max_length is 129"):
         _load(artifact)
+
+
+def test_graphs_shorter_than_max_length_are_served_at_the_longest(openvino_pristine, tmp_path):
+    """Exports before this check allowed --seq-lens that stop short of max_length: such an artifact still loads
+    (it used to fail only on long inputs), served at its longest graph, with a warning saying so."""
+    artifact = _copy(openvino_pristine, "question-answering", tmp_path)
+    _edit(artifact, lambda d: d.update(max_length=129))  # graphs up to 64 tokens
+    with pytest.warns(UserWarning, match="longest graph takes 64 tokens, fewer than its max_length 129"):
+        predictor = qla_sdk.load(artifact)
+    assert predictor.max_length == 64
+    assert predictor.predict(question="Who scores?", context="The span head scores every position. " * 30)["answer"]
+    assert qla_sdk.load(artifact, max_length=32).max_length == 32  # asked for: no warning needed
+    with pytest.raises(ConfigError, match="max_length 100: the longest graph of .* takes 64 tokens"):
+        qla_sdk.load(artifact, max_length=100)
+
+
+def test_a_runtime_that_is_not_installed_is_not_called_a_damaged_file(pristine, tmp_path, monkeypatch):
+    from qla_sdk.backends import get_backend
+    from qla_sdk.quantize import QuantizationError
+
+    def not_installed(*args, **kwargs):
+        raise QuantizationError("OpenVINO is not installed: pip install 'qla-sdk[openvino]'")
+
+    monkeypatch.setattr(type(get_backend("fp32")), "load", not_installed)
+    with pytest.raises(QuantizationError, match="is not installed"):
+        _load(_copy(pristine, "question-answering", tmp_path))
 
 
 def test_export_refuses_graphs_that_stop_short_of_max_length(tokenizer, tmp_path):

@@ -49,6 +49,22 @@ def test_without_a_record_max_length_fits_the_position_embeddings(checkpoints, t
     assert json.loads((tmp_path / "a" / "qla.json").read_text())["max_length"] == 64  # not 128
 
 
+def test_searched_token_counts_export_at_the_length_they_were_chosen_for(checkpoints, tmp_path, capsys):
+    """A search at --seq-len 48 of a model trained at 32 (qla search --write-to keeps the trained max_length): at
+    32 the counts would resolve to other ones than the search scored."""
+    from qla_sdk.modeling import LengthConfig, from_pretrained, save_pretrained
+
+    model = from_pretrained(checkpoints / "trained")
+    model.length_config = LengthConfig.parse("40,20@48")
+    save_pretrained(model, tmp_path / "searched", extra={"max_length": 32})
+    with pytest.warns(UserWarning, match="searched at 48 tokens and the model trained at 32: exporting at 48"):
+        assert _export(tmp_path / "searched", tmp_path / "a", "--tokenizer", str(checkpoints / "trained")) == 0
+    assert json.loads((tmp_path / "a" / "qla.json").read_text())["max_length"] == 48
+    tokenizer = ("--tokenizer", str(checkpoints / "trained"))
+    assert _export(tmp_path / "searched", tmp_path / "b", "--length-config", "none", *tokenizer) == 0  # not exported
+    assert json.loads((tmp_path / "b" / "qla.json").read_text())["max_length"] == 32
+
+
 def test_a_given_max_length_wins(checkpoints, tmp_path, capsys):
     assert _export(checkpoints / "trained", tmp_path / "a", "--max-length", "48") == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "a" / "qla.json").read_text())["max_length"] == 48
