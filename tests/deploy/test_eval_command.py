@@ -1,4 +1,7 @@
-"""`qla eval`: a bad example in a dev set is named by its place in the data, not by its place in one predict call."""
+"""`qla eval`: a dev set is read as training read it (--text-columns / --label-column, the training commands' flags;
+a note on stderr when detection picked among several text columns, where it used to score another column than
+training silently); a bad example is named by its place in the data, not in one predict call; a label the model
+does not predict is a message about the data, not the artifact."""
 
 import json
 
@@ -7,6 +10,7 @@ from deploy_helpers import export_fp32, minilm_tokenizer, tiny_model
 
 import qla_sdk.commands.eval as eval_command
 from qla_sdk.cli import main
+from qla_sdk.deploy.predictor import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,6 @@ def test_an_empty_text_is_named_by_its_example(artifacts, tmp_path, capsys, monk
 
 
 def test_what_a_predict_call_refuses_is_placed_in_the_data(artifacts, tmp_path, capsys, monkeypatch):
-    from qla_sdk.deploy.predictor import Predictor
-
     def refuse(self, items, **kw):
         raise ValueError("text #1 has no tokens the model reads")
 
@@ -54,3 +56,72 @@ def test_what_a_predict_call_refuses_is_placed_in_the_data(artifacts, tmp_path, 
     data.write_text("sentence\tlabel\na fine film\t1\na dull film\t0\n")
     assert main(["eval", str(artifacts["text-classification"]), "--data", str(data)]) == 2
     assert f"{data}, in the call from example 1 on (#0 there): text #1 has no tokens" in capsys.readouterr().err
+
+
+@pytest.fixture
+def title_model(monkeypatch):
+    """A model that is right on the title column only: it calls "good ..." positive."""
+
+    def predict(self, items, **kw):
+        return [{"label": "positive" if item.startswith("good") else "negative"} for item in items]
+
+    monkeypatch.setattr(Predictor, "predict", predict)
+
+
+def _reviews(path):
+    rows = [("good film", "dull and long", "positive"), ("bad film", "good grief", "negative")]
+    path.write_text("title\tcontent\tverdict\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return path
+
+
+def _accuracy(out: str) -> float:
+    return json.loads(out)["accuracy"]
+
+
+def test_text_and_label_columns_are_the_training_flags(artifacts, tmp_path, capsys, title_model):
+    argv = ["eval", str(artifacts["text-classification"]), "--data", str(_reviews(tmp_path / "reviews.tsv"))]
+    assert main([*argv, "--text-columns", "title", "--label-column", "verdict"]) == 0
+    out, err = capsys.readouterr()
+    assert _accuracy(out) == 1.0 and "reading text" not in err
+
+
+def test_detection_among_several_text_columns_says_what_it_read(artifacts, tmp_path, capsys, title_model):
+    argv = ["eval", str(artifacts["text-classification"]), "--data", str(_reviews(tmp_path / "reviews.tsv"))]
+    assert main([*argv, "--label-column", "verdict"]) == 0
+    out, err = capsys.readouterr()
+    assert _accuracy(out) == 0.0  # "content" detected by its name
+    assert "reading text from 'content' (detected by name); 'title' hold(s) text too" in err
+    assert "--text-columns" in err
+
+
+def test_one_text_column_is_read_without_a_note(artifacts, tmp_path, capsys, title_model):
+    data = tmp_path / "dev.tsv"
+    data.write_text("idx\tsentence\tlabel\n0\tgood film\tpositive\n1\tbad film\tnegative\n")
+    assert main(["eval", str(artifacts["text-classification"]), "--data", str(data)]) == 0
+    out, err = capsys.readouterr()
+    assert _accuracy(out) == 1.0 and err == ""  # idx holds numbers, not text
+
+
+def test_a_missing_column_names_the_eval_flag(artifacts, tmp_path, capsys):
+    data = _reviews(tmp_path / "reviews.tsv")
+    assert main(["eval", str(artifacts["text-classification"]), "--data", str(data), "--text-columns", "title"]) == 2
+    assert "no label column 'label'" in (err := capsys.readouterr().err) and "eval: --label-column" in err
+
+
+def test_column_flags_are_refused_for_a_qa_model(artifacts, tmp_path, capsys):
+    argv = ["eval", str(artifacts["question-answering"]), "--data", str(tmp_path / "dev.json")]
+    for flags in (["--text-columns", "title"], ["--label-column", "verdict"]):
+        assert main([*argv, *flags]) == 2
+        err = capsys.readouterr().err
+        assert "--text-columns / --label-column pick classification columns" in err
+        assert "question-answering model" in err
+
+
+def test_labels_the_model_does_not_predict_are_named_with_the_fix_to_the_data(artifacts, tmp_path, capsys):
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\na fine film\tpos\na dull film\tnegative\n")
+    assert main(["eval", str(artifacts["text-classification"]), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{data} holds labels ['pos'] that the model does not predict" in err
+    assert "its labels are ['negative', 'positive']" in err and "Fix the dev set" in err
+    assert "qla.json" not in err and "label_names" not in err  # the artifact is not what to change

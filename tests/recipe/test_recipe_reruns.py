@@ -117,28 +117,23 @@ def test_markers_of_earlier_versions_are_honoured(tmp_path):
     assert calls == [("three", False)] and "[three] options changed since it ran: running it" in "\n".join(lines)
 
 
-def test_a_stage_whose_artifact_was_deleted_runs_again(tmp_path):
+@pytest.mark.parametrize("from_stage", [None, "three"])
+def test_a_deleted_output_runs_its_stage_again_unless_before_from(tmp_path, from_stage):
+    """Before --from, a model deleted to save disk is named, not rebuilt: --from keeps the stages before it."""
     calls = []
     run(calls, tmp_path)
     shutil.rmtree(tmp_path / "two" / "model")
     calls.clear()
     lines = []
-    run(calls, tmp_path, lines)
-    assert calls == [("two", False), ("three", False)]
-    assert f"[two] done earlier, but {tmp_path / 'two' / 'model'} no longer exists: running it" in lines[1]
-
-
-def test_before_from_a_deleted_output_is_named_not_rebuilt(tmp_path):
-    """--from keeps the stages before it: a model deleted to save disk must not rerun hours of them."""
-    calls = []
-    run(calls, tmp_path)
-    shutil.rmtree(tmp_path / "one" / "model")
-    calls.clear()
-    lines = []
-    with pytest.raises(AssertionError, match="one/model"):  # three reads one's model, as the note says
-        run_stages(make_stages(calls), tmp_path, log=lines.append, from_stage="three")
+    if from_stage is None:
+        run(calls, tmp_path, lines)
+        assert calls == [("two", False), ("three", False)]
+        assert f"[two] done earlier, but {tmp_path / 'two' / 'model'} no longer exists: running it" in lines[1]
+        return
+    with pytest.raises(AssertionError, match="two/model"):  # three reads two's model, as the note says
+        run_stages(make_stages(calls), tmp_path, log=lines.append, from_stage=from_stage)
     assert calls == [("three", False)]  # one and two were not rebuilt
-    assert f"[one] note: {tmp_path / 'one' / 'model'} no longer exists; a later stage that reads it will fail" in lines
+    assert f"[two] note: {tmp_path / 'two' / 'model'} no longer exists; a later stage that reads it will fail" in lines
 
 
 def test_a_users_own_path_named_like_a_stage_is_read_where_it_is(tmp_path):
