@@ -13,14 +13,24 @@ from qla_bench.builders import BuildContext, Builder, Inputs, LoadContext, Missi
 from qla_bench.kernels import fused_attention_key, onednn_kernels, openvino_kernels
 
 
-def _tokenizer(source: Path):
-    """The checkpoint's own tokenizer, or the shipped MiniLM's (BERT's uncased WordPiece) for weight-only folders such
-    as the random BERT-base: an artifact carries a tokenizer, and rows are timed on token ids anyway."""
+def _tokenizer(source: Path, vocab_size: int, workdir: Path):
+    """The checkpoint's own tokenizer, or for weight-only folders such as the random BERT-base the shipped MiniLM's
+    (BERT's uncased WordPiece): an artifact carries a tokenizer, and rows are timed on token ids anyway. A model that
+    embeds fewer ids than that gets a placeholder vocabulary of its size (``qla_sdk.load`` refuses a tokenizer that
+    writes ids past the embeddings)."""
     from qla_sdk.data import load_tokenizer
     from qla_sdk.pretrained import minilm_path
 
     has_own = any((source / name).is_file() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"))
-    return load_tokenizer(source if has_own else minilm_path())
+    if has_own:
+        return load_tokenizer(source)
+    tokenizer = load_tokenizer(minilm_path())
+    if len(tokenizer) <= vocab_size:
+        return tokenizer
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = workdir / "placeholder-vocab.txt"
+    vocab.write_text("\n".join(specials + [f"[unused{i}]" for i in range(vocab_size - len(specials))]) + "\n")
+    return load_tokenizer(vocab)
 
 
 def _calibration_rows(ctx: BuildContext) -> list[dict]:
@@ -53,7 +63,7 @@ def _export(ctx: BuildContext) -> Path:
     return export_model(
         model,
         ctx.workdir / f"{backend}-artifact",
-        _tokenizer(ctx.source),
+        _tokenizer(ctx.source, model.config.vocab_size, ctx.workdir),
         config=config,
         length_config=ctx.length_config,
         max_length=ctx.seq_len,

@@ -153,6 +153,11 @@ def export_model(
             f"backend {config.backend} quantizes to int8 and needs calibration rows: pass calibration= (a few "
             "hundred feature rows of task examples; with qla export / qla quantize, --data)"
         )
+    if len(tokenizer) > model.config.vocab_size:  # qla_sdk.load refuses it: not written, rather than unloadable
+        raise ConfigError(
+            f"the tokenizer has {len(tokenizer)} tokens and the model {model.config.vocab_size} word embeddings: ids "
+            "past them have none. Export with the tokenizer the model was trained with"
+        )
     lc = model.length_config if isinstance(length_config, str) and length_config == "model" else length_config
     lc = LengthConfig.parse(lc)
     if max_length is None:

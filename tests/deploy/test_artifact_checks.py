@@ -120,6 +120,18 @@ def test_a_tokenizer_the_model_cannot_read_is_refused(pristine, openvino_pristin
         _load(artifact)
 
 
+def test_export_refuses_a_tokenizer_past_the_embeddings(tokenizer, tmp_path):
+    from qla_sdk.deploy import export_model
+    from qla_sdk.errors import ConfigError
+    from qla_sdk.quantize import QuantConfig
+
+    small = tiny_model("question-answering", tokenizer, tmp_path / "qa")
+    small.config.vocab_size = 120  # as a model of a smaller vocabulary records it
+    with pytest.raises(ConfigError, match="the tokenizer has 30522 tokens and the model 120 word embeddings"):
+        export_model(small, tmp_path / "art", tokenizer, config=QuantConfig(backend="fp32"))
+    assert not (tmp_path / "art").exists()
+
+
 def test_a_smaller_vocabulary_than_the_embedding_table_loads(pristine, tmp_path):
     """Models may embed more ids than their tokenizer writes (a table padded to a round size, a trimmed vocabulary):
     only ids past the table, or a tokenizer of no words, are certain to be wrong."""
