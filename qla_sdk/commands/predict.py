@@ -6,6 +6,9 @@ input lines even after a tool sorts or filters them. An empty or whitespace-only
 its record is ``{"line": N, "label": null, "score": null, "skipped": "empty line"}``, so the records still line up
 one to one with the lines. A file of any size is sent in chunks that stay within one predict call's bounds; the
 results are those of one call. QA prints ``{"answer", "score", "start", "end"}``.
+
+``--top-k N`` adds to each classification record ``"top_k"``, its N best ``{"label", "score"}``, best first (``null``
+for a skipped line); QA then prints a list of the N best answers.
 """
 
 from __future__ import annotations
@@ -39,6 +42,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="allow loading an ipex (TorchScript) artifact: TorchScript can run code, so only for files you built",
     )
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=1,
+        help='the N best labels or answers: a classification record gets "top_k", a list of {"label", "score"}, '
+        "best first; QA prints a list of answers",
+    )
+    p.add_argument(
+        "--max-answer-length", type=int, default=None, help="question answering: longest answer in tokens (default 30)"
+    )
+    p.add_argument(
+        "--align-to-words",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="question answering: answers start and end on whole words (default; --no-align-to-words: run_qa's "
+        "token spans, the rule SQuAD figures use)",
+    )
     p.set_defaults(func=run)
 
 
@@ -60,7 +80,13 @@ def run(args: argparse.Namespace) -> int:
         context = args.context
         if context.startswith("@"):
             context = _read_text(context[1:], "--context @")
-        result = predictor.predict(question=args.question, context=context)
+        result = predictor.predict(
+            question=args.question,
+            context=context,
+            top_k=args.top_k,
+            max_answer_length=args.max_answer_length,
+            align_to_words=args.align_to_words,
+        )
     else:
         if args.question is not None or args.context is not None:
             given = "--question" if args.question is not None else "--context"
@@ -68,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.artifact} is a {predictor.task} artifact: it takes --text (repeatable) or --file, not {given} "
                 "(which question-answering artifacts take)"
             )
+        for flag, value in (("--max-answer-length", args.max_answer_length), ("--align-to-words", args.align_to_words)):
+            if value is not None:
+                raise ValueError(
+                    f"{args.artifact} is a {predictor.task} artifact: {flag} is a question-answering option"
+                )
         result = _classify(predictor, args)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
@@ -88,7 +119,8 @@ def _classify(predictor, args: argparse.Namespace) -> list[dict]:
                 records.append({"line": number})
                 pending.append((len(records) - 1, f"--file {args.file} line {number}", line))
             else:  # the model would refuse it; a record keeps the output one to one with the lines
-                records.append({"line": number, "label": None, "score": None, "skipped": "empty line"})
+                skipped = {"line": number, "label": None, "score": None, "skipped": "empty line"}
+                records.append(skipped if args.top_k == 1 else {**skipped, "top_k": None})
     if not pending:
         if args.file:
             raise ValueError(f"--file {args.file} has no text: write one text per line")
@@ -99,11 +131,11 @@ def _classify(predictor, args: argparse.Namespace) -> list[dict]:
     for chunk in _chunks(pending, CHUNK, predictor.max_total_chars):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            predicted += predictor.predict([text for _, _, text in chunk])
+            predicted += predictor.predict([text for _, _, text in chunk], top_k=args.top_k)
         for w in caught:
             warnings.warn(_rename_inputs(str(w.message), [name for _, name, _ in chunk]), w.category, stacklevel=2)
     for (index, _, _), result in zip(pending, predicted, strict=True):
-        records[index].update(result)
+        records[index].update(result if args.top_k == 1 else {**result[0], "top_k": result})
     return records
 
 

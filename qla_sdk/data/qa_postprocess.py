@@ -3,6 +3,11 @@
 Candidates are the ``n_best`` top start and end positions of every window, kept when both lie in the context,
 ``start <= end`` and the span is at most ``max_answer_length`` tokens; an example's answer is its best candidate
 over all its windows by ``start_logit + end_logit``.
+
+With ``align_to_words`` a candidate's start and end move out to the edges of the tokenizer's words that hold them,
+as transformers' question-answering pipeline does: a span the model ends inside "Eiffel" (on its piece "E") is
+answered "... Eiffel", not "... E". Candidates that become the same span count once, with their best logit. The
+default is run_qa's rule (spans as the tokens give them), which published SQuAD figures use.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class AnswerSpan:
 
 
 NO_ANSWER = AnswerSpan(text="", start=0, end=0, score=0.0, logit=0.0)
+N_BEST = 20  # run_qa's defaults
+DEFAULT_MAX_ANSWER_LENGTH = 30
 
 
 def postprocess_qa(
@@ -33,11 +40,15 @@ def postprocess_qa(
     features: QAFeatures,
     start_logits,
     end_logits,
-    n_best: int = 20,
-    max_answer_length: int = 30,
+    n_best: int = N_BEST,
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
+    *,
+    align_to_words: bool = False,
 ) -> dict[str, str]:
     """``{example id: answer text}``; an example without any valid span gets ``""``."""
-    spans = best_spans(examples, features, start_logits, end_logits, n_best, max_answer_length)
+    spans = best_spans(
+        examples, features, start_logits, end_logits, n_best, max_answer_length, align_to_words=align_to_words
+    )
     return {example_id: span.text for example_id, span in spans.items()}
 
 
@@ -46,12 +57,15 @@ def best_spans(
     features: QAFeatures,
     start_logits,
     end_logits,
-    n_best: int = 20,
-    max_answer_length: int = 30,
+    n_best: int = N_BEST,
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
+    *,
+    align_to_words: bool = False,
 ) -> dict[str, AnswerSpan]:
     """``{example id: AnswerSpan}`` with the text, character offsets and score of each example's best span."""
     out = {}
-    for example, ranked in _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length):
+    ranking = _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length, align_to_words)
+    for example, ranked in ranking:
         if not ranked:
             out[example.id] = NO_ANSWER
             continue
@@ -65,8 +79,10 @@ def nbest_spans(
     features: QAFeatures,
     start_logits,
     end_logits,
-    n_best: int = 20,
-    max_answer_length: int = 30,
+    n_best: int = N_BEST,
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
+    *,
+    align_to_words: bool = False,
 ) -> dict[str, list[AnswerSpan]]:
     """``{example id: up to n_best AnswerSpans, best first}``.
 
@@ -74,7 +90,8 @@ def nbest_spans(
     length, or a list of 1-D rows of varying length (outputs of dynamically padded batches, row by row).
     """
     out = {}
-    for example, ranked in _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length):
+    ranking = _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length, align_to_words)
+    for example, ranked in ranking:
         probs = _softmax(ranked) if ranked else []
         out[example.id] = [
             AnswerSpan(text=example.context[s:t], start=s, end=t, score=float(p), logit=logit)
@@ -83,11 +100,17 @@ def nbest_spans(
     return out
 
 
-def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answer_length: int):
+def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answer_length: int, align: bool):
     """Per example, ``(example, [((start_char, end_char), logit), ...])``: its n-best spans over all its windows,
     best first (ties in the order the windows and top positions were visited)."""
-    if n_best < 1 or max_answer_length < 1:
-        raise ConfigError(f"n_best {n_best} / max_answer_length {max_answer_length}: both must be >= 1")
+    for name, value in (("n_best", n_best), ("max_answer_length", max_answer_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} {value!r}: must be an integer >= 1")
+    if align and features.word_ids is None:
+        raise ConfigError(
+            "align_to_words needs the tokenizer's words of each window: build the features with "
+            "qa_features(..., word_ids=True)"
+        )
     starts, ends = _rows(start_logits, len(features), "start_logits"), _rows(end_logits, len(features), "end_logits")
     windows: list[list[int]] = [[] for _ in examples]
     for f, e in enumerate(features.example_index):
@@ -97,6 +120,9 @@ def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answe
 
     for e, example in enumerate(examples):
         candidates: dict[tuple[int, int], float] = {}  # (start_char, end_char) -> best logit over windows
+        # A word cut by a window's edge is whole in the next window: with several windows, words are read over all
+        # of them (token word ids count the whole context's words, in every window).
+        whole = _whole_words(features, windows[e]) if align and len(windows[e]) > 1 else None
         for f in windows[e]:
             offsets = features.offset_mapping[f]
             start_row, end_row = starts[f], ends[f]
@@ -111,20 +137,31 @@ def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answe
                     f"logits of feature {f} hold nan or inf: the model's output overflowed (e.g. fp16/bf16), so no "
                     "span can be ranked; check the model in fp32"
                 )
-            _window_candidates(candidates, offsets, start_row, end_row, n_best, max_answer_length, len(example.context))
+            word_span = None
+            if whole is not None:
+                word_span = _word_span_in(whole, offsets, features.word_ids[f])
+            elif align:
+                word_span = _word_span_in_window(offsets, features.word_ids[f])
+            _window_candidates(
+                candidates, offsets, start_row, end_row, n_best, max_answer_length, len(example.context), word_span
+            )
         # Overlapping windows see the same span twice: it counts once, with its best logit.
         yield example, sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:n_best]
 
 
-def _window_candidates(candidates: dict, offsets, start_row, end_row, n_best: int, max_len: int, n_chars: int) -> None:
+def _window_candidates(
+    candidates: dict, offsets, start_row, end_row, n_best: int, max_len: int, n_chars: int, word_span=None
+) -> None:
     """Adds one window's spans to ``candidates``: every pair of its ``n_best`` top start and end tokens that lie in the
     context, with ``start <= end``, at most ``max_len`` tokens, on a character span of the context. The pairs are
     tested as arrays (a Python loop over n_best^2 pairs per question is most of the span extraction's time) and
-    visited start-major, best first, as the loop did."""
+    visited start-major, best first, as the loop did. With ``word_span`` (a token's word's characters) a span's
+    characters run from its start token's word's first character to its end token's word's last one."""
     top_starts = np.argsort(start_row)[::-1][:n_best]
     top_ends = np.argsort(end_row)[::-1][:n_best]
-    start_spans = [offsets[s] for s in top_starts.tolist()]
-    end_spans = [offsets[t] for t in top_ends.tolist()]
+    span = offsets.__getitem__ if word_span is None else word_span
+    start_spans = [span(s) for s in top_starts.tolist()]
+    end_spans = [span(t) for t in top_ends.tolist()]
     start_in = np.array([o is not None for o in start_spans], dtype=bool)
     end_in = np.array([o is not None for o in end_spans], dtype=bool)
     # The offsets' own values make the spans (as the loop took them); the arrays are only for the comparisons.
@@ -144,6 +181,43 @@ def _window_candidates(candidates: dict, offsets, start_row, end_row, n_best: in
         span = (start_values[i], end_values[j])
         if logit > candidates.get(span, -np.inf):
             candidates[span] = logit
+
+
+def _word_span_in_window(offsets, words):
+    """``token -> `` the characters of its word (its own offsets for a token without a word, None outside the
+    context), from the window's own tokens: a word's pieces are neighbours."""
+
+    def span(token: int) -> tuple[int, int] | None:
+        if offsets[token] is None or words[token] is None:
+            return offsets[token]
+        word, first, last = words[token], token, token
+        while first > 0 and offsets[first - 1] is not None and words[first - 1] == word:
+            first -= 1
+        while last + 1 < len(offsets) and offsets[last + 1] is not None and words[last + 1] == word:
+            last += 1
+        return offsets[first][0], offsets[last][1]
+
+    return span
+
+
+def _whole_words(features, windows: list[int]) -> dict[int, tuple[int, int]]:
+    """``{word id: its characters}`` over all the windows of one example."""
+    spans: dict[int, tuple[int, int]] = {}
+    for f in windows:
+        for offset, word in zip(features.offset_mapping[f], features.word_ids[f], strict=True):
+            if offset is not None and word is not None:
+                seen = spans.get(word)
+                spans[word] = offset if seen is None else (min(seen[0], offset[0]), max(seen[1], offset[1]))
+    return spans
+
+
+def _word_span_in(whole: dict[int, tuple[int, int]], offsets, words):
+    def span(token: int) -> tuple[int, int] | None:
+        if offsets[token] is None or words[token] is None:
+            return offsets[token]
+        return whole[words[token]]
+
+    return span
 
 
 def _softmax(ranked: list) -> np.ndarray:

@@ -48,6 +48,9 @@ class QAFeatures(TokenRows):
     end_positions: list[int] | None = None
     pad_token_id: int = 0
     clipped_questions: list[int] = field(default_factory=list)  # examples whose question was cut to fit
+    # The tokenizer's word of each context token (None outside the context), kept only when asked: answers aligned
+    # to whole words need them, and a training set's would be one Python int per token.
+    word_ids: list[list[int | None]] | None = None
 
     def row(self, i: int) -> dict:
         """The model inputs (and labels) of window ``i``, as ``collate`` takes them."""
@@ -71,6 +74,7 @@ class QAFeatures(TokenRows):
             start_positions=pick(self.start_positions),
             end_positions=pick(self.end_positions),
             pad_token_id=self.pad_token_id,
+            word_ids=pick(self.word_ids),
         )
 
 
@@ -303,8 +307,10 @@ def qa_features(
     training: bool = False,
     *,
     max_question_length: int = 64,
+    word_ids: bool = False,
 ) -> QAFeatures:
-    """Doc-stride windows of (question, context); with ``training`` also start/end token labels.
+    """Doc-stride windows of (question, context); with ``training`` also start/end token labels, with ``word_ids``
+    the tokenizer's word of each context token (for answers aligned to whole words).
 
     Questions longer than ``max_question_length`` tokens (or than what ``max_length`` and ``doc_stride`` leave
     room for) are cut, as in the original BERT SQuAD code; SQuAD questions are far shorter. ``clipped_questions``
@@ -325,7 +331,9 @@ def qa_features(
     whole = [ex.question.lstrip() for ex in examples]
     questions = _clip_questions(whole, tokenizer, question_room)
     with_segments = "token_type_ids" in tokenizer.model_input_names
-    windows = encode_windows(tokenizer, questions, [ex.context for ex in examples], max_length, doc_stride)
+    windows = encode_windows(
+        tokenizer, questions, [ex.context for ex in examples], max_length, doc_stride, word_ids=word_ids
+    )
     offset_mapping = []
     starts, ends = [], []
     for i, (offsets, sequence_ids) in enumerate(zip(windows.offsets, windows.sequence_ids, strict=True)):
@@ -346,24 +354,42 @@ def qa_features(
         end_positions=ends if training else None,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         clipped_questions=[i for i, (kept, given) in enumerate(zip(questions, whole, strict=True)) if kept != given],
+        word_ids=_context_words(windows) if word_ids else None,
     )
+
+
+def _context_words(windows: Windows) -> list[list[int | None]]:
+    # Word ids count the question's words and the context's separately: only the context's are kept, so that a
+    # question word never joins a context word.
+    return [
+        [w if s == 1 else None for w, s in zip(words, sequence_ids, strict=True)]
+        for words, sequence_ids in zip(windows.word_ids, windows.sequence_ids, strict=True)
+    ]
 
 
 @dataclass
 class Windows:
     """Doc-stride windows of (question, context) pairs, one entry per window: token ids, segment ids, character
     offsets, which part of the pair each token comes from (0 question, 1 context, None special), and the pair's
-    index."""
+    index; with ``word_ids`` also each token's word (None for specials)."""
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]]
     offsets: list[list[tuple[int, int]]]
     sequence_ids: list[list[int | None]]
     example_index: list[int]
+    word_ids: list[list[int | None]] = field(default_factory=list)
 
 
 def encode_windows(
-    tokenizer, questions: list[str], contexts: list[str], max_length: int, doc_stride: int, *, backend: bool = True
+    tokenizer,
+    questions: list[str],
+    contexts: list[str],
+    max_length: int,
+    doc_stride: int,
+    *,
+    backend: bool = True,
+    word_ids: bool = False,
 ) -> Windows:
     """``tokenizer(questions, contexts, truncation="only_second", max_length=..., stride=doc_stride,
     return_overflowing_tokens=True, ...)`` without padding, as ``Windows``. With ``backend`` and a fast tokenizer the
@@ -384,12 +410,14 @@ def encode_windows(
             return_attention_mask=False,
             padding=False,
         )
+        count = len(encoded["input_ids"])
         return Windows(
             input_ids=list(encoded["input_ids"]),
             token_type_ids=list(encoded["token_type_ids"]),
             offsets=list(encoded["offset_mapping"]),
-            sequence_ids=[encoded.sequence_ids(i) for i in range(len(encoded["input_ids"]))],
+            sequence_ids=[encoded.sequence_ids(i) for i in range(count)],
             example_index=list(encoded["overflow_to_sample_mapping"]),
+            word_ids=[encoded.word_ids(i) for i in range(count)] if word_ids else [],
         )
     windows = Windows([], [], [], [], [])
     for index, encoding in enumerate(encoder.encode_batch(list(zip(questions, contexts, strict=True)))):
@@ -399,6 +427,8 @@ def encode_windows(
             windows.offsets.append(window.offsets)
             windows.sequence_ids.append(window.sequence_ids)
             windows.example_index.append(index)
+            if word_ids:
+                windows.word_ids.append(window.word_ids)
     return windows
 
 

@@ -4,6 +4,10 @@ Classification: ``predict("text")`` / ``predict(["a", "b"])`` / ``predict(("prem
 ``{"label", "score"}`` (a list for a list). QA: ``predict(question=..., context=...)`` -> ``{"answer", "score",
 "start", "end"}`` (character offsets into the context); long contexts run as doc-stride windows.
 
+``top_k=N`` gives each input a list of its N best records instead (labels, or answer spans), best first. QA also
+takes ``max_answer_length`` (tokens, default 30) and ``align_to_words`` (default True: answers end on whole words, as
+transformers' pipeline gives them; False is run_qa's rule, which SQuAD figures use).
+
 Rows are padded to the smallest graph length that holds them (the longest row of the batch for eager backends),
 so with a ratio length config a 120-token input keeps a share of 120 tokens, not of a padded 384.
 """
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from qla_sdk.data import qa_doc_stride
+from qla_sdk.data.qa_postprocess import DEFAULT_MAX_ANSWER_LENGTH, N_BEST, NO_ANSWER
 from qla_sdk.deploy.artifact import Manifest, read_manifest
 from qla_sdk.deploy.manifest_checks import check_manifest_against_model
 from qla_sdk.errors import CheckpointError, ConfigError, QlaError
@@ -76,18 +81,39 @@ class Predictor:
             f"max_length={self.max_length}, graphs={self.runner.seq_lens or 'any length'})"
         )
 
-    def predict(self, texts=None, *, question=None, context=None):
+    def predict(
+        self,
+        texts=None,
+        *,
+        question=None,
+        context=None,
+        top_k: int = 1,
+        max_answer_length: int | None = None,
+        align_to_words: bool | None = None,
+    ):
+        _check_count_option("top_k", top_k)
         if self.task == "question-answering":
             if texts is not None:
                 raise TypeError("this is a question-answering model: call predict(question=..., context=...)")
-            return self._answer(question, context)
+            if max_answer_length is None:
+                max_answer_length = DEFAULT_MAX_ANSWER_LENGTH
+            _check_count_option("max_answer_length", max_answer_length)
+            if align_to_words is None:
+                align_to_words = True
+            if not isinstance(align_to_words, bool):
+                raise TypeError(f"align_to_words={align_to_words!r}: pass True or False")
+            return self._answer(question, context, top_k, max_answer_length, align_to_words)
         if question is not None or context is not None:
             raise TypeError(f"this is a {self.task} model: call predict(texts), not question=/context=")
-        return self._classify(texts)
+        if max_answer_length is not None or align_to_words is not None:
+            raise TypeError(
+                f"this is a {self.task} model: max_answer_length and align_to_words are question-answering options"
+            )
+        return self._classify(texts, top_k)
 
     # ------------------------------------------------------------------------------------------ classification
 
-    def _classify(self, texts):
+    def _classify(self, texts, top_k: int = 1):
         single = isinstance(texts, (str, tuple))
         items = [texts] if single else texts
         if texts is None:
@@ -126,15 +152,18 @@ class Predictor:
         for row in logits:
             probs = np.exp(row - row.max())
             probs /= probs.sum()
-            best = int(probs.argmax())
-            label = self.labels[best] if self.labels and best < len(self.labels) else str(best)
-            results.append({"label": label, "score": float(probs[best])})
+            ranked = [int(probs.argmax())] if top_k == 1 else np.argsort(-probs, kind="stable")[:top_k].tolist()
+            records = [{"label": self._label(i), "score": float(probs[i])} for i in ranked]
+            results.append(records[0] if top_k == 1 else records)
         return results[0] if single else results
+
+    def _label(self, index: int) -> str:
+        return self.labels[index] if self.labels and index < len(self.labels) else str(index)
 
     # ---------------------------------------------------------------------------------------------------- QA
 
-    def _answer(self, question, context):
-        from qla_sdk.data import QAExample, best_spans, qa_features
+    def _answer(self, question, context, top_k: int, max_answer_length: int, align_to_words: bool):
+        from qla_sdk.data import QAExample, best_spans, nbest_spans, qa_features
 
         if question is None or context is None:
             missing = "context" if context is None else "question"
@@ -156,7 +185,7 @@ class Predictor:
         self._check_total(sum(len(q) + len(c) for q, c in zip(questions, contexts, strict=True)))
         examples = [QAExample(str(i), "", q, c) for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
         with self._tokenizer_lock:
-            features = qa_features(examples, self.tokenizer, self.max_length, self.doc_stride)
+            features = qa_features(examples, self.tokenizer, self.max_length, self.doc_stride, word_ids=align_to_words)
         if features.clipped_questions:
             cut = features.clipped_questions
             warnings.warn(
@@ -168,11 +197,16 @@ class Predictor:
         outputs = self._run_rows([features.row(i) for i in range(len(features))])
         starts = [out[0][: len(ids)] for out, ids in zip(outputs, features.input_ids, strict=True)]
         ends = [out[1][: len(ids)] for out, ids in zip(outputs, features.input_ids, strict=True)]
-        spans = best_spans(examples, features, starts, ends)
-        results = [
-            {"answer": s.text, "score": s.score, "start": s.start, "end": s.end}
-            for s in (spans[ex.id] for ex in examples)
-        ]
+        options = {"max_answer_length": max_answer_length, "align_to_words": align_to_words}
+        if top_k == 1:
+            best = best_spans(examples, features, starts, ends, **options)
+            results = [_answer_record(best[ex.id]) for ex in examples]
+        else:
+            # Candidates are each window's n_best top starts and ends: at least top_k of them, so top_k can be met.
+            ranked = nbest_spans(examples, features, starts, ends, n_best=max(N_BEST, top_k), **options)
+            results = [
+                [_answer_record(s) for s in ranked[ex.id][:top_k]] or [_answer_record(NO_ANSWER)] for ex in examples
+            ]
         return results[0] if single else results
 
     # Texts of characters the tokenizer drops (zero-width spaces, control characters, a byte-order mark) pass the
@@ -248,6 +282,15 @@ class Predictor:
             if seq_len >= length:
                 return seq_len
         raise ValueError(f"an input of {length} tokens exceeds the longest graph ({self.runner.seq_lens[-1]})")
+
+
+def _answer_record(span) -> dict:
+    return {"answer": span.text, "score": span.score, "start": span.start, "end": span.end}
+
+
+def _check_count_option(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}={value!r}: must be an integer >= 1")
 
 
 _NO_TOKENS = (

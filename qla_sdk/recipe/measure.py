@@ -33,7 +33,10 @@ def artifact_metric(predictor, recipe: RecipeConfig) -> float:
     d = recipe.data
     if recipe.task == "question-answering":
         examples = load_squad(d.eval, "validation")
-        answers = predictor.predict(question=[e.question for e in examples], context=[e.context for e in examples])
+        # run_qa's span rule, as the teacher's F1 it is compared with (predict's default aligns answers to words).
+        answers = predictor.predict(
+            question=[e.question for e in examples], context=[e.context for e in examples], align_to_words=False
+        )
         return squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)["f1"]
     data = load_classification(d.eval, "validation", d.text_columns, d.label_column, label_names=predictor.labels)
     predicted = predictor.predict([t if len(t) == 2 else t[0] for t in data.texts])

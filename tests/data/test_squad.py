@@ -189,6 +189,91 @@ def test_postprocess_nbest(numbers):
     assert [s.score for s in ranked] == pytest.approx(np.exp([6, 4, 3]) / np.exp([6, 4, 3]).sum())
 
 
+@pytest.fixture(scope="module")
+def eiffel(tokenizer):
+    context = "The tower was designed by Gustave Eiffel's company, in 1889."
+    example = QAExample("x", "", "who built it?", context, [])
+    features = qa_features([example], tokenizer, 384, 128, word_ids=True)
+    pieces = tokenizer.convert_ids_to_tokens(features.input_ids[0])
+    token = {p: i for i, p in enumerate(pieces) if features.offset_mapping[0][i] is not None}
+    assert [p for p in pieces if p in ("e", "##iff", "##el")] == ["e", "##iff", "##el"]  # "Eiffel" is three pieces
+    return example, features, token
+
+
+def eiffel_spans(eiffel, starts: dict, ends: dict, align: bool) -> list[tuple[str, float]]:
+    example, features, token = eiffel
+    start, end = np.full(len(features.input_ids[0]), -100.0), np.full(len(features.input_ids[0]), -100.0)
+    for row, marks in ((start, starts), (end, ends)):
+        for piece, value in marks.items():
+            row[token[piece]] = value
+    ranked = nbest_spans([example], features, [start], [end], n_best=3, align_to_words=align)["x"]
+    return [(s.text, s.logit) for s in ranked]
+
+
+@pytest.mark.parametrize(
+    "start, end, tokens, words",
+    [
+        ("gustave", "e", "Gustave E", "Gustave Eiffel"),  # ends inside a word: the word's end
+        ("##iff", "##el", "iffel", "Eiffel"),  # starts inside a word: the word's start
+        ("e", "e", "E", "Eiffel"),
+        ("##el", "'", "el'", "Eiffel'"),  # punctuation is a word of its own
+        ("designed", "by", "designed by", "designed by"),  # whole words stay as they are
+    ],
+)
+def test_postprocess_aligns_answers_to_words(eiffel, start, end, tokens, words):
+    assert eiffel_spans(eiffel, {start: 5}, {end: 5}, align=False)[0] == (tokens, 10.0)
+    assert eiffel_spans(eiffel, {start: 5}, {end: 5}, align=True)[0] == (words, 10.0)
+
+
+def test_spans_that_align_to_the_same_words_count_once(eiffel):
+    starts, ends = {"gustave": 5, "by": 1}, {"e": 5, "##el": 4}
+    assert eiffel_spans(eiffel, starts, ends, align=False) == [
+        ("Gustave E", 10.0),
+        ("Gustave Eiffel", 9.0),
+        ("by Gustave E", 6.0),
+    ]
+    assert eiffel_spans(eiffel, starts, ends, align=True) == [("Gustave Eiffel", 10.0), ("by Gustave Eiffel", 6.0)]
+
+
+def test_aligning_needs_the_features_words(tokenizer, eiffel):
+    example, features, _ = eiffel
+    assert qa_features([example], tokenizer, 384, 128).word_ids is None  # kept only when asked
+    assert features.subset([0]).word_ids == features.word_ids
+    plain = qa_features([example], tokenizer, 384, 128)
+    rows = [np.zeros(len(plain.input_ids[0]))]
+    with pytest.raises(ConfigError, match=r"qa_features\(\.\.\., word_ids=True\)"):
+        best_spans([example], plain, rows, rows, align_to_words=True)
+
+
+def test_a_word_cut_by_the_window_edge_is_whole_in_the_answer():
+    from qla_sdk.data.squad import QAFeatures
+
+    example = QAExample("a", "", "which?", "hello wonderful world")
+    # Window 0 ends after "won"; window 1 holds the whole word ("won", "##der", "##ful", word 1 in both).
+    features = QAFeatures(
+        input_ids=[[1, 2, 3, 4, 5, 6], [1, 2, 3, 5, 7, 8, 9, 3]],
+        token_type_ids=None,
+        example_index=[0, 0],
+        offset_mapping=[
+            [None, None, None, (0, 5), (6, 9), None],
+            [None, None, None, (6, 9), (9, 12), (12, 15), (16, 21), None],
+        ],
+        word_ids=[[None, None, None, 0, 1, None], [None, None, None, 1, 1, 1, 2, None]],
+    )
+    starts = [np.array([0, 0, 0, 9.0, 0, 0]), np.zeros(8)]
+    ends = [np.array([0, 0, 0, 0, 9.0, 0]), np.zeros(8)]
+    assert best_spans([example], features, starts, ends)["a"].text == "hello won"
+    assert best_spans([example], features, starts, ends, align_to_words=True)["a"].text == "hello wonderful"
+
+
+@pytest.mark.parametrize("option", [{"n_best": 0}, {"max_answer_length": 0}, {"n_best": True}, {"n_best": 2.5}])
+def test_postprocess_options_are_checked(eiffel, option):
+    example, features, _ = eiffel
+    rows = [np.zeros(len(features.input_ids[0]))]
+    with pytest.raises(ConfigError, match=f"{next(iter(option))} .*: must be an integer >= 1"):
+        best_spans([example], features, rows, rows, **option)
+
+
 def plain_rule(example, features, starts, ends, n_best, max_answer_length):
     """transformers' run_qa rule as nested loops over each window's top positions: what nbest_spans must give."""
     candidates = {}

@@ -79,6 +79,88 @@ def test_qa_answers_are_spans_of_the_context(qa_artifact):
     assert batch[0] == result and len(batch) == 2
 
 
+# Rare words the tokenizer cuts into pieces: a random model's spans often start or end inside them.
+PIECES = "Zorblax quuxified the blorptastic snarfwidget near Vlorpington, thrumbling xylophonically. " * 2
+
+
+def on_word_edges(context: str, answer: dict) -> bool:
+    start, end = answer["start"], answer["end"]
+    before = start == 0 or not (context[start - 1].isalnum() and context[start].isalnum())
+    after = end == len(context) or not (context[end - 1].isalnum() and context[end].isalnum())
+    return before and after
+
+
+def test_qa_answers_end_on_whole_words_unless_asked(qa_artifact):
+    predictor = qla_sdk.load(qa_artifact)
+    aligned = predictor.predict(question="Who quuxified it?", context=PIECES, top_k=20)
+    tokens = predictor.predict(question="Who quuxified it?", context=PIECES, top_k=20, align_to_words=False)
+    assert len(aligned) > 1 and all(on_word_edges(PIECES, a) for a in aligned)
+    assert not all(on_word_edges(PIECES, a) for a in tokens)  # run_qa's rule: spans as the tokens give them
+    assert all(PIECES[a["start"] : a["end"]] == a["answer"] for a in aligned + tokens)
+    assert predictor.predict(question="Who quuxified it?", context=PIECES) == aligned[0]  # the default aligns
+
+
+def test_qa_top_k_gives_the_best_answers_first(qa_artifact):
+    predictor = qla_sdk.load(qa_artifact)
+    best = predictor.predict(question="What do dropped tokens keep?", context=CONTEXT)
+    top = predictor.predict(question="What do dropped tokens keep?", context=CONTEXT, top_k=3)
+    assert len(top) == 3 and top[0] == best
+    assert [a["score"] for a in top] == sorted((a["score"] for a in top), reverse=True)
+    assert len({(a["start"], a["end"]) for a in top}) == 3
+    batch = predictor.predict(question=["What do dropped tokens keep?", "Who?"], context=[CONTEXT, "Heads."], top_k=3)
+    assert batch[0] == top and 1 <= len(batch[1]) <= 3  # "Heads." holds fewer than 3 spans
+    short = predictor.predict(
+        question="Who scores?", context=CONTEXT, top_k=5, max_answer_length=1, align_to_words=False
+    )  # one token each (aligned, a word of several pieces)
+    assert all(len(predictor.tokenizer(a["answer"], add_special_tokens=False)["input_ids"]) == 1 for a in short)
+
+
+def test_classification_top_k_ranks_the_labels(cls_artifact):
+    predictor = qla_sdk.load(cls_artifact)
+    best = predictor.predict(["a fine film", "a dull film"])
+    ranked = predictor.predict(["a fine film", "a dull film"], top_k=5)  # more than the 2 labels: all of them
+    for one, labels in zip(best, ranked, strict=True):
+        assert labels[0] == one and {r["label"] for r in labels} == {"negative", "positive"}
+        assert labels[0]["score"] >= labels[1]["score"] and sum(r["score"] for r in labels) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "which, options, error, message",
+    [
+        ("qa", {"top_k": 0}, ValueError, "top_k=0: must be an integer >= 1"),
+        ("qa", {"top_k": True}, ValueError, "top_k=True"),
+        ("qa", {"top_k": "2"}, ValueError, "top_k='2'"),
+        ("qa", {"max_answer_length": 0}, ValueError, "max_answer_length=0"),
+        ("qa", {"align_to_words": "yes"}, TypeError, "align_to_words='yes': pass True or False"),
+        ("cls", {"top_k": 0}, ValueError, "top_k=0"),
+        ("cls", {"max_answer_length": 5}, TypeError, "question-answering options"),
+        ("cls", {"align_to_words": False}, TypeError, "question-answering options"),
+    ],
+)
+def test_bad_predict_options_are_named(cls_artifact, qa_artifact, which, options, error, message):
+    predictor = qla_sdk.load(qa_artifact if which == "qa" else cls_artifact)
+    inputs = {"question": "Who?", "context": CONTEXT} if which == "qa" else {"texts": "a fine film"}
+    with pytest.raises(error, match=re.escape(message)):
+        predictor.predict(**inputs, **options)
+
+
+def test_cli_predict_top_k_and_answer_options(cls_artifact, qa_artifact, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a fine film\n\na dull film\n")
+    assert main(["predict", str(cls_artifact), "--file", str(texts), "--top-k", "2"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["line"] for r in records] == [1, 2, 3] and records[1]["top_k"] is None
+    for record in (records[0], records[2]):
+        assert len(record["top_k"]) == 2 and record["top_k"][0] == {"label": record["label"], "score": record["score"]}
+    qa = ["predict", str(qa_artifact), "--question", "Who quuxified it?", "--context", PIECES]
+    assert main([*qa, "--top-k", "3", "--no-align-to-words", "--max-answer-length", "4"]) == 0
+    assert json.loads(capsys.readouterr().out) == qla_sdk.load(qa_artifact).predict(
+        question="Who quuxified it?", context=PIECES, top_k=3, align_to_words=False, max_answer_length=4
+    )
+    assert main(["predict", str(cls_artifact), "--text", "good", "--max-answer-length", "3"]) == 2
+    assert "--max-answer-length is a question-answering option" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "call, error, message",
     [
