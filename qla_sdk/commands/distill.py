@@ -7,6 +7,7 @@ Runs on several processes too: ``accelerate launch --num_processes 2 --cpu -m ql
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH, TaskData
@@ -61,7 +62,7 @@ def load_task_data(args: argparse.Namespace, tokenizer, task: str, label_names: 
     from qla_sdk.data.task_data import load_task_data as load
 
     d = options_from_args(DataSection, args)  # validated like a recipe's data section
-    return load(
+    data = load(
         d.train,
         d.eval,
         tokenizer,
@@ -72,6 +73,10 @@ def load_task_data(args: argparse.Namespace, tokenizer, task: str, label_names: 
         max_length=d.max_length,
         doc_stride=d.doc_stride,
     )
+    note = data.detection_note("to train on others, pass them with --text-columns")
+    if note:
+        print(f"qla {args.command}: {note}", file=sys.stderr)
+    return data
 
 
 def check_metrics_file(output: str | Path) -> None:
@@ -173,7 +178,7 @@ def distill_command(args: argparse.Namespace):
         eval_examples=data.eval_examples,
         assistant=assistant,
         tokenizer=tokenizer,
-        extra_metadata={"max_length": data.max_length, "student_init": source},
+        extra_metadata={**data.metadata(), "student_init": source},
     )
     metrics = {
         "task": task,

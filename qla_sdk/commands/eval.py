@@ -14,11 +14,9 @@ from qla_sdk.errors import ConfigError
 from qla_sdk.options import add_options, option_names
 from qla_sdk.recipe.config import DataSection
 
-# The training commands' column flags (DataSection's, with their help): a dev set must be read as training read it.
-COLUMN_OPTIONS = ("text_columns", "label_column")
-
 if TYPE_CHECKING:
     from qla_sdk.data import ClassificationData
+    from qla_sdk.deploy import Manifest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,12 +28,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
+        "--align-to-words",
+        action="store_true",
+        help="question answering: score answers aligned to whole words, as predict serves them (default: run_qa's "
+        "token spans, the rule of published SQuAD F1 and of the training commands' evaluation)",
+    )
+    p.add_argument(
         "--trust-torchscript",
         action="store_true",
         help="allow loading an ipex (TorchScript) artifact: TorchScript can run code, so only for files you built",
     )
-    g = p.add_argument_group("classification columns (as given to qla finetune / distill / lat-train)")
-    add_options(g, DataSection, exclude=option_names(DataSection) - set(COLUMN_OPTIONS))
+    g = p.add_argument_group(
+        "classification columns (as given to qla finetune / distill / lat-train)",
+        "default: the columns training read, where the artifact records them; else detected by name",
+    )
+    # The training commands' column flags: a dev set must be read as training read it.
+    add_options(g, DataSection, exclude=option_names(DataSection) - {"text_columns"})
+    # Not DataSection's default "label": left out, the recorded label column is read, so no flag must differ from a
+    # given --label-column label.
+    g.add_argument("--label-column", default=None, help="classification label column (default: recorded, else label)")
     p.set_defaults(func=run)
 
 
@@ -50,9 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit}: must be >= 1 (the first N examples are evaluated)")
-    columns_given = args.text_columns is not None or args.label_column != DataSection.label_column
+    columns_given = args.text_columns is not None or args.label_column is not None
     # Refused before the load, which may compile graphs for seconds.
-    if columns_given and read_manifest(args.artifact, verify=False).task == "question-answering":
+    task = read_manifest(args.artifact, verify=False).task
+    if args.align_to_words and task != "question-answering":
+        raise ConfigError(f"--align-to-words is a question-answering option, and {args.artifact} is a {task} model")
+    if columns_given and task == "question-answering":
         raise ConfigError(
             f"--text-columns / --label-column pick classification columns, and {args.artifact} is a "
             "question-answering model, whose data is SQuAD form (question, context, answers): drop them"
@@ -74,13 +88,18 @@ def run(args: argparse.Namespace) -> int:
         for i in range(0, len(examples), CHUNK):
             part = examples[i : i + CHUNK]
             with _naming_examples(args.data, i):
-                answers += predictor.predict(question=[e.question for e in part], context=[e.context for e in part])
+                answers += predictor.predict(
+                    question=[e.question for e in part],
+                    context=[e.context for e in part],
+                    align_to_words=args.align_to_words,
+                )
         metrics = squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)
+        metrics["answers"] = "aligned to words" if args.align_to_words else "token spans (run_qa)"
         count = len(examples)
     else:
         from qla_sdk.data import accuracy
 
-        data = _classification_data(args, predictor.labels)
+        data = _classification_data(args, predictor.manifest)
         texts, labels = data.texts[: args.limit], data.labels[: args.limit]
         if not texts:
             raise ValueError(f"{args.data} has no texts to evaluate")
@@ -100,15 +119,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classification_data(args: argparse.Namespace, model_labels: list[str] | None) -> ClassificationData:
-    """The dev set as the flags say; which text columns were picked, when detection had a choice (stderr)."""
+def _classification_data(args: argparse.Namespace, manifest: Manifest) -> ClassificationData:
+    """The dev set as the flags say, else in the columns training read (where the artifact records them: a model
+    scored on another column than it was trained on gives no error, only a wrong accuracy); which text columns were
+    picked, when detection had a choice, and given columns unlike the recorded ones (stderr)."""
     from qla_sdk.data import load_classification
-    from qla_sdk.data.classification import UnknownLabelsError
+    from qla_sdk.data.classification import MissingColumnsError, UnknownLabelsError
 
+    recorded_text, recorded_label = manifest.text_columns, manifest.label_column
+    text_columns = args.text_columns if args.text_columns is not None else recorded_text
+    label_column = args.label_column or recorded_label or DataSection.label_column
+    _warn_unlike_training(args, manifest)
     try:
-        data = load_classification(
-            args.data, args.split, args.text_columns, args.label_column, label_names=model_labels
-        )
+        data = load_classification(args.data, args.split, text_columns, label_column, label_names=manifest.labels)
+    except MissingColumnsError as exc:
+        if args.text_columns is None and recorded_text and set(exc.missing) <= set(recorded_text):
+            raise ConfigError(
+                f"{args.data} has no column {', '.join(map(repr, exc.missing))}, which {args.artifact} was trained on "
+                f"(its qla.json records text column(s) {', '.join(map(repr, recorded_text))}); its columns are "
+                f"{exc.columns}: pass the column(s) holding that text, --text-columns <name> [<name>]"
+            ) from None
+        if args.label_column is None and recorded_label and exc.missing == [recorded_label]:
+            raise ConfigError(
+                f"{args.data} has no column {recorded_label!r}, the label column {args.artifact} was trained on (its "
+                f"qla.json records it); its columns are {exc.columns}: pass the one holding the labels, "
+                "--label-column <name>"
+            ) from None
+        raise
     except UnknownLabelsError as exc:
         raise ConfigError(
             f"{args.data} holds labels {exc.unknown[:10]} that the model does not predict: its labels are "
@@ -123,6 +160,23 @@ def _classification_data(args: argparse.Namespace, model_labels: list[str] | Non
             file=sys.stderr,
         )
     return data
+
+
+def _warn_unlike_training(args: argparse.Namespace, manifest: Manifest) -> None:
+    """A stderr line for each column flag naming other columns than training read: a dev set may name them
+    otherwise, but a model scored on other text than it learnt from gives no error, only a wrong accuracy."""
+    unlike = []
+    if manifest.text_columns and args.text_columns and tuple(args.text_columns) != manifest.text_columns:
+        names = (", ".join(map(repr, c)) for c in (args.text_columns, manifest.text_columns))
+        unlike.append(("--text-columns", *names, "text"))
+    if manifest.label_column and args.label_column and args.label_column != manifest.label_column:
+        unlike.append(("--label-column", repr(args.label_column), repr(manifest.label_column), "labels"))
+    for flag, given, trained, what in unlike:
+        print(
+            f"qla eval: warning: {flag} {given}: {args.artifact} was trained on {trained} (its qla.json records "
+            f"it); the accuracy means something only if {given} hold(s) the same {what}",
+            file=sys.stderr,
+        )
 
 
 @contextlib.contextmanager

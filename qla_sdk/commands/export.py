@@ -96,6 +96,7 @@ def run(
     from qla_sdk.deploy import export_model
     from qla_sdk.deploy.evaluation import evaluator, task_rows
     from qla_sdk.modeling import from_pretrained
+    from qla_sdk.modeling.checkpoint import training_columns
     from qla_sdk.quantize import QuantConfig
 
     seq_lens = _seq_lens(args.seq_lens) if args.seq_lens is not None else None
@@ -146,6 +147,7 @@ def run(
         calibration=calibration,
         evaluate=evaluate,
         reference_model=from_pretrained(reference_model, task=model.task).eval() if reference_model else None,
+        extra=training_columns(args.model),  # so that qla eval reads a dev set's columns as training did
     )
     manifest = json.loads((path / "qla.json").read_text())
     print(

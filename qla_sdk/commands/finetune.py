@@ -55,7 +55,7 @@ def finetune(args: argparse.Namespace):
         config,
         eval_examples=data.eval_examples,
         tokenizer=tokenizer,
-        extra_metadata={"max_length": data.max_length},
+        extra_metadata=data.metadata(),
     )
     eval_metrics = {k: v for k, v in result.metrics.items() if k != "train_loss"}
     metrics = {

@@ -78,7 +78,7 @@ def lat_train_command(args: argparse.Namespace):
         eval_examples=data.eval_examples,
         teacher=teacher,
         tokenizer=tokenizer,
-        extra_metadata={"max_length": data.max_length},
+        extra_metadata=data.metadata(),
     )
     full = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("smallest_")}
     smallest = {k.removeprefix("smallest_"): v for k, v in result.metrics.items() if k.startswith("smallest_")}

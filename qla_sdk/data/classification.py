@@ -43,6 +43,16 @@ class UnknownLabelsError(ConfigError):
         self.label_names = label_names
 
 
+class MissingColumnsError(ConfigError):
+    """Named text or label columns the data lacks (``missing``), with the columns it has (``columns``), so a caller
+    can say where the names came from (e.g. the columns an artifact records that training read)."""
+
+    def __init__(self, message: str, missing: list[str], columns: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.columns = columns
+
+
 @dataclass
 class ClassificationData:
     texts: list[tuple[str] | tuple[str, str]]
@@ -136,10 +146,12 @@ def load_classification(
     if label_column is None:
         return ClassificationData(texts, [], list(label_names or names_from_source or []), tuple(chosen), others)
     if label_column not in columns:
-        raise ConfigError(
+        raise MissingColumnsError(
             f"{source} has no label column {label_column!r}; its columns are {list(columns)}: pass "
             "label_column=<name> (qla finetune/distill/lat-train/eval: --label-column <name>), column_map={<name>: "
-            "'label'}, or label_column=None for unlabelled data; or name the file's label column 'label'"
+            "'label'}, or label_column=None for unlabelled data; or name the file's label column 'label'",
+            [label_column],
+            list(columns),
         )
     labels, names = _label_ids(columns[label_column], label_names or names_from_source, source, label_column)
     return ClassificationData(texts, labels, names, tuple(chosen), others)
@@ -311,10 +323,10 @@ def _text_columns(columns: dict[str, list], text_columns: Sequence[str] | None, 
         chosen = [text_columns] if isinstance(text_columns, str) else list(text_columns)
         missing = [c for c in chosen if c not in columns]
         if not 1 <= len(chosen) <= 2 or missing:
-            raise ConfigError(
-                f"text_columns {chosen}: need 1 or 2 columns of {source}, whose columns are {list(columns)}"
-                + (f" (missing {missing})" if missing else "")
-            )
+            message = f"text_columns {chosen}: need 1 or 2 columns of {source}, whose columns are {list(columns)}"
+            if missing:
+                raise MissingColumnsError(f"{message} (missing {missing})", missing, list(columns))
+            raise ConfigError(message)
         return chosen
     for pair in TEXT_COLUMN_PAIRS:
         if all(c in columns for c in pair):

@@ -18,6 +18,30 @@ class TaskData:
     eval_examples: list | None  # QA examples, for span decoding and SQuAD scores
     max_length: int
     label_names: list[str] | None  # classification labels in id order (None for QA)
+    # Classification: the columns the training data was read from (given, or detected by name), and the other
+    # columns that hold text too, which detection passed over; empty / None for QA.
+    text_columns: tuple[str, ...] = ()
+    label_column: str | None = None
+    other_text_columns: tuple[str, ...] = ()
+
+    def metadata(self) -> dict:
+        """What a model trained on this data records in its qla.json: the input length, and for classification
+        the columns training read, so that ``qla eval`` reads a dev set's same columns (not others it detects)."""
+        if self.label_column is None:
+            return {"max_length": self.max_length}
+        return {
+            "max_length": self.max_length,
+            "text_columns": list(self.text_columns),
+            "label_column": self.label_column,
+        }
+
+    def detection_note(self, fix: str) -> str | None:
+        """Which text columns detection picked, where the training data holds other text too (None otherwise): a
+        model trained on another column than meant gives no error, only wrong answers. ``fix``: how to name them."""
+        if not self.other_text_columns:
+            return None
+        picked, others = (", ".join(map(repr, c)) for c in (self.text_columns, self.other_text_columns))
+        return f"training on text from {picked} (detected by name); {others} hold(s) text too: {fix}"
 
     def sizes(self) -> dict:
         """What a training command reports about its data (metrics.json)."""
@@ -66,4 +90,7 @@ def load_task_data(
         None,
         max_length,
         list(train_data.label_names),
+        train_data.text_columns,
+        label_column,
+        train_data.other_text_columns,
     )

@@ -29,6 +29,7 @@ from qla_sdk.data.squad import qa_doc_stride
 from qla_sdk.errors import CheckpointError, ConfigError, IntegrityError
 from qla_sdk.io import atomic_dir, check_replaceable, sha256_file, write_json_atomic
 from qla_sdk.modeling import TASKS, LengthConfig, TaskModel
+from qla_sdk.modeling.checkpoint import valid_columns
 from qla_sdk.modeling.heads import max_input_length
 
 if TYPE_CHECKING:
@@ -69,6 +70,18 @@ class Manifest:
     def doc_stride(self) -> int | None:
         """QA: the window overlap recorded at export (None for classification)."""
         return self.data.get("doc_stride")
+
+    @property
+    def text_columns(self) -> tuple[str, ...] | None:
+        """Classification: the text column(s) training read, as recorded at export (None where the artifact does
+        not record them: QA, or a model trained or exported before they were recorded)."""
+        columns = self.data.get("text_columns")
+        return tuple(columns) if columns is not None else None
+
+    @property
+    def label_column(self) -> str | None:
+        """Classification: the label column training read (None where not recorded, like ``text_columns``)."""
+        return self.data.get("label_column")
 
     @property
     def backend(self) -> str:
@@ -118,6 +131,8 @@ def export_model(
     ``qla_sdk.deploy.evaluation.task_rows``) for int8 calibration; int8 backends need some.
     ``evaluate(run, seq_len) -> metric`` turns on accuracy-aware tuning (see ``qla_sdk.quantize``).
     ``reference_model``: with ``config.tolerance_from='reference'``, the model whose metric the tolerance counts from.
+    ``extra``: more manifest fields, e.g. the columns training read (``modeling.checkpoint.training_columns``), which
+    ``qla eval`` then reads from a dev set.
     """
     from qla_sdk.backends import BuildRequest, get_backend
     from qla_sdk.quantize.config import QuantConfig, default_seq_lens
@@ -328,6 +343,12 @@ def _check_fields(file: Path, data: dict) -> None:
     labels = data.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise bad("labels", labels, "a list of strings or null")
+    text_columns, label_column = data.get("text_columns"), data.get("label_column")
+    if (text_columns, label_column) != (None, None) and not valid_columns(text_columns, label_column):
+        raise CheckpointError(
+            f"{file}: text_columns {text_columns!r} and label_column {label_column!r} are not 1 or 2 column names "
+            "and a column name; export the model again"
+        )
     try:
         LengthConfig.parse(data.get("length_config"))
     except (ValueError, TypeError, KeyError) as exc:

@@ -22,6 +22,8 @@ from qla_sdk.modeling.heads import TASKS, TaskModel
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 QLA_FILE = "qla.json"
+#: The classification columns training read (``TaskData.metadata``), in a checkpoint's qla.json and an artifact's.
+DATA_COLUMN_KEYS = ("text_columns", "label_column")
 #: What an existing folder must hold for ``save_pretrained`` to replace it (``io.atomic_dir``): a checkpoint.
 CHECKPOINT_MARKERS = ("config.json", "model.safetensors")
 # A tokenizer's files: a model saved back into its own folder keeps them (save_pretrained without tokenizer=).
@@ -170,6 +172,31 @@ def read_qla_metadata(path: str | Path) -> dict:
         return json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{file} is not valid JSON ({exc}); restore it or delete it") from None
+
+
+def training_columns(path: str | Path) -> dict:
+    """The classification columns the training of the checkpoint at ``path`` read, as its qla.json records them
+    (``{"text_columns": [...], "label_column": ...}``, written by the training commands and the recipe); ``{}``
+    where it records none (QA, a checkpoint trained before they were recorded, or trained elsewhere)."""
+    meta = read_qla_metadata(path) if Path(path).is_dir() else {}
+    columns = {k: meta[k] for k in DATA_COLUMN_KEYS if meta.get(k) is not None}
+    if columns and not valid_columns(columns.get("text_columns"), columns.get("label_column")):
+        raise CheckpointError(
+            f"{Path(path) / QLA_FILE} records text_columns {columns.get('text_columns')!r} and label_column "
+            f"{columns.get('label_column')!r}: expected a list of 1 or 2 column names and a column name; fix them, or "
+            "remove both (the columns are then detected by name, as before they were recorded)"
+        )
+    return columns
+
+
+def valid_columns(text_columns: object, label_column: object) -> bool:
+    """Whether a recorded column pair has the form training writes: 1 or 2 text column names, a label column name."""
+    return (
+        isinstance(text_columns, list)
+        and 1 <= len(text_columns) <= 2
+        and all(isinstance(c, str) for c in text_columns)
+        and isinstance(label_column, str)
+    )
 
 
 def from_pretrained(

@@ -130,7 +130,7 @@ def run_recipe(
     state = PartialState(cpu=not torch.cuda.is_available())
     is_main = state.is_main_process
     write = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    stages = RecipeStages(recipe, out_dir, progress=progress and is_main)
+    stages = RecipeStages(recipe, out_dir, progress=progress and is_main, log=write if is_main else None)
     overall = OverallProgress(lambda: stage_weights(recipe, stages.rows), write if is_main else (lambda line: None))
     options, inputs = stage_options(recipe), stage_inputs(recipe)
     plan = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from qla_sdk.recipe.clock import CLOCK
@@ -34,10 +35,17 @@ ARTIFACTS = {
 class RecipeStages:
     """The stage functions of one recipe run, sharing its tokenizer and loaded data."""
 
-    def __init__(self, recipe: RecipeConfig, out_dir: str | Path, progress: bool = True) -> None:
+    def __init__(
+        self,
+        recipe: RecipeConfig,
+        out_dir: str | Path,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.recipe = recipe
         self.out_dir = Path(out_dir)
         self.progress = progress
+        self.log = log  # the run's console lines (None: silent)
         self.rows: tuple[int, int] | None = None  # training and dev features, once a stage has loaded the data
 
     # ------------------------------------------------------------------------------------------------- shared
@@ -75,6 +83,9 @@ class RecipeStages:
             doc_stride=d.doc_stride,
         )
         self.rows = (len(data.train_features), len(data.eval_features))  # for the ETA (run.stage_weights)
+        note = data.detection_note("to train on others, set data.text_columns in the recipe")
+        if note and self.log is not None and label_names is None:  # every labelling loads this one first: once
+            self.log(f"recipe data: {note}")
         return data
 
     def _train_config(self, section, folder: Path, resume: bool):
@@ -119,7 +130,7 @@ class RecipeStages:
             self._train_config(t.finetune, folder, resume),
             eval_examples=data.eval_examples,
             tokenizer=self.tokenizer,
-            extra_metadata={"max_length": data.max_length},
+            extra_metadata=data.metadata(),
         )
         dev = {k: v for k, v in result.metrics.items() if k != "train_loss"}
         return {**self._summary(result, dev), "fine_tuned": True}
@@ -160,7 +171,7 @@ class RecipeStages:
             eval_examples=data.eval_examples,
             assistant=assistant,
             tokenizer=self.tokenizer,
-            extra_metadata={"max_length": data.max_length, "student_init": _student_source(s)},
+            extra_metadata={**data.metadata(), "student_init": _student_source(s)},
         )
         dev = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("assistant_")}
         return {**self._summary(result, dev), "layers": student.num_layers}
@@ -187,7 +198,7 @@ class RecipeStages:
             eval_examples=data.eval_examples,
             teacher=teacher,
             tokenizer=self.tokenizer,
-            extra_metadata={"max_length": data.max_length},
+            extra_metadata=data.metadata(),
         )
         full = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("smallest_")}
         smallest = {k.removeprefix("smallest_"): v for k, v in result.metrics.items() if k.startswith("smallest_")}
@@ -267,6 +278,7 @@ class RecipeStages:
         from qla_sdk.deploy.artifact import read_manifest
         from qla_sdk.deploy.evaluation import evaluator, task_rows
         from qla_sdk.modeling import from_pretrained
+        from qla_sdk.modeling.checkpoint import training_columns
 
         config, d = self.recipe.quantize, self.recipe.data
         model = from_pretrained(earlier["search"]["model"], task=self.recipe.task).eval()
@@ -295,6 +307,7 @@ class RecipeStages:
             calibration=calibration,
             evaluate=evaluate,
             reference_model=reference,
+            extra=training_columns(earlier["search"]["model"]),  # so that qla eval reads the columns training read
         )
         manifest = read_manifest(path).data
         return {

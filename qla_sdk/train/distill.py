@@ -286,7 +286,7 @@ def train_on_features(
     the model ``loss_fn`` distils from, whose weights a resumed run must share."""
     from qla_sdk.data import batches
     from qla_sdk.data.rows import rows_digest
-    from qla_sdk.modeling.checkpoint import weights_digest
+    from qla_sdk.modeling.checkpoint import DATA_COLUMN_KEYS, weights_digest
     from qla_sdk.modeling.heads import max_input_length
 
     longest, limit = max(train_features.lengths, default=0), max_input_length(model.config)
@@ -316,10 +316,12 @@ def train_on_features(
         tokenizer=tokenizer,
         extra_metadata=extra_metadata,
         # A resumed run on other data, or with other loss options or lengths (all in the metadata), is refused.
+        # The columns read are left out: the data's digest covers them, and checkpoints written before they were
+        # recorded stay resumable.
         resume_context={
             "data": rows_digest(train_features),
             "teacher": None if teacher is None else weights_digest(teacher),
-            **(extra_metadata or {}),
+            **{k: v for k, v in (extra_metadata or {}).items() if k not in DATA_COLUMN_KEYS},
         },
     )
 

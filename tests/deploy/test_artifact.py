@@ -38,6 +38,22 @@ def test_manifest_records_everything(artifact):
     read_manifest(artifact)
 
 
+def test_the_columns_training_read_are_manifest_fields_and_checked(tmp_path, classifier, tokenizer):
+    """Recorded at export (qla eval reads a dev set's same columns); an artifact without them (exported before they
+    were recorded, or QA) reads as recording none; a hand edit that breaks them is refused like other fields."""
+    columns = {"text_columns": ["title"], "label_column": "verdict"}
+    recorded = export_fp32(classifier, tokenizer, tmp_path / "art", extra=columns)
+    manifest = read_manifest(recorded)
+    assert (manifest.text_columns, manifest.label_column) == (("title",), "verdict")
+    _edit(recorded, lambda d: [d.pop(k) for k in columns])
+    manifest = read_manifest(recorded)  # qla.json is not in its own sha256 list: the edit passes the file checks
+    assert (manifest.text_columns, manifest.label_column) == (None, None)
+    for bad in ({"text_columns": "title"}, {"text_columns": ["a", "b", "c"]}, {"label_column": 1}):
+        _edit(recorded, lambda d, bad=bad: d.update({**columns, **bad}))
+        with pytest.raises(CheckpointError, match="text_columns .* and label_column .* are not 1 or 2 column names"):
+            read_manifest(recorded)
+
+
 def test_modified_file_is_refused_by_name(artifact):
     weights = artifact / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")

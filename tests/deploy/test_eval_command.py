@@ -1,9 +1,11 @@
-"""`qla eval`: a dev set is read as training read it (--text-columns / --label-column, the training commands' flags;
-a note on stderr when detection picked among several text columns, where it used to score another column than
-training silently); a bad example is named by its place in the data, not in one predict call; a label the model
-does not predict is a message about the data, not the artifact."""
+"""`qla eval`: a dev set is read as training read it (the columns the artifact records, else --text-columns /
+--label-column, the training commands' flags, with a warning where they differ from the record; a note on stderr when
+detection picked among several text columns, where it used to score another column than training silently); a bad
+example is named by its place in the data, not in one predict call; a label the model does not predict is a message
+about the data, not the artifact."""
 
 import json
+import shutil
 
 import pytest
 from deploy_helpers import export_fp32, minilm_tokenizer, tiny_model
@@ -12,14 +14,21 @@ import qla_sdk.commands.eval as eval_command
 from qla_sdk.cli import main
 from qla_sdk.deploy.predictor import Predictor
 
+# The columns a classifier trained on "title" labelled by "verdict" records (qla finetune writes them to qla.json).
+RECORDED = {"text_columns": ["title"], "label_column": "verdict"}
+
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
+    """Artifacts by task, and "recorded": the classifier exported with the columns its training read."""
     tokenizer, folder = minilm_tokenizer(), tmp_path_factory.mktemp("eval")
-    return {
+    out = {
         task: export_fp32(tiny_model(task, tokenizer, folder / task), tokenizer, folder / f"{task}-art")
         for task in ("text-classification", "question-answering")
     }
+    classifier = tiny_model("text-classification", tokenizer, folder / "recorded")
+    out["recorded"] = export_fp32(classifier, tokenizer, folder / "recorded-art", extra=RECORDED)
+    return out
 
 
 def _squad(path, questions):
@@ -94,6 +103,58 @@ def test_detection_among_several_text_columns_says_what_it_read(artifacts, tmp_p
     assert "--text-columns" in err
 
 
+def test_the_recorded_columns_are_read_where_detection_would_pick_others(artifacts, tmp_path, capsys, title_model):
+    """Detection picks "content" (by name) and the label column "label", which the file lacks: without flags the
+    artifact's record decides, as training read the data."""
+    assert main(["eval", str(artifacts["recorded"]), "--data", str(_reviews(tmp_path / "reviews.tsv"))]) == 0
+    out, err = capsys.readouterr()
+    assert _accuracy(out) == 1.0 and err == ""
+
+
+@pytest.mark.parametrize(
+    ("header", "missing", "flag"),
+    [
+        ("content\tverdict", "'title'", "--text-columns <name> [<name>]"),
+        ("title\tstars", "'verdict'", "--label-column"),
+    ],
+)
+def test_a_recorded_column_the_data_lacks_is_named_with_the_fix(artifacts, tmp_path, capsys, header, missing, flag):
+    data = tmp_path / "dev.tsv"
+    data.write_text(header + "\ngood film\tpositive\n")
+    assert main(["eval", str(artifacts["recorded"]), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{data} has no column {missing}" in err and f"{artifacts['recorded']} was trained on" in err
+    assert f"its columns are {header.split(chr(9))}" in err and flag in err
+
+
+def test_given_columns_unlike_the_recorded_ones_are_read_with_a_warning(artifacts, tmp_path, capsys, title_model):
+    argv = ["eval", str(artifacts["recorded"]), "--data", str(_reviews(tmp_path / "reviews.tsv"))]
+    assert main([*argv, "--text-columns", "content"]) == 0
+    out, err = capsys.readouterr()
+    assert _accuracy(out) == 0.0  # what the flag says is read
+    assert f"warning: --text-columns 'content': {artifacts['recorded']} was trained on 'title'" in err
+    assert "--label-column" not in err  # the recorded label column, "verdict", was read
+    data = tmp_path / "dev.tsv"
+    data.write_text("title\tlabel\ngood film\tpositive\n")
+    assert main(["eval", str(artifacts["recorded"]), "--data", str(data), "--label-column", "label"]) == 0
+    assert "warning: --label-column 'label'" in capsys.readouterr().err
+    assert main([*argv, "--text-columns", "title", "--label-column", "verdict"]) == 0  # the recorded ones: quiet
+    assert capsys.readouterr().err == ""
+
+
+def test_an_artifact_without_the_record_is_read_as_before(artifacts, tmp_path, capsys, title_model):
+    """Artifacts exported before the columns were recorded (or with them removed) detect them, with the note."""
+    old = shutil.copytree(artifacts["recorded"], tmp_path / "old")
+    manifest = json.loads((old / "qla.json").read_text())
+    (old / "qla.json").write_text(json.dumps({k: v for k, v in manifest.items() if k not in RECORDED}))
+    for artifact, accuracy in ((artifacts["recorded"], 1.0), (old, 0.0)):
+        argv = ["eval", str(artifact), "--data", str(_reviews(tmp_path / "reviews.tsv")), "--label-column", "verdict"]
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert _accuracy(out) == accuracy  # old: "content" detected by its name
+        assert ("reading text from 'content' (detected by name)" in err) is (artifact == old)
+
+
 def test_one_text_column_is_read_without_a_note(artifacts, tmp_path, capsys, title_model):
     data = tmp_path / "dev.tsv"
     data.write_text("idx\tsentence\tlabel\n0\tgood film\tpositive\n1\tbad film\tnegative\n")
@@ -125,3 +186,22 @@ def test_labels_the_model_does_not_predict_are_named_with_the_fix_to_the_data(ar
     assert f"{data} holds labels ['pos'] that the model does not predict" in err
     assert "its labels are ['negative', 'positive']" in err and "Fix the dev set" in err
     assert "qla.json" not in err and "label_names" not in err  # the artifact is not what to change
+
+
+def test_qa_scores_run_qa_spans_unless_asked_for_the_served_answers(artifacts, tmp_path, capsys):
+    import qla_sdk
+    from qla_sdk.data import load_squad, squad_scores
+
+    data = _squad(tmp_path / "dev.json", ["Who quuxified the snarfwidget?", "What scores?", "Where is Vlorpington?"])
+    predictor = qla_sdk.load(artifacts["question-answering"])
+    examples = load_squad(data)
+    for flags, align, rule in (([], False, "token spans (run_qa)"), (["--align-to-words"], True, "aligned to words")):
+        assert main(["eval", str(artifacts["question-answering"]), "--data", str(data), *flags]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        answers = predictor.predict(
+            question=[e.question for e in examples], context=[e.context for e in examples], align_to_words=align
+        )
+        expected = squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)
+        assert metrics["answers"] == rule and metrics["f1"] == pytest.approx(expected["f1"])
+    assert main(["eval", str(artifacts["text-classification"]), "--data", str(data), "--align-to-words"]) == 2
+    assert "--align-to-words is a question-answering option" in capsys.readouterr().err

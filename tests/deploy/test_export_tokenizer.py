@@ -65,6 +65,21 @@ def test_searched_token_counts_export_at_the_length_they_were_chosen_for(checkpo
     assert json.loads((tmp_path / "b" / "qla.json").read_text())["max_length"] == 32
 
 
+def test_the_columns_training_read_are_carried_into_the_manifest(checkpoints, tmp_path, capsys):
+    """qla eval reads a dev set's columns as the artifact records them (it used to detect them again)."""
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.modeling import from_pretrained, save_pretrained
+
+    columns = {"text_columns": ["title", "content"], "label_column": "verdict"}
+    tokenizer = load_tokenizer(checkpoints / "trained")
+    save_pretrained(from_pretrained(checkpoints / "trained"), tmp_path / "tuned", tokenizer=tokenizer, extra=columns)
+    assert _export(tmp_path / "tuned", tmp_path / "a") == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "a" / "qla.json").read_text())
+    assert {k: manifest[k] for k in columns} == columns
+    assert _export(checkpoints / "plain", tmp_path / "b") == 0  # nothing recorded: nothing carried
+    assert not {*columns} & set(json.loads((tmp_path / "b" / "qla.json").read_text()))
+
+
 def test_a_given_max_length_wins(checkpoints, tmp_path, capsys):
     assert _export(checkpoints / "trained", tmp_path / "a", "--max-length", "48") == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "a" / "qla.json").read_text())["max_length"] == 48

@@ -99,6 +99,39 @@ def test_whole_recipe(finished):
     predictor = qla_sdk.load(r["artifact"])
     assert predictor.manifest.length_config.to_dict() == r["length_config"]
     assert predictor.predict(["a gorgeous , witty , seductive movie ."])[0]["label"] in ("0", "1")
+    # what training read, through distillation, LAT and the search's copy (qla eval reads a dev set's same columns)
+    assert (predictor.manifest.text_columns, predictor.manifest.label_column) == (("sentence",), "label")
+
+
+def test_training_stages_record_the_columns_they_read_and_the_artifact_carries_them(tiny_checkpoint, tmp_path):
+    from qla_sdk.deploy.artifact import read_manifest
+    from qla_sdk.recipe.stages import RecipeStages
+
+    teacher, _ = tiny_checkpoint("bert", "text-classification")
+    rows = [("a gorgeous movie", "gorgeous and witty", "1"), ("a dull movie", "dull and long", "0")] * 4
+    data = tmp_path / "reviews.tsv"
+    data.write_text("title\tcontent\tlabel\n" + "".join("\t".join(r) + "\n" for r in rows))
+    vocab = write_vocab(tmp_path / "vocab.txt", [" ".join(r[:2]) for r in rows])
+    recipe = {
+        "task": "text-classification",
+        "data": {"train": str(data), "eval": str(data), "max_length": 16},
+        "teacher": {"model": str(teacher), "tokenizer": str(vocab), "finetune": {**TRAIN, "max_steps": 1}},
+        "student": {"init_layers": [1]},
+        "quantize": {"backend": "fp32"},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    lines: list[str] = []
+    stages = RecipeStages(load_recipe(tmp_path / "tiny.yaml"), tmp_path / "out", progress=False, log=lines.append)
+    trained = stages.teacher(tmp_path / "out" / "teacher", {}, resume=False)
+    meta = json.loads((Path(trained["model"]) / "qla.json").read_text())
+    assert (meta["text_columns"], meta["label_column"]) == (["content"], "label")  # detected: "content" by name
+    assert lines == [
+        "recipe data: training on text from 'content' (detected by name); 'title' hold(s) text too: "
+        "to train on others, set data.text_columns in the recipe"
+    ]
+    quantized = stages.quantize(tmp_path / "out" / "quantize", {"search": trained, "teacher": trained}, resume=False)
+    manifest = read_manifest(quantized["artifact"])
+    assert (manifest.text_columns, manifest.label_column) == (("content",), "label")
 
 
 def test_rerun_skips_every_stage(recipe_file, finished, capsys):

@@ -264,6 +264,24 @@ def test_the_assistant_is_suggested_for_random_students_only(tiny_checkpoint, tm
     assert ("teacher assistant (--assistant)" in capsys.readouterr().out) is (student_kind == "random")
 
 
+def test_a_student_from_a_checkpoint_records_the_columns_of_its_own_training(tiny_checkpoint, tmp_path):
+    """The columns a student's qla.json records are those distillation read, not its initial checkpoint's."""
+    from qla_sdk.cli import main
+    from qla_sdk.modeling import save_pretrained
+    from qla_sdk.train.student import StudentShape, student_from_shape
+
+    teacher, _ = tiny_checkpoint("bert", "text-classification")
+    pretrained = student_from_shape(from_pretrained(teacher), StudentShape(1, 16, 2, 32), seed=0)
+    save_pretrained(pretrained, tmp_path / "pretrained", extra={"text_columns": ["title"], "label_column": "verdict"})
+    data = str(FIXTURES / "sst2_tiny.tsv")
+    args = ["distill", "--teacher", str(teacher), "--student", str(tmp_path / "pretrained"), "--train", data]
+    args += ["--eval", data, "--tokenizer", str(tiny_vocab(tmp_path)), "--output", str(tmp_path / "out")]
+    args += ["--max-steps", "1", "--batch-size", "4", "--checkpoint-every", "0", "--no-progress", "--no-bf16"]
+    assert main([*args, "--relation-heads", "2"]) == 0
+    meta = json.loads((tmp_path / "out" / "final" / "qla.json").read_text())
+    assert (meta["text_columns"], meta["label_column"]) == (["sentence"], "label")
+
+
 def test_distill_command_refuses_v1_across_head_counts(tiny_checkpoint, tmp_path, capsys):
     from qla_sdk.cli import main
 

@@ -259,3 +259,23 @@ def test_lat_train_command_records_length_adaptive_training(tiny_checkpoint, tmp
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["eval"]) == set(metrics["smallest_eval"]) == {"exact_match", "f1"}
     assert metrics["smallest_length_config"] == "0.7,0.49" and metrics["steps"] == 2
+    assert "text_columns" not in meta and "label_column" not in meta  # classification only
+
+
+def test_lat_train_from_a_fine_tuned_model_records_the_columns_of_its_own_training(tiny_checkpoint, tmp_path):
+    from qla_sdk.cli import main
+    from qla_sdk.modeling import from_pretrained, save_pretrained
+
+    model, _ = tiny_checkpoint("bert", "text-classification")
+    tuned = tmp_path / "tuned"
+    save_pretrained(from_pretrained(model), tuned, extra={"text_columns": ["title"], "label_column": "verdict"})
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "film", "."]) + "\n")
+    data = tmp_path / "reviews.tsv"
+    data.write_text("title\tcontent\tstars\n" + "".join(f"a film\tfilm {i}\t{i % 2}\n" for i in range(8)))
+    args = ["lat-train", "--model", str(tuned), "--train", str(data), "--eval", str(data), "--tokenizer", str(vocab)]
+    args += ["--text-columns", "content", "--label-column", "stars", "--output", str(tmp_path / "lat")]
+    args += ["--max-steps", "1", "--batch-size", "4", "--checkpoint-every", "0", "--no-progress", "--no-bf16"]
+    assert main(args) == 0
+    meta = json.loads((tmp_path / "lat" / "final" / "qla.json").read_text())
+    assert (meta["text_columns"], meta["label_column"]) == (["content"], "stars")

@@ -401,6 +401,26 @@ def test_finetune_classification_cli(model_dir, tmp_path, capsys):
     assert main([*argv, "--resume"]) == 0
 
 
+@pytest.mark.parametrize("given", [False, True])
+def test_finetune_records_the_columns_it_read(model_dir, tmp_path, capsys, given):
+    """qla eval reads a dev set's columns as the artifact records them: training writes them to qla.json (they
+    used to be detected again at eval, and could be others); detection among several text columns is named."""
+    from qla_sdk.cli import main
+
+    rows = [f"{w} a\t{w} {w}\t{'pos' if i % 2 else 'neg'}" for i, w in enumerate(WORDS)]
+    data = tmp_path / "reviews.tsv"
+    data.write_text("title\tcontent\tverdict\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    argv = ["finetune", "--model", str(model_dir(CLS)), "--task", CLS, "--train", str(data), "--eval", str(data)]
+    argv += ["--output", str(out), "--max-steps", "1", "--batch-size", "4", "--no-progress", "--no-bf16"]
+    argv += ["--label-column", "verdict", *(["--text-columns", "title"] if given else [])]
+    assert main(argv) == 0
+    meta = json.loads((out / "final" / "qla.json").read_text())
+    assert meta["text_columns"] == (["title"] if given else ["content"]) and meta["label_column"] == "verdict"
+    note = "qla finetune: training on text from 'content' (detected by name); 'title' hold(s) text too"
+    assert (note in capsys.readouterr().err) is not given
+
+
 def test_finetune_question_answering_cli(model_dir, tmp_path):
     from qla_sdk.cli import main
 
@@ -421,6 +441,7 @@ def test_finetune_question_answering_cli(model_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["eval"]) == {"exact_match", "f1"} and metrics["max_length"] == 24
     assert from_pretrained(out / "final").task == QA
+    assert "text_columns" not in json.loads((out / "final" / "qla.json").read_text())  # classification only
 
 
 @pytest.mark.parametrize("verb", ["finetune", "distill", "lat_train"])
