@@ -393,8 +393,8 @@ def write_report(
         "latency_ms.optimum_intel_int8_p50 and the bar take the faster of the two",
         "fp32_reference": "finetuned_fp32 is the SDK's own FP32 eager runtime (the bar's reference: the stricter one); "
         "transformers_fp32 is the same model as transformers runs it",
-        "answer_rule": "ours and finetuned_fp32 score run_qa's spans (as the tokens give them, the recipe's F1 rule); "
-        "the transformers pipelines (optimum_intel_*, transformers_fp32) align answers to whole words, their default",
+        "answer_rule": "every system's answers are run_qa's spans (as the tokens give them, the recipe's F1 rule): "
+        "predict(..., align_to_words=False) for ours and finetuned_fp32, the same span extraction for the others",
         "speedup_p50": {
             f"vs_{name}": round(s[name]["p50_ms"] / s["ours"]["p50_ms"], 2) for name in s if name != "ours"
         },

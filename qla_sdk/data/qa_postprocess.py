@@ -5,7 +5,7 @@ Candidates are the ``n_best`` top start and end positions of every window, kept 
 over all its windows by ``start_logit + end_logit``.
 
 With ``align_to_words`` a candidate's start and end move out to the edges of the tokenizer's words that hold them,
-as transformers' question-answering pipeline does: a span the model ends inside "Eiffel" (on its piece "E") is
+as transformers 4's question-answering pipeline did: a span the model ends inside "Eiffel" (on its piece "E") is
 answered "... Eiffel", not "... E". Candidates that become the same span count once, with their best logit. The
 default is run_qa's rule (spans as the tokens give them), which published SQuAD figures use.
 """

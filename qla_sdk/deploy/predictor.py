@@ -6,7 +6,7 @@ Classification: ``predict("text")`` / ``predict(["a", "b"])`` / ``predict(("prem
 
 ``top_k=N`` gives each input a list of its N best records instead (labels, or answer spans), best first. QA also
 takes ``max_answer_length`` (tokens, default 30) and ``align_to_words`` (default True: answers end on whole words, as
-transformers' pipeline gives them; False is run_qa's rule, which SQuAD figures use).
+transformers 4's question-answering pipeline gave them; False is run_qa's rule, which SQuAD figures use).
 
 Rows are padded to the smallest graph length that holds them (the longest row of the batch for eager backends),
 so with a ratio length config a 120-token input keeps a share of 120 tokens, not of a padded 384.
