@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from qla_sdk.data.columns import DevColumns
 from qla_sdk.errors import ConfigError
 from qla_sdk.options import add_options, option_names
 from qla_sdk.recipe.config import DataSection
@@ -38,16 +39,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow loading an ipex (TorchScript) artifact: TorchScript can run code, so only for files you built",
     )
+    add_column_arguments(p, "the artifact")
+    p.set_defaults(func=run)
+
+
+def add_column_arguments(p: argparse.ArgumentParser, recorder: str) -> None:
+    """The training commands' column flags, for a command that reads a dev (or calibration) set for a trained
+    classifier (qla eval, search, export, quantize): it must read the columns training read, which ``recorder`` (the
+    artifact, the checkpoint) records; ``qla_sdk.data.columns.DevColumns`` resolves them."""
     g = p.add_argument_group(
         "classification columns (as given to qla finetune / distill / lat-train)",
-        "default: the columns training read, where the artifact records them; else detected by name",
+        f"default: the columns training read, where {recorder} records them; else detected by name",
     )
-    # The training commands' column flags: a dev set must be read as training read it.
     add_options(g, DataSection, exclude=option_names(DataSection) - {"text_columns"})
     # Not DataSection's default "label": left out, the recorded label column is read, so no flag must differ from a
     # given --label-column label.
     g.add_argument("--label-column", default=None, help="classification label column (default: recorded, else label)")
-    p.set_defaults(func=run)
 
 
 # Examples per predict call: a dev set of any size stays under the Predictor's bounds of one call.
@@ -61,16 +68,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit}: must be >= 1 (the first N examples are evaluated)")
-    columns_given = args.text_columns is not None or args.label_column is not None
     # Refused before the load, which may compile graphs for seconds.
     task = read_manifest(args.artifact, verify=False).task
     if args.align_to_words and task != "question-answering":
         raise ConfigError(f"--align-to-words is a question-answering option, and {args.artifact} is a {task} model")
-    if columns_given and task == "question-answering":
-        raise ConfigError(
-            f"--text-columns / --label-column pick classification columns, and {args.artifact} is a "
-            "question-answering model, whose data is SQuAD form (question, context, answers): drop them"
-        )
+    DevColumns.of(args.text_columns, args.label_column, {}).refuse_for_qa(task, args.artifact)
     predictor = load(
         args.artifact, threads=args.threads, max_batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
     )
@@ -124,28 +126,19 @@ def _classification_data(args: argparse.Namespace, manifest: Manifest) -> Classi
     scored on another column than it was trained on gives no error, only a wrong accuracy); which text columns were
     picked, when detection had a choice, and given columns unlike the recorded ones (stderr)."""
     from qla_sdk.data import load_classification
-    from qla_sdk.data.classification import MissingColumnsError, UnknownLabelsError
+    from qla_sdk.data.classification import UnknownLabelsError
 
-    recorded_text, recorded_label = manifest.text_columns, manifest.label_column
-    text_columns = args.text_columns if args.text_columns is not None else recorded_text
-    label_column = args.label_column or recorded_label or DataSection.label_column
-    _warn_unlike_training(args, manifest)
+    columns = DevColumns.of(
+        args.text_columns,
+        args.label_column,
+        {"text_columns": manifest.text_columns, "label_column": manifest.label_column},
+    )
+    columns.warn_unlike_training("eval", args.artifact, "the accuracy means something")
     try:
-        data = load_classification(args.data, args.split, text_columns, label_column, label_names=manifest.labels)
-    except MissingColumnsError as exc:
-        if args.text_columns is None and recorded_text and set(exc.missing) <= set(recorded_text):
-            raise ConfigError(
-                f"{args.data} has no column {', '.join(map(repr, exc.missing))}, which {args.artifact} was trained on "
-                f"(its qla.json records text column(s) {', '.join(map(repr, recorded_text))}); its columns are "
-                f"{exc.columns}: pass the column(s) holding that text, --text-columns <name> [<name>]"
-            ) from None
-        if args.label_column is None and recorded_label and exc.missing == [recorded_label]:
-            raise ConfigError(
-                f"{args.data} has no column {recorded_label!r}, the label column {args.artifact} was trained on (its "
-                f"qla.json records it); its columns are {exc.columns}: pass the one holding the labels, "
-                "--label-column <name>"
-            ) from None
-        raise
+        with columns.naming_the_record(args.data, args.artifact):
+            data = load_classification(
+                args.data, args.split, columns.text_columns, columns.label_column, label_names=manifest.labels
+            )
     except UnknownLabelsError as exc:
         raise ConfigError(
             f"{args.data} holds labels {exc.unknown[:10]} that the model does not predict: its labels are "
@@ -160,23 +153,6 @@ def _classification_data(args: argparse.Namespace, manifest: Manifest) -> Classi
             file=sys.stderr,
         )
     return data
-
-
-def _warn_unlike_training(args: argparse.Namespace, manifest: Manifest) -> None:
-    """A stderr line for each column flag naming other columns than training read: a dev set may name them
-    otherwise, but a model scored on other text than it learnt from gives no error, only a wrong accuracy."""
-    unlike = []
-    if manifest.text_columns and args.text_columns and tuple(args.text_columns) != manifest.text_columns:
-        names = (", ".join(map(repr, c)) for c in (args.text_columns, manifest.text_columns))
-        unlike.append(("--text-columns", *names, "text"))
-    if manifest.label_column and args.label_column and args.label_column != manifest.label_column:
-        unlike.append(("--label-column", repr(args.label_column), repr(manifest.label_column), "labels"))
-    for flag, given, trained, what in unlike:
-        print(
-            f"qla eval: warning: {flag} {given}: {args.artifact} was trained on {trained} (its qla.json records "
-            f"it); the accuracy means something only if {given} hold(s) the same {what}",
-            file=sys.stderr,
-        )
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ import json
 import warnings
 from pathlib import Path
 
+from qla_sdk.commands.eval import add_column_arguments
+from qla_sdk.data.columns import DevColumns
 from qla_sdk.errors import ConfigError
 from qla_sdk.quantize.config import BACKENDS, INFERENCE_PRECISIONS, INT8_BACKENDS
 
@@ -24,6 +26,8 @@ INT8_OPTIONS = (
     ("--seq-lens", "seq_lens", "it sets int8 graph lengths; fp32 and bf16 run any length", INT8_BACKENDS),
     ("--act-algo", "act_algo", "only inductor's INC calibration reads it", ("inductor",)),
     ("--no-int8-embeddings", "no_int8_embeddings", "its word embedding is not int8 anyway", ("inductor", "openvino")),
+    ("--text-columns", "text_columns", "it picks the text columns of int8 calibration data", INT8_BACKENDS),
+    ("--label-column", "label_column", "it picks the label column of int8 calibration data", INT8_BACKENDS),
 )
 
 
@@ -78,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
         "with AMX or AVX512-BF16; f32 elsewhere)",
     )
     p.add_argument("--no-int8-embeddings", action="store_true", help="keep the word embedding fp32")
+    # A classifier calibrated (and tuned) on another column than it was trained on builds without any error, with
+    # int8 scales (and a tolerance check) of other text.
+    add_column_arguments(p, "the checkpoint's qla.json")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -113,6 +120,9 @@ def run(
         inference_precision=args.inference_precision,
     )
     model = from_pretrained(args.model, task=args.task).eval()
+    recorded = training_columns(args.model)
+    columns = DevColumns.of(args.text_columns, args.label_column, recorded)
+    columns.refuse_for_qa(model.task, args.model)
     if args.doc_stride is not None and model.task != "question-answering":
         raise ValueError(
             f"--doc-stride {args.doc_stride}: {args.model} is a {model.task} model, and the stride only splits "
@@ -127,15 +137,23 @@ def run(
     doc_stride = qa_doc_stride(max_length, tokenizer, args.doc_stride) if model.task == "question-answering" else 0
     length_config = None if args.length_config == "none" else args.length_config
     calibration, evaluate = [], None
+    # Calibration and the dev set are read in the columns training read: given, else recorded, else detected.
+    read = {}
+    if model.task != "question-answering":
+        read = {"text_columns": columns.text_columns, "label_column": columns.label_column}
+        meaning = "int8 calibration" + (" and the accuracy check fit" if eval_data else " fits") + " the model"
+        columns.warn_unlike_training(getattr(args, "command", "export"), args.model, meaning)
     if config.is_int8:
         if not args.data:
             raise ValueError(f"--backend {args.backend} quantizes to int8: pass --data with calibration examples")
         split = "train" if args.split is None else args.split
-        calibration = task_rows(
-            model.task, args.data, split, tokenizer, max_length, doc_stride, config.calibration_samples
-        )[0]
+        with columns.naming_the_record(args.data, args.model):
+            calibration = task_rows(
+                model.task, args.data, split, tokenizer, max_length, doc_stride, config.calibration_samples, **read
+            )[0]
     if eval_data:
-        evaluate = evaluator(model, eval_data, tokenizer, max_length, doc_stride)
+        with columns.naming_the_record(eval_data, args.model):
+            evaluate = evaluator(model, eval_data, tokenizer, max_length, doc_stride, **read)
     path = export_model(
         model,
         args.out,
@@ -147,7 +165,7 @@ def run(
         calibration=calibration,
         evaluate=evaluate,
         reference_model=from_pretrained(reference_model, task=model.task).eval() if reference_model else None,
-        extra=training_columns(args.model),  # so that qla eval reads a dev set's columns as training did
+        extra=recorded,  # so that qla eval reads a dev set's columns as training did
     )
     manifest = json.loads((path / "qla.json").read_text())
     print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from qla_sdk.commands.eval import add_column_arguments
 from qla_sdk.options import add_options, options_from_args
 from qla_sdk.search.config import SearchConfig, parse_amount
 from qla_sdk.search.evolution import EvolutionConfig
@@ -27,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Every flag comes from a dataclass: the wiring from SearchJob, the search itself from SearchConfig (the same
-    # dataclass the recipe's search section is) and its EvolutionConfig.
-    add_options(p, SearchJob, exclude=("config",))
+    # dataclass the recipe's search section is) and its EvolutionConfig; SearchJob's dev-set columns as qla eval's.
+    add_options(p, SearchJob, exclude=("config", "text_columns", "label_column"))
+    add_column_arguments(p, "the model's qla.json")
     add_options(p.add_argument_group("search (fitness, cost, budget, latency)"), SearchConfig, exclude=("evolution",))
     add_options(p.add_argument_group("evolution"), EvolutionConfig)
     p.set_defaults(func=run)

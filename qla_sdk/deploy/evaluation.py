@@ -4,9 +4,12 @@ fp32 model) at a graph's padded length. ``qla export``/``qla quantize`` and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from qla_sdk.data.columns import DEFAULT_LABEL_COLUMN
+from qla_sdk.errors import ConfigError
 
 
 def task_rows(
@@ -18,10 +21,23 @@ def task_rows(
     doc_stride: int,
     limit: int | None,
     label_names: list[str] | None = None,
+    *,
+    text_columns: Sequence[str] | None = None,
+    label_column: str = DEFAULT_LABEL_COLUMN,
 ) -> tuple[list[dict], object]:
     """(feature rows, labels or (examples, features)) of a dataset, for calibration or evaluation. Scoring needs
-    ``label_names``, the model's labels in id order, so that label ids mean what its outputs mean."""
+    ``label_names``, the model's labels in id order, so that label ids mean what its outputs mean.
+
+    Classification reads ``text_columns`` (default: detected by name) and ``label_column``: pass the ones the model
+    was trained on (``modeling.checkpoint.training_columns``), since rows of another column calibrate and score it
+    without any error, only wrongly."""
     if task == "question-answering":
+        if text_columns is not None or label_column != DEFAULT_LABEL_COLUMN:
+            # refused, not ignored: SQuAD data has no columns to pick
+            raise ConfigError(
+                f"text_columns={text_columns!r} / label_column={label_column!r} pick classification columns; "
+                "question-answering data is SQuAD form: drop them"
+            )
         from qla_sdk.data import load_squad, qa_features
 
         examples = load_squad(data, split)[:limit]
@@ -29,22 +45,34 @@ def task_rows(
         return [features.row(i) for i in range(len(features))][:limit], (examples, features)
     from qla_sdk.data import classification_features, load_classification
 
-    loaded = load_classification(data, split, label_names=label_names)
+    loaded = load_classification(data, split, text_columns, label_column, label_names=label_names)
     loaded.texts, loaded.labels = loaded.texts[:limit], loaded.labels[:limit]
     features = classification_features(loaded, tokenizer, max_length)
     return [features.row(i) for i in range(len(features))], loaded.labels
 
 
 def evaluator(
-    model, data: str, tokenizer, max_length: int, doc_stride: int, limit: int | None = None
+    model,
+    data: str,
+    tokenizer,
+    max_length: int,
+    doc_stride: int,
+    limit: int | None = None,
+    *,
+    text_columns: Sequence[str] | None = None,
+    label_column: str = DEFAULT_LABEL_COLUMN,
 ) -> Callable[[Callable, int], float]:
-    """``evaluate(run, seq_len)`` on ``data``'s validation split: accuracy, or SQuAD F1 / 100."""
+    """``evaluate(run, seq_len)`` on ``data``'s validation split: accuracy, or SQuAD F1 / 100. A classifier's dev
+    set is read in ``text_columns`` (default: detected by name) and ``label_column``, as ``task_rows``."""
     pad = tokenizer.pad_token_id or 0
+    columns = {"text_columns": text_columns, "label_column": label_column}
     if model.task == "question-answering":
-        _, (examples, features) = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit)
+        _, (examples, features) = task_rows(
+            model.task, data, "validation", tokenizer, max_length, doc_stride, limit, **columns
+        )
         return qa_evaluator(examples, features, pad)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    rows, labels = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit, names)
+    rows, labels = task_rows(model.task, data, "validation", tokenizer, max_length, doc_stride, limit, names, **columns)
     for row in rows:
         row.pop("labels", None)
     return classification_evaluator(rows, labels, pad)

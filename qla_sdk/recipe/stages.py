@@ -216,18 +216,22 @@ class RecipeStages:
         from qla_sdk.search.job import SearchJob, run_search
         from qla_sdk.train import evaluate
 
-        s = self.recipe.search
+        s, d = self.recipe.search, self.recipe.data
+        classification = self.recipe.task != "question-answering"
         model_dir = folder / "model"
         if model_dir.exists():  # a copy written by an interrupted run; the search writes it again
             shutil.rmtree(model_dir)
         job = SearchJob(
             model=earlier["lat"]["model"],
-            data=self.recipe.data.eval,
+            data=d.eval,
             output=folder,
             task=self.recipe.task,
             tokenizer=self.tokenizer_source,
             seq_len=self.recipe.max_length,
-            doc_stride=self.recipe.data.doc_stride if self.recipe.task == "question-answering" else None,
+            doc_stride=None if classification else d.doc_stride,
+            # genes scored on the columns the training stages read, not on detection's pick
+            text_columns=d.text_columns if classification else None,
+            label_column=d.label_column if classification else None,
             resume=resume and (folder / "search_state.json").exists(),
             write_to=model_dir,
             no_progress=not self.progress,
@@ -283,6 +287,10 @@ class RecipeStages:
         config, d = self.recipe.quantize, self.recipe.data
         model = from_pretrained(earlier["search"]["model"], task=self.recipe.task).eval()
         calibration, evaluate, reference = [], None, None
+        # Calibrated and tuned on the columns the training stages read (detection's pick could be another column).
+        columns = {"text_columns": d.text_columns, "label_column": d.label_column}
+        if self.recipe.task == "question-answering":
+            columns = {}  # SQuAD data: no columns to pick
         if config.is_int8:
             if config.tolerance_from == "reference":
                 reference = from_pretrained(earlier["teacher"]["model"], task=self.recipe.task).eval()
@@ -294,8 +302,9 @@ class RecipeStages:
                 self.recipe.max_length,
                 d.doc_stride,
                 config.calibration_samples,
+                **columns,
             )[0]
-            evaluate = evaluator(model, d.eval, self.tokenizer, self.recipe.max_length, d.doc_stride)
+            evaluate = evaluator(model, d.eval, self.tokenizer, self.recipe.max_length, d.doc_stride, **columns)
         path = export_model(
             model,
             folder / "model",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from qla_sdk.data.columns import DEFAULT_LABEL_COLUMN, DevColumns
 from qla_sdk.errors import ConfigError
 from qla_sdk.search.config import SearchConfig, parse_amount
 
@@ -39,6 +40,12 @@ class SearchJob:
     )
     split: str = field(default="validation", metadata={"help": "split of a GLUE folder or datasets name"})
     dataset_subset: str | None = field(default=None, metadata={"help": "configuration of a datasets name, e.g. sst2"})
+    # A classifier's dev set is read in the columns training read: scored on another column, genes get other
+    # metrics (and the search keeps other lengths) without any error. None: the ones the model's qla.json records,
+    # else detected by name (a label column: "label"). ``qla search`` makes their flags as qla eval does
+    # (``commands.eval.add_column_arguments``), so they read alike in every command.
+    text_columns: list[str] | None = None
+    label_column: str | None = None
     tokenizer: str | Path | None = field(
         default=None, metadata={"help": "tokenizer folder or vocab.txt (default: the model folder)"}
     )
@@ -68,6 +75,8 @@ class SearchJob:
             value = getattr(self, name)
             if isinstance(value, Path):
                 setattr(self, name, str(value))
+        if self.text_columns is not None and not 1 <= len(self.text_columns) <= 2:
+            raise ConfigError(f"text_columns={self.text_columns}: give one column, or two for sentence pairs")
         if self.seq_len is not None and self.seq_len < 8:
             raise ConfigError(f"seq_len={self.seq_len}: must be >= 8 tokens, or omitted for the task's default")
         if self.doc_stride is not None and (isinstance(self.doc_stride, bool) or self.doc_stride < 1):
@@ -84,7 +93,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     ``args.output`` that the caller wrote and that the search may sit beside (the recipe's stage clock); anything
     else there, but an earlier search, is refused."""
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.modeling.checkpoint import read_qla_metadata
+    from qla_sdk.modeling.checkpoint import read_qla_metadata, training_columns
     from qla_sdk.search import Budget, GeneSpace, evolve
 
     output = Path(args.output)
@@ -100,6 +109,12 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
 
     model = from_pretrained(args.model, task=args.task).eval()
     task = model.task
+    columns = DevColumns.of(args.text_columns, args.label_column, training_columns(args.model))
+    columns.refuse_for_qa(task, args.model)
+    if task != "question-answering":
+        columns.warn_unlike_training("search", args.model, "the genes' scores mean something")
+        # From here on the columns read (here, in --confirm's rescoring): given, else recorded, else detected.
+        args = dataclasses.replace(args, text_columns=columns.text_columns, label_column=columns.label_column)
     metric = args.config.metric or METRICS[task][0]
     if metric not in METRICS[task]:
         raise ConfigError(f"--metric {metric!r} is not a {task} metric; choose one of {', '.join(METRICS[task])}")
@@ -127,7 +142,8 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
 
         stride = qa_doc_stride(seq_len, load_tokenizer(args.tokenizer or args.model), args.doc_stride)
         args = dataclasses.replace(args, doc_stride=stride)
-    data = _load_eval_data(args, model, task, seq_len)
+    with columns.naming_the_record(args.data, args.model):
+        data = _load_eval_data(args, model, task, seq_len)
     space = GeneSpace(
         model.num_layers, args.config.ratio_steps if args.config.ratio else seq_len, ratio=args.config.ratio
     )
@@ -282,7 +298,14 @@ def _load_eval_data(args: SearchJob, model, task: str, seq_len: int, subset: boo
         features = qa_features(examples, tokenizer, max_length=seq_len, doc_stride=args.doc_stride)
         return {"features": features, "examples": examples}
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    data = load_classification(args.data, split=args.split, label_names=labels, subset=args.dataset_subset)
+    data = load_classification(
+        args.data,
+        args.split,
+        args.text_columns,
+        args.label_column or DEFAULT_LABEL_COLUMN,
+        label_names=labels,
+        subset=args.dataset_subset,
+    )
     features = classification_features(data, tokenizer, max_length=seq_len)
     features = features.subset(_subset(len(features), size, args.config.subset_seed))
     return {"features": features, "examples": None}

@@ -137,6 +137,7 @@ def test_a_tuple_field_takes_several_values_and_stays_a_tuple():
         (SearchConfig, {"latency_seq_len": 0}, "latency_seq_len=0: must be >= 1"),
         (SearchJob, {"model": "m", "data": "d", "output": "o", "seq_len": 4}, "seq_len=4: must be >= 8"),
         (SearchJob, {"model": "m", "data": "d", "output": "o", "doc_stride": 0}, "doc_stride=0: must be >= 1"),
+        (SearchJob, {"model": "m", "data": "d", "output": "o", "text_columns": ["a", "b", "c"]}, "one column, or two"),
     ],
 )
 def test_search_values_are_checked_where_they_are_defined(config, values, message):

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import qla_sdk
@@ -132,6 +133,62 @@ def test_training_stages_record_the_columns_they_read_and_the_artifact_carries_t
     quantized = stages.quantize(tmp_path / "out" / "quantize", {"search": trained, "teacher": trained}, resume=False)
     manifest = read_manifest(quantized["artifact"])
     assert (manifest.text_columns, manifest.label_column) == (("content",), "label")
+
+
+def test_the_search_and_quantize_stages_read_the_recipes_columns(tiny_checkpoint, tmp_path, monkeypatch):
+    """Detection picks "sentence" by name, one word a row; the recipe names "review": the genes are scored, and int8
+    calibrated and checked, on it (they read detection's pick, silently, whatever the recipe said)."""
+    import qla_sdk.deploy
+    from qla_sdk.recipe.stages import RecipeStages
+
+    folder, _ = tiny_checkpoint("bert", "text-classification")
+    lat = shutil.copytree(folder, tmp_path / "lat")  # a length-adaptive model recording no columns
+    meta = {"task": "text-classification", "labels": ["0", "1"], "length_adaptive": {"length_drop_prob": 0.2}}
+    (lat / "qla.json").write_text(json.dumps(meta))
+    reviews = [line.split("\t") for line in FIXTURE.read_text().splitlines()[1:]]
+    data = tmp_path / "reviews.tsv"
+    data.write_text("sentence\treview\tlabel\n" + "".join(f"ok\t{text}\t{label}\n" for text, label in reviews))
+    vocab = write_vocab(tmp_path / "vocab.txt", [text for text, _ in reviews])
+    recipe = {
+        "task": "text-classification",
+        "data": {"train": str(data), "eval": str(data), "max_length": 24, "text_columns": ["review"]},
+        "teacher": {"model": str(lat), "tokenizer": str(vocab), "finetune": None},
+        "student": {"init_layers": [1]},
+        "search": {"evolution": {"iterations": 0, "num_constant_rate": 2}},
+        "quantize": {"backend": "openvino", "calibration_samples": 8},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    stages = RecipeStages(load_recipe(tmp_path / "tiny.yaml"), tmp_path / "out", progress=False)
+    tokenizer = stages.tokenizer
+    lengths = {  # the token count of each row, in each column: [CLS] ok [SEP] is 3
+        column: [len(tokenizer(text, truncation=True, max_length=24)["input_ids"]) for text in texts]
+        for column, texts in (("sentence", ["ok"] * len(reviews)), ("review", [text for text, _ in reviews]))
+    }
+    searched = stages.search(tmp_path / "out" / "search", {"lat": {"model": str(lat)}}, resume=False)
+    front = json.loads((tmp_path / "out" / "search" / "front.json").read_text())
+    assert front["dev_mean_length"] == round(sum(lengths["review"]) / len(reviews), 2)
+
+    handed = {}
+
+    class Built(Exception):
+        pass
+
+    def export_model(model, out, tokenizer, **kwargs):  # what the stage builds from, not a build
+        handed.update(kwargs)
+        raise Built
+
+    monkeypatch.setattr(qla_sdk.deploy, "export_model", export_model)
+    with pytest.raises(Built):
+        stages.quantize(tmp_path / "out" / "quantize", {"search": searched, "teacher": searched}, resume=False)
+    assert [len(row["input_ids"]) for row in handed["calibration"]] == lengths["review"][:8]
+    scored = []
+
+    def run(ids, mask, types):
+        scored.extend(mask.sum(-1).tolist())
+        return torch.zeros(len(ids), 2)
+
+    handed["evaluate"](run, 24)
+    assert scored == lengths["review"]
 
 
 def test_rerun_skips_every_stage(recipe_file, finished, capsys):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -381,3 +382,96 @@ def test_question_answering_search_scores_f1(tiny_checkpoint, tmp_path):
     state = json.loads((tmp_path / "qa2" / "search_state.json").read_text())
     assert state["search"]["context"]["doc_stride"] == 24
     assert main([*argv, "--output", str(tmp_path / "qa3"), "--seq-len", "48", "--doc-stride", "30", *FAST]) == 2
+
+
+# ---------------------------------------------------------------------------------------- the dev set's columns
+
+
+@pytest.fixture(scope="module")
+def reviews(sst, tmp_path_factory):
+    """A dev file whose detected text column ("sentence", by name) holds one word a row, and whose "review" column
+    holds the SST sentences: the mean token count of the scored rows tells which column the search read. ``record``
+    is the model recording that its training read "review" (as qla finetune / lat-train write it)."""
+    root = tmp_path_factory.mktemp("reviews")
+    rows = [line.rsplit("\t", 1) for line in sst["data"].read_text().splitlines()[1:]]
+    data = root / "reviews.tsv"
+    data.write_text("sentence\treview\tlabel\n" + "".join(f"ok\t{text}\t{label}\n" for text, label in rows))
+    record = root / "record"
+    shutil.copytree(sst["model"], record)
+    meta = json.loads((record / "qla.json").read_text())
+    (record / "qla.json").write_text(json.dumps({**meta, "text_columns": ["review"], "label_column": "label"}))
+    return {"data": data, "record": record, "length": {c: mean_length(sst, data, c) for c in ("sentence", "review")}}
+
+
+def mean_length(sst, data: Path, column: str, seq_len: int = 24) -> float:
+    features = classification_features(
+        load_classification(data, "validation", [column], label_names=["0", "1"]),
+        load_tokenizer(sst["vocab"]),
+        max_length=seq_len,
+    )
+    return round(sum(features.lengths) / len(features), 2)
+
+
+def search_reviews(sst, reviews, model, output, *extra):
+    job = {**sst, "model": model, "data": reviews["data"]}
+    return search(job, output, "--iterations", "0", *extra)
+
+
+def test_a_classifiers_dev_set_is_read_in_the_columns_training_read(sst, reviews, tmp_path, capsys, monkeypatch):
+    """Detection picks "sentence" by name; the model's qla.json records "review": genes are scored on it, in the
+    search and in --confirm's rescoring of every row (the search scored detection's pick, silently)."""
+    import qla_sdk.data
+
+    assert reviews["length"]["sentence"] < reviews["length"]["review"]
+    loaded, load = [], qla_sdk.data.load_classification
+
+    def spy(*args, **kwargs):
+        data = load(*args, **kwargs)
+        loaded.append(data.text_columns)
+        return data
+
+    monkeypatch.setattr(qla_sdk.data, "load_classification", spy)
+    confirm = ["--subset", "5", "--max-metric-drop", "1", "--confirm"]
+    assert search_reviews(sst, reviews, reviews["record"], tmp_path / "out", *confirm) == 0
+    front = json.loads((tmp_path / "out" / "front.json").read_text())
+    assert front["dev_mean_length"] > reviews["length"]["sentence"]  # every "sentence" row is [CLS] ok [SEP]
+    assert loaded == [("review",), ("review",)]  # the subset's rows, then every row for --confirm
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_given_columns_win_with_a_warning_where_unlike_the_record(sst, reviews, tmp_path, capsys):
+    assert search_reviews(sst, reviews, reviews["record"], tmp_path / "a", "--text-columns", "sentence") == 0
+    assert json.loads((tmp_path / "a" / "front.json").read_text())["dev_mean_length"] == reviews["length"]["sentence"]
+    err = capsys.readouterr().err
+    assert f"qla search: warning: --text-columns 'sentence': {reviews['record']} was trained on 'review'" in err
+    assert "--label-column" not in err
+    # a model recording nothing: the flags are read, without a warning
+    assert search_reviews(sst, reviews, sst["model"], tmp_path / "b", "--text-columns", "review") == 0
+    assert json.loads((tmp_path / "b" / "front.json").read_text())["dev_mean_length"] == reviews["length"]["review"]
+    assert "warning: --text-columns" not in capsys.readouterr().err
+
+
+def test_the_recorded_label_column_is_read_and_one_the_data_lacks_is_named(sst, reviews, tmp_path, capsys):
+    verdicts = tmp_path / "verdicts.tsv"
+    verdicts.write_text(reviews["data"].read_text().replace("\tlabel\n", "\tverdict\n", 1))
+    model = shutil.copytree(reviews["record"], tmp_path / "model")
+    meta = json.loads((model / "qla.json").read_text())
+    (model / "qla.json").write_text(json.dumps({**meta, "label_column": "verdict"}))
+    job = {**sst, "model": model, "data": verdicts}
+    assert search(job, tmp_path / "a", "--iterations", "0") == 0  # detection would look for "label"
+    assert search(job, tmp_path / "b", "--iterations", "0", "--label-column", "sentence") == 2
+    err = capsys.readouterr().err
+    assert f"warning: --label-column 'sentence': {model} was trained on 'verdict'" in err
+    assert search({**job, "data": reviews["data"]}, tmp_path / "c", "--iterations", "0") == 2
+    err = capsys.readouterr().err
+    assert f"{reviews['data']} has no column 'verdict', the label column {model} was trained on" in err
+    assert "--label-column <name>" in err
+
+
+def test_column_flags_for_a_question_answering_model_are_refused(tiny_checkpoint, sst, tmp_path, capsys):
+    folder, _ = tiny_checkpoint("bert", "question-answering")
+    lat_checkpoint(folder, "question-answering")
+    argv = ["search", "--model", str(folder), "--data", str(FIXTURES / "squad_tiny.json"), "--output", str(tmp_path)]
+    assert main([*argv, "--text-columns", "question"]) == 2
+    err = capsys.readouterr().err
+    assert "--text-columns / --label-column pick classification columns" in err and "drop them" in err
