@@ -33,7 +33,10 @@ INT8_OPTIONS = (
 
 def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
     p.add_argument("model", help="checkpoint folder (config.json + model.safetensors [+ qla.json])")
-    p.add_argument("--out", required=True, help="artifact folder to write (replaced atomically)")
+    # --output too: the training commands, qla run and qla search name their folder so.
+    p.add_argument(
+        "--out", "--output", dest="out", required=True, help="artifact folder to write (replaced atomically)"
+    )
     p.add_argument("--backend", default=default_backend, choices=BACKENDS)
     p.add_argument("--task", default=None, choices=["question-answering", "text-classification"])
     p.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the model folder)")

@@ -387,6 +387,15 @@ def test_cli_export_names_bad_lengths(qa_model, tokenizer, tmp_path, capsys, arg
     assert not (tmp_path / "art").exists()
 
 
+@pytest.mark.parametrize("flag", ["--out", "--output"])  # --output: as the training commands, qla run and qla search
+def test_cli_export_writes_the_artifact_folder_given_by_either_name(qa_model, tokenizer, tmp_path, flag):
+    from qla_sdk.modeling import save_pretrained
+
+    save_pretrained(qa_model, tmp_path / "ckpt", tokenizer=tokenizer)
+    assert main(["export", str(tmp_path / "ckpt"), "--backend", "fp32", flag, str(tmp_path / "art")]) == 0
+    assert qla_sdk.load(tmp_path / "art").task == "question-answering"
+
+
 def test_export_records_a_stride_that_fits(qa_model, tokenizer, tmp_path):
     """No ``doc_stride``: 128 at most, and at most half of ``max_length``, recorded as the artifact serves it."""
     for max_length, want in ((64, 32), (128, 64), (8, 3)):  # 8: room for [CLS] q [SEP] c [SEP] after 3
