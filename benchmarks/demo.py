@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in report["stages"]
     ]
     table = markdown_table(["stage", "model", report["metric"], "GMACs", "ms (batch 1)", "MB"], rows)
+    lengths = report["latency_seq_len"], report.get("final_latency_seq_len", report["latency_seq_len"])
     summary = (
         f"{table}\n\nTeacher {report['teacher_dev_acc']:.4f} -> final {report['final_dev_acc']:.4f} ({drop:+.2f} "
-        f"points lost; bar: <= {args.max_drop_points}), {speedup}x faster at batch 1, seq {report['latency_seq_len']} "
+        f"points lost; bar: <= {args.max_drop_points}), {speedup}x faster at batch 1 (the teacher at {lengths[0]} "
+        f"tokens, the artifact at {lengths[1]}) "
         f"(bar: >= {args.min_speedup}x), backend {report['final_backend']}, length config "
         f"{report['length_config']['lengths']}; wall time of the recipe {report['wall_time_s']:.0f} s.\n"
     )

@@ -261,13 +261,13 @@ class Predictor:
         while start < len(order):
             # Shortest rows first, at most max_batch_size of them: with graph buckets a batch holds rows of one bucket;
             # a backend that runs any length (fp32/bf16) pads the batch to its longest row.
-            seq_len = self._graph_length(len(rows[order[start]]["input_ids"]))
+            seq_len = self.graph_length(len(rows[order[start]]["input_ids"]))
             group = []
             for i in order[start : start + self.max_batch_size]:
-                if group and self.runner.seq_lens and self._graph_length(len(rows[i]["input_ids"])) != seq_len:
+                if group and self.runner.seq_lens and self.graph_length(len(rows[i]["input_ids"])) != seq_len:
                     break
                 group.append(i)
-            seq_len = self._graph_length(max(len(rows[i]["input_ids"]) for i in group))
+            seq_len = self.graph_length(max(len(rows[i]["input_ids"]) for i in group))
             ids, mask, types = _pad([rows[i] for i in group], seq_len, self.pad_token_id)
             result = self.runner.run(ids, mask, types)
             for j, i in enumerate(group):
@@ -275,7 +275,9 @@ class Predictor:
             start += len(group)
         return outputs
 
-    def _graph_length(self, length: int) -> int:
+    def graph_length(self, length: int) -> int:
+        """The length a row of ``length`` tokens runs at: the smallest graph that holds it, or its own length where
+        the backend runs any length."""
         if not self.runner.seq_lens:
             return length
         for seq_len in self.runner.seq_lens:

@@ -100,8 +100,9 @@ class LatSection:
 
 @dataclass
 class BenchmarkSection:
-    """Batch-1 latency of the teacher (FP32 eager) and the final artifact, back to back, at ``seq_len`` (default:
-    the data's max_length)."""
+    """Batch-1 latency of the teacher (FP32 eager) and the final artifact, back to back, on one dev row of median
+    length as each is served (eager models unpadded, the artifact at its graph length); ``seq_len`` pads every
+    model's row to that length instead (a fixed-shape comparison)."""
 
     runs: int = 50
     warmup: int = 10

@@ -1,9 +1,14 @@
 """The benchmark stage: batch-1 latency, MACs, size and dev metric of every model the recipe produced.
 
 The teacher (FP32, eager PyTorch, full length) and the final artifact (its own backend, through the deployed
-``Predictor``'s runner) are timed back to back on the same padded dev input, same process, same threads; then the
-intermediate students (eager FP32). The final artifact's dev metric is measured through ``qla_sdk.load(...)
-.predict`` on the whole dev set, as a user would see it.
+``Predictor``'s runner) are timed back to back on the same dev input, same process, same threads; then the
+intermediate students (eager FP32). The input is one dev row of median real length, as each model is served at batch
+1: unpadded for the eager models (an eager runtime needs no padding for one row), padded to its graph length for the
+artifact (``Predictor.graph_length``). Padding the teacher's row to ``max_length`` too would bill it for tokens a
+service never runs, while the artifact drops them first. ``benchmark.seq_len`` pads every model's row to one length
+instead (a fixed-shape comparison). MACs are counted at the eager models' length (the artifact drops its graph's
+padding first). The final artifact's dev metric is
+measured through ``qla_sdk.load(...).predict`` on the whole dev set, as a user would see it.
 """
 
 from __future__ import annotations
@@ -17,13 +22,13 @@ from qla_sdk.recipe.config import RecipeConfig
 PRIMARY_METRIC = {"text-classification": "accuracy", "question-answering": "f1"}
 
 
-def benchmark_input(features, seq_len: int, pad_token_id: int) -> tuple[torch.Tensor, ...]:
-    """One dev row of median real length, padded to ``seq_len``: what a fixed-shape deployed graph sees."""
+def benchmark_input(features, seq_len: int | None, pad_token_id: int) -> tuple[torch.Tensor, ...]:
+    """One dev row of median real length, padded to ``seq_len`` (None: unpadded, as an eager runtime runs it)."""
     from qla_sdk.backends import pad_rows
 
     lengths = list(features.lengths)
     median = sorted(range(len(lengths)), key=lambda i: lengths[i])[len(lengths) // 2]
-    return pad_rows([features.row(median)], seq_len, pad_token_id, batch_size=1)[0]
+    return pad_rows([features.row(median)], seq_len or lengths[median], pad_token_id, batch_size=1)[0]
 
 
 def artifact_metric(predictor, recipe: RecipeConfig) -> float:
@@ -55,17 +60,19 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
     from qla_sdk.timing import measure_latency
 
     b, task = recipe.benchmark, recipe.task
-    seq_len = b.seq_len or recipe.max_length
     threads_before = torch.get_num_threads()
     if b.threads:
         torch.set_num_threads(b.threads)
     try:
         teacher = from_pretrained(earlier["teacher"]["model"], task=task).eval()
         data = load_data(tuple(model_labels(teacher) or ()) or None)
-        inputs = benchmark_input(data.eval_features, seq_len, tokenizer.pad_token_id or 0)
+        pad = tokenizer.pad_token_id or 0
+        inputs = benchmark_input(data.eval_features, b.seq_len, pad)  # the eager models' row
+        real_tokens = int(inputs[1].sum())
         artifact = earlier["export"]["artifact"]
         predictor = load(artifact, threads=b.threads)
-        arrays = [t.numpy() for t in inputs]
+        graph_length = b.seq_len or predictor.graph_length(real_tokens)
+        arrays = [t.numpy() for t in benchmark_input(data.eval_features, graph_length, pad)]
         distilled = None
         if not earlier["distill"].get("skipped"):  # student: null compresses the teacher itself
             distilled = from_pretrained(earlier["distill"]["model"], task=task).eval()
@@ -98,8 +105,10 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
 
     metric = PRIMARY_METRIC[task]
 
+    eager_len = b.seq_len or real_tokens
+
     def macs(model, length_config=None) -> int:
-        return count_macs(model.config, seq_len, length_config, task=task)
+        return count_macs(model.config, eager_len, length_config, task=task)
 
     rows = [
         _row(
@@ -138,7 +147,7 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
             "final",
             f"final artifact ({predictor.manifest.backend}, {predictor.manifest.data.get('precision')})",
             final_metric,
-            macs(searched, searched_lc),
+            macs(searched, searched_lc),  # at the real tokens: the artifact drops its graph's padding first
             latency["final"],
             folder_bytes(Path(artifact) / "model"),
             searched.num_layers,
@@ -148,9 +157,12 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
     rows = [row for row in rows if row is not None]
     return {
         "metric": metric,
-        "seq_len": seq_len,
+        # The timed lengths: the eager models' (the row's real tokens, or benchmark.seq_len) and the artifact's.
+        "seq_len": eager_len,
+        "final_seq_len": graph_length,
+        "padded": b.seq_len is not None,
         "batch_size": 1,
-        "input_real_tokens": int(inputs[1].sum()),
+        "input_real_tokens": real_tokens,
         "threads": b.threads or threads_before,
         "runs": b.runs,
         "warmup": b.warmup,

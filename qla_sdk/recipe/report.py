@@ -35,6 +35,7 @@ def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Pat
         "length_config": earlier["search"]["length_config"],
         "latency_batch_size": 1,
         "latency_seq_len": bench["seq_len"],
+        "final_latency_seq_len": bench.get("final_seq_len", bench["seq_len"]),
         "artifact": artifact,
         "load": f"import qla_sdk; qla_sdk.load({artifact!r}).predict([...])",
         "stages": bench["rows"],
@@ -73,8 +74,8 @@ def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Pat
     )
     markdown = f"""# QuaLA recipe report: {recipe.name}
 
-Task {recipe.task}; dev {metric} on the whole dev set; latency at batch 1, sequence length {bench["seq_len"]}
-(one dev input of median length, padded), {bench["threads"]} threads, median of {bench["runs"]} runs, measured back to
+Task {recipe.task}; dev {metric} on the whole dev set; latency at batch 1 on one dev input of median length,
+{_timed_lengths(bench)}, {bench["threads"]} threads, median of {bench["runs"]} runs, measured back to
 back in one process on {bench["machine"].get("cpu_model", "this CPU")}.
 
 {table}
@@ -160,3 +161,13 @@ def _write_charts(rows: list[dict], metric: str, folder: Path) -> list[Path]:
     path = folder / "stages.png"
     write_bytes_atomic(path, buffer.getvalue())
     return [path]
+
+
+def _timed_lengths(bench: dict) -> str:
+    final = bench.get("final_seq_len", bench["seq_len"])
+    if bench.get("padded", True):  # reports before the as-served timing padded every model to one length
+        return f"padded to {bench['seq_len']} tokens for every model ({bench.get('input_real_tokens', '?')} real)"
+    return (
+        f"as each is served: {bench['seq_len']} tokens unpadded for the eager models, padded to the artifact's "
+        f"{final}-token graph for it"
+    )

@@ -86,7 +86,14 @@ def test_whole_recipe(finished):
     r = report(finished)
     for key in (*REPORT_KEYS, "teacher_latency_ms", "final_latency_ms", "wall_time_s"):
         assert r[key] is not None, key
-    assert r["final_backend"] == "openvino" and r["latency_batch_size"] == 1 and r["latency_seq_len"] == 32
+    assert r["final_backend"] == "openvino" and r["latency_batch_size"] == 1
+    # As served at batch 1: the eager teacher on the median dev row unpadded (not padded to max_length 32, which
+    # billed it for tokens the artifact drops first), the artifact at the graph length that holds the row.
+    graphs = qla_sdk.load(r["artifact"]).runner.seq_lens
+    assert r["latency_seq_len"] < 32 and r["final_latency_seq_len"] == min(
+        g for g in graphs if g >= r["latency_seq_len"]
+    )
+    assert "unpadded for the eager models" in (finished / "report" / "report.md").read_text()
     assert [row["stage"] for row in r["stages"]] == ["teacher", "distill", "search", "final"]
     assert r["stages"][-1]["macs"] <= r["stages"][1]["macs"] < r["stages"][0]["macs"]  # 1 layer vs 2, fewer tokens
     assert len(r["length_config"]["lengths"]) == 1
@@ -361,3 +368,13 @@ def test_a_moved_output_folder_with_old_markers_reruns_a_changed_stage_on_its_ow
     assert err.count("done earlier, skipped") == STAGES.index("quantize")
     assert "[quantize] options changed since it ran: running it and the later stages again" in err
     assert report(moved)["artifact"] == str(moved / "export" / "model")
+
+
+@pytest.mark.parametrize("seq_len", [None, 24])
+def test_the_timed_input_is_the_median_dev_row_unpadded_unless_a_length_is_given(seq_len):
+    from qla_sdk.data import ClassificationFeatures
+    from qla_sdk.recipe.measure import benchmark_input
+
+    rows = ClassificationFeatures(input_ids=[[2, 5, 3], [2, 5, 6, 7, 8, 3], [2, 5, 6, 7, 3]], token_type_ids=None)
+    ids, mask, _ = benchmark_input(rows, seq_len, pad_token_id=0)
+    assert ids.shape == (1, seq_len or 5) and ids[0, :5].tolist() == [2, 5, 6, 7, 3] and int(mask.sum()) == 5
