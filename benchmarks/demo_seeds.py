@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                 "speedup": report["speedup"],
                 "teacher_latency_ms": report["teacher_latency_ms"],
                 "final_latency_ms": report["final_latency_ms"],
+                # timed as served: the eager teacher at the row's real tokens, the artifact at its graph length
+                "teacher_tokens": report["latency_seq_len"],
+                "final_graph_tokens": report.get("final_latency_seq_len", report["latency_seq_len"]),
                 "length_config": report["length_config"],
                 "wall_time_s": report["wall_time_s"],
             }
