@@ -92,6 +92,23 @@ def check_metrics_file(output: str | Path) -> None:
         )
 
 
+def check_inputs_outlive(output: str | Path, inputs: dict[str, str | None]) -> None:
+    """Refuse, before training, an ``--output`` whose ``final/`` (replaced by the trained model at the end) is an
+    input checkpoint or holds one: ``inputs`` maps each flag to its path (None: not given)."""
+    from qla_sdk.io import OutputError
+
+    final = (Path(output) / "final").resolve()
+    for flag, path in inputs.items():
+        if path is None or not Path(path).exists():  # a hub id, or an option left out
+            continue
+        given = Path(path).resolve()
+        if given == final or final in given.parents:
+            raise OutputError(
+                f"--output {output}: this run replaces {final} with the model it trains, and {flag} {path} is "
+                "in it, so the input would be lost. Choose another --output"
+            )
+
+
 def model_labels(model) -> list[str] | None:
     if model.task == "question-answering":
         return None
@@ -139,6 +156,8 @@ def distill_command(args: argparse.Namespace):
     )
 
     check_metrics_file(args.output)
+    inputs = {"--teacher": args.teacher, "--student": args.student, "--tokenizer": args.tokenizer}
+    check_inputs_outlive(args.output, inputs)
     train_config = config_from_args(args, output_dir=args.output)
     distill_config = options_from_args(DistillConfig, args)
     teacher = from_pretrained(args.teacher, task=args.task, trained_head=True)

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 def finetune(args: argparse.Namespace):
     """Load, train, evaluate, write; returns (TrainResult, metrics dict)."""
-    from qla_sdk.commands.distill import check_metrics_file, load_task_data
+    from qla_sdk.commands.distill import check_inputs_outlive, check_metrics_file, load_task_data
     from qla_sdk.data import load_tokenizer
     from qla_sdk.io import write_json_atomic
     from qla_sdk.modeling import from_pretrained
@@ -43,6 +43,7 @@ def finetune(args: argparse.Namespace):
     from qla_sdk.train.finetune import finetune as train_finetune
 
     check_metrics_file(args.output)
+    check_inputs_outlive(args.output, {"--model": args.model, "--tokenizer": args.tokenizer})
     config = config_from_args(args, output_dir=args.output)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     data = load_task_data(args, tokenizer, args.task, None)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qla_sdk.commands.distill import (
     add_data_arguments,
+    check_inputs_outlive,
     check_metrics_file,
     describe,
     load_task_data,
@@ -58,6 +59,7 @@ def lat_train_command(args: argparse.Namespace):
     from qla_sdk.train.length_drop import lat_train, smallest_ratios
 
     check_metrics_file(args.output)
+    check_inputs_outlive(args.output, {"--model": args.model, "--teacher": args.teacher, "--tokenizer": args.tokenizer})
     train_config = config_from_args(args, output_dir=args.output)
     lat_config = options_from_args(LatConfig, args)
     model = from_pretrained(args.model, task=args.task)

@@ -486,3 +486,33 @@ def test_a_metrics_file_no_run_wrote_is_refused_before_training(tmp_path, capsys
     assert main([*argv, "--train", "t.tsv", "--eval", "e.tsv", "--output", str(out)]) == 2
     assert "no earlier run wrote it" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == "the user's"
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["finetune", "--model", "{final}", "--task", CLS], "--model"),
+        (["distill", "--teacher", "{final}", "--init-layers", "0"], "--teacher"),
+        (["distill", "--teacher", "{other}", "--student", "{final}"], "--student"),
+        (["lat-train", "--model", "{final}"], "--model"),
+        (["lat-train", "--model", "{other}", "--teacher", "{final}"], "--teacher"),
+        (["lat-train", "--model", "{other}", "--tokenizer", "{final}/vocab"], "--tokenizer"),
+    ],
+)
+def test_an_input_in_the_final_folder_the_run_replaces_is_refused(tmp_path, capsys, argv, flag):
+    """``--output DIR`` replaces ``DIR/final`` with the trained model: an input there (a fine-tuned model trained on
+    into its own run folder) would be lost, with its metrics.json."""
+    from qla_sdk.cli import main
+
+    out, other = tmp_path / "run", tmp_path / "other"
+    final = out / "final"
+    (final / "vocab").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (final / name).write_text("the earlier model")
+    (out / "metrics.json").write_text("{}")
+    other.mkdir()
+    argv = [a.format(final=final, other=other) for a in argv]
+    assert main([*argv, "--train", "t.tsv", "--eval", "e.tsv", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} " in err and "the input would be lost" in err
+    assert (final / "model.safetensors").read_text() == "the earlier model"
