@@ -50,7 +50,8 @@ class SearchConfig:
     min_macs: str | float | None = option(None, "lower end of a MACs band")
     max_metric_drop: float | None = option(
         None,
-        "choose the cheapest gene whose metric is at most this many points below the full model's (e.g. 0.5 F1), "
+        "choose the cheapest gene whose metric is at most this far below the full model's, in the metric's units "
+        "(SQuAD F1 / EM: points, e.g. 0.5; a classifier's accuracy / F1: a fraction, 0.005 is half a point), "
         "instead of the most accurate within the cost budget",
     )
     confirm: bool = option(

@@ -118,6 +118,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     metric = args.config.metric or METRICS[task][0]
     if metric not in METRICS[task]:
         raise ConfigError(f"--metric {metric!r} is not a {task} metric; choose one of {', '.join(METRICS[task])}")
+    _check_drop_scale(args.config.max_metric_drop, task, metric)
     meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
     lat = meta.get("length_adaptive")
     if not lat:
@@ -229,6 +230,19 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
 
 def _cost_kind(args: SearchJob) -> str:
     return args.config.cost_kind
+
+
+def _check_drop_scale(drop: float | None, task: str, metric: str) -> None:
+    """A drop is in the metric's own units: SQuAD F1 / EM run 0-100, a classifier's accuracy / F1 0-1. A drop of 1
+    or more on a fraction lets every gene through (the worst scores 0); one above 0.1 is ten points or more, most
+    likely a value meant in points (the SQuAD recipe's 0.5)."""
+    if drop is None or task == "question-answering":
+        return
+    points = f"{drop:g} on {metric}, a fraction, is {100 * drop:g} points"
+    if drop >= 1:
+        raise ConfigError(f"max_metric_drop {points}: any gene keeps it; for 1 point give 0.01")
+    if drop > 0.1:
+        warnings.warn(f"max_metric_drop {points}; for {drop:g} points give {drop / 100:g}", stacklevel=3)
 
 
 def _check_output_holds_only_a_search(output: Path, own_files: tuple[str, ...]) -> None:

@@ -199,8 +199,19 @@ def test_no_gene_within_the_drop_of_the_reference_is_a_clear_error(sst, tmp_path
     assert "no gene scores within 0.1 of the reference model's accuracy (2.0000" in err
     assert "allow a larger max_metric_drop" in err
     assert not (tmp_path / "m").exists()
-    assert search(sst, tmp_path / "out", "--resume", "--max-metric-drop", "1.5", "--reference-model",
+    monkeypatch.setattr(job, "_reference_metric", lambda *args: 0.05)  # now any gene keeps a drop of 0.1
+    assert search(sst, tmp_path / "out", "--resume", "--max-metric-drop", "0.1", "--reference-model",
                   str(sst["model"]), "--write-to", str(tmp_path / "m")) == 0  # fmt: skip
+
+
+def test_a_classifiers_drop_is_a_fraction_and_one_meant_in_points_is_named(sst, tmp_path, capsys):
+    """Accuracy runs 0-1: a drop of 1 (one point, as SQuAD's F1 reads it) would let every gene through."""
+    assert search(sst, tmp_path / "one", "--max-metric-drop", "1") == 2
+    assert "max_metric_drop 1 on accuracy, a fraction, is 100 points: any gene keeps it; for 1 point give 0.01" in (
+        capsys.readouterr().err
+    )
+    with pytest.warns(UserWarning, match=r"max_metric_drop 0.5 on accuracy, a fraction, is 50 points; for 0.5 points"):
+        assert search(sst, tmp_path / "half", "--max-metric-drop", "0.5") == 0
 
 
 def test_confirm_rescores_the_chosen_gene_on_every_dev_example(sst, tmp_path):
