@@ -100,7 +100,17 @@ class TrainConfig:
 
     def schedule_fingerprint(self) -> dict:
         """What must not change between a run and its resumption, or the resumed run would differ."""
-        keys = ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "seed")
+        keys = (
+            "epochs",
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "lr",
+            "weight_decay",
+            "warmup_ratio",
+            "seed",
+            "max_grad_norm",
+        )
         return {k: getattr(self, k) for k in keys}
 
 

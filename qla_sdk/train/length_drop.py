@@ -67,6 +67,8 @@ class LatConfig:
             "length_drop_prob": self.length_drop_prob,
             "layer_drop_prob": self.layer_drop_prob,
             "num_sandwich": self.num_sandwich,
+            "temperature": self.temperature,
+            "teacher_weight": self.teacher_weight,
         }
 
 

@@ -380,7 +380,9 @@ def _check_fingerprint(folder: Path, saved: dict, current: dict) -> None:
     if "context" not in saved:  # a checkpoint written before the context was recorded: the schedule only
         current = {k: v for k, v in current.items() if k != "context"}
     saved, current = _flat(saved), _flat(current)
-    changed = {k: (saved.get(k), current.get(k)) for k in {*saved, *current} if saved.get(k) != current.get(k)}
+    # Options a checkpoint does not record were not recorded yet when it was written (max_grad_norm, the LAT
+    # temperature): it stays resumable, on the options given now.
+    changed = {k: (saved.get(k), current.get(k)) for k in saved if saved.get(k) != current.get(k)}
     if changed:
         detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise CheckpointError(

@@ -442,7 +442,10 @@ def test_a_classifiers_dev_set_is_read_in_the_columns_training_read(sst, reviews
         return data
 
     monkeypatch.setattr(qla_sdk.data, "load_classification", spy)
-    confirm = ["--subset", "5", "--max-metric-drop", "1", "--confirm"]
+    import qla_sdk.search.job as job
+
+    monkeypatch.setattr(job, "_reference_metric", lambda *args: 0.0)  # any gene keeps the drop, on the subset or all
+    confirm = ["--subset", "5", "--max-metric-drop", "0.1", "--confirm"]
     assert search_reviews(sst, reviews, reviews["record"], tmp_path / "out", *confirm) == 0
     front = json.loads((tmp_path / "out" / "front.json").read_text())
     assert front["dev_mean_length"] > reviews["length"]["sentence"]  # every "sentence" row is [CLS] ok [SEP]

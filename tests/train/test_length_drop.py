@@ -255,7 +255,13 @@ def test_lat_train_command_records_length_adaptive_training(tiny_checkpoint, tmp
     args += ["--length-drop-prob", "0.3", "--layer-drop-prob", "0.1", "--num-sandwich", "1"]
     assert main(args) == 0
     meta = json.loads((out / "final" / "qla.json").read_text())
-    assert meta["length_adaptive"] == {"length_drop_prob": 0.3, "layer_drop_prob": 0.1, "num_sandwich": 1}
+    assert meta["length_adaptive"] == {
+        "length_drop_prob": 0.3,
+        "layer_drop_prob": 0.1,
+        "num_sandwich": 1,
+        "temperature": 1.0,
+        "teacher_weight": 0.5,
+    }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["eval"]) == set(metrics["smallest_eval"]) == {"exact_match", "f1"}
     assert metrics["smallest_length_config"] == "0.7,0.49" and metrics["steps"] == 2

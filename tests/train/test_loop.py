@@ -24,6 +24,7 @@ from qla_sdk.train import (
     train,
 )
 from qla_sdk.train.checkpointing import list_checkpoints
+from qla_sdk.train.length_drop import LatConfig
 
 TINY = dict(
     vocab_size=120,
@@ -192,6 +193,24 @@ def test_existing_run_needs_resume_and_the_same_options(tmp_path):
     assert again.log_history == first.log_history
 
 
+def test_a_resumed_run_with_other_clipping_is_refused(tmp_path):
+    run(tmp_path, max_steps=4, checkpoint_every=2)
+    with pytest.raises(CheckpointError, match=r"max_grad_norm: 1\.0 -> 0\.0"):
+        run(tmp_path, max_steps=4, checkpoint_every=2, resume=True, max_grad_norm=0.0)
+
+
+def test_a_checkpoint_written_before_an_option_was_recorded_still_resumes(tmp_path):
+    """Checkpoints of earlier versions lack max_grad_norm (and LAT's temperature): they resume on the options given
+    now, not refused as changed."""
+    run(tmp_path, max_steps=4, checkpoint_every=2)
+    for state_file in (tmp_path / "run" / "checkpoints").glob("*/state.json"):
+        state = json.loads(state_file.read_text())
+        del state["config"]["max_grad_norm"]
+        state_file.write_text(json.dumps(state))
+    _, again = run(tmp_path, max_steps=4, checkpoint_every=2, resume=True)
+    assert again.resumed_from.name == "step-00000004"
+
+
 def test_a_resumed_distillation_from_another_teacher_is_refused(tmp_path):
     from qla_sdk.train.distill import train_on_features
 
@@ -243,6 +262,11 @@ def test_rows_longer_than_the_model_takes_are_refused_before_training(tmp_path):
         ({"features": token_task(seed=1)}, r"context\.data: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"),
         ({"extra": {"length_adaptive": {"length_drop_prob": 0.6}}}, r"length_drop_prob: 0\.2 -> 0\.6"),
         ({"extra": {"max_length": 64}}, r"context\.max_length: 128 -> 64"),
+        ({"extra": {"length_adaptive": {**LatConfig().to_dict(), "temperature": 4.0}}}, r"temperature: 1\.0 -> 4\.0"),
+        (
+            {"extra": {"length_adaptive": {**LatConfig().to_dict(), "teacher_weight": 1.0}}},
+            r"teacher_weight: 0\.5 -> 1",
+        ),
     ],
 )
 def test_a_resumed_run_on_other_data_or_loss_options_is_refused(tmp_path, change, message):
@@ -254,14 +278,14 @@ def test_a_resumed_run_on_other_data_or_loss_options_is_refused(tmp_path, change
         config = TrainConfig(
             tmp_path / "run", lr=5e-3, bf16=False, progress=False, max_steps=4, checkpoint_every=2, resume=resume
         )
-        extra = extra or {"length_adaptive": {"length_drop_prob": 0.2}, "max_length": 128}
+        extra = extra or {"length_adaptive": LatConfig().to_dict(), "max_length": 128}
         return train_on_features(tiny_model(), task_loss_fn(CLS), features or token_task(), config, None, None, extra)
 
     go()
     go(resume=True)  # the same data and options: resumes (here: nothing left to train)
     change = {
         "features": change.get("features"),
-        "extra": {"length_adaptive": {"length_drop_prob": 0.2}, "max_length": 128, **change.get("extra", {})},
+        "extra": {"length_adaptive": LatConfig().to_dict(), "max_length": 128, **change.get("extra", {})},
     }
     with pytest.raises(CheckpointError, match=message):
         go(**change, resume=True)
