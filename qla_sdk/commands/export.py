@@ -106,7 +106,7 @@ def run(
     from qla_sdk.deploy import export_model
     from qla_sdk.deploy.evaluation import evaluator, task_rows
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.modeling.checkpoint import training_columns
+    from qla_sdk.modeling.checkpoint import recorded_task, training_columns
     from qla_sdk.quantize import QuantConfig
 
     seq_lens = _seq_lens(args.seq_lens) if args.seq_lens is not None else None
@@ -122,7 +122,9 @@ def run(
         keep=args.keep or "first",
         inference_precision=args.inference_precision,
     )
-    model = from_pretrained(args.model, task=args.task).eval()
+    # A model trained for one task exported for another would serve a random head: refused (a bare pretrained
+    # encoder, with no task recorded, still exports with a random head and a warning).
+    model = from_pretrained(args.model, task=args.task, trained_head=recorded_task(args.model) is not None).eval()
     recorded = training_columns(args.model)
     columns = DevColumns.of(args.text_columns, args.label_column, recorded)
     columns.refuse_for_qa(model.task, args.model)

@@ -174,6 +174,13 @@ def read_qla_metadata(path: str | Path) -> dict:
         raise CheckpointError(f"{file} is not valid JSON ({exc}); restore it or delete it") from None
 
 
+def recorded_task(path: str | Path) -> str | None:
+    """The task the checkpoint at ``path`` was trained for, as its qla.json records it (None: a bare pretrained
+    encoder, a hub id, or a checkpoint of elsewhere)."""
+    task = read_qla_metadata(path).get("task") if Path(path).is_dir() else None
+    return task if isinstance(task, str) else None
+
+
 def training_columns(path: str | Path) -> dict:
     """The classification columns the training of the checkpoint at ``path`` read, as its qla.json records them
     (``{"text_columns": [...], "label_column": ...}``, written by the training commands and the recipe); ``{}``

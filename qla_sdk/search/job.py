@@ -93,7 +93,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     ``args.output`` that the caller wrote and that the search may sit beside (the recipe's stage clock); anything
     else there, but an earlier search, is refused."""
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.modeling.checkpoint import read_qla_metadata, training_columns
+    from qla_sdk.modeling.checkpoint import read_qla_metadata, recorded_task, training_columns
     from qla_sdk.search import Budget, GeneSpace, evolve
 
     output = Path(args.output)
@@ -107,7 +107,8 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     cost_kind = _cost_kind(args)
     write_to = _check_write_to(args.write_to, args.model, output)
 
-    model = from_pretrained(args.model, task=args.task).eval()
+    # genes of a model trained for another task would be scored on a random head
+    model = from_pretrained(args.model, task=args.task, trained_head=recorded_task(args.model) is not None).eval()
     task = model.task
     columns = DevColumns.of(args.text_columns, args.label_column, training_columns(args.model))
     columns.refuse_for_qa(task, args.model)

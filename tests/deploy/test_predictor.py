@@ -396,6 +396,17 @@ def test_cli_export_writes_the_artifact_folder_given_by_either_name(qa_model, to
     assert qla_sdk.load(tmp_path / "art").task == "question-answering"
 
 
+def test_a_model_trained_for_another_task_is_not_exported_with_a_random_head(classifier, tokenizer, tmp_path, capsys):
+    from qla_sdk.modeling import save_pretrained
+
+    save_pretrained(classifier, tmp_path / "ckpt", tokenizer=tokenizer)  # qla.json: text-classification
+    argv = ["export", str(tmp_path / "ckpt"), "--backend", "fp32", "--out", str(tmp_path / "art")]
+    assert main([*argv, "--task", "question-answering"]) == 2
+    assert "has no trained question-answering head (text-classification in its qla.json)" in capsys.readouterr().err
+    assert not (tmp_path / "art").exists()
+    assert main(argv) == 0  # its own task
+
+
 def test_export_records_a_stride_that_fits(qa_model, tokenizer, tmp_path):
     """No ``doc_stride``: 128 at most, and at most half of ``max_length``, recorded as the artifact serves it."""
     for max_length, want in ((64, 32), (128, 64), (8, 3)):  # 8: room for [CLS] q [SEP] c [SEP] after 3

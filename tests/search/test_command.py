@@ -204,6 +204,11 @@ def test_no_gene_within_the_drop_of_the_reference_is_a_clear_error(sst, tmp_path
                   str(sst["model"]), "--write-to", str(tmp_path / "m")) == 0  # fmt: skip
 
 
+def test_a_model_trained_for_another_task_is_not_searched_with_a_random_head(sst, tmp_path, capsys):
+    assert search(sst, tmp_path / "qa", "--task", "question-answering") == 2
+    assert "has no trained question-answering head (text-classification in its qla.json)" in capsys.readouterr().err
+
+
 def test_a_classifiers_drop_is_a_fraction_and_one_meant_in_points_is_named(sst, tmp_path, capsys):
     """Accuracy runs 0-1: a drop of 1 (one point, as SQuAD's F1 reads it) would let every gene through."""
     assert search(sst, tmp_path / "one", "--max-metric-drop", "1") == 2
