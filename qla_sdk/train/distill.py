@@ -15,6 +15,7 @@ and real keys only. Added to these: prediction-layer distillation and the hard-l
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -290,6 +291,16 @@ def train_on_features(
     from qla_sdk.modeling.heads import max_input_length
 
     longest, limit = max(train_features.lengths, default=0), max_input_length(model.config)
+    recorded = (extra_metadata or {}).get("max_length")
+    if isinstance(recorded, int) and recorded > limit:
+        # Short rows fit, but qla.json would record a length the model cannot take, which qla export then refuses
+        # (a default of 128 / 384 meets small models too): what the model takes is recorded.
+        warnings.warn(
+            f"max_length {recorded} is past the {limit} tokens the model takes (its position embeddings): its rows "
+            f"are shorter, and qla.json records max_length {limit}",
+            stacklevel=2,
+        )
+        extra_metadata = {**extra_metadata, "max_length": limit}
     if longest > limit:  # else the first batch holding such a row fails, after training up to it
         raise ConfigError(
             f"training rows of up to {longest} tokens, and the model takes at most {limit}: set max_length "

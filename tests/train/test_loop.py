@@ -256,12 +256,25 @@ def test_rows_longer_than_the_model_takes_are_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_max_length_past_the_models_positions_is_recorded_as_what_the_model_takes(tmp_path):
+    """Short rows fit any length, but qla export refuses a recorded max_length past the position embeddings."""
+    from qla_sdk.modeling.checkpoint import read_qla_metadata
+    from qla_sdk.train.distill import train_on_features
+
+    model = tiny_model()
+    config = TrainConfig(tmp_path / "run", bf16=False, progress=False, max_steps=2, checkpoint_every=0)
+    with pytest.warns(UserWarning, match=r"max_length 1000 is past the \d+ tokens the model takes"):
+        train_on_features(model, task_loss_fn(CLS), token_task(), config, None, None, {"max_length": 1000})
+    limit = model.config.max_position_embeddings
+    assert read_qla_metadata(tmp_path / "run" / "final")["max_length"] == limit
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
         ({"features": token_task(seed=1)}, r"context\.data: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"),
         ({"extra": {"length_adaptive": {"length_drop_prob": 0.6}}}, r"length_drop_prob: 0\.2 -> 0\.6"),
-        ({"extra": {"max_length": 64}}, r"context\.max_length: 128 -> 64"),
+        ({"extra": {"max_length": 16}}, r"context\.max_length: 32 -> 16"),
         ({"extra": {"length_adaptive": {**LatConfig().to_dict(), "temperature": 4.0}}}, r"temperature: 1\.0 -> 4\.0"),
         (
             {"extra": {"length_adaptive": {**LatConfig().to_dict(), "teacher_weight": 1.0}}},
@@ -278,14 +291,14 @@ def test_a_resumed_run_on_other_data_or_loss_options_is_refused(tmp_path, change
         config = TrainConfig(
             tmp_path / "run", lr=5e-3, bf16=False, progress=False, max_steps=4, checkpoint_every=2, resume=resume
         )
-        extra = extra or {"length_adaptive": LatConfig().to_dict(), "max_length": 128}
+        extra = extra or {"length_adaptive": LatConfig().to_dict(), "max_length": 32}
         return train_on_features(tiny_model(), task_loss_fn(CLS), features or token_task(), config, None, None, extra)
 
     go()
     go(resume=True)  # the same data and options: resumes (here: nothing left to train)
     change = {
         "features": change.get("features"),
-        "extra": {"length_adaptive": LatConfig().to_dict(), "max_length": 128, **change.get("extra", {})},
+        "extra": {"length_adaptive": LatConfig().to_dict(), "max_length": 32, **change.get("extra", {})},
     }
     with pytest.raises(CheckpointError, match=message):
         go(**change, resume=True)
