@@ -415,6 +415,11 @@ def evolve(
     gene or outside ``budget`` are not scored.
     """
     config = config or EvolutionConfig()
+    if config.min_length > seq_len:  # else the first gene is refused as out of range, naming no option
+        raise ConfigError(
+            f"min_length {config.min_length} (--min-length) is more than a layer can keep here: {seq_len} (the "
+            "search's --seq-len, or --ratio-steps with --ratio); give at most that"
+        )
     if config.length_drop_bound is None:  # LAT's default drop rate
         config = replace(config, length_drop_bound=0.2)
     budget = budget or Budget()

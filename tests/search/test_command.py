@@ -204,6 +204,11 @@ def test_no_gene_within_the_drop_of_the_reference_is_a_clear_error(sst, tmp_path
                   str(sst["model"]), "--write-to", str(tmp_path / "m")) == 0  # fmt: skip
 
 
+def test_a_min_length_past_the_search_length_is_named(sst, tmp_path, capsys):
+    assert search(sst, tmp_path / "out", "--min-length", "500") == 2
+    assert "min_length 500 (--min-length) is more than a layer can keep here: 24" in capsys.readouterr().err
+
+
 def test_a_model_trained_for_another_task_is_not_searched_with_a_random_head(sst, tmp_path, capsys):
     assert search(sst, tmp_path / "qa", "--task", "question-answering") == 2
     assert "has no trained question-answering head (text-classification in its qla.json)" in capsys.readouterr().err
