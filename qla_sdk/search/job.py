@@ -52,7 +52,10 @@ class SearchJob:
     device: str = field(
         default="cpu", metadata={"help": "where the dev set is scored (e.g. cuda); latency is timed on CPU"}
     )
-    seq_len: int | None = field(default=None, metadata={"help": "padded input length (default 128; 384 for QA)"})
+    seq_len: int | None = field(
+        default=None,
+        metadata={"help": "padded input length (default: the model's recorded max_length, else 128; 384 for QA)"},
+    )
     doc_stride: int | None = field(
         default=None, metadata={"help": "QA window overlap (default 128, at most half of --seq-len), as qla export"}
     )
@@ -132,7 +135,9 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     bound = args.config.evolution.length_drop_bound
     if bound is None:
         bound = float((lat or {}).get("length_drop_prob") or 0.2)
-    seq_len = args.seq_len or (384 if task == "question-answering" else 128)
+    # The length the model was trained at (qla.json), as qla export takes it: genes are searched for that length.
+    recorded_length = meta.get("max_length") if isinstance(meta.get("max_length"), int) else None
+    seq_len = args.seq_len or recorded_length or (384 if task == "question-answering" else 128)
     if task != "question-answering" and args.doc_stride is not None:
         raise ConfigError(
             f"doc_stride={args.doc_stride}: {args.model} is a {task} model, and the stride only splits "
@@ -152,6 +157,14 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     config = dataclasses.replace(args.config.evolution, length_drop_bound=bound)
     fitness = _fitness(_on_device(model, args.device), task, data, metric, space, args.config.batch_size, seq_len)
     macs, latency, latency_settings = _costs(model, task, space, data, seq_len, args)
+    dev_mean_length = sum(data["features"].lengths) / len(data["features"])
+    if not space.ratio and dev_mean_length < seq_len / 2:
+        warnings.warn(
+            f"token-count genes count tokens of inputs padded to {seq_len}, and the dev rows average "
+            f"{dev_mean_length:.0f} real tokens: the cost saved is mostly padding, which a served input does not "
+            "carry; --ratio searches shares of each input's real length (or give --seq-len nearer the real length)",
+            stacklevel=1,
+        )
     cost = latency if cost_kind == "latency" else macs
     full_cost = cost(space.full())
     reference = _reference_metric(args, task, data, metric, seq_len, space.ratio)
@@ -209,7 +222,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
         data=str(args.data),
         dev_rows=len(data["features"]),
         dev_examples=len(data["examples"]) if data["examples"] is not None else len(data["features"]),
-        dev_mean_length=round(sum(data["features"].lengths) / len(data["features"]), 2),
+        dev_mean_length=round(dev_mean_length, 2),
         genes="ratio" if args.config.ratio else "tokens",
         seq_len=seq_len,
         macs_seq_len=macs.mean_length,

@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -202,6 +203,25 @@ def test_no_gene_within_the_drop_of_the_reference_is_a_clear_error(sst, tmp_path
     monkeypatch.setattr(job, "_reference_metric", lambda *args: 0.05)  # now any gene keeps a drop of 0.1
     assert search(sst, tmp_path / "out", "--resume", "--max-metric-drop", "0.1", "--reference-model",
                   str(sst["model"]), "--write-to", str(tmp_path / "m")) == 0  # fmt: skip
+
+
+def test_the_search_length_defaults_to_the_length_the_model_was_trained_at(sst, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(sst["model"], model)
+    meta = json.loads((model / "qla.json").read_text())
+    (model / "qla.json").write_text(json.dumps({**meta, "max_length": 16}))
+    argv = ["search", "--model", str(model), "--data", str(sst["data"]), "--tokenizer", str(sst["vocab"]), *FAST]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "front.json").read_text())["seq_len"] == 16  # not the default 128
+
+
+def test_token_genes_on_inputs_mostly_padding_are_warned(sst, tmp_path):
+    """Token counts of inputs padded far past their real length save MACs of padding only (ratios do not)."""
+    with pytest.warns(UserWarning, match=r"padded to 64, and the dev rows average \d+ real tokens: .* --ratio"):
+        assert search(sst, tmp_path / "tokens", "--seq-len", "64") == 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="token-count genes")
+        assert search(sst, tmp_path / "ratio", "--seq-len", "64", "--ratio") == 0
 
 
 def test_a_min_length_past_the_search_length_is_named(sst, tmp_path, capsys):
