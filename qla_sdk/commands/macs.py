@@ -31,8 +31,23 @@ def run(args: argparse.Namespace) -> int:
     task = args.task or _task(args.model, config)
     macs = count_macs(config, args.seq_len, args.length_config, task)
     full = count_macs(config, args.seq_len, None, task)
-    print(f"{macs:,} MACs ({macs / full:.1%} of full length {full:,})")
+    print(f"{macs:,} MACs ({macs / full:.1%} of full length {full:,}){_read_as(args.length_config)}")
     return 0
+
+
+def _read_as(length_config: str | None) -> str:
+    """How the length config was read: "1,1" are token counts, "1,0.5" ratios; the figure means nothing if the user
+    meant the other."""
+    from qla_sdk.modeling import LengthConfig
+
+    if length_config is None or length_config == "none":
+        return ""
+    parsed = LengthConfig.parse(length_config)
+    if parsed.is_ratio:
+        return f"; read as ratios of the input's real length: {', '.join(f'{v:g}' for v in parsed.lengths)}"
+    at = f" chosen at {parsed.reference_length}" if parsed.reference_length else ""
+    hint = " (for ratios, write 1 as 1.0)" if 1 in parsed.lengths else ""  # "1,1": counts, though ratios look alike
+    return f"; read as token counts{at}: {', '.join(str(v) for v in parsed.lengths)}{hint}"
 
 
 def _task(model: str, config) -> str:

@@ -50,6 +50,19 @@ def test_cli(minilm_dir, capsys):
     assert "2,484,318,720 MACs" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "length_config, read_as",
+    [
+        ("1,1,1,1,1,1", "read as token counts: 1, 1, 1, 1, 1, 1 (for ratios, write 1 as 1.0)"),
+        ("1,1,0.5,0.5,0.5,0.5", "read as ratios of the input's real length: 1, 1, 0.5, 0.5, 0.5, 0.5"),
+        ("100,90,80,70,60,50@128", "read as token counts chosen at 128: 100, 90, 80, 70, 60, 50\n"),
+    ],
+)
+def test_cli_says_how_it_read_the_length_config(minilm_dir, capsys, length_config, read_as):
+    assert main(["macs", "--model", str(minilm_dir), "--seq-len", "128", "--length-config", length_config]) == 0
+    assert read_as in capsys.readouterr().out
+
+
 def test_cli_bad_config(minilm_dir, capsys):
     assert main(["macs", "--model", str(minilm_dir), "--seq-len", "384", "--length-config", "1,2,3,4,5,6"]) == 2
     assert "grows" in capsys.readouterr().err
