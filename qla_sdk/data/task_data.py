@@ -3,8 +3,11 @@ and the recipe all load (``qla finetune/distill/lat-train`` and ``qla run`` shar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from qla_sdk.errors import ConfigError
 
@@ -76,14 +79,19 @@ def load_task_data(
     if max_length < 8:
         raise ConfigError(f"max_length {max_length}: must be >= 8")
     if task == "question-answering":
-        eval_examples = load_squad(eval, split="validation")
-        train_features = qa_features(load_squad(train, split="train"), tokenizer, max_length, doc_stride, True)
+        with naming_the_task(task, eval):
+            eval_examples = load_squad(eval, split="validation")
+        with naming_the_task(task, train):
+            train_examples = load_squad(train, split="train")
+        train_features = qa_features(train_examples, tokenizer, max_length, doc_stride, True)
         eval_features = qa_features(eval_examples, tokenizer, max_length, doc_stride)
         return TaskData(train_features, eval_features, eval_examples, max_length, None)
     columns = list(text_columns) if text_columns else None
     labels = list(label_names) if label_names else None
-    train_data = load_classification(train, "train", columns, label_column, label_names=labels)
-    eval_data = load_classification(eval, "validation", columns, label_column, label_names=train_data.label_names)
+    with naming_the_task(task, train):
+        train_data = load_classification(train, "train", columns, label_column, label_names=labels)
+    with naming_the_task(task, eval):
+        eval_data = load_classification(eval, "validation", columns, label_column, label_names=train_data.label_names)
     return TaskData(
         classification_features(train_data, tokenizer, max_length),
         classification_features(eval_data, tokenizer, max_length),
@@ -94,3 +102,36 @@ def load_task_data(
         label_column,
         train_data.other_text_columns,
     )
+
+
+@contextlib.contextmanager
+def naming_the_task(task: str, data: str | Path) -> Iterator[None]:
+    """A refused dataset that is the other task's data is named so: a TSV given to a question-answering model reads
+    as "not valid JSON", and a SQuAD file given to a classifier as "no text columns", neither saying why."""
+    try:
+        yield
+    except ConfigError as exc:
+        other = _other_task_data(task, Path(data))
+        if other is None:
+            raise
+        raise ConfigError(
+            f"{data} looks like {other} data, and the model is a {task} model: give it "
+            f"{'SQuAD-form data (question, context, answers)' if task == 'question-answering' else 'texts and labels'}"
+            f", or use a {other} model ({exc})"
+        ) from None
+
+
+def _other_task_data(task: str, path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    if task == "question-answering":
+        return "text-classification" if path.suffix.lower() in (".tsv", ".csv", ".txt") else None
+    if path.suffix.lower() != ".json":
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    articles = data.get("data") if isinstance(data, dict) else None
+    squad = isinstance(articles, list) and bool(articles) and isinstance(articles[0], dict)
+    return "question-answering" if squad and "paragraphs" in articles[0] else None

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from qla_sdk.data.columns import DEFAULT_LABEL_COLUMN
+from qla_sdk.data.task_data import naming_the_task
 from qla_sdk.errors import ConfigError
 
 
@@ -40,12 +41,14 @@ def task_rows(
             )
         from qla_sdk.data import load_squad, qa_features
 
-        examples = load_squad(data, split)[:limit]
+        with naming_the_task(task, data):
+            examples = load_squad(data, split)[:limit]
         features = qa_features(examples, tokenizer, max_length, doc_stride)
         return [features.row(i) for i in range(len(features))][:limit], (examples, features)
     from qla_sdk.data import classification_features, load_classification
 
-    loaded = load_classification(data, split, text_columns, label_column, label_names=label_names)
+    with naming_the_task(task, data):
+        loaded = load_classification(data, split, text_columns, label_column, label_names=label_names)
     loaded.texts, loaded.labels = loaded.texts[:limit], loaded.labels[:limit]
     features = classification_features(loaded, tokenizer, max_length)
     return [features.row(i) for i in range(len(features))], loaded.labels

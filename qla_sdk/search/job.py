@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from qla_sdk.data.columns import DEFAULT_LABEL_COLUMN, DevColumns
+from qla_sdk.data.task_data import naming_the_task
 from qla_sdk.errors import ConfigError
 from qla_sdk.search.config import SearchConfig, parse_amount
 
@@ -149,7 +150,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
 
         stride = qa_doc_stride(seq_len, load_tokenizer(args.tokenizer or args.model), args.doc_stride)
         args = dataclasses.replace(args, doc_stride=stride)
-    with columns.naming_the_record(args.data, args.model):
+    with columns.naming_the_record(args.data, args.model), naming_the_task(task, args.data):
         data = _load_eval_data(args, model, task, seq_len)
     space = GeneSpace(
         model.num_layers, args.config.ratio_steps if args.config.ratio else seq_len, ratio=args.config.ratio

@@ -224,6 +224,14 @@ def test_token_genes_on_inputs_mostly_padding_are_warned(sst, tmp_path):
         assert search(sst, tmp_path / "ratio", "--seq-len", "64", "--ratio") == 0
 
 
+def test_question_answering_data_for_a_classifier_is_named(sst, tmp_path, capsys):
+    argv = ["search", "--model", str(sst["model"]), "--data", str(FIXTURES / "squad_tiny.json"), *FAST]
+    assert main([*argv, "--tokenizer", str(sst["vocab"]), "--output", str(tmp_path / "out")]) == 2
+    assert "looks like question-answering data, and the model is a text-classification model" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_min_length_past_the_search_length_is_named(sst, tmp_path, capsys):
     assert search(sst, tmp_path / "out", "--min-length", "500") == 2
     assert "min_length 500 (--min-length) is more than a layer can keep here: 24" in capsys.readouterr().err
