@@ -97,16 +97,18 @@ def check_inputs_outlive(output: str | Path, inputs: dict[str, str | None]) -> N
     input checkpoint or holds one: ``inputs`` maps each flag to its path (None: not given)."""
     from qla_sdk.io import OutputError
 
-    final = (Path(output) / "final").resolve()
+    # final/, and assistant/final/ where distillation goes through a teacher assistant
+    finals = [(Path(output) / "final").resolve(), (Path(output) / "assistant" / "final").resolve()]
     for flag, path in inputs.items():
         if path is None or not Path(path).exists():  # a hub id, or an option left out
             continue
         given = Path(path).resolve()
-        if given == final or final in given.parents:
-            raise OutputError(
-                f"--output {output}: this run replaces {final} with the model it trains, and {flag} {path} is "
-                "in it, so the input would be lost. Choose another --output"
-            )
+        for final in finals:
+            if given == final or final in given.parents:
+                raise OutputError(
+                    f"--output {output}: this run replaces {final} with a model it trains, and {flag} {path} is "
+                    "in it, so the input would be lost. Choose another --output"
+                )
 
 
 def model_labels(model) -> list[str] | None:

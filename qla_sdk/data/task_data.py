@@ -124,8 +124,15 @@ def naming_the_task(task: str, data: str | Path) -> Iterator[None]:
 def _other_task_data(task: str, path: Path) -> str | None:
     if not path.is_file():
         return None
-    if task == "question-answering":
-        return "text-classification" if path.suffix.lower() in (".tsv", ".csv", ".txt") else None
+    if task == "question-answering":  # by content: a SQuAD file saved as .txt, or one with a JSON error, is not
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                head = f.read(4096)
+        except (OSError, UnicodeDecodeError):
+            return None
+        first = head.lstrip()[:1]
+        tabular = path.suffix.lower() in (".tsv", ".csv", ".txt") and ("\t" in head or "," in head)
+        return "text-classification" if first not in ("{", "[", "") and tabular else None
     if path.suffix.lower() != ".json":
         return None
     try:

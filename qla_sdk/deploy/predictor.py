@@ -92,12 +92,14 @@ class Predictor:
         align_to_words: bool | None = None,
     ):
         _check_count_option("top_k", top_k)
+        top_k = int(top_k)  # numpy integers too
         if self.task == "question-answering":
             if texts is not None:
                 raise TypeError("this is a question-answering model: call predict(question=..., context=...)")
             if max_answer_length is None:
                 max_answer_length = DEFAULT_MAX_ANSWER_LENGTH
             _check_count_option("max_answer_length", max_answer_length)
+            max_answer_length = int(max_answer_length)
             if align_to_words is None:
                 align_to_words = True
             if not isinstance(align_to_words, bool):

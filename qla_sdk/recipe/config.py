@@ -19,7 +19,7 @@ from qla_sdk.config import from_dict, load_yaml
 from qla_sdk.errors import ConfigError
 from qla_sdk.options import option
 from qla_sdk.quantize.config import QuantConfig
-from qla_sdk.search.config import SearchConfig
+from qla_sdk.search.config import SearchConfig, check_drop_scale
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import DistillConfig
 from qla_sdk.train.length_drop import LatConfig
@@ -148,6 +148,8 @@ class RecipeConfig:
                 f"search.metric={self.search.metric!r} is not a {self.task} metric; choose one of "
                 f"{', '.join(METRICS[self.task])}"
             )
+        # a drop meant in points on a classifier's accuracy (a fraction): refused or warned here, not after training
+        check_drop_scale(self.search.max_metric_drop, self.task, self.search.metric or METRICS[self.task][0])
         if self.task == "question-answering" and self.data.doc_stride > self.max_length // 2:
             # the search and the artifact cut windows with at most half the length (qa_doc_stride): refused here,
             # not after hours of training

@@ -6,9 +6,9 @@ intermediate students (eager FP32). The input is one dev row of median real leng
 1: unpadded for the eager models (an eager runtime needs no padding for one row), padded to its graph length for the
 artifact (``Predictor.graph_length``). Padding the teacher's row to ``max_length`` too would bill it for tokens a
 service never runs, while the artifact drops them first. ``benchmark.seq_len`` pads every model's row to one length
-instead (a fixed-shape comparison). MACs are counted at the eager models' length (the artifact drops its graph's
-padding first). The final artifact's dev metric is
-measured through ``qla_sdk.load(...).predict`` on the whole dev set, as a user would see it.
+instead (a fixed-shape comparison; the artifact at the smallest of its graphs that holds it). MACs are counted at
+the lengths timed (a ratio length config at the real tokens: padding is dropped first). The final artifact's dev
+metric is measured through ``qla_sdk.load(...).predict`` on the whole dev set, as a user would see it.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         real_tokens = int(inputs[1].sum())
         artifact = earlier["export"]["artifact"]
         predictor = load(artifact, threads=b.threads)
-        graph_length = b.seq_len or predictor.graph_length(real_tokens)
+        graph_length = predictor.graph_length(b.seq_len or real_tokens)  # the smallest graph holding the row
         arrays = [t.numpy() for t in benchmark_input(data.eval_features, graph_length, pad)]
         distilled = None
         if not earlier["distill"].get("skipped"):  # student: null compresses the teacher itself
@@ -106,6 +106,7 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
     metric = PRIMARY_METRIC[task]
 
     eager_len = b.seq_len or real_tokens
+    ratio_or_full = searched_lc is None or searched_lc.is_ratio
 
     def macs(model, length_config=None) -> int:
         return count_macs(model.config, eager_len, length_config, task=task)
@@ -147,7 +148,10 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
             "final",
             f"final artifact ({predictor.manifest.backend}, {predictor.manifest.data.get('precision')})",
             final_metric,
-            macs(searched, searched_lc),  # at the real tokens: the artifact drops its graph's padding first
+            # Ratios keep shares of the real tokens; token counts keep up to that many of the graph's positions
+            macs(searched, searched_lc)
+            if ratio_or_full
+            else count_macs(searched.config, graph_length, searched_lc, task=task),
             latency["final"],
             folder_bytes(Path(artifact) / "model"),
             searched.num_layers,
@@ -160,6 +164,7 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         # The timed lengths: the eager models' (the row's real tokens, or benchmark.seq_len) and the artifact's.
         "seq_len": eager_len,
         "final_seq_len": graph_length,
+        "final_graphs": bool(predictor.runner.seq_lens),  # False: the artifact runs any length, unpadded
         "padded": b.seq_len is not None,
         "batch_size": 1,
         "input_real_tokens": real_tokens,

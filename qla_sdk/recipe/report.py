@@ -167,7 +167,5 @@ def _timed_lengths(bench: dict) -> str:
     final = bench.get("final_seq_len", bench["seq_len"])
     if bench.get("padded", True):  # reports before the as-served timing padded every model to one length
         return f"padded to {bench['seq_len']} tokens for every model ({bench.get('input_real_tokens', '?')} real)"
-    return (
-        f"as each is served: {bench['seq_len']} tokens unpadded for the eager models, padded to the artifact's "
-        f"{final}-token graph for it"
-    )
+    artifact = f"padded to the artifact's {final}-token graph" if bench.get("final_graphs", True) else "the same"
+    return f"as each is served: {bench['seq_len']} tokens unpadded for the eager models, {artifact} for the artifact"

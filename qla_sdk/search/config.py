@@ -214,3 +214,16 @@ def _integer(name: str, value: object, low: int | None, tail: str = "") -> int:
     if low is not None and value < low:
         raise ConfigError(f"{name}={value!r}: must be {bound}{tail}")
     return int(value)
+
+
+def check_drop_scale(drop: float | None, task: str, metric: str) -> None:
+    """A drop is in the metric's own units: SQuAD F1 / EM run 0-100, a classifier's accuracy / F1 0-1. A drop of 1
+    or more on a fraction lets every gene through (the worst scores 0); one above 0.1 is ten points or more, most
+    likely a value meant in points (the SQuAD recipe's 0.5)."""
+    if drop is None or task == "question-answering":
+        return
+    points = f"{drop:g} on {metric}, a fraction, is {100 * drop:g} points"
+    if drop >= 1:
+        raise ConfigError(f"max_metric_drop {points}: any gene keeps it; for 1 point give 0.01")
+    if drop > 0.1:
+        warnings.warn(f"max_metric_drop {points}; for {drop:g} points give {drop / 100:g}", stacklevel=3)

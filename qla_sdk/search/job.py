@@ -22,7 +22,7 @@ from typing import Literal
 from qla_sdk.data.columns import DEFAULT_LABEL_COLUMN, DevColumns
 from qla_sdk.data.task_data import naming_the_task
 from qla_sdk.errors import ConfigError
-from qla_sdk.search.config import SearchConfig, parse_amount
+from qla_sdk.search.config import SearchConfig, check_drop_scale, parse_amount
 
 METRICS = {"text-classification": ("accuracy", "f1"), "question-answering": ("f1", "exact_match")}
 STATE_FILE = "search_state.json"
@@ -123,7 +123,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     metric = args.config.metric or METRICS[task][0]
     if metric not in METRICS[task]:
         raise ConfigError(f"--metric {metric!r} is not a {task} metric; choose one of {', '.join(METRICS[task])}")
-    _check_drop_scale(args.config.max_metric_drop, task, metric)
+    check_drop_scale(args.config.max_metric_drop, task, metric)
     meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
     lat = meta.get("length_adaptive")
     if not lat:
@@ -138,7 +138,8 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
         bound = float((lat or {}).get("length_drop_prob") or 0.2)
     # The length the model was trained at (qla.json), as qla export takes it: genes are searched for that length.
     recorded_length = meta.get("max_length") if isinstance(meta.get("max_length"), int) else None
-    seq_len = args.seq_len or recorded_length or (384 if task == "question-answering" else 128)
+    seq_len = args.seq_len or _resumed_seq_len(args, output) or recorded_length
+    seq_len = seq_len or (384 if task == "question-answering" else 128)
     if task != "question-answering" and args.doc_stride is not None:
         raise ConfigError(
             f"doc_stride={args.doc_stride}: {args.model} is a {task} model, and the stride only splits "
@@ -163,7 +164,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
         warnings.warn(
             f"token-count genes count tokens of inputs padded to {seq_len}, and the dev rows average "
             f"{dev_mean_length:.0f} real tokens: the cost saved is mostly padding, which a served input does not "
-            "carry; --ratio searches shares of each input's real length (or give --seq-len nearer the real length)",
+            "carry; --ratio (a recipe's search.ratio) searches shares of each input's real length",
             stacklevel=1,
         )
     cost = latency if cost_kind == "latency" else macs
@@ -247,17 +248,16 @@ def _cost_kind(args: SearchJob) -> str:
     return args.config.cost_kind
 
 
-def _check_drop_scale(drop: float | None, task: str, metric: str) -> None:
-    """A drop is in the metric's own units: SQuAD F1 / EM run 0-100, a classifier's accuracy / F1 0-1. A drop of 1
-    or more on a fraction lets every gene through (the worst scores 0); one above 0.1 is ten points or more, most
-    likely a value meant in points (the SQuAD recipe's 0.5)."""
-    if drop is None or task == "question-answering":
-        return
-    points = f"{drop:g} on {metric}, a fraction, is {100 * drop:g} points"
-    if drop >= 1:
-        raise ConfigError(f"max_metric_drop {points}: any gene keeps it; for 1 point give 0.01")
-    if drop > 0.1:
-        warnings.warn(f"max_metric_drop {points}; for {drop:g} points give {drop / 100:g}", stacklevel=3)
+def _resumed_seq_len(args: SearchJob, output: Path) -> int | None:
+    """A resumed search's own length: searches started before --seq-len defaulted to the recorded max_length ran at
+    the task's default, and must go on at it."""
+    if not args.resume or not (output / STATE_FILE).is_file():
+        return None
+    try:
+        saved = json.loads((output / STATE_FILE).read_text())["search"]["context"]["seq_len"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # the search's own load names a damaged state
+    return saved if isinstance(saved, int) else None
 
 
 def _check_output_holds_only_a_search(output: Path, own_files: tuple[str, ...]) -> None:

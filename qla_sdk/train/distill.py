@@ -291,6 +291,11 @@ def train_on_features(
     from qla_sdk.modeling.heads import max_input_length
 
     longest, limit = max(train_features.lengths, default=0), max_input_length(model.config)
+    if longest > limit:  # else the first batch holding such a row fails, after training up to it
+        raise ConfigError(
+            f"training rows of up to {longest} tokens, and the model takes at most {limit}: set max_length "
+            f"(--max-length) to {limit} or less"
+        )
     recorded = (extra_metadata or {}).get("max_length")
     if isinstance(recorded, int) and recorded > limit:
         # Short rows fit, but qla.json would record a length the model cannot take, which qla export then refuses
@@ -301,11 +306,6 @@ def train_on_features(
             stacklevel=2,
         )
         extra_metadata = {**extra_metadata, "max_length": limit}
-    if longest > limit:  # else the first batch holding such a row fails, after training up to it
-        raise ConfigError(
-            f"training rows of up to {longest} tokens, and the model takes at most {limit}: set max_length "
-            f"(--max-length) to {limit} or less"
-        )
 
     def train_batches(epoch: int):
         return batches(

@@ -376,13 +376,21 @@ def _log_record(accelerator, step: int, epoch: int, scheduler, state: dict) -> d
     return record
 
 
+# Fingerprint keys checkpoints of earlier versions lack (every other key must match both ways).
+RECORDED_LATER = (
+    "max_grad_norm",
+    "context.length_adaptive.temperature",
+    "context.length_adaptive.teacher_weight",
+)
+
+
 def _check_fingerprint(folder: Path, saved: dict, current: dict) -> None:
     if "context" not in saved:  # a checkpoint written before the context was recorded: the schedule only
         current = {k: v for k, v in current.items() if k != "context"}
     saved, current = _flat(saved), _flat(current)
-    # Options a checkpoint does not record were not recorded yet when it was written (max_grad_norm, the LAT
-    # temperature): it stays resumable, on the options given now.
-    changed = {k: (saved.get(k), current.get(k)) for k in saved if saved.get(k) != current.get(k)}
+    # Options recorded since a checkpoint was written: it stays resumable, on the options given now.
+    current = {k: v for k, v in current.items() if k in saved or k not in RECORDED_LATER}
+    changed = {k: (saved.get(k), current.get(k)) for k in {*saved, *current} if saved.get(k) != current.get(k)}
     if changed:
         detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise CheckpointError(

@@ -30,3 +30,11 @@ def test_a_malformed_file_of_the_tasks_own_kind_keeps_its_message(minilm_dir, tm
     with pytest.raises(ConfigError, match="is not valid JSON") as caught:
         load_task_data(str(bad), str(bad), load_tokenizer(minilm_dir), "question-answering")
     assert "the model is a" not in str(caught.value)
+
+
+def test_a_squad_file_with_a_text_suffix_is_not_taken_for_classification_data(minilm_dir, tmp_path):
+    bad = tmp_path / "dev.txt"
+    bad.write_text('{"data": [{"title": "t", "paragraphs": [}')  # SQuAD JSON with an error, saved as .txt
+    with pytest.raises(ConfigError) as caught:
+        load_task_data(str(bad), str(bad), load_tokenizer(minilm_dir), "question-answering")
+    assert "the model is a" not in str(caught.value)

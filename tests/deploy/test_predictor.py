@@ -115,6 +115,17 @@ def test_qa_top_k_gives_the_best_answers_first(qa_artifact):
     assert all(len(predictor.tokenizer(a["answer"], add_special_tokens=False)["input_ids"]) == 1 for a in short)
 
 
+def test_numpy_integers_are_options_too(qa_artifact):
+    import numpy as np
+
+    predictor = qla_sdk.load(qa_artifact)
+    plain = predictor.predict(question="Who scores?", context=CONTEXT, top_k=2, max_answer_length=5)
+    assert (
+        predictor.predict(question="Who scores?", context=CONTEXT, top_k=np.int64(2), max_answer_length=np.int64(5))
+        == plain
+    )
+
+
 def test_classification_top_k_ranks_the_labels(cls_artifact):
     predictor = qla_sdk.load(cls_artifact)
     best = predictor.predict(["a fine film", "a dull film"])

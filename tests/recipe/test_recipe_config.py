@@ -29,6 +29,16 @@ def test_packaged_recipes_load(name):
     assert recipe.lat.length_adaptive.length_drop_prob == recipe.search.evolution.length_drop_bound == 0.2
 
 
+def test_a_classifiers_drop_meant_in_points_is_named_before_any_stage_runs():
+    from qla_sdk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_metric_drop 1 on accuracy, a fraction, is 100 points"):
+        load_recipe(RECIPES / "demo.yaml", ["search.max_metric_drop=1"])
+    with pytest.warns(UserWarning, match="max_metric_drop 0.5 on accuracy, a fraction, is 50 points"):
+        load_recipe(RECIPES / "demo.yaml", ["search.max_metric_drop=0.5"])
+    assert load_recipe(RECIPES / "demo.yaml", ["search.max_metric_drop=0.005"]).search.max_metric_drop == 0.005
+
+
 def test_demo_uses_embedded_data_and_model():
     recipe = load_recipe(RECIPES / "demo.yaml")
     assert Path(recipe.data.train).is_file() and Path(recipe.data.train).parent.name == "sst2"

@@ -215,6 +215,19 @@ def test_the_search_length_defaults_to_the_length_the_model_was_trained_at(sst, 
     assert json.loads((tmp_path / "out" / "front.json").read_text())["seq_len"] == 16  # not the default 128
 
 
+def test_a_search_resumed_without_seq_len_goes_on_at_its_own_length(sst, tmp_path):
+    """A search started at another length than the model's recorded max_length (e.g. before --seq-len defaulted to
+    it) resumes at its own, not refused as changed."""
+    model = tmp_path / "model"
+    shutil.copytree(sst["model"], model)
+    meta = json.loads((model / "qla.json").read_text())
+    (model / "qla.json").write_text(json.dumps({**meta, "max_length": 16}))
+    argv = ["search", "--model", str(model), "--data", str(sst["data"]), "--tokenizer", str(sst["vocab"]), *FAST]
+    assert main([*argv, "--output", str(tmp_path / "out"), "--seq-len", "24"]) == 0
+    assert main([*argv, "--output", str(tmp_path / "out"), "--resume", "--iterations", "2"]) == 0
+    assert json.loads((tmp_path / "out" / "front.json").read_text())["seq_len"] == 24
+
+
 def test_token_genes_on_inputs_mostly_padding_are_warned(sst, tmp_path):
     """Token counts of inputs padded far past their real length save MACs of padding only (ratios do not)."""
     with pytest.warns(UserWarning, match=r"padded to 64, and the dev rows average \d+ real tokens: .* --ratio"):

@@ -211,6 +211,24 @@ def test_a_checkpoint_written_before_an_option_was_recorded_still_resumes(tmp_pa
     assert again.resumed_from.name == "step-00000004"
 
 
+def test_a_checkpoint_of_another_kind_of_training_is_not_resumed(tmp_path):
+    """Only options recorded since a checkpoint was written may be missing from it: a fine-tuning checkpoint (no
+    length_adaptive record) resumed as length-adaptive training is refused."""
+    from qla_sdk.train.loop import _check_fingerprint
+
+    finetuned = {"lr": 1e-4, "context": {"data": "d", "teacher": None, "max_length": 32}}
+    lat = {
+        "lr": 1e-4,
+        "max_grad_norm": 1.0,
+        "context": {**finetuned["context"], "length_adaptive": LatConfig().to_dict()},
+    }
+    with pytest.raises(CheckpointError, match=r"length_adaptive\.length_drop_prob: None -> 0\.2"):
+        _check_fingerprint(tmp_path, finetuned, lat)
+    earlier_lat = {**finetuned, "context": {**finetuned["context"], "length_adaptive": {"length_drop_prob": 0.2,
+                   "layer_drop_prob": 0.2, "num_sandwich": 2}}}  # fmt: skip
+    _check_fingerprint(tmp_path, earlier_lat, lat)  # only temperature, teacher_weight and max_grad_norm are new
+
+
 def test_a_resumed_distillation_from_another_teacher_is_refused(tmp_path):
     from qla_sdk.train.distill import train_on_features
 
@@ -534,6 +552,7 @@ def test_a_metrics_file_no_run_wrote_is_refused_before_training(tmp_path, capsys
         (["lat-train", "--model", "{final}"], "--model"),
         (["lat-train", "--model", "{other}", "--teacher", "{final}"], "--teacher"),
         (["lat-train", "--model", "{other}", "--tokenizer", "{final}/vocab"], "--tokenizer"),
+        (["distill", "--teacher", "{other}", "--student", "{assistant}", "--assistant"], "--student"),
     ],
 )
 def test_an_input_in_the_final_folder_the_run_replaces_is_refused(tmp_path, capsys, argv, flag):
@@ -544,11 +563,12 @@ def test_an_input_in_the_final_folder_the_run_replaces_is_refused(tmp_path, caps
     out, other = tmp_path / "run", tmp_path / "other"
     final = out / "final"
     (final / "vocab").mkdir(parents=True)
+    (out / "assistant" / "final").mkdir(parents=True)  # a teacher assistant's model, which --assistant replaces
     for name in ("config.json", "model.safetensors"):
         (final / name).write_text("the earlier model")
     (out / "metrics.json").write_text("{}")
     other.mkdir()
-    argv = [a.format(final=final, other=other) for a in argv]
+    argv = [a.format(final=final, other=other, assistant=out / "assistant" / "final") for a in argv]
     assert main([*argv, "--train", "t.tsv", "--eval", "e.tsv", "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{flag} " in err and "the input would be lost" in err
