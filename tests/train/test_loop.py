@@ -436,6 +436,11 @@ def model_dir(tiny_checkpoint, tmp_path, tokenizer):
     return make
 
 
+def finetune_argv(model_dir, data, out, steps: int) -> list[str]:
+    argv = ["finetune", "--model", str(model_dir(CLS)), "--task", CLS, "--train", str(data), "--eval", str(data)]
+    return [*argv, "--output", str(out), "--max-steps", str(steps), "--batch-size", "4", "--no-progress", "--no-bf16"]
+
+
 def test_finetune_classification_cli(model_dir, tmp_path, capsys):
     from qla_sdk.cli import main
 
@@ -443,8 +448,7 @@ def test_finetune_classification_cli(model_dir, tmp_path, capsys):
     data = tmp_path / "sst.tsv"
     data.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    argv = ["finetune", "--model", str(model_dir(CLS)), "--task", CLS, "--train", str(data), "--eval", str(data)]
-    argv += ["--output", str(out), "--max-steps", "3", "--batch-size", "4", "--no-progress", "--no-bf16"]
+    argv = finetune_argv(model_dir, data, out, steps=3)
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and 0 <= metrics["eval"]["accuracy"] <= 1 and metrics["bf16"] is False
@@ -466,8 +470,7 @@ def test_finetune_records_the_columns_it_read(model_dir, tmp_path, capsys, given
     data = tmp_path / "reviews.tsv"
     data.write_text("title\tcontent\tverdict\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    argv = ["finetune", "--model", str(model_dir(CLS)), "--task", CLS, "--train", str(data), "--eval", str(data)]
-    argv += ["--output", str(out), "--max-steps", "1", "--batch-size", "4", "--no-progress", "--no-bf16"]
+    argv = finetune_argv(model_dir, data, out, steps=1)
     argv += ["--label-column", "verdict", *(["--text-columns", "title"] if given else [])]
     assert main(argv) == 0
     meta = json.loads((out / "final" / "qla.json").read_text())
