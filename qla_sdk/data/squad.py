@@ -48,8 +48,9 @@ class QAFeatures(TokenRows):
     end_positions: list[int] | None = None
     pad_token_id: int = 0
     clipped_questions: list[int] = field(default_factory=list)  # examples whose question was cut to fit
-    # The tokenizer's word of each context token (None outside the context), kept only when asked: answers aligned
-    # to whole words need them, and a training set's would be one Python int per token.
+    # The tokenizer's word of each token, kept only when asked: answers aligned to whole words need them, and a
+    # training set's would be one Python int per token. The question's words are counted apart from the context's:
+    # read them only where offset_mapping is not None (context tokens).
     word_ids: list[list[int | None]] | None = None
 
     def row(self, i: int) -> dict:
@@ -310,7 +311,7 @@ def qa_features(
     word_ids: bool = False,
 ) -> QAFeatures:
     """Doc-stride windows of (question, context); with ``training`` also start/end token labels, with ``word_ids``
-    the tokenizer's word of each context token (for answers aligned to whole words).
+    the tokenizer's word of each token (for answers aligned to whole words).
 
     Questions longer than ``max_question_length`` tokens (or than what ``max_length`` and ``doc_stride`` leave
     room for) are cut, as in the original BERT SQuAD code; SQuAD questions are far shorter. ``clipped_questions``
@@ -354,17 +355,8 @@ def qa_features(
         end_positions=ends if training else None,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         clipped_questions=[i for i, (kept, given) in enumerate(zip(questions, whole, strict=True)) if kept != given],
-        word_ids=_context_words(windows) if word_ids else None,
+        word_ids=windows.word_ids if word_ids else None,
     )
-
-
-def _context_words(windows: Windows) -> list[list[int | None]]:
-    # Word ids count the question's words and the context's separately: only the context's are kept, so that a
-    # question word never joins a context word.
-    return [
-        [w if s == 1 else None for w, s in zip(words, sequence_ids, strict=True)]
-        for words, sequence_ids in zip(windows.word_ids, windows.sequence_ids, strict=True)
-    ]
 
 
 @dataclass
