@@ -19,6 +19,12 @@ from qla_sdk.errors import ConfigError
 DEFAULT_LABEL_COLUMN = "label"
 
 
+def check_text_columns(text_columns: Sequence[str] | None) -> None:
+    """One text column, or two for sentence pairs (None: detected by name)."""
+    if text_columns is not None and not 1 <= len(text_columns) <= 2:
+        raise ConfigError(f"text_columns={text_columns}: give one column, or two for sentence pairs")
+
+
 @dataclass(frozen=True)
 class DevColumns:
     """The column flags given (None: left out) and the columns a model's qla.json records that training read

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from qla_sdk.config import from_dict, load_yaml
+from qla_sdk.data.columns import check_text_columns
 from qla_sdk.errors import ConfigError
 from qla_sdk.options import option
 from qla_sdk.quantize.config import QuantConfig
@@ -46,8 +47,7 @@ class DataSection:
             raise ConfigError(f"max_length={self.max_length}: must be >= 8")
         if self.doc_stride < 1:
             raise ConfigError(f"doc_stride={self.doc_stride}: must be >= 1 token (default 128)")
-        if self.text_columns is not None and not 1 <= len(self.text_columns) <= 2:
-            raise ConfigError(f"text_columns={self.text_columns}: give one column, or two for sentence pairs")
+        check_text_columns(self.text_columns)
 
 
 @dataclass

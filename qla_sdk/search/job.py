@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from qla_sdk.data.columns import DEFAULT_LABEL_COLUMN, DevColumns
+from qla_sdk.data.columns import DEFAULT_LABEL_COLUMN, DevColumns, check_text_columns
 from qla_sdk.data.task_data import naming_the_task
 from qla_sdk.errors import ConfigError
 from qla_sdk.search.config import SearchConfig, check_drop_scale, parse_amount
@@ -79,8 +79,7 @@ class SearchJob:
             value = getattr(self, name)
             if isinstance(value, Path):
                 setattr(self, name, str(value))
-        if self.text_columns is not None and not 1 <= len(self.text_columns) <= 2:
-            raise ConfigError(f"text_columns={self.text_columns}: give one column, or two for sentence pairs")
+        check_text_columns(self.text_columns)
         if self.seq_len is not None and self.seq_len < 8:
             raise ConfigError(f"seq_len={self.seq_len}: must be >= 8 tokens, or omitted for the task's default")
         if self.doc_stride is not None and (isinstance(self.doc_stride, bool) or self.doc_stride < 1):
@@ -97,7 +96,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     ``args.output`` that the caller wrote and that the search may sit beside (the recipe's stage clock); anything
     else there, but an earlier search, is refused."""
     from qla_sdk.modeling import from_pretrained
-    from qla_sdk.modeling.checkpoint import read_qla_metadata, recorded_task, training_columns
+    from qla_sdk.modeling.checkpoint import read_qla_metadata, training_columns
     from qla_sdk.search import Budget, GeneSpace, evolve
 
     output = Path(args.output)
@@ -111,8 +110,9 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     cost_kind = _cost_kind(args)
     write_to = _check_write_to(args.write_to, args.model, output)
 
+    meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
     # genes of a model trained for another task would be scored on a random head
-    model = from_pretrained(args.model, task=args.task, trained_head=recorded_task(args.model) is not None).eval()
+    model = from_pretrained(args.model, task=args.task, trained_head=bool(meta.get("task"))).eval()
     task = model.task
     columns = DevColumns.of(args.text_columns, args.label_column, training_columns(args.model))
     columns.refuse_for_qa(task, args.model)
@@ -124,7 +124,6 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     if metric not in METRICS[task]:
         raise ConfigError(f"--metric {metric!r} is not a {task} metric; choose one of {', '.join(METRICS[task])}")
     check_drop_scale(args.config.max_metric_drop, task, metric)
-    meta = read_qla_metadata(args.model) if Path(args.model).is_dir() else {}
     lat = meta.get("length_adaptive")
     if not lat:
         warnings.warn(
