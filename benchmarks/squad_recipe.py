@@ -126,7 +126,7 @@ def _finetune_share(
         max_length=recipe.max_length,
         doc_stride=recipe.data.doc_stride,
     )
-    model = from_pretrained(teacher.model, task=recipe.task)
+    model = from_pretrained(teacher.model, task=recipe.task, seed=teacher.finetune.seed)
     result = finetune(
         model,
         data.train_features,

@@ -172,7 +172,7 @@ def distill_command(args: argparse.Namespace):
         student = student_from_layers(teacher, layers)
         source = {"teacher_layers": layers}
     else:
-        student = student_from_checkpoint(args.student, teacher)
+        student = student_from_checkpoint(args.student, teacher, seed=args.seed)
         source = {"checkpoint": str(args.student)}
     assistant = build_assistant(teacher, student, seed=args.seed) if args.assistant else None
     check_pair(assistant or teacher, student, distill_config)  # before loading data: fail fast

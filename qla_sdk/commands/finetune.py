@@ -47,7 +47,7 @@ def finetune(args: argparse.Namespace):
     config = config_from_args(args, output_dir=args.output)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     data = load_task_data(args, tokenizer, args.task, None)
-    model = from_pretrained(args.model, task=args.task, labels=data.label_names)
+    model = from_pretrained(args.model, task=args.task, labels=data.label_names, seed=config.seed)
     result = train_finetune(
         model,
         data.train_features,

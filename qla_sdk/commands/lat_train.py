@@ -62,7 +62,7 @@ def lat_train_command(args: argparse.Namespace):
     check_inputs_outlive(args.output, {"--model": args.model, "--teacher": args.teacher, "--tokenizer": args.tokenizer})
     train_config = config_from_args(args, output_dir=args.output)
     lat_config = options_from_args(LatConfig, args)
-    model = from_pretrained(args.model, task=args.task)
+    model = from_pretrained(args.model, task=args.task, seed=train_config.seed)
     task = model.task
     teacher = None
     if args.teacher:

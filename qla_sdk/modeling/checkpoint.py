@@ -213,11 +213,13 @@ def from_pretrained(
     labels: list[str] | None = None,
     *,
     trained_head: bool = False,
+    seed: int | None = None,
 ) -> TaskModel:
     """Load a BERT/RoBERTa checkpoint as a ``TaskModel`` for ``task`` (question-answering or text-classification).
 
-    Head weights missing from the checkpoint (a base model, or another task's head) start random, with a warning;
-    with ``trained_head`` (a teacher), ``CheckpointError`` instead.
+    Head weights missing from the checkpoint (a base model, or another task's head) start random, with a warning,
+    drawn from ``seed`` (None: torch's global generator); with ``trained_head`` (a teacher), ``CheckpointError``
+    instead.
     """
     config = load_config(path)
     meta = read_qla_metadata(path) if Path(path).is_dir() else {}
@@ -257,7 +259,7 @@ def from_pretrained(
             f"model to compress must be fine-tuned for {task} first (qla finetune)"
         )
     if missing:
-        _init_head(model)
+        _init_head(model, seed)
         model.load_state_dict(ours, strict=False)
         warnings.warn(f"{path}: no {task} head weights; the head starts random and needs training", stacklevel=2)
     # Where it came from: saving back into this folder keeps what the save does not write (save_pretrained).
@@ -273,12 +275,17 @@ def from_pretrained(
     return model
 
 
-def _init_head(model: TaskModel) -> None:
+def _init_head(model: TaskModel, seed: int | None) -> None:
+    """BERT's initialisation of the task head; from ``seed`` where given, so that a training run's ``--seed``
+    decides its random head as it decides its shuffling and dropout."""
     std = getattr(model.config, "initializer_range", 0.02)
-    for module in model.head.modules():
-        if isinstance(module, torch.nn.Linear):
-            torch.nn.init.normal_(module.weight, std=std)
-            torch.nn.init.zeros_(module.bias)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for module in model.head.modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.normal_(module.weight, std=std)
+                torch.nn.init.zeros_(module.bias)
 
 
 def init_weights(model: TaskModel) -> TaskModel:

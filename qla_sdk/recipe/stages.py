@@ -121,7 +121,7 @@ class RecipeStages:
             dev = evaluate(model, data.eval_features, self.recipe.task, data.eval_examples)
             return {"model": str(t.model), "dev": dev, "fine_tuned": False}
         data = self.data()
-        model = from_pretrained(t.model, task=self.recipe.task, labels=data.label_names)
+        model = from_pretrained(t.model, task=self.recipe.task, labels=data.label_names, seed=t.finetune.seed)
         result = finetune(
             model,
             data.train_features,
@@ -157,7 +157,7 @@ class RecipeStages:
         elif s.shape is not None:
             student = student_from_shape(teacher, StudentShape.parse(s.shape), seed=section.train.seed)
         else:
-            student = student_from_checkpoint(s.checkpoint, teacher)
+            student = student_from_checkpoint(s.checkpoint, teacher, seed=section.train.seed)
         assistant = build_assistant(teacher, student, seed=section.train.seed) if s.assistant else None
         data = self.data(tuple(model_labels(teacher) or ()) or None)
         result = distill(

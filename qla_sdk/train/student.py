@@ -127,12 +127,13 @@ def parse_layers(text: str) -> list[int]:
         raise ConfigError(f"init layers {text!r}: write 0-based layer indices, e.g. 0,2,4") from None
 
 
-def student_from_checkpoint(path: str | Path, teacher: TaskModel) -> TaskModel:
-    """A pretrained student (e.g. MiniLM) with the teacher's task and labels; a missing head starts random."""
+def student_from_checkpoint(path: str | Path, teacher: TaskModel, seed: int | None = None) -> TaskModel:
+    """A pretrained student (e.g. MiniLM) with the teacher's task and labels; a missing head starts random, drawn
+    from ``seed``."""
     labels = None
     if teacher.task != "question-answering":
         labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
-    return from_pretrained(path, task=teacher.task, labels=labels)
+    return from_pretrained(path, task=teacher.task, labels=labels, seed=seed)
 
 
 def needs_assistant(teacher_config, student_config, random_student: bool = True) -> bool:

@@ -83,6 +83,12 @@ def test_base_model_gets_random_head_with_warning(minilm_dir):
     assert any("head starts random" in str(w.message) for w in caught)
 
 
+def test_a_random_head_is_drawn_from_the_seed_given(minilm_dir):
+    """A training run's seed decides its random head (without one, torch's global generator draws it)."""
+    heads = [from_pretrained(minilm_dir, "text-classification", seed=s).head.out.weight for s in (1, 1, 2)]
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], heads[2])
+
+
 def test_length_config_is_checked_where_it_is_set(tiny_checkpoint):
     model = from_pretrained(tiny_checkpoint("bert", "question-answering")[0], "question-answering")
     model.length_config = "10,6"  # parsed on assignment

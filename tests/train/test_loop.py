@@ -460,6 +460,31 @@ def test_finetune_classification_cli(model_dir, tmp_path, capsys):
     assert main([*argv, "--resume"]) == 0
 
 
+def test_finetune_with_a_random_head_is_the_same_run_for_the_same_seed(model_dir, tmp_path):
+    """--seed decides the random head as it decides shuffling and dropout: the head of a model without one (here a
+    question-answering checkpoint trained for classification) used to come from torch's unseeded generator, so one
+    seed gave another model on every run."""
+    import shutil
+
+    from qla_sdk.cli import main
+
+    base = tmp_path / "base"  # a checkpoint without a classification head
+    shutil.copytree(model_dir(QA), base)
+    rows = [f"{w} {w} a\t{'pos' if i % 2 else 'neg'}" for i, w in enumerate(WORDS)]
+    data = tmp_path / "sst.tsv"
+    data.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+
+    def trained(seed: int, name: str) -> dict:
+        argv = finetune_argv(model_dir, data, tmp_path / name, steps=2)
+        argv[argv.index("--model") + 1] = str(base)
+        assert main([*argv, "--seed", str(seed)]) == 0
+        return from_pretrained(tmp_path / name / "final", CLS).state_dict()
+
+    first, again, other = trained(1, "a"), trained(1, "b"), trained(2, "c")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["head.out.weight"], other["head.out.weight"])
+
+
 @pytest.mark.parametrize("given", [False, True])
 def test_finetune_records_the_columns_it_read(model_dir, tmp_path, capsys, given):
     """qla eval reads a dev set's columns as the artifact records them: training writes them to qla.json (they
