@@ -44,6 +44,9 @@ def test_demo_uses_embedded_data_and_model():
     assert Path(recipe.data.train).is_file() and Path(recipe.data.train).parent.name == "sst2"
     assert (Path(recipe.teacher.model) / "config.json").is_file()
     assert recipe.student.init_layers == [0, 2, 4, 5]
+    # pruning of real tokens: SST-2 sentences are far shorter than max_length, token counts would prune padding
+    assert recipe.search.ratio and max(recipe.quantize.seq_lens) == recipe.max_length
+    assert len(recipe.quantize.seq_lens) > 1  # a short sentence runs a short graph
 
 
 def test_the_squad_minilm_recipe_compresses_the_fine_tuned_minilm_itself():
