@@ -61,16 +61,18 @@ def run(args: argparse.Namespace) -> int:
 def run_loaded(recipe, args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
+    from qla_sdk.recipe.report import shown
     from qla_sdk.recipe.run import run_recipe
 
     outputs = run_recipe(recipe, args.output, from_stage=args.from_stage, progress=args.progress, until=args.until)
     report = outputs.get("report")
     if report and PartialState().is_main_process:
+        metric = report.get("metric", "accuracy")
+        teacher, final = (shown(report[f"{k}_dev_acc"], metric) for k in ("teacher", "final"))
         print(
-            f"teacher {report['teacher_dev_acc']:.4f} ({report['teacher_latency_ms']:.2f} ms) -> final "
-            f"{report['final_dev_acc']:.4f} ({report['final_latency_ms']:.2f} ms, {report['final_backend']}), "
-            f"{report['speedup']}x faster at batch 1\nreport: {report['report_md']}\nartifact: {report['artifact']} "
-            f"(qla_sdk.load(path).predict([...]))"
+            f"dev {metric}: teacher {teacher} ({report['teacher_latency_ms']:.2f} ms) -> final {final} "
+            f"({report['final_latency_ms']:.2f} ms, {report['final_backend']}), {report['speedup']}x faster at batch 1"
+            f"\nreport: {report['report_md']}\nartifact: {report['artifact']} (qla_sdk.load(path).predict([...]))"
         )
     elif args.until and PartialState().is_main_process:
         print(

@@ -58,14 +58,15 @@ def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Pat
     report["charts"] = [str(p) for p in charts]
 
     table = markdown_table(
-        ["stage", "model", metric, "GMACs", "latency ms (b=1)", "speed-up", "size MB"],
+        ["stage", "model", metric, "GMACs", "latency ms (b=1)", "p90 ms", "speed-up", "size MB"],
         [
             [
                 r["stage"],
                 r["model"],
-                f"{_shown(r['dev_metric'], metric)}",
+                f"{shown(r['dev_metric'], metric)}",
                 f"{r['macs'] / 1e9:.3f}",
                 f"{r['latency_ms']:.3f}",
+                _p90(r),
                 f"{teacher['latency_ms'] / r['latency_ms']:.2f}x",
                 f"{r['size_bytes'] / 1e6:.1f}",
             ]
@@ -75,14 +76,14 @@ def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Pat
     markdown = f"""# QuaLA recipe report: {recipe.name}
 
 Task {recipe.task}; dev {metric} on the whole dev set; latency at batch 1 on one dev input of median length,
-{_timed_lengths(bench)}, {bench["threads"]} threads, median of {bench["runs"]} runs, measured back to
-back in one process on {bench["machine"].get("cpu_model", "this CPU")}.
+{_timed_lengths(bench)}, {_count(bench["threads"], "thread")}, median (and 90th percentile) of {bench["runs"]} runs,
+measured back to back in one process on {bench["machine"].get("cpu_model", "this CPU")}.
 
 {table}
 
-- Teacher {_shown(teacher["dev_metric"], metric)} -> final {_shown(final["dev_metric"], metric)} \
+- Teacher {shown(teacher["dev_metric"], metric)} -> final {shown(final["dev_metric"], metric)} \
 ({report["dev_acc_drop_points"]:+.2f} points lost), {report["speedup"]}x faster than the teacher at batch 1.
-- Length config (tokens kept after each layer): `{report["length_config"]}`.
+- Length config: {_described(report["length_config"])}.
 - Final artifact ({report["final_backend"]}): `{artifact}`
 
 ```python
@@ -91,8 +92,8 @@ model = qla_sdk.load("{artifact}")
 print(model.predict({_example_call(recipe, earlier)}))
 ```
 
-Charts: {", ".join(Path(c).name for c in charts)}. Wall time {report["wall_time_s"]:.0f} s; per stage (s):
-{stage_seconds}.
+Charts: {", ".join(Path(c).name for c in charts)}. Wall time {report["wall_time_s"]:.0f} s; per stage:
+{", ".join(f"{name} {seconds:.0f} s" for name, seconds in stage_seconds.items() if seconds is not None)}.
 """
     write_json_atomic(folder / "report.json", report)
     write_bytes_atomic(folder / "report.md", markdown.encode())
@@ -109,6 +110,7 @@ Charts: {", ".join(Path(c).name for c in charts)}. Wall time {report["wall_time_
             "artifact",
         )
     } | {
+        "metric": metric,
         "report_json": str(folder / "report.json"),
         "report_md": str(folder / "report.md"),
     }
@@ -118,8 +120,31 @@ def _points(delta: float, metric: str) -> float:
     return round(delta * 100 if metric == "accuracy" else delta, 2)
 
 
-def _shown(value: float, metric: str) -> str:
+def shown(value: float, metric: str) -> str:
+    """A metric as people read it: accuracy (a fraction) in percent, SQuAD F1 / EM (0-100) as they are."""
     return f"{value * 100:.2f}%" if metric == "accuracy" else f"{value:.2f}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _p90(row: dict) -> str:
+    p90 = (row.get("latency") or {}).get("p90_ms")  # reports before the spread was shown may lack it
+    return "-" if p90 is None else f"{p90:.3f}"
+
+
+def _described(length_config: dict | None) -> str:
+    """``0.83,0.74`` as the share of each input's real tokens kept after each layer, ``52,42@64`` as token counts."""
+    from qla_sdk.modeling import LengthConfig
+
+    if not length_config:
+        return "none (every token through every layer)"
+    config = LengthConfig.parse(length_config)
+    if config.is_ratio:
+        return f"`{config}`, the share of each input's real tokens kept after each layer"
+    at = f" of {config.reference_length}" if config.reference_length else ""
+    return f"`{config}`, the tokens{at} kept after each layer"
 
 
 def _example_call(recipe: RecipeConfig, earlier: dict) -> str:
