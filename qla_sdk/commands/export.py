@@ -156,6 +156,14 @@ def run(
             calibration = task_rows(
                 model.task, args.data, split, tokenizer, max_length, doc_stride, config.calibration_samples, **read
             )[0]
+        if args.calibration_samples is not None and len(calibration) < args.calibration_samples:
+            rows = "feature rows (context windows)" if model.task == "question-answering" else "rows"
+            warnings.warn(
+                f"--calibration-samples {args.calibration_samples}, and {split} of --data has {len(calibration)} "
+                f"{rows}: int8 is calibrated on those {len(calibration)} (recorded as calibration_rows in qla.json)",
+                UserWarning,
+                stacklevel=2,
+            )
     if eval_data:
         with columns.naming_the_record(eval_data, args.model):
             evaluate = evaluator(model, eval_data, tokenizer, max_length, doc_stride, **read)

@@ -214,6 +214,8 @@ def export_model(
         reference_model=reference_model.eval() if reference_model is not None else None,
     )
     built = backend.build(request)
+    # rows the scales saw (QA: context windows, not questions); a float build reads none
+    calibrated = {"calibration_rows": min(len(calibration), config.calibration_samples)} if config.is_int8 else {}
     labels = None
     if model.task != "question-answering":
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -231,7 +233,7 @@ def export_model(
             "backend": backend.name,
             "precision": backend.precision,
             "model": entry,
-            "build": backend.report(built),
+            "build": backend.report(built) | calibrated,
             "versions": package_versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **(extra or {}),

@@ -51,6 +51,7 @@ def test_quantize_openvino_with_accuracy_check(minilm_dir, tmp_path, capsys, ref
     build = manifest["build"]
     assert build["trials"] and "fp32_metric" in build and "asymmetric" in build["activations"]
     assert build["metric"] == "accuracy"  # the scale of fp32_metric / int8_metric (SQuAD: "f1 / 100")
+    assert build["calibration_rows"] == 8  # of the 12 rows of --data
     assert build["tolerance_from"] == ("reference model" if reference else "fp32 model")
     assert ("reference_metric" in build) == reference
     predictor = qla_sdk.load(out)
@@ -65,3 +66,16 @@ def test_a_reference_model_needs_eval_data(tmp_path, capsys):
     assert main([*argv, "--data", str(folder), "--reference-model", str(folder)]) == 2
     assert "give --eval-data too" in capsys.readouterr().err
     assert not (tmp_path / "int8").exists()
+
+
+def test_calibration_on_fewer_rows_than_asked_is_said_and_recorded(minilm_dir, tmp_path, capsys):
+    """--calibration-samples beyond the data used every row silently, and no artifact said how many it saw."""
+    folder = tmp_path / "checkpoint"
+    tiny_model("text-classification", minilm_tokenizer(), folder)
+    data = tmp_path / "train.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"film number {i} was good\t{i % 2}\n" for i in range(5)))
+    argv = ["export", str(folder), "--out", str(tmp_path / "int8"), "--backend", "openvino", "--data", str(data)]
+    argv += ["--tokenizer", str(minilm_dir), "--max-length", "32", "--calibration-samples", "300"]
+    with pytest.warns(UserWarning, match="--calibration-samples 300, and train of --data has 5 rows: int8 is calib"):
+        assert main(argv) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "int8" / "qla.json").read_text())["build"]["calibration_rows"] == 5
