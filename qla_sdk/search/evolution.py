@@ -184,6 +184,7 @@ class SearchResult:
     history: list[dict] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     rejected: int = 0  # offspring outside the budget band, never scored
+    search_time_s: float = 0.0  # seconds of searching, the runs before a resume included (not in to_dict: a result)
 
     def to_dict(self) -> dict:
         return {
@@ -219,6 +220,11 @@ class _Search:
         self.completed = -1  # iterations finished; 0 once the initial population is scored
         self.history: list[dict] = []
         self.saved_at = -math.inf
+        self.started, self.seconds_before = time.monotonic(), 0.0  # seconds_before: of the runs a resume continues
+
+    def seconds(self) -> float:
+        """Seconds spent on this search so far, across resumed runs."""
+        return self.seconds_before + time.monotonic() - self.started
 
     # -- state -------------------------------------------------------------------------------------------------
     def identity(self) -> dict:
@@ -246,6 +252,7 @@ class _Search:
                 "version": STATE_VERSION,
                 "search": self.identity(),
                 "completed_iterations": self.completed,
+                "search_time_s": self.seconds(),
                 "history": self.history,
                 "genes": [
                     {"gene": list(g), "cost": r.cost, "metric": r.metric, "born": r.born}
@@ -273,6 +280,7 @@ class _Search:
                 "or use another output folder"
             )
         self.completed = int(state["completed_iterations"])
+        self.seconds_before = float(state.get("search_time_s", 0.0))  # states before it was recorded: unknown, 0
         self.history = list(state["history"])
         for item in state["genes"]:
             self.records[tuple(item["gene"])] = _Record(item["cost"], item["metric"], item["born"])
@@ -472,6 +480,7 @@ def evolve(
         history=search.history,
         budget=budget,
         rejected=sum(1 for r in search.records.values() if r.metric is None),
+        search_time_s=search.seconds(),
     )
 
 

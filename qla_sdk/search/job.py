@@ -193,6 +193,7 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
         f"full model {full_cost:,.4g} {budget.unit}",
         file=sys.stderr,
     )
+    resumed = args.resume and state_path.exists()
     result = evolve(
         fitness,
         cost,
@@ -228,8 +229,16 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
         seq_len=seq_len,
         macs_seq_len=macs.mean_length,
         latency=latency_settings if timed else None,
-        search={**config.__dict__, "scored": len(result.candidates), "rejected": result.rejected},
-        wall_time_s=round(time.perf_counter() - started, 1),
+        # iterations: as asked; completed_iterations: as run (a resumed search may have run more than it asks)
+        search={
+            **config.__dict__,
+            "completed_iterations": result.iterations,
+            "scored": len(result.candidates),
+            "rejected": result.rejected,
+        },
+        resumed=resumed,
+        wall_time_s=round(time.perf_counter() - started, 1),  # this run's
+        search_time_s=round(result.search_time_s, 1),  # the evolution's, the runs a resume continued included
     )
     if timed:
         _save_latency_cache(output, latency, latency_settings)

@@ -148,6 +148,8 @@ def test_resume_continues_to_the_uninterrupted_result(sst, tmp_path):
         return doc["front"], doc["best"], doc["search"]
 
     assert front("straight") == front("resumed")
+    resumed, straight = (json.loads((tmp_path / name / "front.json").read_text()) for name in ("resumed", "straight"))
+    assert resumed["resumed"] and not straight["resumed"] and resumed["search"]["completed_iterations"] == 4
 
 
 def test_ratio_genes_average_macs_over_real_lengths(sst, tmp_path):

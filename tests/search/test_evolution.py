@@ -154,6 +154,23 @@ def test_a_search_failing_on_its_first_gene_leaves_no_state(tmp_path):
     assert not state.exists()
 
 
+def test_a_resumed_search_counts_the_time_of_the_runs_before(tmp_path, monkeypatch):
+    """front.json's times said only what the last run took: a search resumed for its last iteration looked cheap."""
+    import itertools
+
+    import qla_sdk.search.evolution as evolution
+
+    clock = itertools.count(0, 10)  # every reading of the clock is 10 s after the one before
+    monkeypatch.setattr(evolution.time, "monotonic", lambda: next(clock))
+    state = tmp_path / "state.json"
+    broken, _ = counting(fitness, 40)
+    with pytest.raises(Interrupted):
+        evolve(broken, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    before = json.loads(state.read_text())["search_time_s"]
+    resumed = evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    assert before > 0 and resumed.search_time_s > before + 10
+
+
 def test_resume_can_extend_iterations(tmp_path):
     state = tmp_path / "state.json"
     evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
