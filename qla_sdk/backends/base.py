@@ -23,8 +23,9 @@ from qla_sdk.modeling import LengthConfig, TaskModel
 from qla_sdk.quantize.config import QuantConfig
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-# evaluate(run, seq_len) -> metric (higher is better); run(input_ids, attention_mask, token_type_ids) -> outputs
-Evaluate = Callable[[Callable[..., object], int], float]
+# evaluate(run, seq_len) -> metric (higher is better); run(input_ids, attention_mask, token_type_ids) -> outputs.
+# seq_len: one length every row is padded to, or an artifact's graph lengths (each row to the smallest holding it).
+Evaluate = Callable[[Callable[..., object], "int | tuple[int, ...]"], float]
 
 
 @dataclass

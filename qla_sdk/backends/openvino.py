@@ -410,35 +410,30 @@ class OpenVINOBackend(Backend):
             "inference_precision": precision,
             "inference_precision_here": resolved_precision(ov.Core(), precision),
         }
-        chosen, models = trials[0], {}
+        fp32 = {n: convert(model, n, request.pad_token_id) for n in request.seq_lens}
         if request.evaluate is not None:
-            chosen, tuned = self._tune(ov, model, request, trials, report, head)
-            models[max(request.seq_lens)] = tuned
-        for seq_len in request.seq_lens:
-            if seq_len not in models:
-                calibration = pad_rows(
-                    request.calibration[: request.config.calibration_samples], seq_len, request.pad_token_id
-                )
-                ov_model = convert(model, seq_len, request.pad_token_id)
-                models[seq_len] = quantize(ov_model, calibration, chosen[1], head)
+            chosen, models = self._tune(ov, fp32, request, trials, report, head)
+        else:
+            chosen = trials[0]
+            models = _quantized_graphs(fp32, request, chosen[1], head)
         report["config"] = chosen[0]
         return Built(models, report, "int8", precision)
 
-    def _tune(self, ov, model, request: BuildRequest, trials, report: dict, head: int):
-        """The NNCF config whose dev metric is within the relative tolerance of fp32, or of the reference model
-        where the request names one (at the longest graph): the first such config, or with ``keep='best'`` the most
-        accurate of all tried; with its int8 model. Otherwise ``QuantizationError`` listing every config tried."""
-        seq_len = max(request.seq_lens)
+    def _tune(self, ov, fp32: dict, request: BuildRequest, trials, report: dict, head: int):
+        """The NNCF config whose dev metric, as the artifact serves it (every graph, each row on the smallest that
+        holds it), is within the relative tolerance of fp32, or of the reference model where the request names one
+        (both at the longest graph): the first such config, or with ``keep='best'`` the most accurate of all tried;
+        with its int8 graphs. Otherwise ``QuantizationError`` listing every config tried."""
+        seq_len, served = max(request.seq_lens), tuple(sorted(request.seq_lens))
         core = ov.Core()
-        fp32 = convert(model, seq_len, request.pad_token_id)
-        calibration = pad_rows(request.calibration[: request.config.calibration_samples], seq_len, request.pad_token_id)
         fp32_score = fp32_metric(request, seq_len)  # the unmodified model: int8 embeddings count as int8 loss
         baseline = tolerance_baseline(request, seq_len, fp32_score)
         scores, kept = [], None
         for name, options in trials[: request.config.max_trials]:
-            int8 = quantize(fp32.clone(), calibration, options, head)
-            runner = OpenVINORunner(core, {seq_len: int8}, request.config.inference_precision, None)
-            score = request.evaluate(_runner_callable(runner), seq_len)
+            int8 = _quantized_graphs(fp32, request, options, head)
+            runner = OpenVINORunner(core, int8, request.config.inference_precision, None)
+            # As served: a check at the longest graph alone missed what the shorter graphs (calibrated apart) lose.
+            score = request.evaluate(_runner_callable(runner), served if len(served) > 1 else seq_len)
             scores.append({"config": name, "metric": score})
             drop = (baseline - score) / baseline if baseline else 0.0
             if drop <= request.config.tolerance and (kept is None or score > kept[0]):
@@ -447,7 +442,7 @@ class OpenVINOBackend(Backend):
                     break
         if kept is not None:
             report.update(tuning_report(request, fp32_score, baseline))
-            report.update(int8_metric=kept[0], trials=scores, keep=request.config.keep)
+            report.update(int8_metric=kept[0], trials=scores, keep=request.config.keep, int8_metric_graphs=list(served))
             return kept[1], kept[2]
         lines = "\n".join(f"  {s['config']}: {s['metric']:.4f}" for s in scores)
         raise QuantizationError(
@@ -475,6 +470,14 @@ class OpenVINOBackend(Backend):
         models = {int(n): core.read_model(str(folder / f"seq{n}.xml")) for n in entry["seq_lens"]}
         dynamic = max_batch_size is None or max_batch_size > 1
         return OpenVINORunner(core, models, entry.get("inference_precision", "f32"), threads, dynamic_batch=dynamic)
+
+
+def _quantized_graphs(fp32: dict, request: BuildRequest, options: dict, head: int) -> dict[int, object]:
+    """An int8 copy of each fp32 graph (by length), calibrated on the calibration rows padded (or cut) to it."""
+    rows = request.calibration[: request.config.calibration_samples]
+    return {
+        n: quantize(graph.clone(), pad_rows(rows, n, request.pad_token_id), options, head) for n, graph in fp32.items()
+    }
 
 
 def _runner_callable(runner: OpenVINORunner):

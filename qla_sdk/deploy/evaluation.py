@@ -1,6 +1,7 @@
 """Task data for int8 calibration and accuracy-aware tuning: feature rows of a dataset, and dev-set evaluators that
 score a raw ``run(input_ids, attention_mask, token_type_ids)`` (a compiled graph, a quantizer's candidate or the
-fp32 model) at a graph's padded length. ``qla export``/``qla quantize`` and the recipe's quantize stage use them."""
+fp32 model) at a graph's padded length, or at an artifact's graph lengths as it serves them (each row padded to the
+smallest graph that holds it). ``qla export``/``qla quantize`` and the recipe's quantize stage use them."""
 
 from __future__ import annotations
 
@@ -84,34 +85,52 @@ def evaluator(
 def classification_evaluator(
     task_rows: list[dict], labels: list[int], pad_token_id: int, batch_size: int = 32
 ) -> Callable:
-    """``evaluate(run, seq_len) -> accuracy`` over feature rows (padded to the graph's ``seq_len``)."""
-    from qla_sdk.backends import pad_rows
+    """``evaluate(run, seq_len) -> accuracy`` over feature rows (padded to the graph's ``seq_len``, or with several
+    lengths each to the smallest that holds it)."""
 
-    def evaluate(run, seq_len: int) -> float:
-        predictions = []
-        for ids, mask, types in pad_rows(task_rows, seq_len, pad_token_id, batch_size):
+    def evaluate(run, seq_len: int | Sequence[int]) -> float:
+        predictions = np.zeros(len(task_rows), dtype=np.int64)
+        for index, (ids, mask, types) in served_batches(task_rows, seq_len, pad_token_id, batch_size):
             logits = run(ids, mask, types)
             logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-            predictions.extend(np.asarray(logits.float() if hasattr(logits, "float") else logits).argmax(-1).tolist())
-        return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+            predictions[index] = np.asarray(logits.float() if hasattr(logits, "float") else logits).argmax(-1)
+        return float(np.mean(predictions == np.asarray(labels)))
 
     return evaluate
 
 
 def qa_evaluator(examples, features, pad_token_id: int, batch_size: int = 32) -> Callable:
-    """``evaluate(run, seq_len) -> SQuAD F1 / 100`` over doc-stride windows."""
-    from qla_sdk.backends import pad_rows
+    """``evaluate(run, seq_len) -> SQuAD F1 / 100`` over doc-stride windows (padded as ``classification_evaluator``
+    pads rows)."""
     from qla_sdk.data import postprocess_qa, squad_scores
 
     rows = [features.row(i) for i in range(len(features))]
 
-    def evaluate(run, seq_len: int) -> float:
-        starts, ends = [], []
-        for ids, mask, types in pad_rows(rows, seq_len, pad_token_id, batch_size):
+    def evaluate(run, seq_len: int | Sequence[int]) -> float:
+        starts, ends = [None] * len(rows), [None] * len(rows)
+        for index, (ids, mask, types) in served_batches(rows, seq_len, pad_token_id, batch_size):
             start, end = run(ids, mask, types)
-            starts.extend(np.asarray(start, dtype=np.float32))
-            ends.extend(np.asarray(end, dtype=np.float32))
+            start, end = np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
+            for i, s, e in zip(index, start, end, strict=True):
+                starts[i], ends[i] = s, e
         predictions = postprocess_qa(examples, features, starts, ends)
         return squad_scores(predictions, examples)["f1"] / 100.0
 
     return evaluate
+
+
+def served_batches(rows: Sequence[dict], seq_len: int | Sequence[int], pad_token_id: int, batch_size: int):
+    """``(row indices, padded batch)`` pairs covering ``rows``: every row padded (or cut) to ``seq_len``; with several
+    lengths (an artifact's graphs) each row padded to the smallest that holds it, as ``Predictor`` serves it, so
+    that a metric taken this way is the served one."""
+    from qla_sdk.backends import pad_rows
+
+    lengths = sorted({int(seq_len)} if isinstance(seq_len, (int, np.integer)) else {int(n) for n in seq_len})
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        groups.setdefault(next((g for g in lengths if g >= n), lengths[-1]), []).append(i)
+    for length, index in sorted(groups.items()):
+        batches = pad_rows([rows[i] for i in index], length, pad_token_id, batch_size)
+        for start, batch in zip(range(0, len(index), batch_size), batches, strict=True):
+            yield index[start : start + batch_size], batch

@@ -358,6 +358,31 @@ def test_keep_best_scores_every_config_and_keeps_the_most_accurate(qa_model, kee
         assert len(set(metrics)) > 1, "the configs should score differently for this test to mean anything"
 
 
+def test_the_accuracy_check_scores_every_graph_as_served(qa_model):
+    """With graphs of 16 and 24 tokens, each NNCF config is scored on both, each row on the smallest graph holding
+    it (the shorter graphs are calibrated apart and lose accuracy of their own), and the kept graphs are the ones
+    scored."""
+    pytest.importorskip("openvino")
+    from qla_sdk.deploy.evaluation import served_batches
+
+    lc, rows = LengthConfig.parse("0.5,0.25"), _rows(8)
+    asked, seen = [], []
+
+    def metric(run, seq_len):
+        asked.append(seq_len)
+        if isinstance(seq_len, int):  # the fp32 model, at the longest graph
+            return 1.0
+        for _, (ids, mask, types) in served_batches(rows, seq_len, 0, 4):
+            seen.append(ids.shape[1])
+            run(ids, mask, types)  # the runner takes every graph length
+        return 1.0  # every config within tolerance
+
+    config = QuantConfig(backend="openvino", tolerance=0.5, max_trials=2, keep="best")
+    built = get_backend("openvino").build(BuildRequest(qa_model, lc, (16, 24), config, rows, evaluate=metric))
+    assert asked == [24, (16, 24), (16, 24)] and set(seen) == {16, 24}
+    assert built.report["int8_metric_graphs"] == [16, 24] and sorted(built.models) == [16, 24]
+
+
 @pytest.mark.parametrize("kernel", ["int8", "float32"])
 def test_openvino_serves_unpadded_rows_with_fused_pruning_attention(openvino_built, tmp_path, monkeypatch, kernel):
     """The saved IR stays plain OpenVINO; at load the mask-free copy gets one fused node per pruning layer, whose

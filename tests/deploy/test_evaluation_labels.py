@@ -47,3 +47,45 @@ def test_the_evaluator_reads_the_columns_it_is_given_and_qa_data_has_none(tmp_pa
         assert evaluate(run, 32) == accuracy
     with pytest.raises(ConfigError, match="question-answering data is SQuAD form"):
         task_rows("question-answering", str(data), "validation", tokenizer, 32, 16, None, text_columns=["review"])
+
+
+def test_with_several_graph_lengths_each_row_runs_on_the_smallest_that_holds_it(tmp_path):
+    """An artifact with graphs of 8 and 32 tokens serves a 5-token sentence on the 8-token graph: the int8 check
+    scores it the same way, not every row at the longest graph alone."""
+    tokenizer = minilm_tokenizer()
+    model = tiny_model("text-classification", tokenizer, tmp_path / "model")
+    texts = [*TEXTS, "a long and winding sentence about a film that goes on and on for a while"]
+    data = tmp_path / "dev.tsv"
+    # the label is whether the sentence has more than 4 real tokens ([CLS] and [SEP] included)
+    rows = [(t, "positive" if len(tokenizer(t)["input_ids"]) > 4 else "negative") for t in texts]
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    shapes = []
+
+    def run(ids, mask, types):  # right where the real length is read from the mask, at any padding
+        shapes.append(tuple(ids.shape))
+        return torch.nn.functional.one_hot((mask.sum(-1) > 4).long(), 2).float()
+
+    evaluate = evaluator(model, str(data), tokenizer, max_length=32, doc_stride=0)
+    assert evaluate(run, (32, 8)) == 1.0
+    assert sorted({s[1] for s in shapes}) == [8, 32] and sum(s[0] for s in shapes if s[1] == 32) == 1
+    shapes.clear()
+    assert evaluate(run, 32) == 1.0 and {s[1] for s in shapes} == {32}
+
+
+def test_qa_windows_scored_on_several_graph_lengths_match_the_longest_graph(tmp_path):
+    """Windows of one question may run on graphs of different lengths: their spans are put back in order."""
+    from pathlib import Path
+
+    tokenizer = minilm_tokenizer()
+    model = tiny_model("question-answering", tokenizer, tmp_path / "model")
+    squad = Path(__file__).resolve().parents[1] / "fixtures" / "squad_tiny.json"
+
+    def run(ids, mask, types):
+        with torch.inference_mode():
+            return model(ids, mask, types, None)
+
+    evaluate = evaluator(model, str(squad), tokenizer, max_length=48, doc_stride=16)
+    _, (_, features) = task_rows("question-answering", str(squad), "validation", tokenizer, 48, 16, None)
+    lengths = [len(features.row(i)["input_ids"]) for i in range(len(features))]
+    assert min(lengths) <= 40 < max(lengths)  # both graphs serve windows
+    assert evaluate(run, (40, 48)) == pytest.approx(evaluate(run, 48), abs=1e-6)
