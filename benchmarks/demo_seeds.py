@@ -4,8 +4,9 @@ SST-2 dev accuracy, at least 5x faster at batch 1) whatever the seed?
     python benchmarks/demo_seeds.py --work /path/outside/the/repo [--seeds 42,1,2]
 
 Each seed runs the packaged demo recipe (`qla demo`) with every training stage's seed and the search's seed set to
-it, in its own folder (finished stages are skipped, an interrupted run resumes). `--rebenchmark` re-times the
-benchmark stage of finished runs only (run it on a quiet machine); `--collect` only reads finished reports.
+it, in its own folder (finished stages are skipped, an interrupted run resumes). `--from STAGE` redoes that stage and
+the later ones of each seed (e.g. `quantize` after a change to int8 builds); `--rebenchmark` (= `--from benchmark`)
+re-times the finished runs only (run it on a quiet machine); `--collect` only reads finished reports.
 Writes benchmarks/results/demo_seeds.json + .md.
 """
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="one demo output folder per seed goes here")
     parser.add_argument("--seeds", default="42,1,2")
+    parser.add_argument("--from", dest="from_stage", default=None, help="redo this stage and the later ones")
     parser.add_argument("--rebenchmark", action="store_true", help="redo only the benchmark and report stages")
     parser.add_argument("--collect", action="store_true", help="run nothing: read the reports of finished runs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "demo_seeds.json")
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in seeds:
         output = args.work / f"seed{seed}"
-        command = ["demo", "--output", str(output)] + (["--from", "benchmark"] if args.rebenchmark else [])
+        from_stage = "benchmark" if args.rebenchmark else args.from_stage
+        command = ["demo", "--output", str(output)] + (["--from", from_stage] if from_stage else [])
         for item in seed_overrides(seed):
             command += ["--set", item]
         if not args.collect and qla(command):
