@@ -82,7 +82,7 @@ measured back to back in one process on {bench["machine"].get("cpu_model", "this
 {table}
 
 - Teacher {shown(teacher["dev_metric"], metric)} -> final {shown(final["dev_metric"], metric)} \
-({report["dev_acc_drop_points"]:+.2f} points lost), {report["speedup"]}x faster than the teacher at batch 1.
+({_lost(report["dev_acc_drop_points"])}), {report["speedup"]}x faster than the teacher at batch 1.
 - Length config: {_described(report["length_config"])}.
 - Final artifact ({report["final_backend"]}): `{artifact}`
 
@@ -123,6 +123,11 @@ def _points(delta: float, metric: str) -> float:
 def shown(value: float, metric: str) -> str:
     """A metric as people read it: accuracy (a fraction) in percent, SQuAD F1 / EM (0-100) as they are."""
     return f"{value * 100:.2f}%" if metric == "accuracy" else f"{value:.2f}"
+
+
+def _lost(points: float) -> str:
+    """``1.95 points lost`` / ``1.26 points gained``: "-1.26 points lost" read as a loss at a glance."""
+    return f"{points:.2f} points lost" if points >= 0 else f"{-points:.2f} points gained"
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,6 +1,6 @@
 import pytest
 
-from qla_sdk.recipe.report import _count, _described, shown
+from qla_sdk.recipe.report import _count, _described, _lost, shown
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,10 @@ def test_a_metric_is_shown_in_its_own_units(value, metric, expected):
 
 def test_counts_are_spelled_for_one_and_many():
     assert (_count(1, "thread"), _count(2, "thread")) == ("1 thread", "2 threads")
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"), [(1.95, "1.95 points lost"), (0.0, "0.00 points lost"), (-1.26, "1.26 points gained")]
+)
+def test_a_gain_is_not_written_as_a_negative_loss(points, expected):
+    assert _lost(points) == expected
