@@ -56,10 +56,11 @@ def measure_one(xml: Path, seq_len: int, batch: int, precision: str, threads: in
     import openvino as ov
 
     import qla_sdk.backends.openvino  # noqa: F401  (imported before the first step, as a server has it)
+    from qla_sdk.backends.openvino_ir import read_graph
 
     steps = {"start": memory_mb()}
     core = ov.Core()
-    model = core.read_model(str(xml))
+    model = read_graph(core, xml)
     steps["read"] = memory_mb()
     runner = _runner(core, model, seq_len, precision, threads, max_run_tokens)
     steps["compiled"] = memory_mb()
@@ -73,8 +74,10 @@ def time_limits(xml: Path, seq_len: int, batch: int, precision: str, threads: in
     """Median ms per row of one ``batch`` call under each token limit, the limits interleaved in every round."""
     import openvino as ov
 
+    from qla_sdk.backends.openvino_ir import read_graph
+
     core = ov.Core()
-    model = core.read_model(str(xml))
+    model = read_graph(core, xml)
     runners = [_runner(core, model, seq_len, precision, threads, limit) for limit in limits]
     inputs = _inputs(batch, seq_len)
     for runner in runners:

@@ -28,6 +28,7 @@ from qla_sdk.backends.base import (
     tolerance_baseline,
     tuning_report,
 )
+from qla_sdk.backends.openvino_ir import read_graph, save_sharing_weights
 from qla_sdk.errors import ConfigError
 from qla_sdk.machine import usable_cores
 from qla_sdk.quantize.config import INFERENCE_PRECISIONS
@@ -453,12 +454,9 @@ class OpenVINOBackend(Backend):
         )
 
     def save(self, built: Built, folder: Path) -> dict:
-        ov = require_openvino()
-        files = []
-        for seq_len, model in built.models.items():
-            xml = f"seq{seq_len}.xml"
-            ov.save_model(model, str(folder / xml), compress_to_fp16=False)
-            files += [xml, f"seq{seq_len}.bin"]
+        """``seq<n>.xml`` per graph and one ``weights.bin`` that they share (``openvino_ir``)."""
+        require_openvino()
+        files = save_sharing_weights({f"seq{n}": built.models[n] for n in sorted(built.models)}, folder)
         return {"seq_lens": sorted(built.models), "files": files, "inference_precision": built.inference_precision}
 
     def load(
@@ -467,7 +465,7 @@ class OpenVINOBackend(Backend):
         """With ``max_batch_size`` 1, no dynamic-batch copies (``OpenVINORunner``'s ``dynamic_batch``)."""
         ov = require_openvino()
         core = ov.Core()
-        models = {int(n): core.read_model(str(folder / f"seq{n}.xml")) for n in entry["seq_lens"]}
+        models = {int(n): read_graph(core, folder / f"seq{n}.xml") for n in entry["seq_lens"]}
         dynamic = max_batch_size is None or max_batch_size > 1
         return OpenVINORunner(core, models, entry.get("inference_precision", "f32"), threads, dynamic_batch=dynamic)
 

@@ -100,7 +100,7 @@ def test_openvino_int8_ir_round_trip(openvino_built, qa_model, tmp_path):
     ops = {op.get_type_name() for op in built.models[24].get_ops()}
     assert {"FakeQuantize", "TopK"} <= ops  # int8 and the token selection in one graph
     entry = backend.save(built, tmp_path)
-    assert entry["inference_precision"] == "f32" and sorted(entry["files"]) == ["seq24.bin", "seq24.xml"]
+    assert entry["inference_precision"] == "f32" and sorted(entry["files"]) == ["seq24.xml", "weights.bin"]
     runner = backend.load(tmp_path, entry, threads=1)
     ids, mask, types = pad_rows(_rows(seed=3), 24, 0)[0]
     start, _end = runner.run(ids.numpy(), mask.numpy(), types.numpy())

@@ -248,7 +248,7 @@ def test_a_graph_length_without_its_files_is_refused(openvino_pristine, tmp_path
 
 @pytest.mark.parametrize(
     ("backend", "rel"),
-    [("fp32", "model/model.safetensors"), ("openvino", "model/seq32.bin"), ("openvino", "model/seq32.xml")],
+    [("fp32", "model/model.safetensors"), ("openvino", "model/weights.bin"), ("openvino", "model/seq32.xml")],
 )
 @pytest.mark.parametrize("keep", [0.5, 0.0])
 def test_a_truncated_model_file_is_a_checkpoint_error(pristine, openvino_pristine, tmp_path, backend, rel, keep):
