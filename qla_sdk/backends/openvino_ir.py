@@ -3,8 +3,9 @@
 An artifact holds one graph per input length (``seq16.xml``, ``seq32.xml``, ...), and every graph carries the same
 weights: ``ov.save_model`` would write them once per graph, so four graphs made a four times larger artifact.
 Here each graph's ``.xml`` is written as OpenVINO writes it, except that its constants point into one
-``weights.bin`` holding every distinct constant once (an int8 weight, quantized from the weight alone, is the same
-bytes in every graph; what calibration sets per graph, such as activation ranges, stays per graph).
+``weights.bin`` holding every distinct constant once. An int8 weight, quantized from the weight alone, is the same
+bytes in every graph; what calibration sets per graph (activation ranges, corrected biases, and the weights that
+NNCF's smooth quant scaled by that graph's own activations) is stored per graph.
 """
 
 from __future__ import annotations
