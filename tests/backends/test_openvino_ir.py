@@ -17,7 +17,8 @@ pytest.importorskip("nncf")
 @pytest.fixture(scope="module")
 def built(tiny_checkpoint):
     """A tiny QA model's int8 graphs at 16 and 32 tokens, quantized without smooth quant (which scales each graph's
-    weights by its own activation ranges, so that they differ between graphs), and the model and rows."""
+    weights by its own activation ranges, so that they differ between graphs); their fp32 graphs; the calibration
+    rows."""
     from qla_sdk.backends.openvino import _quantized_graphs, _trials, convert
 
     folder, _ = tiny_checkpoint("bert", "question-answering")
