@@ -104,12 +104,37 @@ def _flat(value: object, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def _changes(marker: dict, options: object) -> list[str] | None:
+def _changes(marker: dict, options: object, moved: dict[str, str] | None = None) -> list[str] | None:
     """None when ``options`` are those the marker recorded; else the changed keys (none named for a marker written
-    before markers recorded the options: its hash covers every field, and says only whether any changed)."""
+    before markers recorded the options: its hash covers every field, and says only whether any changed).
+    ``moved``: recorded input path -> its path now (``_moved_inputs``), read as the same option value."""
     if "options" not in marker:
         return None if marker.get("options_hash") == options_hash(options) else []
-    return option_changes(marker["options"], recorded_options(options)) or None
+    return option_changes(_renamed(marker["options"], moved or {}), recorded_options(options)) or None
+
+
+def _renamed(value: object, paths: dict[str, str]) -> object:
+    """``value`` with every string that is a key of ``paths`` replaced by its value, at any depth."""
+    if isinstance(value, dict):
+        return {key: _renamed(item, paths) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed(item, paths) for item in value]
+    return paths.get(value, value) if isinstance(value, str) else value
+
+
+def _moved_inputs(recorded: dict[str, str], now: dict[str, str]) -> dict[str, str]:
+    """Recorded input path -> the input path now, for each input that only moved: no input has its old path now,
+    and one of the same name has its contents (a recipe run from another checkout, or a project folder moved). The
+    stage's options name the old path; without this, the move alone reran every stage."""
+    moved = {}
+    for path, digest in now.items():
+        if path in recorded:
+            continue
+        for old, old_digest in recorded.items():
+            if old not in now and old not in moved and old_digest == digest and Path(old).name == Path(path).name:
+                moved[old] = path
+                break
+    return moved
 
 
 def input_digests(paths: tuple[str, ...]) -> dict[str, str]:
@@ -245,15 +270,17 @@ def run_stages(
 def _why_again(stage: Stage, marker: dict, outputs: dict, check_artifacts: bool = True) -> str | None:
     """Why a finished stage must run again (its options or inputs changed, or, with ``check_artifacts``, an
     artifact is gone); None when it need not."""
-    changes = _changes(marker, stage.options)
+    now = input_digests(stage.inputs) if "inputs" in marker else None  # markers of earlier versions: no contents
+    moved = _moved_inputs(marker["inputs"], now) if now is not None else {}
+    changes = _changes(marker, stage.options, moved)
     if changes is not None:
         return f"options changed since it ran ({', '.join(changes)})" if changes else "options changed since it ran"
     missing = [outputs[key] for key in stage.artifacts if _is_gone(outputs.get(key))]
     if missing and check_artifacts:
         return f"done earlier, but {missing[0]} no longer exists"
-    if "inputs" in marker:  # markers of earlier versions recorded no contents
-        now = input_digests(stage.inputs)
-        edited = [path for path, digest in now.items() if marker["inputs"].get(path) != digest]
+    if now is not None:
+        recorded = {moved.get(path, path): digest for path, digest in marker["inputs"].items()}
+        edited = [path for path, digest in now.items() if recorded.get(path) != digest]
         if edited:
             return f"its input {edited[0]} changed since it ran"
     return None

@@ -183,6 +183,40 @@ def test_an_input_edited_in_place_runs_its_stage_again(tmp_path, edit):
     assert f"[one] its input {given} changed since it ran: running it and the later stages again" in lines
 
 
+@pytest.mark.parametrize(
+    ("name", "contents", "runs_again"),
+    [
+        ("train.tsv", "a fine film\t1", False),
+        ("train.tsv", "a fine film\t0", True),
+        ("other.tsv", "a fine film\t1", True),
+    ],
+)
+def test_an_input_at_another_path_with_the_same_name_and_contents_is_no_change(tmp_path, name, contents, runs_again):
+    """A recipe run from another checkout (or a moved project) names its data at another path: the same file there
+    used to rerun every stage, since the options hold the path."""
+    first, second = tmp_path / "checkout1", tmp_path / "checkout2"
+    first.mkdir()
+    second.mkdir()
+    (first / "train.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    (second / name).write_text(f"sentence\tlabel\n{contents}\n")
+    calls = []
+
+    def stages(data):
+        plan = make_stages(calls)
+        return [dataclasses.replace(plan[0], options={"train": str(data)}, inputs=(str(data),)), *plan[1:]]
+
+    out = tmp_path / "out"
+    run_stages(stages(first / "train.tsv"), out, log=[].append)
+    calls.clear()
+    lines = []
+    run_stages(stages(second / name), out, log=lines.append)
+    if runs_again:
+        assert calls == [("one", False), ("two", False), ("three", False)]
+        assert any(line.startswith("[one] options changed since it ran (train: ") for line in lines)
+    else:
+        assert calls == [] and "[one] done earlier, skipped" in lines[0]
+
+
 @pytest.mark.parametrize("old_markers", [False, True])
 @pytest.mark.parametrize("how", ["move", "copy"])
 def test_a_moved_or_copied_output_folder_reads_its_own_files(tmp_path, how, old_markers):
