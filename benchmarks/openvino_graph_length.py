@@ -130,9 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     error = {}
     for name, (request, x) in rows.items():
-        got = request.infer(x)[0]
-        cut = got[:, :n] if got.ndim == 2 and got.shape[1] >= n and want.shape[1] == n else got
-        error[name] = float(np.abs(cut - want).max())
+        got = request.infer(x)[0][..., : want.shape[-1]]  # a QA graph's padded positions are no output
+        error[name] = float(np.abs(got - want).max())
         if error[name] > 1e-3:
             raise SystemExit(f"{name}: output differs from the eager model by {error[name]:.2e}; not timed")
     times: dict[str, list[float]] = {name: [] for name in rows}
