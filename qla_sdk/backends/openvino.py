@@ -423,8 +423,9 @@ class OpenVINOBackend(Backend):
     def _tune(self, ov, fp32: dict, request: BuildRequest, trials, report: dict, head: int):
         """The NNCF config whose dev metric, as the artifact serves it (every graph, each row on the smallest that
         holds it), is within the relative tolerance of fp32, or of the reference model where the request names one
-        (both at the longest graph): the first such config, or with ``keep='best'`` the most accurate of all tried;
-        with its int8 graphs. Otherwise ``QuantizationError`` listing every config tried."""
+        (both at the longest graph): the first such config, or with ``keep='best'`` the most accurate of all tried
+        (on a tie, one without smooth quant: see ``_better``); with its int8 graphs. Otherwise ``QuantizationError``
+        listing every config tried."""
         seq_len, served = max(request.seq_lens), tuple(sorted(request.seq_lens))
         core = ov.Core()
         fp32_score = fp32_metric(request, seq_len)  # the unmodified model: int8 embeddings count as int8 loss
@@ -437,7 +438,7 @@ class OpenVINOBackend(Backend):
             score = request.evaluate(_runner_callable(runner), served if len(served) > 1 else seq_len)
             scores.append({"config": name, "metric": score})
             drop = (baseline - score) / baseline if baseline else 0.0
-            if drop <= request.config.tolerance and (kept is None or score > kept[0]):
+            if drop <= request.config.tolerance and (kept is None or _better(score, options, kept)):
                 kept = (score, (name, options), int8)
                 if request.config.keep == "first":
                     break
@@ -476,6 +477,22 @@ def _quantized_graphs(fp32: dict, request: BuildRequest, options: dict, head: in
     return {
         n: quantize(graph.clone(), pad_rows(rows, n, request.pad_token_id), options, head) for n, graph in fp32.items()
     }
+
+
+def _smooth_quant(options: dict) -> bool:
+    """Whether an NNCF config of ``_trials`` smooths MatMul activations (NNCF's default)."""
+    advanced = options.get("advanced_parameters")
+    return advanced is None or advanced.smooth_quant_alphas.matmul >= 0
+
+
+def _better(score: float, options: dict, kept: tuple) -> bool:
+    """``keep='best'``: a config replaces the kept one when it scores higher, or the same without smooth quant where
+    the kept one smooths. Smooth quant scales each graph's weights by that graph's own calibration activations, so
+    graphs of several lengths no longer share their int8 weights (the artifact stores each copy), and it adds a
+    Multiply that scales the activations feeding the smoothed MatMuls; at equal accuracy the plain config makes the
+    smaller artifact."""
+    kept_score, (_, kept_options), _ = kept
+    return score > kept_score or (score == kept_score and _smooth_quant(kept_options) and not _smooth_quant(options))
 
 
 def _runner_callable(runner: OpenVINORunner):

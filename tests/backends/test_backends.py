@@ -358,6 +358,20 @@ def test_keep_best_scores_every_config_and_keeps_the_most_accurate(qa_model, kee
         assert len(set(metrics)) > 1, "the configs should score differently for this test to mean anything"
 
 
+def test_keep_best_takes_the_config_without_smooth_quant_on_a_tie(qa_model):
+    """Smooth quant scales each graph's weights by its own activations, so its graphs cannot share one weights file
+    (test_openvino_ir): at equal accuracy the plain config is kept."""
+    pytest.importorskip("openvino")
+    config = QuantConfig(backend="openvino", tolerance=0.5, max_trials=3, keep="best")
+    request = BuildRequest(
+        qa_model, LengthConfig.parse("0.5,0.25"), (16, 24), config, _rows(8), evaluate=lambda *_: 1.0
+    )
+    built = get_backend("openvino").build(request)
+    assert [t["metric"] for t in built.report["trials"]] == [1.0, 1.0, 1.0]
+    assert built.report["config"] == "MIXED preset, no smooth quant"
+    assert built.report["trials"][0]["config"] == "MIXED preset (asymmetric activations), smooth quant"
+
+
 def test_the_accuracy_check_scores_every_graph_as_served(qa_model):
     """With graphs of 16 and 24 tokens, each NNCF config is scored on both, each row on the smallest graph holding
     it (the shorter graphs are calibrated apart and lose accuracy of their own), and the kept graphs are the ones
