@@ -75,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser, default_backend: str) -> None:
         default=None,
         choices=["first", "best"],
         help="with an accuracy check (qla quantize --eval-data): keep the first tuning config within --tolerance "
-        "(the default), or, with --backend openvino, score them all and keep the most accurate",
+        "(the default), or, with --backend openvino, score them all and keep the most accurate (on a tie, one "
+        "without smooth quant)",
     )
     p.add_argument(
         "--inference-precision",

@@ -33,8 +33,9 @@ class QuantConfig:
     ``seq_lens``: sequence lengths to export graphs for; default: ``max_length`` for a token-count length config,
     multiples of 64 up to ``max_length`` for a ratio config (so short inputs run short graphs).
     ``keep``: with a dev set, ``first`` stops at the first tuning config within ``tolerance`` (INC's rule);
-    ``best`` scores all ``max_trials`` configs and keeps the most accurate one (OpenVINO backend), which spends a
-    few more dev-set evaluations to keep the int8 loss as small as the tried configs allow.
+    ``best`` scores all ``max_trials`` configs and keeps the most accurate one (OpenVINO backend; on a tie, one
+    without smooth quant, whose graphs share their weights), which spends a few more dev-set evaluations to keep the
+    int8 loss as small as the tried configs allow.
     ``inference_precision`` (openvino backend): what the operations that stay floating point run in. ``bf16`` is
     what OpenVINO picks unasked on CPUs with AMX or AVX512-BF16 (optimum-intel's default); the accuracy check and
     the artifact use the same setting, and CPUs without native bf16 run f32 (the build report says which ran).
