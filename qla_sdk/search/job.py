@@ -331,7 +331,7 @@ def _load_eval_data(args: SearchJob, model, task: str, seq_len: int, subset: boo
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     if task == "question-answering":
         examples = load_squad(args.data, split=args.split)
-        examples = [examples[i] for i in _subset(len(examples), size, args.config.subset_seed)]
+        examples = [examples[i] for i in dev_subset(len(examples), size, args.config.subset_seed)]
         features = qa_features(examples, tokenizer, max_length=seq_len, doc_stride=args.doc_stride)
         return {"features": features, "examples": examples}
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -344,7 +344,7 @@ def _load_eval_data(args: SearchJob, model, task: str, seq_len: int, subset: boo
         subset=args.dataset_subset,
     )
     features = classification_features(data, tokenizer, max_length=seq_len)
-    features = features.subset(_subset(len(features), size, args.config.subset_seed))
+    features = features.subset(dev_subset(len(features), size, args.config.subset_seed))
     return {"features": features, "examples": None}
 
 
@@ -416,8 +416,9 @@ def _on_device(model, device: str):
     return copy.deepcopy(model).to(target)
 
 
-def _subset(total: int, size: int | None, seed: int) -> list[int]:
-    """A fixed random subset (sorted), the same for every gene and every run with the same seed."""
+def dev_subset(total: int, size: int | None, seed: int) -> list[int]:
+    """The indices of the dev rows genes are scored on: a fixed random subset (sorted), the same for every gene and
+    every run with the same seed; all ``total`` without a ``size``."""
     if size is None or size >= total:
         return list(range(total))
     return sorted(random.Random(seed).sample(range(total), size))
