@@ -62,7 +62,8 @@ def unsearched_accuracy(output: Path) -> dict:
     teacher = from_pretrained(teacher_dir, task="text-classification").eval()
     names = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
     data = load_classification(DEV, "validation", label_names=names)
-    features = classification_features(data, load_tokenizer(teacher_dir), max_length=teacher_stage["options"]["data"]["max_length"])
+    max_length = teacher_stage["options"]["data"]["max_length"]
+    features = classification_features(data, load_tokenizer(teacher_dir), max_length=max_length)
     teacher_right = np.argmax(np.stack(predict(teacher, features)), axis=-1) == np.asarray(data.labels)
     predictor = qla_sdk.load(output / "export" / "model", max_batch_size=32)
     texts = [t[0] for t in data.texts]
