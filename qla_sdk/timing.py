@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -62,3 +62,35 @@ def measure_times(
 
 def measure_latency(fn: Callable[[], object], runs: int = 50, warmup: int = 10) -> LatencyStats:
     return LatencyStats.from_times(measure_times(fn, runs, warmup))
+
+
+def interleaved_latency(
+    fns: Mapping[str, Callable[[], object]],
+    runs: int = 50,
+    warmup: int = 10,
+    rounds: int = 5,
+    after_round: Callable[[], object] | None = None,
+) -> tuple[dict[str, LatencyStats], dict[str, list[float]]]:
+    """Latency of several callables timed in turn, to compare them: each is warmed up by ``warmup`` calls, then in
+    each of ``rounds`` rounds each makes its share of ``runs`` calls, the order rotated per round, so that a slow
+    spell of the machine falls on all of them rather than on whichever ran then. Returns each one's stats over its
+    ``runs`` calls and its median per round. ``after_round`` is called after each round (a progress bar)."""
+    names = list(fns)
+    if rounds < 1 or runs < rounds:
+        raise ValueError(f"runs={runs}, rounds={rounds}: need rounds >= 1 and runs >= rounds (a call per round)")
+    if warmup < 0:
+        raise ValueError(f"warmup={warmup}: must be >= 0")
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds if names else 0):
+        share = runs // rounds + (1 if r < runs % rounds else 0)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            part = measure_times(fns[name], runs=share, warmup=0)
+            times[name] += part
+            medians[name].append(statistics.median(part))
+        if after_round is not None:
+            after_round()
+    return {name: LatencyStats.from_times(t) for name, t in times.items()}, medians

@@ -100,18 +100,26 @@ class LatSection:
 
 @dataclass
 class BenchmarkSection:
-    """Batch-1 latency of the teacher (FP32 eager) and the final artifact, back to back, on one dev row of median
+    """Batch-1 latency of the teacher (FP32 eager), the final artifact and the students on one dev row of median
     length as each is served (eager models unpadded, the artifact at its graph length); ``seq_len`` pads every
-    model's row to that length instead (a fixed-shape comparison)."""
+    model's row to that length instead (a fixed-shape comparison). Each model makes ``runs`` timed calls, spread
+    over ``rounds`` interleaved rounds (the models in turn, the order rotated per round), so that a slow spell of
+    the machine does not fall on one model only."""
 
     runs: int = 50
     warmup: int = 10
+    rounds: int = 5
     threads: int | None = None
     seq_len: int | None = None
 
     def __post_init__(self) -> None:
         if self.runs < 1 or self.warmup < 0:
             raise ConfigError(f"runs={self.runs}, warmup={self.warmup}: need runs >= 1 and warmup >= 0")
+        if self.rounds < 1 or self.rounds > self.runs:
+            raise ConfigError(
+                f"rounds={self.rounds}, runs={self.runs}: need 1 <= rounds <= runs (every model is timed at least "
+                "once per round); lower rounds or raise runs"
+            )
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads={self.threads}: must be >= 1, or null for torch's default")
 

@@ -1,14 +1,15 @@
 """The benchmark stage: batch-1 latency, MACs, size and dev metric of every model the recipe produced.
 
-The teacher (FP32, eager PyTorch, full length) and the final artifact (its own backend, through the deployed
-``Predictor``'s runner) are timed back to back on the same dev input, same process, same threads; then the
-intermediate students (eager FP32). The input is one dev row of median real length, as each model is served at batch
-1: unpadded for the eager models (an eager runtime needs no padding for one row), padded to its graph length for the
-artifact (``Predictor.graph_length``). Padding the teacher's row to ``max_length`` too would bill it for tokens a
-service never runs, while the artifact drops them first. ``benchmark.seq_len`` pads every model's row to one length
-instead (a fixed-shape comparison; the artifact at the smallest of its graphs that holds it). MACs are counted at
-the lengths timed (a ratio length config at the real tokens: padding is dropped first). The final artifact's dev
-metric is measured through ``qla_sdk.load(...).predict`` on the whole dev set, as a user would see it.
+The teacher (FP32, eager PyTorch, full length), the final artifact (its own backend, through the deployed
+``Predictor``'s runner) and the intermediate students (eager FP32) are timed on the same dev input, same process,
+same threads, in ``benchmark.rounds`` interleaved rounds (``timing.interleaved_latency``). The input is one dev
+row of median real length, as each model is served at batch 1: unpadded for the eager models (an eager runtime
+needs no padding for one row), padded to its graph length for the artifact (``Predictor.graph_length``). Padding
+the teacher's row to ``max_length`` too would bill it for tokens a service never runs, while the artifact drops
+them first. ``benchmark.seq_len`` pads every model's row to one length instead (a fixed-shape comparison; the
+artifact at the smallest of its graphs that holds it). MACs are counted at the lengths timed (a ratio length config
+at the real tokens: padding is dropped first). The final artifact's dev metric is measured through
+``qla_sdk.load(...).predict`` on the whole dev set, as a user would see it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
     from qla_sdk.modeling import count_macs, from_pretrained
     from qla_sdk.recipe.common import checkpoint_bytes, folder_bytes, model_labels
     from qla_sdk.runtime import EagerRuntime
-    from qla_sdk.timing import measure_latency
+    from qla_sdk.timing import interleaved_latency
 
     b, task = recipe.benchmark, recipe.task
     threads_before = torch.get_num_threads()
@@ -88,17 +89,17 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
 
             return run
 
-        # The teacher and the final artifact first, back to back: the headline speed-up compares these two.
-        timed = [
-            ("teacher", eager(teacher)),
-            ("final", lambda: predictor.runner.run(*arrays)),
-            ("search", eager(searched, searched_lc)),
-        ]
+        # The headline speed-up compares the teacher and the final artifact.
+        timed = {
+            "teacher": eager(teacher),
+            "final": lambda: predictor.runner.run(*arrays),
+            "search": eager(searched, searched_lc),
+        }
         if distilled is not None:
-            timed.append(("distill", eager(distilled)))
-        latency = {}
-        for name, fn in tqdm(timed, desc="benchmark (batch 1)", unit="model", disable=not progress):
-            latency[name] = measure_latency(fn, runs=b.runs, warmup=b.warmup).to_dict()
+            timed["distill"] = eager(distilled)
+        with tqdm(total=b.rounds, desc="benchmark (batch 1)", unit="round", disable=not progress) as bar:
+            stats, round_medians = interleaved_latency(timed, b.runs, b.warmup, b.rounds, after_round=bar.update)
+        latency = {name: s.to_dict() for name, s in stats.items()}
         final_metric = artifact_metric(predictor, recipe)
     finally:
         torch.set_num_threads(threads_before)
@@ -171,6 +172,11 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         "threads": b.threads or threads_before,
         "runs": b.runs,
         "warmup": b.warmup,
+        "rounds": b.rounds,
+        # teacher / final artifact, each round's medians: how far one round's speed-up strays from the pooled one
+        "speedup_by_round": [
+            round(t / f, 2) for t, f in zip(round_medians["teacher"], round_medians["final"], strict=True)
+        ],
         "rows": rows,
         "machine": machine_info(),
     }

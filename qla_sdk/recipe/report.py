@@ -31,6 +31,7 @@ def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Pat
         "teacher_latency_ms": teacher["latency_ms"],
         "final_latency_ms": final["latency_ms"],
         "speedup": round(teacher["latency_ms"] / final["latency_ms"], 2) if final["latency_ms"] else None,
+        "speedup_by_round": bench.get("speedup_by_round"),  # absent in a benchmark stage timed before rounds
         "final_backend": earlier["export"]["backend"],
         "length_config": earlier["search"]["length_config"],
         "latency_batch_size": 1,
@@ -73,16 +74,17 @@ def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Pat
             for r in bench["rows"]
         ],
     )
+    faster = f"{report['speedup']}x faster than the teacher at batch 1{_round_range(report['speedup_by_round'])}"
     markdown = f"""# QuaLA recipe report: {recipe.name}
 
 Task {recipe.task}; dev {metric} on the whole dev set; latency at batch 1 on one dev input of median length,
 {_timed_lengths(bench)}, {_count(bench["threads"], "thread")}, median (and 90th percentile) of {bench["runs"]} runs,
-measured back to back in one process on {bench["machine"].get("cpu_model", "this CPU")}.
+{_rounds(bench)} in one process on {bench["machine"].get("cpu_model", "this CPU")}.
 
 {table}
 
 - Teacher {shown(teacher["dev_metric"], metric)} -> final {shown(final["dev_metric"], metric)} \
-({_lost(report["dev_acc_drop_points"])}), {report["speedup"]}x faster than the teacher at batch 1.
+({_lost(report["dev_acc_drop_points"])}), {faster}.
 - Length config: {_described(report["length_config"])}.
 - Final artifact ({report["final_backend"]}): `{artifact}`
 
@@ -132,6 +134,17 @@ def _lost(points: float) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _rounds(bench: dict) -> str:
+    rounds = bench.get("rounds")
+    return f"timed in {rounds} interleaved rounds" if rounds else "measured back to back"
+
+
+def _round_range(speedups: list[float] | None) -> str:
+    if not speedups or len(speedups) < 2:
+        return ""
+    return f" (per round {min(speedups):.2f}-{max(speedups):.2f}x)"
 
 
 def _p90(row: dict) -> str:

@@ -83,6 +83,8 @@ def test_paper_recipe_settings():
         ("search: {max_macs: lots}", r"recipe.yaml.search: budget 'lots' \(MACs\) is not a number"),
         ("quantize: {backend: tensorrt}", r"recipe.yaml.quantize: backend 'tensorrt' is unknown"),
         ("benchmarks: {runs: 3}", r"recipe.yaml: unknown key 'benchmarks'; did you mean 'benchmark'"),
+        ("benchmark: {runs: 3, rounds: 5}", r"rounds=5, runs=3: need 1 <= rounds <= runs .* raise runs"),
+        ("benchmark: {rounds: 0}", r"rounds=0, runs=50: need 1 <= rounds <= runs"),
         ("search: {metric: exact_match}", r"search.metric='exact_match' is not a text-classification metric"),
     ],
 )

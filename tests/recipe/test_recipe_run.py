@@ -58,7 +58,7 @@ def recipe_file(tiny_checkpoint, tmp_path_factory):
             "tolerance_from": "reference",  # the teacher's accuracy
             "max_trials": 1,
         },
-        "benchmark": {"runs": 3, "warmup": 1},
+        "benchmark": {"runs": 3, "warmup": 1, "rounds": 3},
     }
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -109,6 +109,9 @@ def test_whole_recipe(finished):
     assert "qla_sdk.load(" in markdown and r["artifact"] in markdown
     # what a reader needs: the spread of the timings, the length config in words, seconds per stage
     assert "| p90 ms |" in markdown and "tokens of 32 kept after each layer" in markdown
+    # every model timed once per round, in turn: the speed-up of each round beside the pooled one
+    assert "timed in 3 interleaved rounds" in markdown and len(r["speedup_by_round"]) == 3
+    assert all(row["latency"]["runs"] == 3 for row in r["stages"])
     assert "1 threads" not in markdown and (" threads," in markdown or "1 thread," in markdown)
     assert f"teacher {r['stage_seconds']['teacher']:.0f} s, distill" in markdown
     predictor = qla_sdk.load(r["artifact"])
