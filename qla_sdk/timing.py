@@ -69,17 +69,20 @@ def interleaved_latency(
     runs: int = 50,
     warmup: int = 10,
     rounds: int = 5,
+    round_warmup: int = 3,
     after_round: Callable[[], object] | None = None,
 ) -> tuple[dict[str, LatencyStats], dict[str, list[float]]]:
     """Latency of several callables timed in turn, to compare them: each is warmed up by ``warmup`` calls, then in
     each of ``rounds`` rounds each makes its share of ``runs`` calls, the order rotated per round, so that a slow
-    spell of the machine falls on all of them rather than on whichever ran then. Returns each one's stats over its
-    ``runs`` calls and its median per round. ``after_round`` is called after each round (a progress bar)."""
+    spell of the machine falls on all of them rather than on whichever ran then. Each turn starts with
+    ``round_warmup`` untimed calls: the first calls after another callable ran are slower (its data evicted this
+    one's weights from the caches), and a service runs its one model warm. Returns each one's stats over its
+    ``runs`` timed calls and its median per round. ``after_round`` is called after each round (a progress bar)."""
     names = list(fns)
     if rounds < 1 or runs < rounds:
         raise ValueError(f"runs={runs}, rounds={rounds}: need rounds >= 1 and runs >= rounds (a call per round)")
-    if warmup < 0:
-        raise ValueError(f"warmup={warmup}: must be >= 0")
+    if warmup < 0 or round_warmup < 0:
+        raise ValueError(f"warmup={warmup}, round_warmup={round_warmup}: must be >= 0")
     for name in names:
         for _ in range(warmup):
             fns[name]()
@@ -88,7 +91,7 @@ def interleaved_latency(
     for r in range(rounds if names else 0):
         share = runs // rounds + (1 if r < runs % rounds else 0)
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            part = measure_times(fns[name], runs=share, warmup=0)
+            part = measure_times(fns[name], runs=share, warmup=round_warmup)
             times[name] += part
             medians[name].append(statistics.median(part))
         if after_round is not None:

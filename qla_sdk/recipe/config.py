@@ -104,17 +104,22 @@ class BenchmarkSection:
     length as each is served (eager models unpadded, the artifact at its graph length); ``seq_len`` pads every
     model's row to that length instead (a fixed-shape comparison). Each model makes ``runs`` timed calls, spread
     over ``rounds`` interleaved rounds (the models in turn, the order rotated per round), so that a slow spell of
-    the machine does not fall on one model only."""
+    the machine does not fall on one model only; each turn starts with ``round_warmup`` untimed calls, since the
+    first calls after another model ran find the caches cold (``timing.interleaved_latency``)."""
 
     runs: int = 50
     warmup: int = 10
     rounds: int = 5
+    round_warmup: int = 3
     threads: int | None = None
     seq_len: int | None = None
 
     def __post_init__(self) -> None:
-        if self.runs < 1 or self.warmup < 0:
-            raise ConfigError(f"runs={self.runs}, warmup={self.warmup}: need runs >= 1 and warmup >= 0")
+        if self.runs < 1 or self.warmup < 0 or self.round_warmup < 0:
+            raise ConfigError(
+                f"runs={self.runs}, warmup={self.warmup}, round_warmup={self.round_warmup}: need runs >= 1 and "
+                "warmup, round_warmup >= 0"
+            )
         if self.rounds < 1 or self.rounds > self.runs:
             raise ConfigError(
                 f"rounds={self.rounds}, runs={self.runs}: need 1 <= rounds <= runs (every model is timed at least "

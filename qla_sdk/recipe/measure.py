@@ -98,7 +98,9 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         if distilled is not None:
             timed["distill"] = eager(distilled)
         with tqdm(total=b.rounds, desc="benchmark (batch 1)", unit="round", disable=not progress) as bar:
-            stats, round_medians = interleaved_latency(timed, b.runs, b.warmup, b.rounds, after_round=bar.update)
+            stats, round_medians = interleaved_latency(
+                timed, b.runs, b.warmup, b.rounds, b.round_warmup, after_round=bar.update
+            )
         latency = {name: s.to_dict() for name, s in stats.items()}
         final_metric = artifact_metric(predictor, recipe)
     finally:

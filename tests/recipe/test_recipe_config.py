@@ -85,6 +85,7 @@ def test_paper_recipe_settings():
         ("benchmarks: {runs: 3}", r"recipe.yaml: unknown key 'benchmarks'; did you mean 'benchmark'"),
         ("benchmark: {runs: 3, rounds: 5}", r"rounds=5, runs=3: need 1 <= rounds <= runs .* raise runs"),
         ("benchmark: {rounds: 0}", r"rounds=0, runs=50: need 1 <= rounds <= runs"),
+        ("benchmark: {round_warmup: -1}", r"round_warmup=-1: need runs >= 1 and warmup, round_warmup >= 0"),
         ("search: {metric: exact_match}", r"search.metric='exact_match' is not a text-classification metric"),
     ],
 )
