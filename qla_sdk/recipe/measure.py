@@ -175,6 +175,7 @@ def benchmark_models(recipe: RecipeConfig, earlier: dict, tokenizer, load_data, 
         "runs": b.runs,
         "warmup": b.warmup,
         "rounds": b.rounds,
+        "round_warmup": b.round_warmup,
         # teacher / final artifact, each round's medians: how far one round's speed-up strays from the pooled one
         "speedup_by_round": [
             round(t / f, 2) for t, f in zip(round_medians["teacher"], round_medians["final"], strict=True)
