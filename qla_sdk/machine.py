@@ -48,6 +48,43 @@ def has_avx512_vnni() -> bool:
     return set(AVX512_VNNI_FLAGS) <= cpu_flags()
 
 
+def int8_kernels(flags: set[str] | None = None) -> str:
+    """The instructions oneDNN's int8 matrix kernels run on here (OpenVINO, Inductor and IPEX all use them), best
+    first: AMX tiles, AVX-512 VNNI, AVX VNNI, AVX-512 without VNNI, else AVX2 or less. Each sums and rounds its own
+    way (without VNNI, u8 x s8 pairs are summed in saturating int16), so one int8 graph scores differently per class."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_int8" in flags:
+        return "amx_int8"
+    if set(AVX512_VNNI_FLAGS) <= flags:
+        return "avx512_vnni"
+    if "avx_vnni" in flags:
+        return "avx_vnni"
+    if "avx512bw" in flags:
+        return "avx512"
+    return "avx2_or_less"
+
+
+def bf16_kernels(flags: set[str] | None = None) -> str:
+    """The instructions bf16 math runs on here: AMX tiles, AVX-512 BF16, else none (OpenVINO then computes in f32)."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "amx_bf16"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    return "none"
+
+
+def kernel_classes() -> dict[str, str]:
+    """This CPU and the kernel classes that decide how a quantized model rounds: what an artifact records as the
+    machine its accuracy was checked on (``build.checked_on``), and ``qla_sdk.load`` compares with where it serves."""
+    flags = cpu_flags()
+    return {
+        "cpu_model": _cpuinfo().get("model name", platform.processor()),
+        "int8": int8_kernels(flags),
+        "bf16": bf16_kernels(flags),
+    }
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask where the OS has one)."""
     try:

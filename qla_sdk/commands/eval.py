@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,7 @@ CHUNK = 256
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.deploy import load
     from qla_sdk.deploy.artifact import read_manifest
+    from qla_sdk.deploy.kernels import AccuracyCheckedElsewhereWarning
     from qla_sdk.deploy.predictor import check_text
 
     if args.limit is not None and args.limit < 1:
@@ -73,9 +75,14 @@ def run(args: argparse.Namespace) -> int:
     if args.align_to_words and task != "question-answering":
         raise ConfigError(f"--align-to-words is a question-answering option, and {args.artifact} is a {task} model")
     DevColumns.of(args.text_columns, args.label_column, {}).refuse_for_qa(task, args.artifact)
-    predictor = load(
-        args.artifact, threads=args.threads, max_batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
-    )
+    with warnings.catch_warnings():  # what it says (checked on other kernels), the output says beside the score
+        warnings.simplefilter("ignore", AccuracyCheckedElsewhereWarning)
+        predictor = load(
+            args.artifact,
+            threads=args.threads,
+            max_batch_size=args.batch_size,
+            trust_torchscript=args.trust_torchscript,
+        )
     start = time.perf_counter()
     if predictor.task == "question-answering":
         from qla_sdk.data import load_squad, squad_scores
@@ -117,8 +124,27 @@ def run(args: argparse.Namespace) -> int:
         metrics = {"accuracy": accuracy([index.get(p["label"], -1) for p in predicted], labels)}
         count = len(texts)
     seconds = time.perf_counter() - start
-    print(json.dumps({**metrics, "examples": count, "seconds": round(seconds, 2)}, indent=2))
+    print(json.dumps({**metrics, "examples": count, "seconds": round(seconds, 2), **_build_check(predictor)}, indent=2))
     return 0
+
+
+def _build_check(predictor) -> dict:
+    """The score the build recorded for its dev set, on its scale, and the kernel classes it was checked on beside
+    this CPU's (``qla_sdk.deploy.kernels``): an int8 artifact scores what it recorded only on CPUs of its class."""
+    from qla_sdk import machine
+    from qla_sdk.deploy.kernels import checked_on, kernels_that_matter
+
+    build = predictor.manifest.data.get("build") or {}
+    record = checked_on(predictor.manifest)
+    if record is None or "int8_metric" not in build:
+        return {}
+    here = machine.kernel_classes()
+    kinds = kernels_that_matter(predictor.manifest)
+    return {
+        "build_check": {"metric": build.get("metric"), "score": build["int8_metric"], "checked_on": record},
+        "kernels_here": {"cpu_model": here["cpu_model"], **{kind: here[kind] for kind in kinds}},
+        "same_kernels_as_build_check": all(record.get(kind) == here[kind] for kind in kinds),
+    }
 
 
 def _classification_data(args: argparse.Namespace, manifest: Manifest) -> ClassificationData:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qla_sdk import machine
 from qla_sdk.data.squad import qa_doc_stride
 from qla_sdk.errors import CheckpointError, ConfigError, IntegrityError
 from qla_sdk.io import atomic_dir, check_replaceable, sha256_file, write_json_atomic
@@ -216,6 +217,9 @@ def export_model(
     built = backend.build(request)
     # rows the scales saw (QA: context windows, not questions); a float build reads none
     calibrated = {"calibration_rows": min(len(calibration), config.calibration_samples)} if config.is_int8 else {}
+    report = backend.report(built) | calibrated
+    if "int8_metric" in report:  # scored here: the score holds for CPUs of this one's kernel classes (deploy.kernels)
+        report["checked_on"] = machine.kernel_classes()
     labels = None
     if model.task != "question-answering":
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -233,7 +237,7 @@ def export_model(
             "backend": backend.name,
             "precision": backend.precision,
             "model": entry,
-            "build": backend.report(built) | calibrated,
+            "build": report,
             "versions": package_versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **(extra or {}),
