@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -65,13 +65,13 @@ def measure_latency(fn: Callable[[], object], runs: int = 50, warmup: int = 10) 
 
 
 def interleaved_latency(
-    fns: Mapping[str, Callable[[], object]],
+    fns: Mapping[Hashable, Callable[[], object]],
     runs: int = 50,
     warmup: int = 10,
     rounds: int = 5,
     round_warmup: int = 3,
     after_round: Callable[[], object] | None = None,
-) -> tuple[dict[str, LatencyStats], dict[str, list[float]]]:
+) -> tuple[dict[Hashable, LatencyStats], dict[Hashable, list[float]]]:
     """Latency of several callables timed in turn, to compare them: each is warmed up by ``warmup`` calls, then in
     each of ``rounds`` rounds each makes its share of ``runs`` calls, the order rotated per round, so that a slow
     spell of the machine falls on all of them rather than on whichever ran then. Each turn starts with
@@ -86,8 +86,8 @@ def interleaved_latency(
     for name in names:
         for _ in range(warmup):
             fns[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    medians: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[Hashable, list[float]] = {name: [] for name in names}
+    medians: dict[Hashable, list[float]] = {name: [] for name in names}
     for r in range(rounds if names else 0):
         share = runs // rounds + (1 if r < runs % rounds else 0)
         for name in names[r % len(names) :] + names[: r % len(names)]:

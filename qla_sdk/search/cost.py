@@ -19,6 +19,7 @@ import torch
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import LengthConfig, count_macs
 from qla_sdk.search.genes import Gene, GeneSpace
+from qla_sdk.timing import interleaved_latency
 
 # Turns a fixed-length module and its example inputs into something that runs them (a compiled model).
 Compile = Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], Callable[..., object]]
@@ -139,17 +140,18 @@ class LatencyCost:
         return self.of(gene)
 
     def side_by_side(self, genes: list[Gene], rounds: int = 5) -> dict[Gene, float]:
-        """Milliseconds per gene, timed in ``rounds`` interleaved rounds (the order rotated per round) and the
-        median taken: to rank a few genes a few percent apart, where one measurement each, minutes apart, drifts
+        """Milliseconds per gene, timed in ``rounds`` interleaved rounds (``timing.interleaved_latency``: the order
+        rotated per round, each turn ``runs`` calls after ``warmup`` untimed ones) and the median of the round
+        medians taken: to rank a few genes a few percent apart, where one measurement each, minutes apart, drifts
         with the machine's state by more than that."""
         if rounds < 1:
             raise ConfigError(f"rounds={rounds}: must be >= 1")
         runs = {g: self.runner(self.space.length_config(g)) for g in genes}
-        times: dict[Gene, list[float]] = {g: [] for g in genes}
-        for r in range(rounds):
-            for gene in genes[r % len(genes) :] + genes[: r % len(genes)]:
-                times[gene].append(measure_ms(runs[gene], self.warmup, self.runs, self.threads))
-        return {g: statistics.median(t) for g, t in times.items()}
+        with torch_threads(self.threads):
+            _, medians = interleaved_latency(
+                runs, self.runs * rounds, warmup=0, rounds=rounds, round_warmup=self.warmup
+            )
+        return {g: statistics.median(m) for g, m in medians.items()}
 
 
 LATENCY_BACKENDS = ("eager", "inductor", "openvino")

@@ -171,24 +171,31 @@ def test_int8_latency_is_an_openvino_option():
         backend_compiler("inductor", int8=True)
 
 
-def test_side_by_side_timing_interleaves_rounds_and_takes_medians(monkeypatch):
-    """Genes a few percent apart are ranked from rotated rounds, not from one measurement each."""
-    import qla_sdk.search.cost as cost
+def test_side_by_side_timing_interleaves_rounds_and_takes_medians():
+    """Genes a few ms apart are ranked from rotated rounds, each turn after an untimed call, not from one measurement
+    each: the round where a gene was slow drops out of its median."""
+    import time
 
     space = GeneSpace(num_layers=2, seq_len=32)
-    order, clock = [], iter([5.0, 1.0, 2.0, 9.0, 1.5, 2.5, 4.0, 1.2, 2.2])  # one outlier per gene
+    genes = [(32, 32), (16, 16), (24, 24)]
+    typical_s = {(32, 32): 0.006, (16, 16): 0.002, (24, 24): 0.004}
+    slow_round = {(32, 32): 0, (16, 16): 1, (24, 24): 2}
+    order, calls = [], dict.fromkeys(genes, 0)
 
     def runner(length_config):
-        return lambda: length_config.lengths
+        gene = tuple(length_config.lengths)
 
-    def fake_measure(run, warmup, runs, threads):
-        order.append(run())
-        return next(clock)
+        def run():
+            turn, timed = divmod(calls[gene], 2)  # each turn: 1 untimed call, then 1 timed
+            calls[gene] += 1
+            order.append(gene)
+            time.sleep(0.03 if timed and turn == slow_round[gene] else typical_s[gene])
 
-    monkeypatch.setattr(cost, "measure_ms", fake_measure)
-    genes = [(32, 32), (16, 16), (24, 24)]
-    timed = LatencyCost(runner, space).side_by_side(genes, rounds=3)
-    assert order == [(32, 32), (16, 16), (24, 24), (16, 16), (24, 24), (32, 32), (24, 24), (32, 32), (16, 16)]
-    assert timed == {(32, 32): 2.5, (16, 16): 2.2, (24, 24): 2.0}  # medians: the outliers 5.0, 9.0, 4.0 drop
+        return run
+
+    timed = LatencyCost(runner, space, warmup=1, runs=1).side_by_side(genes, rounds=3)
+    assert order[::2] == [(32, 32), (16, 16), (24, 24), (16, 16), (24, 24), (32, 32), (24, 24), (32, 32), (16, 16)]
+    assert order[1::2] == order[::2]  # the untimed call, then the timed one, in one turn
+    assert timed[(16, 16)] < timed[(24, 24)] < timed[(32, 32)] < 20  # medians: the 30 ms rounds drop out
     with pytest.raises(ConfigError, match="rounds=0"):
         LatencyCost(runner, space).side_by_side(genes, rounds=0)
