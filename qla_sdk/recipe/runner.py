@@ -124,16 +124,21 @@ def _renamed(value: object, paths: dict[str, str]) -> object:
 
 def _moved_inputs(recorded: dict[str, str], now: dict[str, str]) -> dict[str, str]:
     """Recorded input path -> the input path now, for each input that only moved: no input has its old path now,
-    and one of the same name has its contents (a recipe run from another checkout, or a project folder moved). The
-    stage's options name the old path; without this, the move alone reran every stage."""
+    and one at a new path has its contents (a recipe run from another checkout, a project folder moved, a data file
+    renamed). The stage's options name the old path; without this, the move alone reran every stage (hours, for a
+    SQuAD recipe). Where contents match several old or new paths, the one of the same name is taken; with none of
+    the same name, none: the stage runs again rather than guess which input is which."""
+    gone = {old: digest for old, digest in recorded.items() if old not in now}
+    new = {path: digest for path, digest in now.items() if path not in recorded}
     moved = {}
-    for path, digest in now.items():
-        if path in recorded:
-            continue
-        for old, old_digest in recorded.items():
-            if old not in now and old not in moved and old_digest == digest and Path(old).name == Path(path).name:
-                moved[old] = path
-                break
+    for path, digest in new.items():
+        candidates = [old for old, old_digest in gone.items() if old_digest == digest and old not in moved]
+        same_name = [old for old in candidates if Path(old).name == Path(path).name]
+        twins = [other for other, other_digest in new.items() if other_digest == digest]
+        if same_name:
+            moved[same_name[0]] = path
+        elif len(candidates) == 1 and len(twins) == 1:
+            moved[candidates[0]] = path
     return moved
 
 
@@ -216,12 +221,15 @@ def run_stages(
             done = _moved(marker["outputs"], earlier_places, out_dir)
             # Before --from, a deleted output is named, not rebuilt: the user deleted it on purpose (disk), and
             # rebuilding it would rerun hours of stages that --from says to keep.
-            why = _why_again(stage, marker, done, check_artifacts=from_stage is None)
+            why, moved = _why_again(stage, marker, done, check_artifacts=from_stage is None)
             gone = [done[key] for key in stage.artifacts if _is_gone(done.get(key))]
             if why is None and gone and is_main:
                 log(f"[{stage.name}] note: {gone[0]} no longer exists; a later stage that reads it will fail")
             if why is None:
                 if is_main:
+                    for old, new in moved.items():
+                        if Path(old).name != Path(new).name:  # a rename is said: the user may not have meant it
+                            log(f"[{stage.name}] note: its input {old} is {new} now (the same contents)")
                     log(f"[{stage.name}] done earlier, skipped ({folder})")
                 outputs[stage.name] = done
                 continue
@@ -267,23 +275,26 @@ def run_stages(
     return outputs
 
 
-def _why_again(stage: Stage, marker: dict, outputs: dict, check_artifacts: bool = True) -> str | None:
+def _why_again(
+    stage: Stage, marker: dict, outputs: dict, check_artifacts: bool = True
+) -> tuple[str | None, dict[str, str]]:
     """Why a finished stage must run again (its options or inputs changed, or, with ``check_artifacts``, an
-    artifact is gone); None when it need not."""
+    artifact is gone), None when it need not; and its inputs that moved (``_moved_inputs``)."""
     now = input_digests(stage.inputs) if "inputs" in marker else None  # markers of earlier versions: no contents
     moved = _moved_inputs(marker["inputs"], now) if now is not None else {}
     changes = _changes(marker, stage.options, moved)
     if changes is not None:
-        return f"options changed since it ran ({', '.join(changes)})" if changes else "options changed since it ran"
+        why = f"options changed since it ran ({', '.join(changes)})" if changes else "options changed since it ran"
+        return why, moved
     missing = [outputs[key] for key in stage.artifacts if _is_gone(outputs.get(key))]
     if missing and check_artifacts:
-        return f"done earlier, but {missing[0]} no longer exists"
+        return f"done earlier, but {missing[0]} no longer exists", moved
     if now is not None:
         recorded = {moved.get(path, path): digest for path, digest in marker["inputs"].items()}
         edited = [path for path, digest in now.items() if recorded.get(path) != digest]
         if edited:
-            return f"its input {edited[0]} changed since it ran"
-    return None
+            return f"its input {edited[0]} changed since it ran", moved
+    return None, moved
 
 
 def _run(

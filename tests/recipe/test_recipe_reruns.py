@@ -188,12 +188,13 @@ def test_an_input_edited_in_place_runs_its_stage_again(tmp_path, edit):
     [
         ("train.tsv", "a fine film\t1", False),
         ("train.tsv", "a fine film\t0", True),
-        ("other.tsv", "a fine film\t1", True),
+        ("other.tsv", "a fine film\t1", False),  # renamed: the same contents, said in the log
+        ("other.tsv", "a fine film\t0", True),
     ],
 )
-def test_an_input_at_another_path_with_the_same_name_and_contents_is_no_change(tmp_path, name, contents, runs_again):
-    """A recipe run from another checkout (or a moved project) names its data at another path: the same file there
-    used to rerun every stage, since the options hold the path."""
+def test_an_input_at_another_path_with_the_same_contents_is_no_change(tmp_path, name, contents, runs_again):
+    """A recipe run from another checkout (or a moved project, or a renamed data file) names its data at another
+    path: the same file there used to rerun every stage (hours, for SQuAD), since the options hold the path."""
     first, second = tmp_path / "checkout1", tmp_path / "checkout2"
     first.mkdir()
     second.mkdir()
@@ -213,8 +214,61 @@ def test_an_input_at_another_path_with_the_same_name_and_contents_is_no_change(t
     if runs_again:
         assert calls == [("one", False), ("two", False), ("three", False)]
         assert any(line.startswith("[one] options changed since it ran (train: ") for line in lines)
-    else:
-        assert calls == [] and "[one] done earlier, skipped" in lines[0]
+        return
+    assert calls == [] and "[one] done earlier, skipped" in lines[-3]
+    renamed = f"[one] note: its input {first / 'train.tsv'} is {second / name} now (the same contents)"
+    assert (renamed in lines) == (name != "train.tsv")
+
+
+@pytest.mark.parametrize(
+    ("now", "runs_again"),
+    [
+        ({"train": "a.tsv", "dev": "b.tsv"}, False),  # both renamed, each its own contents: each found
+        ({"train": "b.tsv", "dev": "a.tsv"}, True),  # swapped: train is now what dev was
+    ],
+)
+def test_renamed_inputs_are_matched_by_contents_only_where_that_is_unambiguous(tmp_path, now, runs_again):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    (data / "dev.tsv").write_text("sentence\tlabel\na dull film\t0\n")
+    calls = []
+
+    def stages(files):
+        plan = make_stages(calls)
+        paths = {key: str(data / name) for key, name in files.items()}
+        return [dataclasses.replace(plan[0], options=paths, inputs=tuple(paths.values())), *plan[1:]]
+
+    out = tmp_path / "out"
+    run_stages(stages({"train": "train.tsv", "dev": "dev.tsv"}), out, log=[].append)
+    (data / "train.tsv").rename(data / "a.tsv")
+    (data / "dev.tsv").rename(data / "b.tsv")
+    calls.clear()
+    run_stages(stages(now), out, log=[].append)
+    assert calls == ([("one", False), ("two", False), ("three", False)] if runs_again else [])
+
+
+def test_identical_inputs_renamed_are_not_guessed_at(tmp_path):
+    """Two inputs with the same contents, both renamed: which old path is which new one cannot be told, so the
+    stage runs again."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (data / name).write_text("sentence\tlabel\na fine film\t1\n")
+    calls = []
+
+    def stages(train, dev):
+        plan = make_stages(calls)
+        paths = {"train": str(data / train), "dev": str(data / dev)}
+        return [dataclasses.replace(plan[0], options=paths, inputs=tuple(paths.values())), *plan[1:]]
+
+    out = tmp_path / "out"
+    run_stages(stages("train.tsv", "dev.tsv"), out, log=[].append)
+    (data / "train.tsv").rename(data / "x.tsv")
+    (data / "dev.tsv").rename(data / "y.tsv")
+    calls.clear()
+    run_stages(stages("x.tsv", "y.tsv"), out, log=[].append)
+    assert calls == [("one", False), ("two", False), ("three", False)]
 
 
 @pytest.mark.parametrize("old_markers", [False, True])
