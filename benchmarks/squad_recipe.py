@@ -269,25 +269,7 @@ def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int
         "transformers_fp32": transformers_pipeline(finetuned),
     }
     examples = load_squad(evaluation)[:limit]
-    for answer in systems.values():  # warm every path (graph buckets, pipeline) before timing
-        for e in examples[:5]:
-            answer(e.question, e.context)
-    times = {name: [] for name in systems}
-    predictions = {name: {} for name in systems}
-    # Interleaved in blocks of questions, each system in turn (rotated per block, so no system always runs first).
-    # Not per question: PyTorch's OpenMP threads keep spinning for a while after an eager call and slow down the
-    # OpenVINO call right after it, which a service running one system never sees. One untimed call per block absorbs
-    # what the previous system left behind.
-    for b, first in enumerate(range(0, len(examples), LATENCY_BLOCK)):
-        block = examples[first : first + LATENCY_BLOCK]
-        order = list(systems)
-        order = order[b % len(order) :] + order[: b % len(order)]
-        for name in order:
-            systems[name](block[0].question, block[0].context)
-            for e in block:
-                start = time.perf_counter()
-                predictions[name][e.id] = systems[name](e.question, e.context)
-                times[name].append((time.perf_counter() - start) * 1000.0)
+    times, predictions = time_in_blocks(systems, examples)
     tokenizer = load_tokenizer(finetuned)
     lengths = [
         len(tokenizer(e.question, e.context, truncation="only_second", max_length=384)["input_ids"]) for e in examples
@@ -308,6 +290,32 @@ def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int
         "mean_input_tokens": round(statistics.mean(lengths), 1),
         "openvino_inference_precision": precision,
     }
+
+
+def time_in_blocks(systems: dict, examples: list) -> tuple[dict[str, list[float]], dict[str, dict[str, str]]]:
+    """Each system's milliseconds per question and its answers by question id: ``systems[name](question, context)``
+    on every example, one at a time, after 5 untimed questions each (every graph bucket and pipeline warm).
+
+    Interleaved in blocks of questions, each system in turn (rotated per block, so no system always runs first). Not
+    per question: PyTorch's OpenMP threads keep spinning for a while after an eager call and slow down the OpenVINO
+    call right after it, which a service running one system never sees. One untimed call per block absorbs what the
+    previous system left behind."""
+    for answer in systems.values():
+        for e in examples[:5]:
+            answer(e.question, e.context)
+    times: dict[str, list[float]] = {name: [] for name in systems}
+    predictions: dict[str, dict[str, str]] = {name: {} for name in systems}
+    for b, first in enumerate(range(0, len(examples), LATENCY_BLOCK)):
+        block = examples[first : first + LATENCY_BLOCK]
+        order = list(systems)
+        order = order[b % len(order) :] + order[: b % len(order)]
+        for name in order:
+            systems[name](block[0].question, block[0].context)
+            for e in block:
+                start = time.perf_counter()
+                predictions[name][e.id] = systems[name](e.question, e.context)
+                times[name].append((time.perf_counter() - start) * 1000.0)
+    return times, predictions
 
 
 def main(argv: list[str] | None = None) -> int:

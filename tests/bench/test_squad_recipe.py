@@ -1,0 +1,60 @@
+"""benchmarks/squad_recipe.py's latency loop (shared with squad_speed_ceiling.py): every system answers every
+question once, timed, in blocks whose system order rotates, each block after one untimed call of that system."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from qla_sdk.errors import ConfigError
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def squad_recipe():
+    sys.path.insert(0, str(BENCHMARKS))  # as when the scripts run: squad_speed_ceiling imports it from beside it
+    try:
+        spec = importlib.util.spec_from_file_location("squad_recipe", BENCHMARKS / "squad_recipe.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_systems_take_turns_in_rotated_blocks(squad_recipe, monkeypatch):
+    monkeypatch.setattr(squad_recipe, "LATENCY_BLOCK", 2)
+    examples = [SimpleNamespace(id=f"q{i}", question=f"question {i}", context="c") for i in range(5)]
+    calls = []
+
+    def system(name):
+        def answer(question, context):
+            calls.append((name, question))
+            return f"{name}: {question}"
+
+        return answer
+
+    times, predictions = squad_recipe.time_in_blocks({"a": system("a"), "b": system("b")}, examples)
+    warm, timed = calls[:10], calls[10:]
+    assert warm == [(n, f"question {i}") for n in "ab" for i in range(5)]  # 5 untimed questions each
+    # blocks of 2 questions (the last of 1), a first untimed call each, the first system rotating per block
+    assert [n for n, _ in timed] == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] * 2 + ["b"] * 2
+    assert timed[:3] == [("a", "question 0"), ("a", "question 0"), ("a", "question 1")]
+    assert {n: len(t) for n, t in times.items()} == {"a": 5, "b": 5}
+    assert predictions["b"] == {f"q{i}": f"b: question {i}" for i in range(5)}
+
+
+def test_the_speed_ceiling_script_refuses_a_bad_gene_before_building(tmp_path, capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("squad_speed_ceiling", BENCHMARKS / "squad_speed_ceiling.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    with pytest.raises(ConfigError, match="has 2 entries but the model has 6 layers"):
+        module.main(["--work", str(tmp_path / "w"), "--genes", "1,0.5"])
+    assert not (tmp_path / "w").exists()  # nothing split or built
