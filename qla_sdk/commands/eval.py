@@ -64,8 +64,8 @@ CHUNK = 256
 
 def run(args: argparse.Namespace) -> int:
     from qla_sdk.deploy import load
+    from qla_sdk.deploy.accuracy_check import AccuracyCheckedElsewhereWarning
     from qla_sdk.deploy.artifact import read_manifest
-    from qla_sdk.deploy.kernels import AccuracyCheckedElsewhereWarning
     from qla_sdk.deploy.predictor import check_text
 
     if args.limit is not None and args.limit < 1:
@@ -130,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _build_check(predictor) -> dict:
     """The score the build recorded for its dev set, on its scale, and the kernel classes it was checked on beside
-    this CPU's (``qla_sdk.deploy.kernels``): an int8 artifact scores what it recorded only on CPUs of its class."""
+    this CPU's (``qla_sdk.deploy.accuracy_check``): an int8 artifact scores what it recorded on CPUs of its class."""
     from qla_sdk import machine
-    from qla_sdk.deploy.kernels import checked_on, kernels_that_matter
+    from qla_sdk.deploy.accuracy_check import checked_on, kernels_that_matter
 
     build = predictor.manifest.data.get("build") or {}
     record = checked_on(predictor.manifest)

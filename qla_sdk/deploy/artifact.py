@@ -218,7 +218,7 @@ def export_model(
     # rows the scales saw (QA: context windows, not questions); a float build reads none
     calibrated = {"calibration_rows": min(len(calibration), config.calibration_samples)} if config.is_int8 else {}
     report = backend.report(built) | calibrated
-    if "int8_metric" in report:  # scored here: the score holds for CPUs of this one's kernel classes (deploy.kernels)
+    if "int8_metric" in report:  # scored here: it holds for CPUs of this one's kernel classes (deploy.accuracy_check)
         report["checked_on"] = machine.kernel_classes()
     labels = None
     if model.task != "question-answering":

@@ -25,8 +25,8 @@ import numpy as np
 
 from qla_sdk.data import qa_doc_stride
 from qla_sdk.data.qa_postprocess import DEFAULT_MAX_ANSWER_LENGTH, N_BEST, NO_ANSWER
+from qla_sdk.deploy.accuracy_check import warn_if_checked_elsewhere
 from qla_sdk.deploy.artifact import Manifest, read_manifest
-from qla_sdk.deploy.kernels import warn_if_checked_elsewhere
 from qla_sdk.deploy.manifest_checks import check_manifest_against_model
 from qla_sdk.errors import CheckpointError, ConfigError, QlaError
 

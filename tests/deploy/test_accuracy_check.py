@@ -14,7 +14,7 @@ import qla_sdk
 from qla_sdk import machine
 from qla_sdk.cli import main
 from qla_sdk.deploy import Manifest
-from qla_sdk.deploy.kernels import AccuracyCheckedElsewhereWarning, kernels_unlike_check
+from qla_sdk.deploy.accuracy_check import AccuracyCheckedElsewhereWarning, kernels_unlike_check
 
 ZEN4 = {"cpu_model": "AMD EPYC", "int8": "avx512_vnni", "bf16": "avx512_bf16"}
 SAPPHIRE_RAPIDS = {"cpu_model": "Intel Xeon", "int8": "amx_int8", "bf16": "amx_bf16"}
