@@ -10,7 +10,7 @@ stands in for the fine-tuned model, and F1 is not reported (it means nothing her
 calibrated on 300 windows of the training split, without the accuracy check. Every evaluation question (up to
 ``--questions``) goes through ``qla_sdk.load(artifact).predict(question=..., context=...)``, one at a time, the
 systems interleaved in rotated blocks of 25 (``squad_recipe.time_in_blocks``). Each gene's MACs are the mean over
-the questions' windows at their real lengths, as a share of the full model's.
+the questions' first windows at their real lengths (up to 384 tokens), as a share of the full model's.
 
 What it answers: the largest speed-up over FP32 eager that token pruning can give here, for genes that keep the
 first layers whole (which SQuAD F1 needs: ``squad_token_ranking.md``), against ``squad_recipe.md``'s 5x bar.
@@ -66,7 +66,8 @@ def build(work: Path, train: Path, genes: list[str]) -> tuple[Path, dict[str, Pa
 
 
 def macs_share(gene: str, lengths: list[int]) -> float:
-    """The gene's MACs over the windows' real lengths, as a share of the full model's."""
+    """The gene's MACs over the questions' first windows (``lengths``: their real token counts), as a share of the
+    full model's."""
     from qla_sdk.modeling import LengthConfig, count_macs, load_config
     from qla_sdk.pretrained import minilm_path
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     train, _ = split(Path(args.squad), work)
     build(work, train, args.genes)
-    # One process's timing can be off for the whole process (this VM runs some processes' threads ~2x slower):
+    # One process's timing can be off for the whole process (on some VMs a process's threads all run slower):
     # each timing runs in a fresh process and the medians over processes are reported.
     runs = []
     for t in range(args.timings):

@@ -48,11 +48,17 @@ def has_avx512_vnni() -> bool:
     return set(AVX512_VNNI_FLAGS) <= cpu_flags()
 
 
+# A kernel class where the CPU's flags cannot be read: it matches no record, not even another unknown one.
+UNKNOWN = "unknown"
+
+
 def int8_kernels(flags: set[str] | None = None) -> str:
     """The instructions oneDNN's int8 matrix kernels run on here (OpenVINO, Inductor and IPEX all use them), best
     first: AMX tiles, AVX-512 VNNI, AVX VNNI, AVX-512 without VNNI, else AVX2 or less. Each sums and rounds its own
     way (without VNNI, u8 x s8 pairs are summed in saturating int16), so one int8 graph scores differently per class."""
     flags = cpu_flags() if flags is None else flags
+    if not flags:  # no x86 flags to read (another architecture, or no /proc/cpuinfo): nothing to compare
+        return UNKNOWN
     if "amx_int8" in flags:
         return "amx_int8"
     if set(AVX512_VNNI_FLAGS) <= flags:
@@ -67,6 +73,8 @@ def int8_kernels(flags: set[str] | None = None) -> str:
 def bf16_kernels(flags: set[str] | None = None) -> str:
     """The instructions bf16 math runs on here: AMX tiles, AVX-512 BF16, else none (OpenVINO then computes in f32)."""
     flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return UNKNOWN
     if "amx_bf16" in flags:
         return "amx_bf16"
     if "avx512_bf16" in flags:
@@ -79,7 +87,7 @@ def kernel_classes() -> dict[str, str]:
     machine its accuracy was checked on (``build.checked_on``), and ``qla_sdk.load`` compares with where it serves."""
     flags = cpu_flags()
     return {
-        "cpu_model": _cpuinfo().get("model name", platform.processor()),
+        "cpu_model": _cpuinfo().get("model name") or platform.processor() or "an unnamed CPU",
         "int8": int8_kernels(flags),
         "bf16": bf16_kernels(flags),
     }

@@ -6,6 +6,9 @@ import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)  # what names the callables: a model's name, a gene
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,13 @@ def measure_latency(fn: Callable[[], object], runs: int = 50, warmup: int = 10) 
 
 
 def interleaved_latency(
-    fns: Mapping[Hashable, Callable[[], object]],
+    fns: Mapping[K, Callable[[], object]],
     runs: int = 50,
     warmup: int = 10,
     rounds: int = 5,
     round_warmup: int = 3,
     after_round: Callable[[], object] | None = None,
-) -> tuple[dict[Hashable, LatencyStats], dict[Hashable, list[float]]]:
+) -> tuple[dict[K, LatencyStats], dict[K, list[float]]]:
     """Latency of several callables timed in turn, to compare them: each is warmed up by ``warmup`` calls, then in
     each of ``rounds`` rounds each makes its share of ``runs`` calls, the order rotated per round, so that a slow
     spell of the machine falls on all of them rather than on whichever ran then. Each turn starts with
@@ -86,8 +89,8 @@ def interleaved_latency(
     for name in names:
         for _ in range(warmup):
             fns[name]()
-    times: dict[Hashable, list[float]] = {name: [] for name in names}
-    medians: dict[Hashable, list[float]] = {name: [] for name in names}
+    times: dict[K, list[float]] = {name: [] for name in names}
+    medians: dict[K, list[float]] = {name: [] for name in names}
     for r in range(rounds if names else 0):
         share = runs // rounds + (1 if r < runs % rounds else 0)
         for name in names[r % len(names) :] + names[: r % len(names)]:

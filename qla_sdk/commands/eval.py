@@ -18,7 +18,7 @@ from qla_sdk.recipe.config import DataSection
 
 if TYPE_CHECKING:
     from qla_sdk.data import ClassificationData
-    from qla_sdk.deploy import Manifest
+    from qla_sdk.deploy import Manifest, Predictor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,22 +128,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_check(predictor) -> dict:
+def _build_check(predictor: Predictor) -> dict:
     """The score the build recorded for its dev set, on its scale, and the kernel classes it was checked on beside
-    this CPU's (``qla_sdk.deploy.accuracy_check``): an int8 artifact scores what it recorded on CPUs of its class."""
+    this CPU's (``qla_sdk.deploy.accuracy_check``): on the same dev set, an int8 artifact scores what it recorded on
+    CPUs of its classes, and may score otherwise on others."""
     from qla_sdk import machine
-    from qla_sdk.deploy.accuracy_check import checked_on, kernels_that_matter
+    from qla_sdk.deploy.accuracy_check import checked_on, kernels_that_matter, kernels_unlike_check
 
     build = predictor.manifest.data.get("build") or {}
     record = checked_on(predictor.manifest)
     if record is None or "int8_metric" not in build:
         return {}
     here = machine.kernel_classes()
-    kinds = kernels_that_matter(predictor.manifest)
     return {
         "build_check": {"metric": build.get("metric"), "score": build["int8_metric"], "checked_on": record},
-        "kernels_here": {"cpu_model": here["cpu_model"], **{kind: here[kind] for kind in kinds}},
-        "same_kernels_as_build_check": all(record.get(kind) == here[kind] for kind in kinds),
+        "kernels_here": {
+            "cpu_model": here["cpu_model"],
+            **{kind: here[kind] for kind in kernels_that_matter(predictor.manifest)},
+        },
+        "same_kernels_as_build_check": not kernels_unlike_check(predictor.manifest, here),
     }
 
 

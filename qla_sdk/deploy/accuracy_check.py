@@ -29,11 +29,12 @@ def checked_on(manifest: Manifest) -> dict[str, str] | None:
 
 
 def kernels_that_matter(manifest: Manifest) -> tuple[str, ...]:
-    """The kernel classes that decide how this artifact rounds: int8 for an int8 artifact, bf16 where it computes in
-    bf16 (a bf16 artifact, or an OpenVINO graph built with inference precision bf16)."""
+    """The kernel classes that decide how this artifact rounds: int8 for an int8 artifact, bf16 where it may compute
+    in bf16 (a bf16 artifact, or OpenVINO graphs of inference precision bf16 or auto: auto is bf16 where the CPU has
+    it, on every graph without the fused int8 attention)."""
     model = manifest.data.get("model")
     uses_bf16 = manifest.data.get("precision") == "bf16" or (
-        isinstance(model, dict) and model.get("inference_precision") == "bf16"
+        isinstance(model, dict) and model.get("inference_precision") in ("bf16", "auto")
     )
     return (("int8",) if manifest.data.get("precision") == "int8" else ()) + (("bf16",) if uses_bf16 else ())
 
@@ -47,7 +48,7 @@ def kernels_unlike_check(manifest: Manifest, here: dict[str, str] | None = None)
     return {
         kind: (record[kind], here[kind])
         for kind in kernels_that_matter(manifest)
-        if kind in record and record[kind] != here[kind]
+        if kind in record and (record[kind] != here[kind] or here[kind] == machine.UNKNOWN)
     }
 
 
@@ -60,13 +61,14 @@ def warn_if_checked_elsewhere(manifest: Manifest, here: dict[str, str] | None = 
     build = manifest.data["build"]
     score = build.get("int8_metric")
     scored = f" ({build.get('metric', 'metric')} {score:.4f})" if isinstance(score, (int, float)) else ""
+    cpu = build["checked_on"].get("cpu_model") or "a CPU"
     kernels = ", ".join(f"{kind} on {then} there, {now} here" for kind, (then, now) in unlike.items())
     warnings.warn(
         AccuracyCheckedElsewhereWarning(
-            f"{manifest.folder}: its accuracy{scored} was checked on {build['checked_on'].get('cpu_model', 'a CPU')}, "
-            f"whose kernels differ from this CPU's ({kernels}); they round differently, so its accuracy here may "
-            f"differ from the recorded one. Score it here on your dev set (`qla eval {manifest.folder} --data DEV`) "
-            "before serving, or build it on a CPU of this class"
+            f"{manifest.folder}: its accuracy{scored} was checked on {cpu}, whose kernels differ from this CPU's, "
+            f"or cannot be told apart ({kernels}); kernels of other classes round differently, so its accuracy "
+            f"here may differ from the recorded one. Score it here on your dev set (`qla eval {manifest.folder} "
+            "--data DEV`) before serving, or build it on a CPU of this class"
         ),
         stacklevel=3,
     )

@@ -125,8 +125,8 @@ def _renamed(value: object, paths: dict[str, str]) -> object:
 def _moved_inputs(recorded: dict[str, str], now: dict[str, str]) -> dict[str, str]:
     """Recorded input path -> the input path now, for each input that only moved: no input has its old path now,
     and one at a new path has its contents (a recipe run from another checkout, a project folder moved, a data file
-    renamed). The stage's options name the old path; without this, the move alone reran every stage (hours, for a
-    SQuAD recipe). Where contents match several old or new paths, the one of the same name is taken; with none of
+    renamed). The stage's options name the old path; without this, the move alone reran every stage and the later
+    ones. Where contents match several old or new paths, the one of the same name is taken; with none of
     the same name, none: the stage runs again rather than guess which input is which."""
     gone = {old: digest for old, digest in recorded.items() if old not in now}
     new = {path: digest for path, digest in now.items() if path not in recorded}

@@ -19,6 +19,7 @@ from qla_sdk.deploy.accuracy_check import AccuracyCheckedElsewhereWarning, kerne
 ZEN4 = {"cpu_model": "AMD EPYC", "int8": "avx512_vnni", "bf16": "avx512_bf16"}
 SAPPHIRE_RAPIDS = {"cpu_model": "Intel Xeon", "int8": "amx_int8", "bf16": "amx_bf16"}
 CASCADE_LAKE = {"cpu_model": "Intel Xeon", "int8": "avx512_vnni", "bf16": "none"}
+ARM = {"cpu_model": "an unnamed CPU", "int8": "unknown", "bf16": "unknown"}
 
 
 def _manifest(precision, inference_precision=None, checked_on=ZEN4):
@@ -34,14 +35,30 @@ def _manifest(precision, inference_precision=None, checked_on=ZEN4):
         (_manifest("int8", "f32"), SAPPHIRE_RAPIDS, {"int8": ("avx512_vnni", "amx_int8")}),
         # f32 norms: the bf16 kernels do not matter, the int8 ones are the same class
         (_manifest("int8", "f32"), CASCADE_LAKE, {}),
-        # bf16 norms and GELU: they do
+        # bf16 norms and GELU: they do; auto is bf16 where the CPU has it
         (_manifest("int8", "bf16"), CASCADE_LAKE, {"bf16": ("avx512_bf16", "none")}),
+        (_manifest("int8", "auto"), CASCADE_LAKE, {"bf16": ("avx512_bf16", "none")}),
+        # flags that cannot be read match nothing, not even a record of unknown flags
+        (_manifest("int8", "f32"), ARM, {"int8": ("avx512_vnni", "unknown")}),
+        (_manifest("int8", "f32", checked_on=ARM), ARM, {"int8": ("unknown", "unknown")}),
         (_manifest("bf16"), SAPPHIRE_RAPIDS, {"bf16": ("avx512_bf16", "amx_bf16")}),
         (_manifest("fp32"), SAPPHIRE_RAPIDS, {}),
         (_manifest("int8", "f32", checked_on=None), SAPPHIRE_RAPIDS, {}),  # exported before the record existed
         (_manifest("int8", "f32", checked_on="zen4"), SAPPHIRE_RAPIDS, {}),  # a hand-edited record claims nothing
     ],
-    ids=["same", "amx-here", "bf16-unused", "bf16-used", "bf16-artifact", "fp32", "no-record", "bad-record"],
+    ids=[
+        "same",
+        "amx-here",
+        "bf16-unused",
+        "bf16-used",
+        "bf16-auto",
+        "unknown-here",
+        "unknown-both",
+        "bf16-artifact",
+        "fp32",
+        "no-record",
+        "bad-record",
+    ],
 )
 def test_which_kernels_differ_from_the_check(manifest, here, unlike):
     assert kernels_unlike_check(manifest, here) == unlike

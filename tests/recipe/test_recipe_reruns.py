@@ -194,7 +194,7 @@ def test_an_input_edited_in_place_runs_its_stage_again(tmp_path, edit):
 )
 def test_an_input_at_another_path_with_the_same_contents_is_no_change(tmp_path, name, contents, runs_again):
     """A recipe run from another checkout (or a moved project, or a renamed data file) names its data at another
-    path: the same file there used to rerun every stage (hours, for SQuAD), since the options hold the path."""
+    path: the same file there used to rerun every stage, since the options hold the path."""
     first, second = tmp_path / "checkout1", tmp_path / "checkout2"
     first.mkdir()
     second.mkdir()
@@ -215,7 +215,7 @@ def test_an_input_at_another_path_with_the_same_contents_is_no_change(tmp_path, 
         assert calls == [("one", False), ("two", False), ("three", False)]
         assert any(line.startswith("[one] options changed since it ran (train: ") for line in lines)
         return
-    assert calls == [] and "[one] done earlier, skipped" in lines[-3]
+    assert calls == [] and any(line.startswith("[one] done earlier, skipped") for line in lines)
     renamed = f"[one] note: its input {first / 'train.tsv'} is {second / name} now (the same contents)"
     assert (renamed in lines) == (name != "train.tsv")
 

@@ -171,14 +171,18 @@ def test_int8_latency_is_an_openvino_option():
         backend_compiler("inductor", int8=True)
 
 
-def test_side_by_side_timing_interleaves_rounds_and_takes_medians():
-    """Genes a few ms apart are ranked from rotated rounds, each turn after an untimed call, not from one measurement
-    each: the round where a gene was slow drops out of its median."""
-    import time
+def test_side_by_side_timing_interleaves_rounds_and_takes_medians(monkeypatch):
+    """Genes a few percent apart are ranked from rotated rounds, each turn after an untimed call, not from one
+    measurement each: the median of each round's calls, then the median over rounds, so a slow round drops out."""
+    import types
 
+    import qla_sdk.timing as timing
+
+    now = [0.0]  # a fake clock (seconds) that each call advances: timing reads time.perf_counter
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     space = GeneSpace(num_layers=2, seq_len=32)
     genes = [(32, 32), (16, 16), (24, 24)]
-    typical_s = {(32, 32): 0.014, (16, 16): 0.002, (24, 24): 0.008}  # 6 ms apart: a loaded machine's jitter is less
+    typical_ms = {(32, 32): 3.0, (16, 16): 1.0, (24, 24): 2.0}
     slow_round = {(32, 32): 0, (16, 16): 1, (24, 24): 2}
     order, calls = [], dict.fromkeys(genes, 0)
 
@@ -186,16 +190,19 @@ def test_side_by_side_timing_interleaves_rounds_and_takes_medians():
         gene = tuple(length_config.lengths)
 
         def run():
-            turn, timed = divmod(calls[gene], 2)  # each turn: 1 untimed call, then 1 timed
+            turn, call = divmod(calls[gene], 4)  # each turn: 1 untimed call, then 3 timed
             calls[gene] += 1
             order.append(gene)
-            time.sleep(0.05 if timed and turn == slow_round[gene] else typical_s[gene])
+            slow = turn == slow_round[gene] and call > 0
+            now[0] += (9.0 if slow else typical_ms[gene] + 0.1 * call) / 1000  # calls within a turn differ too
 
         return run
 
-    timed = LatencyCost(runner, space, warmup=1, runs=1).side_by_side(genes, rounds=3)
-    assert order[::2] == [(32, 32), (16, 16), (24, 24), (16, 16), (24, 24), (32, 32), (24, 24), (32, 32), (16, 16)]
-    assert order[1::2] == order[::2]  # the untimed call, then the timed one, in one turn
-    assert timed[(16, 16)] < timed[(24, 24)] < timed[(32, 32)] < 40  # medians: the 50 ms rounds drop out
+    timed = LatencyCost(runner, space, warmup=1, runs=3).side_by_side(genes, rounds=3)
+    turns = order[::4]
+    assert turns == [(32, 32), (16, 16), (24, 24), (16, 16), (24, 24), (32, 32), (24, 24), (32, 32), (16, 16)]
+    assert all(order[i : i + 4] == [turns[i // 4]] * 4 for i in range(0, len(order), 4))
+    # each round's median is the 2nd of its 3 timed calls (typical + 0.2 ms); the 9 ms round drops out
+    assert timed == pytest.approx({(32, 32): 3.2, (16, 16): 1.2, (24, 24): 2.2})
     with pytest.raises(ConfigError, match="rounds=0"):
         LatencyCost(runner, space).side_by_side(genes, rounds=0)
