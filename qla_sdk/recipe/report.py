@@ -51,6 +51,9 @@ def write_report(recipe: RecipeConfig, earlier: dict, folder: Path, out_dir: Pat
         "machine": bench["machine"],
         "config": to_dict(recipe),
     }
+    checked = _checked_on(artifact)
+    if checked is not None:
+        report["accuracy_checked_on"] = checked
     charts = _write_charts(bench["rows"], metric, folder)
     pareto = Path(earlier["search"]["plot"])
     if pareto.is_file():
@@ -86,7 +89,7 @@ Task {recipe.task}; dev {metric} on the whole dev set; latency at batch 1 on one
 - Teacher {shown(teacher["dev_metric"], metric)} -> final {shown(final["dev_metric"], metric)} \
 ({_lost(report["dev_acc_drop_points"])}), {faster}.
 - Length config: {_described(report["length_config"])}.
-- Final artifact ({report["final_backend"]}): `{artifact}`
+- Final artifact ({report["final_backend"]}): `{artifact}`{_checked_line(checked)}
 
 ```python
 import qla_sdk
@@ -116,6 +119,34 @@ Charts: {", ".join(Path(c).name for c in charts)}. Wall time {report["wall_time_
         "report_json": str(folder / "report.json"),
         "report_md": str(folder / "report.md"),
     }
+
+
+def _checked_on(artifact: str) -> dict[str, str] | None:
+    """The kernel classes that matter for the artifact and the CPU its int8 accuracy check ran on
+    (``deploy.accuracy_check``), or None where it records no check (a float artifact) or cannot be read."""
+    from qla_sdk.deploy.accuracy_check import checked_on, kernels_that_matter
+    from qla_sdk.deploy.artifact import read_manifest
+
+    try:
+        manifest = read_manifest(artifact, verify=False)
+    except (OSError, ValueError):  # gone or damaged since export: the report still says what the stages measured
+        return None
+    record = checked_on(manifest)
+    if record is None:
+        return None
+    return {"cpu_model": record.get("cpu_model", "")} | {
+        k: record[k] for k in kernels_that_matter(manifest) if k in record
+    }
+
+
+def _checked_line(checked: dict[str, str] | None) -> str:
+    if checked is None:
+        return ""
+    kinds = ", ".join(f"{kind} kernels {value}" for kind, value in checked.items() if kind != "cpu_model")
+    return (
+        f"\n- Its int8 accuracy was checked on {checked['cpu_model'] or 'this CPU'} ({kinds}): it holds on CPUs of "
+        "these kernel classes; on others `qla_sdk.load` warns, and `qla eval` scores it there."
+    )
 
 
 def _points(delta: float, metric: str) -> float:

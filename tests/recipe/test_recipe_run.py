@@ -16,6 +16,7 @@ import torch
 import yaml
 
 import qla_sdk
+from qla_sdk import machine
 from qla_sdk.cli import main
 from qla_sdk.config import to_dict
 from qla_sdk.io import sha256_file
@@ -107,6 +108,10 @@ def test_whole_recipe(finished):
     assert (finished / "report" / "pareto.png").stat().st_size > 1000
     markdown = (finished / "report" / "report.md").read_text()
     assert "qla_sdk.load(" in markdown and r["artifact"] in markdown
+    # where the int8 accuracy holds: the CPU and kernel classes its check ran on (here)
+    here = machine.kernel_classes()
+    assert r["accuracy_checked_on"] == {"cpu_model": here["cpu_model"], "int8": here["int8"]}  # f32: no bf16
+    assert f"checked on {here['cpu_model']} (int8 kernels {here['int8']}): it holds on CPUs of" in markdown
     # what a reader needs: the spread of the timings, the length config in words, seconds per stage
     assert "| p90 ms |" in markdown and "tokens of 32 kept after each layer" in markdown
     # every model timed once per round, in turn: the speed-up of each round beside the pooled one
