@@ -144,8 +144,8 @@ def _checked_line(checked: dict[str, str] | None) -> str:
         return ""
     kinds = ", ".join(f"{kind} kernels {value}" for kind, value in checked.items() if kind != "cpu_model")
     return (
-        f"\n- Its int8 accuracy was checked on {checked['cpu_model'] or 'this CPU'} ({kinds}): it holds on CPUs of "
-        "these kernel classes; on others `qla_sdk.load` warns, and `qla eval` scores it there."
+        f"\n- Its int8 accuracy was checked on {checked['cpu_model'] or 'the build machine'} ({kinds}): it holds on "
+        "CPUs of these kernel classes; on others `qla_sdk.load` warns, and `qla eval` scores it there."
     )
 
 
