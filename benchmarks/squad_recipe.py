@@ -270,10 +270,7 @@ def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int
     }
     examples = load_squad(evaluation)[:limit]
     times, predictions = time_in_blocks(systems, examples)
-    tokenizer = load_tokenizer(finetuned)
-    lengths = [
-        len(tokenizer(e.question, e.context, truncation="only_second", max_length=384)["input_ids"]) for e in examples
-    ]
+    lengths = input_lengths(load_tokenizer(finetuned), examples)
     figures = {}
     for name in systems:
         stats = LatencyStats.from_times(times[name])
@@ -290,6 +287,13 @@ def latency(outputs: dict, train: Path, evaluation: Path, work: Path, limit: int
         "mean_input_tokens": round(statistics.mean(lengths), 1),
         "openvino_inference_precision": precision,
     }
+
+
+def input_lengths(tokenizer, examples: list) -> list[int]:
+    """Each question's tokens with its context, as its first window holds them (up to 384)."""
+    return [
+        len(tokenizer(e.question, e.context, truncation="only_second", max_length=384)["input_ids"]) for e in examples
+    ]
 
 
 def time_in_blocks(systems: dict, examples: list) -> tuple[dict[str, list[float]], dict[str, dict[str, str]]]:

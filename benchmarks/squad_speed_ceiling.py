@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from squad_recipe import BARS, RESULTS, SQUAD, split, time_in_blocks  # beside this file: on the path
+from squad_recipe import BARS, RESULTS, SQUAD, input_lengths, split, time_in_blocks  # beside this file: on the path
 
 from qla_bench.script import run_script
 
@@ -97,10 +97,7 @@ def time_systems(work: Path, squad: Path, genes: list[str], questions: int) -> d
     }
     times, _ = time_in_blocks(systems, examples)
     stats = {name: LatencyStats.from_times(t) for name, t in times.items()}
-    tokenizer = load_tokenizer(minilm_path())
-    lengths = [
-        len(tokenizer(e.question, e.context, truncation="only_second", max_length=384)["input_ids"]) for e in examples
-    ]
+    lengths = input_lengths(load_tokenizer(minilm_path()), examples)
     return {
         "p50_ms": {name: s.p50_ms for name, s in stats.items()},
         "p90_ms": {name: s.p90_ms for name, s in stats.items()},

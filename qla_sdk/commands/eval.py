@@ -133,7 +133,7 @@ def _build_check(predictor: Predictor) -> dict:
     this CPU's (``qla_sdk.deploy.accuracy_check``): on the same dev set, an int8 artifact scores what it recorded on
     CPUs of its classes, and may score otherwise on others."""
     from qla_sdk import machine
-    from qla_sdk.deploy.accuracy_check import checked_on, kernels_that_matter, kernels_unlike_check
+    from qla_sdk.deploy.accuracy_check import checked_on, classes_that_matter, kernels_unlike_check
 
     build = predictor.manifest.data.get("build") or {}
     record = checked_on(predictor.manifest)
@@ -142,10 +142,7 @@ def _build_check(predictor: Predictor) -> dict:
     here = machine.kernel_classes()
     return {
         "build_check": {"metric": build.get("metric"), "score": build["int8_metric"], "checked_on": record},
-        "kernels_here": {
-            "cpu_model": here["cpu_model"],
-            **{kind: here[kind] for kind in kernels_that_matter(predictor.manifest)},
-        },
+        "kernels_here": classes_that_matter(here, predictor.manifest),
         "same_kernels_as_build_check": not kernels_unlike_check(predictor.manifest, here),
     }
 

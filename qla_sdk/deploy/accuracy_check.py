@@ -39,6 +39,14 @@ def kernels_that_matter(manifest: Manifest) -> tuple[str, ...]:
     return (("int8",) if manifest.data.get("precision") == "int8" else ()) + (("bf16",) if uses_bf16 else ())
 
 
+def classes_that_matter(classes: dict[str, str], manifest: Manifest) -> dict[str, str]:
+    """``classes`` (a record or ``machine.kernel_classes()``) cut to its CPU model and the classes that matter for
+    this artifact."""
+    return {"cpu_model": classes.get("cpu_model", "")} | {
+        kind: classes[kind] for kind in kernels_that_matter(manifest) if kind in classes
+    }
+
+
 def kernels_unlike_check(manifest: Manifest, here: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """``{kind: (checked on, here)}`` for each kernel class that matters and differs from the build's check."""
     record = checked_on(manifest)

@@ -124,7 +124,7 @@ Charts: {", ".join(Path(c).name for c in charts)}. Wall time {report["wall_time_
 def _checked_on(artifact: str) -> dict[str, str] | None:
     """The kernel classes that matter for the artifact and the CPU its int8 accuracy check ran on
     (``deploy.accuracy_check``), or None where it records no check (a float artifact) or cannot be read."""
-    from qla_sdk.deploy.accuracy_check import checked_on, kernels_that_matter
+    from qla_sdk.deploy.accuracy_check import checked_on, classes_that_matter
     from qla_sdk.deploy.artifact import read_manifest
 
     try:
@@ -132,11 +132,7 @@ def _checked_on(artifact: str) -> dict[str, str] | None:
     except (OSError, ValueError):  # gone or damaged since export: the report still says what the stages measured
         return None
     record = checked_on(manifest)
-    if record is None:
-        return None
-    return {"cpu_model": record.get("cpu_model", "")} | {
-        k: record[k] for k in kernels_that_matter(manifest) if k in record
-    }
+    return None if record is None else classes_that_matter(record, manifest)
 
 
 def _checked_line(checked: dict[str, str] | None) -> str:
