@@ -56,7 +56,7 @@ def lat_train_command(args: argparse.Namespace):
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.train import config_from_args
     from qla_sdk.train.distill import check_compatible
-    from qla_sdk.train.length_drop import lat_train, smallest_ratios
+    from qla_sdk.train.length_drop import lat_train
 
     check_metrics_file(args.output)
     check_inputs_outlive(args.output, {"--model": args.model, "--teacher": args.teacher, "--tokenizer": args.tokenizer})
@@ -92,7 +92,7 @@ def lat_train_command(args: argparse.Namespace):
         "length_adaptive": {**lat_config.to_dict(), "temperature": lat_config.temperature},
         "eval": full,
         "smallest_eval": smallest,
-        "smallest_length_config": str(smallest_ratios(model.num_layers, lat_config.length_drop_prob)),
+        "smallest_length_config": str(lat_config.smallest(model.num_layers)),
         **result.figures(),
         **data.sizes(),
     }

@@ -42,6 +42,9 @@ MARKER = "done.json"
 # TrainConfig fields that change what a run shows or keeps on disk, not the model it makes (a resumed training run
 # may change them too: TrainConfig.schedule_fingerprint leaves them out), so changing one re-runs nothing.
 DISPLAY_ONLY = ("progress", "log_every", "eval_batch_size", "keep_checkpoints", "checkpoint_every")
+# Options added after markers were first written, with the value that does what a marker without them did: a
+# finished stage stays finished under that value (at any depth of its options: the key ends the dotted name).
+ADDED_OPTIONS = {"length_adaptive.full_length_layers": 0, "evolution.full_length_layers": None}
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ def option_changes(recorded: object, current: object) -> list[str]:
     """``key: old -> new`` for each option that differs between two ``recorded_options``."""
     old, new = _flat(recorded), _flat(current)
     unset = "(unset)"
+    for key, value in new.items():
+        if key not in old and any(key == k or key.endswith(f".{k}") for k, v in ADDED_OPTIONS.items() if v == value):
+            old[key] = value
     return [
         f"{key}: {old.get(key, unset)!r} -> {new.get(key, unset)!r}"
         for key in sorted(old.keys() | new.keys())

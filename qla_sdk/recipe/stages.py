@@ -179,7 +179,7 @@ class RecipeStages:
     def lat(self, folder: Path, earlier: dict, resume: bool) -> dict:
         """Length-adaptive training of the student (``qla lat-train``)."""
         from qla_sdk.modeling import from_pretrained
-        from qla_sdk.train.length_drop import lat_train, smallest_ratios
+        from qla_sdk.train.length_drop import lat_train
 
         section = self.recipe.lat
         model = from_pretrained(earlier["distill"]["model"], task=self.recipe.task)
@@ -204,9 +204,7 @@ class RecipeStages:
         smallest = {k.removeprefix("smallest_"): v for k, v in result.metrics.items() if k.startswith("smallest_")}
         summary = self._summary(result, full)
         summary["smallest_dev"] = smallest
-        summary["smallest_length_config"] = str(
-            smallest_ratios(model.num_layers, section.length_adaptive.length_drop_prob)
-        )
+        summary["smallest_length_config"] = str(section.length_adaptive.smallest(model.num_layers))
         return summary
 
     def search(self, folder: Path, earlier: dict, resume: bool) -> dict:

@@ -61,6 +61,11 @@ class EvolutionConfig:
     )
     min_length: int = option(1, "fewest tokens (or ratio steps) a layer keeps (default %(default)s)")
     seed: int = option(0, "seed of the evolution (default %(default)s)")
+    full_length_layers: int | None = option(
+        None,
+        "first layers the initial genes keep whole (the smallest, the constant-rate and the late-drop ones); "
+        "default: the model's LAT full_length_layers, else 0",
+    )
 
     def __post_init__(self) -> None:
         def integer(name: str, low: int | None) -> None:  # numpy integers are stored as int; a bool is refused
@@ -77,6 +82,8 @@ class EvolutionConfig:
             integer(name, 0)
         integer("min_length", 1)
         integer("seed", None)
+        if self.full_length_layers is not None:
+            integer("full_length_layers", 0)
         if not number(self.mutation_prob) or not 0.0 < self.mutation_prob <= 1.0:
             raise ConfigError(f"mutation_prob={self.mutation_prob!r}: must lie in (0, 1], e.g. 0.5")
         object.__setattr__(self, "mutation_prob", float(self.mutation_prob))
@@ -232,6 +239,8 @@ class _Search:
         config.pop("iterations")  # a resumed search may run longer
         if config["late_drop_rates"] is None:
             config.pop("late_drop_rates")  # as states written before the option existed
+        if not config["full_length_layers"]:
+            config.pop("full_length_layers")  # likewise
         return {
             "num_layers": self.num_layers,
             "seq_len": self.seq_len,
@@ -335,11 +344,14 @@ def _diff(saved: dict, current: dict, prefix: str = "") -> str:
 
 
 def initial_genes(num_layers: int, seq_len: int, config: EvolutionConfig) -> tuple[Gene, Gene, list[Gene]]:
-    """(full, smallest, constant-rate genes between them)."""
+    """(full, smallest, constant-rate genes between them); the first ``full_length_layers`` whole in each, as LAT
+    trained them."""
     full = (seq_len,) * num_layers
     bound = 0.2 if config.length_drop_bound is None else config.length_drop_bound  # LAT's default drop rate
-    smallest = constant_rate_gene(seq_len, num_layers, bound, config.min_length)
-    between = constant_rate_genes(seq_len, num_layers, bound, config.num_constant_rate, config.min_length)
+    whole = config.full_length_layers or 0
+    head, rest = (seq_len,) * whole, num_layers - whole
+    smallest = head + constant_rate_gene(seq_len, rest, bound, config.min_length)
+    between = [head + g for g in constant_rate_genes(seq_len, rest, bound, config.num_constant_rate, config.min_length)]
     return full, smallest, [g for g in between if g not in (full, smallest)]
 
 
@@ -430,16 +442,22 @@ def evolve(
         )
     if config.length_drop_bound is None:  # LAT's default drop rate
         config = replace(config, length_drop_bound=0.2)
+    if (config.full_length_layers or 0) >= num_layers:
+        raise ConfigError(
+            f"full_length_layers={config.full_length_layers} keeps all {num_layers} layers whole: no initial gene "
+            f"would drop a token. Give at most {num_layers - 1}"
+        )
     budget = budget or Budget()
     search = _Search(fitness, cost, num_layers, seq_len, config, budget, state_path, context)
     if search.state_path is not None and resume and search.state_path.exists():
         search.load()
 
     full, smallest, between = initial_genes(num_layers, seq_len, config)
+    whole = config.full_length_layers or 0
     late = [
         g
         for g in late_drop_genes(seq_len, num_layers, config.late_drop_rates or (), config.min_length)
-        if g not in (full, smallest, *between)
+        if g[:whole] == full[:whole] and g not in (full, smallest, *between)
     ]
     for gene in (full, smallest, *between, *late):
         check_gene(gene, num_layers, seq_len)

@@ -37,7 +37,10 @@ class LatConfig:
     """``length_drop_prob``: LengthDrop's bound p, each layer keeps between (1 - p) and all of its input tokens.
     ``layer_drop_prob``: LayerDrop's q, each layer of a random sub-model is skipped with probability q.
     ``num_sandwich``: random sub-models per step, besides the full and the smallest one.
-    ``teacher_weight``: with an external teacher, the full model's loss is (1 - w) task + w KD(teacher)."""
+    ``teacher_weight``: with an external teacher, the full model's loss is (1 - w) task + w KD(teacher).
+    ``full_length_layers``: the first N layers keep every token in every sub-model, LengthDrop starting after them.
+    For extractive QA, where pruning the first layers costs the answer (the search keeps them whole), this spends the
+    training on the sub-models the search can choose, and with a larger p reaches shorter later layers."""
 
     length_drop_prob: float = field(
         default=0.2, metadata={"help": "LengthDrop bound p: each layer keeps between (1-p) and all its tokens (0.2)"}
@@ -47,6 +50,9 @@ class LatConfig:
     temperature: float = field(default=1.0, metadata={"help": "in-place distillation temperature (default 1)"})
     teacher_weight: float = field(
         default=0.5, metadata={"help": "with --teacher: full-model loss = (1-w) task + w KD (default 0.5)"}
+    )
+    full_length_layers: int = field(
+        default=0, metadata={"help": "the first N layers keep every token in every sub-model (default 0)"}
     )
 
     def __post_init__(self) -> None:
@@ -60,6 +66,23 @@ class LatConfig:
             raise ConfigError(f"temperature={self.temperature}: must be a positive number, e.g. 1.0")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ConfigError(f"teacher_weight={self.teacher_weight}: must lie in [0, 1]")
+        whole = self.full_length_layers
+        if isinstance(whole, bool) or not isinstance(whole, int) or whole < 0:
+            raise ConfigError(
+                f"full_length_layers={whole!r}: give a count >= 0 of first layers that keep every token, e.g. 2"
+            )
+
+    def smallest(self, num_layers: int) -> LengthConfig:
+        """The smallest sub-model this LengthDrop trains, as the ratio config it is evaluated at."""
+        return smallest_ratios(num_layers, self.length_drop_prob, self.full_length_layers)
+
+    def check_depth(self, num_layers: int) -> None:
+        """``ConfigError`` unless LengthDrop leaves a layer to drop tokens in."""
+        if self.full_length_layers >= num_layers:
+            raise ConfigError(
+                f"full_length_layers={self.full_length_layers} keeps every layer of this {num_layers}-layer model "
+                f"whole: no sub-model would drop a token. Give at most {num_layers - 1}"
+            )
 
     def to_dict(self) -> dict:
         """What qla.json records under "length_adaptive" (the search warns on models without it)."""
@@ -69,6 +92,7 @@ class LatConfig:
             "num_sandwich": self.num_sandwich,
             "temperature": self.temperature,
             "teacher_weight": self.teacher_weight,
+            "full_length_layers": self.full_length_layers,
         }
 
 
@@ -91,13 +115,14 @@ def sample_lengths(
     drop_prob: float,
     rng: random.Random | None = None,
     layers: tuple[bool, ...] | None = None,
+    full_length_layers: int = 0,
 ) -> tuple[int, ...]:
     """LengthDrop: layer i keeps a count drawn uniformly from [ceil(prev (1 - p)), prev], prev starting at
-    ``seq_len``; a skipped layer (``layers[i]`` False) keeps prev. Without ``rng``, the smallest sub-model:
-    the lower bound at every layer."""
+    ``seq_len``; a skipped layer (``layers[i]`` False) and the first ``full_length_layers`` keep prev. Without
+    ``rng``, the smallest sub-model: the lower bound at every layer after those."""
     prev, counts = seq_len, []
     for i in range(num_layers):
-        if layers is None or layers[i]:
+        if i >= full_length_layers and (layers is None or layers[i]):
             low = _lowest(prev, drop_prob)
             prev = low if rng is None else rng.randint(low, prev)
         counts.append(prev)
@@ -118,10 +143,13 @@ def ratio_config(counts: tuple[int, ...], seq_len: int) -> LengthConfig:
     return LengthConfig(tuple(_ratio(c, seq_len) for c in counts))
 
 
-def smallest_ratios(num_layers: int, drop_prob: float) -> LengthConfig:
-    """The smallest sub-model as one ratio config for every input, (1 - p)^(i+1) at layer i (for evaluation; training
-    rounds up at each layer, so it keeps up to a token more per layer)."""
-    return LengthConfig(tuple(max(1e-4, round((1.0 - drop_prob) ** (i + 1), 4)) for i in range(num_layers)))
+def smallest_ratios(num_layers: int, drop_prob: float, full_length_layers: int = 0) -> LengthConfig:
+    """The smallest sub-model as one ratio config for every input: 1 in the first ``full_length_layers``, then
+    (1 - p)^k at the k-th layer after them (for evaluation; training rounds up at each layer, so it keeps up to a token
+    more per layer)."""
+    return LengthConfig(
+        tuple(max(1e-4, round((1.0 - drop_prob) ** max(0, i + 1 - full_length_layers), 4)) for i in range(num_layers))
+    )
 
 
 def _detach(outputs):
@@ -155,6 +183,8 @@ def sandwich_loss_fn(
     (seed, step, process) before every step: a resumed run draws the same sub-models it would have drawn.
     """
     rng = rng or random
+    config.check_depth(num_layers)
+    whole = config.full_length_layers
     if teacher is not None:
         teacher.eval().requires_grad_(False)
     count = 2 + config.num_sandwich
@@ -166,8 +196,9 @@ def sandwich_loss_fn(
         randoms = []
         for _ in range(config.num_sandwich):
             layers = sample_layers(num_layers, config.layer_drop_prob, rng)
-            randoms.append((sample_lengths(seq_len, num_layers, config.length_drop_prob, rng, layers), layers))
-        smallest = (sample_lengths(seq_len, num_layers, config.length_drop_prob), None)
+            lengths = sample_lengths(seq_len, num_layers, config.length_drop_prob, rng, layers, whole)
+            randoms.append((lengths, layers))
+        smallest = (sample_lengths(seq_len, num_layers, config.length_drop_prob, full_length_layers=whole), None)
         target = []  # the full model's detached predictions, set by the first term
         extras: dict[str, float] = {}  # filled as the terms run
 
@@ -227,13 +258,14 @@ def lat_train(
     ``{"length_adaptive": lat_config.to_dict()}`` in its qla.json.
 
     Metrics: the full model's, and under ``smallest_*`` keys those of the smallest sub-model, run as the ratio
-    config ``smallest_ratios(num_layers, length_drop_prob)``. ``eval_features`` may be None; QA needs
-    ``eval_examples``."""
+    config ``smallest_ratios(num_layers, length_drop_prob, full_length_layers)``. ``eval_features`` may be None; QA
+    needs ``eval_examples``."""
     if model.task != task:
         raise ConfigError(f"the model's task is {model.task!r}, not {task!r}")
+    lat_config.check_depth(model.num_layers)
     if teacher is not None:
         check_compatible(teacher, model)
-    smallest = smallest_ratios(model.num_layers, lat_config.length_drop_prob)
+    smallest = lat_config.smallest(model.num_layers)
     eval_batch_size = eval_batch_size or train_config.eval_batch_size
 
     def eval_fn(trained: nn.Module) -> dict:

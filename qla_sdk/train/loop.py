@@ -382,6 +382,8 @@ RECORDED_LATER = (
     "context.length_adaptive.temperature",
     "context.length_adaptive.teacher_weight",
 )
+# Options added since, with the value under which a checkpoint without them was written: it resumes under that value.
+ADDED_OPTIONS = {"context.length_adaptive.full_length_layers": 0}
 
 
 def _check_fingerprint(folder: Path, saved: dict, current: dict) -> None:
@@ -390,6 +392,7 @@ def _check_fingerprint(folder: Path, saved: dict, current: dict) -> None:
     saved, current = _flat(saved), _flat(current)
     # Options recorded since a checkpoint was written: it stays resumable, on the options given now.
     current = {k: v for k, v in current.items() if k in saved or k not in RECORDED_LATER}
+    current = {k: v for k, v in current.items() if k in saved or k not in ADDED_OPTIONS or v != ADDED_OPTIONS[k]}
     changed = {k: (saved.get(k), current.get(k)) for k in {*saved, *current} if saved.get(k) != current.get(k)}
     if changed:
         detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())

@@ -165,12 +165,14 @@ IMPOSSIBLE = {
         "num_sandwich": _ints_below(0),
         "temperature": _out_of(low=0.0, low_open=True) | st.just(math.inf),
         "teacher_weight": _out_of(0.0, 1.0),
+        "full_length_layers": _ints_below(0),
     },
     EvolutionConfig: {
         **{n: _ints_below(0) for n in ("iterations", "mutations", "crossovers", "num_constant_rate")},
         "mutation_prob": _out_of(0.0, 1.0, low_open=True),
         "length_drop_bound": _out_of(0.0, 1.0, low_open=True, high_open=True),
         "min_length": _ints_below(1),
+        "full_length_layers": _ints_below(0),
         "late_drop_rates": st.tuples(
             st.lists(st.floats(0.01, 0.99), max_size=2), _out_of(0.0, 1.0, low_open=True, high_open=True)
         ).map(lambda v: [*v[0], v[1]]),

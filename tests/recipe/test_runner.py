@@ -4,7 +4,7 @@ import time
 import pytest
 
 from qla_sdk.errors import ConfigError
-from qla_sdk.recipe.runner import Stage, read_marker, run_stages, stage_seconds
+from qla_sdk.recipe.runner import Stage, option_changes, read_marker, run_stages, stage_seconds
 
 
 def make_stages(calls, options=("a", "b", "c"), fail_at=None):
@@ -62,6 +62,25 @@ def test_from_stage_and_changed_options(tmp_path):
     calls.clear()
     run_stages(make_stages(calls, options=("a", "B", "c")), tmp_path, log=lambda s: None)
     assert calls == [("two", False), ("three", False)]
+
+
+@pytest.mark.parametrize(
+    ("section", "neutral", "root"),
+    [("length_adaptive", 0, ()), ("length_adaptive", 0, ("lat",)), ("evolution", None, ("search",))],
+)
+def test_an_option_added_later_reruns_nothing_at_the_value_that_does_what_older_markers_did(section, neutral, root):
+    def options(**added):
+        value = {section: {"length_drop_prob": 0.2, **added}, "use_teacher": True}
+        for key in reversed(root):
+            value = {key: value}
+        return value
+
+    where = "".join(f"{key}." for key in root) + section
+    assert option_changes(options(), options(full_length_layers=neutral)) == []
+    assert option_changes(options(), options(full_length_layers=2)) == [f"{where}.full_length_layers: '(unset)' -> 2"]
+    assert option_changes(options(full_length_layers=2), options(full_length_layers=neutral)) == [
+        f"{where}.full_length_layers: 2 -> {neutral!r}"
+    ]
 
 
 def test_unknown_from_stage(tmp_path):

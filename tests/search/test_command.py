@@ -428,6 +428,20 @@ def test_model_without_length_adaptive_training_warns(sst, tmp_path):
         assert main([*argv, "--output", str(tmp_path / "o"), "--seq-len", "24", *FAST, "--iterations", "0"]) == 0
 
 
+@pytest.mark.parametrize(("flag", "whole"), [((), 1), (("--full-length-layers", "0"), 0)])
+def test_the_first_layers_lat_kept_whole_stay_whole_in_the_initial_genes(sst, tmp_path, flag, whole):
+    model = tmp_path / "whole"
+    shutil.copytree(sst["model"], model)
+    meta = json.loads((model / "qla.json").read_text())
+    meta["length_adaptive"]["full_length_layers"] = 1
+    (model / "qla.json").write_text(json.dumps(meta))
+    argv = ["search", "--model", str(model), "--data", str(sst["data"]), "--tokenizer", str(sst["vocab"])]
+    assert main([*argv, "--output", str(tmp_path / "o"), "--seq-len", "24", *FAST, "--iterations", "0", *flag]) == 0
+    front = json.loads((tmp_path / "o" / "front.json").read_text())
+    initial = [front["smallest"]["gene"], *(c["gene"] for c in front["constant_rate"])]
+    assert all(gene[0] == 24 for gene in initial) == bool(whole)
+
+
 def test_question_answering_search_scores_f1(tiny_checkpoint, tmp_path):
     folder, _ = tiny_checkpoint("bert", "question-answering")
     lat_checkpoint(folder, "question-answering")

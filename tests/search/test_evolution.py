@@ -210,6 +210,37 @@ def test_a_state_from_before_late_drop_rates_still_resumes_and_other_rates_are_a
         evolve(fitness, cost, LAYERS, SEQ, late, state_path=state, progress=False)
 
 
+@pytest.mark.parametrize("whole", [1, 2])
+def test_full_length_layers_keep_the_first_layers_of_every_initial_gene_whole(whole):
+    config = EvolutionConfig(**{**SMALL.__dict__, "late_drop_rates": (0.5, 0.9), "full_length_layers": whole})
+    _, smallest, between = initial_genes(LAYERS, SEQ, config)
+    assert smallest == (SEQ,) * whole + (52, 42, 34)[: LAYERS - whole]  # 0.2 a layer after the whole ones
+    assert between and all(g[:whole] == (SEQ,) * whole for g in between)
+    scored, calls = counting(fitness)
+    result = evolve(scored, cost, LAYERS, SEQ, config, progress=False)
+    assert {c.gene for c in result.late_drop} == {g for g in late_drop_genes(SEQ, LAYERS, (0.5, 0.9)) if
+                                                  g[:whole] == (SEQ,) * whole} - {smallest, *between}  # fmt: skip
+    assert all(g[:whole] == (SEQ,) * whole for g in calls[: 2 + len(between) + len(result.late_drop)])
+
+
+def test_full_length_layers_must_leave_a_layer_to_drop_in():
+    with pytest.raises(ConfigError, match=r"full_length_layers=4 keeps all 4 layers whole.*at most 3"):
+        evolve(fitness, cost, LAYERS, SEQ, EvolutionConfig(full_length_layers=4), progress=False)
+
+
+def test_a_state_from_before_full_length_layers_resumes_under_zero_only(tmp_path):
+    state = tmp_path / "state.json"
+    evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
+    assert "full_length_layers" not in json.loads(state.read_text())["search"]["config"]
+    zero = EvolutionConfig(**{**SMALL.__dict__, "full_length_layers": 0})
+    scored, calls = counting(fitness)
+    assert evolve(scored, cost, LAYERS, SEQ, zero, state_path=state, progress=False).iterations == SMALL.iterations
+    assert calls == []
+    two = EvolutionConfig(**{**SMALL.__dict__, "full_length_layers": 2})
+    with pytest.raises(ConfigError, match=r"config.full_length_layers was None, now 2"):
+        evolve(fitness, cost, LAYERS, SEQ, two, state_path=state, progress=False)
+
+
 def test_resume_refuses_state_of_another_search(tmp_path):
     state = tmp_path / "state.json"
     evolve(fitness, cost, LAYERS, SEQ, SMALL, state_path=state, progress=False)
@@ -242,6 +273,8 @@ def test_budget_out_of_range_fails_before_scoring(budget, message):
         ({"mutation_prob": 0.0}, "mutation_prob=0.0"),
         ({"length_drop_bound": 1.0}, "length_drop_bound=1.0"),
         ({"min_length": 0}, "min_length=0"),
+        ({"full_length_layers": -1}, "full_length_layers=-1"),
+        ({"full_length_layers": True}, "full_length_layers=True"),
     ],
 )
 def test_search_config_validates(kwargs, message):

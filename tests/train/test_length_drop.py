@@ -1,6 +1,7 @@
 """LengthDrop / LayerDrop sampling bounds, ratio configs, and the sandwich rule on a tiny learnable task."""
 
 import json
+import math
 import random
 import weakref
 from pathlib import Path
@@ -65,6 +66,55 @@ def test_smallest_sub_model_takes_the_lower_bound_at_every_layer():
     assert smallest_ratios(3, 0.5).lengths == (0.5, 0.25, 0.125)
 
 
+@pytest.mark.parametrize("whole", [1, 2, 3])
+def test_full_length_layers_keep_every_token_and_length_drop_starts_after_them(whole):
+    for seed in range(200):
+        rng = random.Random(seed)
+        layers = sample_layers(4, 0.3, rng)
+        counts = sample_lengths(100, 4, 0.6, rng, layers, full_length_layers=whole)
+        assert counts[:whole] == (100,) * whole
+        prev = 100
+        for kept, count in zip(layers[whole:], counts[whole:], strict=True):
+            assert (count == prev) if not kept else (math.ceil(prev * 0.4) <= count <= prev)
+            prev = count
+    assert sample_lengths(100, 4, 0.5, full_length_layers=whole) == (100,) * whole + (50, 25, 13)[: 4 - whole]
+    assert (
+        LatConfig(length_drop_prob=0.5, full_length_layers=whole).smallest(4).lengths
+        == (1.0,) * whole
+        + (
+            0.5,
+            0.25,
+            0.125,
+        )[: 4 - whole]
+    )
+
+
+def test_full_length_layers_must_leave_a_layer_to_drop_tokens_in():
+    with pytest.raises(ConfigError, match=r"full_length_layers=2 keeps every layer of this 2-layer model.*at most 1"):
+        sandwich_loss_fn(2, "text-classification", LatConfig(full_length_layers=2))
+
+
+def test_sandwich_sub_models_keep_the_full_length_layers_whole():
+    model, batch = tiny_classifier(0), synthetic_batch(torch.Generator().manual_seed(0))
+    seen = []
+    forward = model.forward
+
+    def recording(*args, length_config=None, **kwargs):
+        if length_config is not None:
+            seen.append(length_config.lengths)
+        return forward(*args, length_config=length_config, **kwargs)
+
+    model.forward = recording
+    lat = LatConfig(length_drop_prob=0.6, layer_drop_prob=0.0, num_sandwich=3, full_length_layers=1)
+    loss_fn = sandwich_loss_fn(model.num_layers, "text-classification", lat, rng=random.Random(0))
+    with torch.no_grad():
+        for term in loss_fn(model, batch).terms:
+            term()
+    seq_len = batch["input_ids"].shape[1]
+    assert len(seen) == 4 and all(lengths[0] == 1.0 for lengths in seen)  # 3 random and the smallest
+    assert seen[-1] == (1.0, ratio_config((seq_len, math.ceil(seq_len * 0.4)), seq_len).lengths[1])
+
+
 def test_layer_drop_never_drops_every_layer():
     assert all(any(sample_layers(3, 0.99, random.Random(seed))) for seed in range(500))
     assert all(sample_layers(6, 0.0, random.Random(0)))
@@ -81,6 +131,9 @@ def test_layer_drop_never_drops_every_layer():
         (dict(num_sandwich=-1), "num_sandwich=-1"),
         (dict(temperature=0.0), "temperature=0.0"),
         (dict(teacher_weight=2.0), "teacher_weight=2.0"),
+        (dict(full_length_layers=-1), "full_length_layers=-1"),
+        (dict(full_length_layers=True), "full_length_layers=True"),
+        (dict(full_length_layers=1.5), "full_length_layers=1.5"),
     ],
 )
 def test_config_errors(kwargs, message):
@@ -261,6 +314,7 @@ def test_lat_train_command_records_length_adaptive_training(tiny_checkpoint, tmp
         "num_sandwich": 1,
         "temperature": 1.0,
         "teacher_weight": 0.5,
+        "full_length_layers": 0,
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["eval"]) == set(metrics["smallest_eval"]) == {"exact_match", "f1"}

@@ -227,6 +227,10 @@ def test_a_checkpoint_of_another_kind_of_training_is_not_resumed(tmp_path):
     earlier_lat = {**finetuned, "context": {**finetuned["context"], "length_adaptive": {"length_drop_prob": 0.2,
                    "layer_drop_prob": 0.2, "num_sandwich": 2}}}  # fmt: skip
     _check_fingerprint(tmp_path, earlier_lat, lat)  # only temperature, teacher_weight and max_grad_norm are new
+    # full_length_layers came later still: a checkpoint without it resumes under 0 (what it trained), not under 2
+    whole = {**lat, "context": {**lat["context"], "length_adaptive": LatConfig(full_length_layers=2).to_dict()}}
+    with pytest.raises(CheckpointError, match=r"length_adaptive\.full_length_layers: None -> 2"):
+        _check_fingerprint(tmp_path, earlier_lat, whole)
 
 
 def test_a_resumed_distillation_from_another_teacher_is_refused(tmp_path):
