@@ -1,8 +1,12 @@
-"""Shared fixtures: tiny random Hugging Face checkpoints of both families, written by transformers itself."""
+"""Shared fixtures: tiny random Hugging Face checkpoints of both families, written by transformers itself; the
+benchmark scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,6 +55,20 @@ def tiny_checkpoint(tmp_path_factory):
         return cache[(family, task)]
 
     return make
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module, loaded with ``benchmarks/`` on the path (the scripts import the ones beside
+    them, as python lets them when they run)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(folder))
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,15 @@
 """benchmarks/demo_seeds.py scores each seed on the dev rows its search never saw: exactly those outside the
 search's fixed subset, none when the search scored the whole dev set."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_benchmark
 
 from qla_sdk.search.job import dev_subset
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_seeds.py"
 
 
 @pytest.fixture(scope="module")
 def demo_seeds():
-    spec = importlib.util.spec_from_file_location("demo_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("demo_seeds")
 
 
 @pytest.mark.parametrize("subset, seed", [(600, 0), (600, 3), (100, 0)])

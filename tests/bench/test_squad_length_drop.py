@@ -1,27 +1,17 @@
 """benchmarks/squad_length_drop.py: its options reach the SQuAD recipe's stages, and each option set has its own lat
 folder (runs with other options land beside it)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from qla_sdk.recipe.config import load_recipe
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def squad_length_drop():
-    sys.path.insert(0, str(BENCHMARKS))  # as when the script runs: it imports squad_recipe from beside it
-    try:
-        spec = importlib.util.spec_from_file_location("squad_length_drop", BENCHMARKS / "squad_length_drop.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("squad_length_drop")
 
 
 @pytest.mark.parametrize("bf16", [False, True])

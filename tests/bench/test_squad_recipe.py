@@ -1,28 +1,17 @@
 """benchmarks/squad_recipe.py's latency loop (shared with squad_speed_ceiling.py): every system answers every
 question once, timed, in blocks whose system order rotates, each block after one untimed call of that system."""
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import load_benchmark
 
 from qla_sdk.errors import ConfigError
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def squad_recipe():
-    sys.path.insert(0, str(BENCHMARKS))  # as when the scripts run: squad_speed_ceiling imports it from beside it
-    try:
-        spec = importlib.util.spec_from_file_location("squad_recipe", BENCHMARKS / "squad_recipe.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("squad_recipe")
 
 
 def test_systems_take_turns_in_rotated_blocks(squad_recipe, monkeypatch):
@@ -48,13 +37,7 @@ def test_systems_take_turns_in_rotated_blocks(squad_recipe, monkeypatch):
 
 
 def test_the_speed_ceiling_script_refuses_a_bad_gene_before_building(tmp_path, capsys):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("squad_speed_ceiling", BENCHMARKS / "squad_speed_ceiling.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    module = load_benchmark("squad_speed_ceiling")
     with pytest.raises(ConfigError, match="has 2 entries but the model has 6 layers"):
         module.main(["--work", str(tmp_path / "w"), "--genes", "1,0.5"])
     assert not (tmp_path / "w").exists()  # nothing split or built
