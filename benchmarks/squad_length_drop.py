@@ -26,13 +26,19 @@ later sessions) land beside it. Writes benchmarks/results/squad_length_drop.json
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from squad_recipe import RECIPE, RESULTS, SQUAD, input_lengths, split  # beside this file: on python's path
 
 from qla_bench.script import run_script
+
+if TYPE_CHECKING:
+    from qla_sdk.recipe.config import RecipeConfig
 
 MAX_F1_DROP = 1.0  # the issue's bar for the final artifact against the fine-tuned teacher
 # The AMX run's searched gene (squad_recipe.md), then genes that keep layers 1-2 whole and drop more after them
@@ -48,16 +54,41 @@ CONFIGS = (
 
 
 def tag(full_length_layers: int, length_drop_prob: float, epochs: int, bf16: bool) -> str:
+    """The name of a run's option set: its lat folder and its key in the results."""
     return f"whole{full_length_layers}_p{length_drop_prob:g}_e{epochs}" + ("_bf16" if bf16 else "")
 
 
 def overrides(full_length_layers: int, length_drop_prob: float, epochs: int, bf16: bool) -> list[str]:
+    """The run's options as ``--set`` overrides of the SQuAD recipe."""
     sets = [
         f"lat.length_adaptive.full_length_layers={full_length_layers}",
         f"lat.length_adaptive.length_drop_prob={length_drop_prob}",
         f"lat.train.epochs={epochs}",
     ]
     return sets + (["teacher.finetune.bf16=true", "lat.train.bf16=true"] if bf16 else [])
+
+
+def teacher_folder(work: Path, bf16: bool) -> Path:
+    """Where the teacher stage runs: ``run`` as ``squad_recipe.py`` and the other SQuAD scripts have it (FP32), a
+    folder of its own for a bf16-trained teacher, which would otherwise replace theirs."""
+    return work / ("run_bf16" if bf16 else "run")
+
+
+def parse_configs(text: str, num_layers: int = 6) -> list[str]:
+    """The ``;``-separated length configs, each checked (ratios in (0, 1], one per layer, non-increasing) before any
+    training: a bad one would otherwise fail hours later."""
+    from qla_sdk.errors import ConfigError
+    from qla_sdk.modeling import LengthConfig
+
+    configs = [c.strip() for c in text.split(";") if c.strip()]
+    for config in configs:
+        parsed = LengthConfig.parse(config)
+        ratios = parsed.lengths if parsed is not None else ()
+        if len(ratios) != num_layers or not all(isinstance(r, float) and 0 < r <= 1 for r in ratios):
+            raise ConfigError(f"--configs: {config!r} must be {num_layers} ratios in (0, 1], e.g. {CONFIGS[0]}")
+        if any(b > a for a, b in itertools.pairwise(ratios)):
+            raise ConfigError(f"--configs: {config!r} keeps more tokens in a later layer; give non-increasing ratios")
+    return configs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,24 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     from qla_sdk.recipe.config import load_recipe
     from qla_sdk.recipe.run import run_recipe
 
+    configs = parse_configs(args.configs)
+    options = (args.full_length_layers, args.length_drop_prob, args.epochs, args.bf16)
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     train, evaluation = split(Path(args.squad), work)
-    options = (args.full_length_layers, args.length_drop_prob, args.epochs, args.bf16)
     recipe = load_recipe(RECIPE, [f"data.train={train}", f"data.eval={evaluation}", *overrides(*options)])
-    teacher = run_recipe(recipe, work / "run", until="teacher")["teacher"]
+    teacher_dir = teacher_folder(work, args.bf16)
+    teacher = run_recipe(recipe, teacher_dir, until="teacher")["teacher"]
     lat_dir = work / f"lat_{tag(*options)}"
     lat_dir.mkdir(exist_ok=True)
     if not (lat_dir / "teacher").exists():  # the same teacher stage (same options): reuse it
-        (lat_dir / "teacher").symlink_to(work / "run" / "teacher", target_is_directory=True)
+        (lat_dir / "teacher").symlink_to(teacher_dir / "teacher", target_is_directory=True)
     lat = run_recipe(recipe, lat_dir, until="lat")["lat"]
-    configs = [c.strip() for c in args.configs.split(";") if c.strip()]
     scores = score_configs(lat["model"], evaluation, recipe, configs, lat_dir / "scores.json")
     write_report(args.out, tag(*options), teacher, lat, scores, recipe, lat_dir, evaluation)
     return 0
 
 
-def score_configs(model_dir: str, evaluation: Path, recipe, configs: list[str], path: Path) -> dict:
+def score_configs(model_dir: str, evaluation: Path, recipe: RecipeConfig, configs: list[str], path: Path) -> dict:
     """F1/EM of the model at full length and at each config on every evaluation question; kept in ``path`` so a
     re-run scores only what is missing."""
     from qla_sdk.data import load_squad, load_tokenizer, qa_features
@@ -109,33 +141,45 @@ def score_configs(model_dir: str, evaluation: Path, recipe, configs: list[str], 
     d = recipe.data
     features = qa_features(examples, load_tokenizer(model_dir), d.max_length, d.doc_stride)
     for config in missing:
-        lengths = None if config == "full" else LengthConfig(tuple(float(x) for x in config.split(",")))
-        scores[config] = evaluate(model, features, "question-answering", examples, 32, lengths)
+        length_config = None if config == "full" else LengthConfig.parse(config)
+        scores[config] = evaluate(model, features, "question-answering", examples, 32, length_config)
         write_json_atomic(path, scores)  # a killed run keeps the configs scored so far
         print(f"{config}: F1 {scores[config]['f1']:.2f}", file=sys.stderr)
     return scores
 
 
 def write_report(
-    out: str, name: str, teacher: dict, lat: dict, scores: dict, recipe, lat_dir: Path, evaluation: Path
+    out: str,
+    name: str,
+    teacher: dict,
+    lat: dict,
+    scores: dict,
+    recipe: RecipeConfig,
+    lat_dir: Path,
+    evaluation: Path,
 ) -> None:
+    """Add this option set's run (replacing one of the same name) to the results, beside earlier runs, each with the
+    machine, date and command that made it."""
+    import datetime as dt
+
     from qla_bench.report import markdown_table, write_results
     from qla_sdk.data import load_squad, load_tokenizer
+    from qla_sdk.machine import machine_info
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.modeling.macs import count_macs
 
-    config = from_pretrained(lat["model"], task="question-answering").config
-    lengths = input_lengths(load_tokenizer(lat["model"]), load_squad(evaluation))
-    mean = round(sum(lengths) / len(lengths))
-    full_macs = count_macs(config, mean)
+    model_config = from_pretrained(lat["model"], task="question-answering").config
+    tokens = input_lengths(load_tokenizer(lat["model"]), load_squad(evaluation))
+    mean = round(sum(tokens) / len(tokens))
+    full_macs = count_macs(model_config, mean)
     teacher_f1 = round(teacher["dev"]["f1"], 2)
     rows = []
-    for lengths, score in scores.items():  # "full", then the configs in the order they were scored
-        share = 1.0 if lengths == "full" else count_macs(config, mean, lengths) / full_macs
+    for config, score in scores.items():  # "full", then the configs in the order they were scored
+        share = 1.0 if config == "full" else count_macs(model_config, mean, config) / full_macs
         f1 = round(score["f1"], 2)
         rows.append(
             {
-                "lengths": lengths,
+                "lengths": config,
                 "macs_ratio": round(share, 4),
                 "f1": f1,
                 "exact_match": round(score["exact_match"], 2),
@@ -152,12 +196,15 @@ def write_report(
         "bf16": section.train.bf16,
         "teacher_f1": teacher_f1,
         "teacher_em": round(teacher["dev"]["exact_match"], 2),
-        "smallest_length_config": str(section.length_adaptive.smallest(config.num_hidden_layers)),
+        "smallest_length_config": str(section.length_adaptive.smallest_length_config(model_config.num_hidden_layers)),
         "rows": rows,
         "lat_steps": lat["steps"],
         "teacher_seconds": round(teacher_marker.get("seconds", 0.0), 1),
         "lat_seconds": round(lat_marker.get("seconds", 0.0), 1),
         "mean_input_tokens": mean,
+        "machine": machine_info(),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     previous = json.loads(Path(out).read_text()) if Path(out).exists() else {}
     runs = {**previous.get("runs", {}), name: run}
@@ -170,27 +217,20 @@ def write_report(
     parts = [
         f"Length-adaptive training that keeps the first layers whole, on SQuAD ({figures['split']}). F1/EM on every "
         "evaluation question, FP32; MACs at the mean input length; a length is the share of a window's real tokens "
-        "a layer keeps (layers 1-based). The bar: within 1.0 F1 of the fine-tuned teacher."
+        "a layer keeps (layers 1-based). The bar: within 1.0 F1 of the fine-tuned teacher. Each run names the machine "
+        "it trained on (the header names the latest)."
     ]
     for key, r in runs.items():
         la = r["length_adaptive"]
         parts.append(
-            f"**{key}**: LengthDrop p {la['length_drop_prob']} after the first {la.get('full_length_layers', 0)} "
-            f"layers, LayerDrop {la['layer_drop_prob']}, {r['lat_epochs']} epochs{', bf16' if r['bf16'] else ''} "
-            f"({r['lat_steps']} steps, {r['lat_seconds']:.0f} s); smallest sub-model {r['smallest_length_config']}; "
-            f"teacher F1 {r['teacher_f1']}."
+            f"**{key}** ({r['machine']['cpu_model']}, {r['date']}: `{r['command']}`): LengthDrop p "
+            f"{la['length_drop_prob']} after the first {la.get('full_length_layers', 0)} layers, LayerDrop "
+            f"{la['layer_drop_prob']}, {r['lat_epochs']} epochs{', bf16' if r['bf16'] else ''} ({r['lat_steps']} "
+            f"steps, {r['lat_seconds']:.0f} s); smallest sub-model {r['smallest_length_config']}; teacher F1 "
+            f"{r['teacher_f1']}."
         )
-        table = [
-            [
-                x["lengths"],
-                f"{x['macs_ratio']:.0%}",
-                x["f1"],
-                x["exact_match"],
-                x["f1_drop_from_teacher"],
-                x["within_bar"],
-            ]
-            for x in r["rows"]
-        ]
+        columns = ("lengths", "macs_ratio", "f1", "exact_match", "f1_drop_from_teacher", "within_bar")
+        table = [[f"{x[c]:.0%}" if c == "macs_ratio" else x[c] for c in columns] for x in r["rows"]]
         parts.append(markdown_table(["lengths", "MACs", "F1", "EM", "F1 below teacher", "within 1.0 F1"], table))
     write_results(out, figures, "\n\n".join(parts), command=[sys.executable, *sys.argv])
 

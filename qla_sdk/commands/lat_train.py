@@ -92,7 +92,7 @@ def lat_train_command(args: argparse.Namespace):
         "length_adaptive": {**lat_config.to_dict(), "temperature": lat_config.temperature},
         "eval": full,
         "smallest_eval": smallest,
-        "smallest_length_config": str(lat_config.smallest(model.num_layers)),
+        "smallest_length_config": str(lat_config.smallest_length_config(model.num_layers)),
         **result.figures(),
         **data.sizes(),
     }

@@ -204,7 +204,7 @@ class RecipeStages:
         smallest = {k.removeprefix("smallest_"): v for k, v in result.metrics.items() if k.startswith("smallest_")}
         summary = self._summary(result, full)
         summary["smallest_dev"] = smallest
-        summary["smallest_length_config"] = str(section.length_adaptive.smallest(model.num_layers))
+        summary["smallest_length_config"] = str(section.length_adaptive.smallest_length_config(model.num_layers))
         return summary
 
     def search(self, folder: Path, earlier: dict, resume: bool) -> dict:

@@ -72,7 +72,7 @@ class LatConfig:
                 f"full_length_layers={whole!r}: give a count >= 0 of first layers that keep every token, e.g. 2"
             )
 
-    def smallest(self, num_layers: int) -> LengthConfig:
+    def smallest_length_config(self, num_layers: int) -> LengthConfig:
         """The smallest sub-model this LengthDrop trains, as the ratio config it is evaluated at."""
         return smallest_ratios(num_layers, self.length_drop_prob, self.full_length_layers)
 
@@ -265,7 +265,7 @@ def lat_train(
     lat_config.check_depth(model.num_layers)
     if teacher is not None:
         check_compatible(teacher, model)
-    smallest = lat_config.smallest(model.num_layers)
+    smallest = lat_config.smallest_length_config(model.num_layers)
     eval_batch_size = eval_batch_size or train_config.eval_batch_size
 
     def eval_fn(trained: nn.Module) -> dict:

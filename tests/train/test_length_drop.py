@@ -79,7 +79,7 @@ def test_full_length_layers_keep_every_token_and_length_drop_starts_after_them(w
             prev = count
     assert sample_lengths(100, 4, 0.5, full_length_layers=whole) == (100,) * whole + (50, 25, 13)[: 4 - whole]
     assert (
-        LatConfig(length_drop_prob=0.5, full_length_layers=whole).smallest(4).lengths
+        LatConfig(length_drop_prob=0.5, full_length_layers=whole).smallest_length_config(4).lengths
         == (1.0,) * whole
         + (
             0.5,
