@@ -191,10 +191,17 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
 
 def _check_against_teacher(recipe: RecipeConfig) -> None:
     """What the teacher's config.json decides, checked before the teacher stage trains for minutes or hours: the
-    layers a student takes from it, and the input length its position embeddings cover. (A hub id is checked when
-    the stage loads it.)"""
+    layers a student takes from it, the input length its position embeddings cover, and the full-length layers LAT
+    keeps of the model it trains. (A hub id is checked when the stage loads it.)"""
     import json
 
+    student = recipe.student
+    if student is not None and student.init_layers:
+        _check_full_length_layers(recipe, len(student.init_layers))
+    if student is not None and student.shape:
+        from qla_sdk.train.student import StudentShape
+
+        _check_full_length_layers(recipe, StudentShape.parse(student.shape).num_layers)
     file = Path(recipe.teacher.model) / "config.json"
     if not file.is_file():
         return
@@ -203,7 +210,8 @@ def _check_against_teacher(recipe: RecipeConfig) -> None:
     except (OSError, json.JSONDecodeError):
         return  # the teacher stage names an unreadable checkpoint itself
     layers = config.get("num_hidden_layers")
-    student = recipe.student
+    if student is None and isinstance(layers, int):  # the fine-tuned teacher itself is made length-adaptive
+        _check_full_length_layers(recipe, layers)
     if student is not None and student.init_layers and isinstance(layers, int) and max(student.init_layers) >= layers:
         raise ConfigError(
             f"student.init_layers={student.init_layers}: the teacher {recipe.teacher.model} has layers 0..{layers - 1}"
@@ -216,6 +224,18 @@ def _check_against_teacher(recipe: RecipeConfig) -> None:
             f"data.max_length={recipe.max_length}: the teacher {recipe.teacher.model} takes at most {positions} "
             f"tokens; set data.max_length to {positions} or less"
         )
+
+
+def _check_full_length_layers(recipe: RecipeConfig, layers: int) -> None:
+    for name, value in (
+        ("lat.length_adaptive.full_length_layers", recipe.lat.length_adaptive.full_length_layers),
+        ("search.evolution.full_length_layers", recipe.search.evolution.full_length_layers),
+    ):
+        if value is not None and value >= layers:
+            raise ConfigError(
+                f"{name}={value}: the model the lat stage trains has {layers} layers, and keeping all of them whole "
+                f"drops no token; give at most {layers - 1}"
+            )
 
 
 def apply_override(data: dict, item: str) -> None:

@@ -42,9 +42,10 @@ MARKER = "done.json"
 # TrainConfig fields that change what a run shows or keeps on disk, not the model it makes (a resumed training run
 # may change them too: TrainConfig.schedule_fingerprint leaves them out), so changing one re-runs nothing.
 DISPLAY_ONLY = ("progress", "log_every", "eval_batch_size", "keep_checkpoints", "checkpoint_every")
-# Options added after markers were first written, with the value that does what a marker without them did: a
-# finished stage stays finished under that value (at any depth of its options: the key ends the dotted name).
-ADDED_OPTIONS = {"length_adaptive.full_length_layers": 0, "evolution.full_length_layers": None}
+# Options added after markers were first written, with the values that do what a marker without them did: a
+# finished stage stays finished under those (at any depth of its options: the key ends the dotted name). Markers
+# older still, which hold only a hash of every option, run their stage again.
+ADDED_OPTIONS = {"length_adaptive.full_length_layers": (0,), "evolution.full_length_layers": (None, 0)}
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def option_changes(recorded: object, current: object) -> list[str]:
     old, new = _flat(recorded), _flat(current)
     unset = "(unset)"
     for key, value in new.items():
-        if key not in old and any(key == k or key.endswith(f".{k}") for k, v in ADDED_OPTIONS.items() if v == value):
+        neutral = [v for k, values in ADDED_OPTIONS.items() if key == k or key.endswith(f".{k}") for v in values]
+        if key not in old and any(type(v) is type(value) and v == value for v in neutral):
             old[key] = value
     return [
         f"{key}: {old.get(key, unset)!r} -> {new.get(key, unset)!r}"

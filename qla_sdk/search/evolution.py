@@ -47,7 +47,9 @@ class EvolutionConfig:
     crossovers: int = option(30, "crossed-over genes per generation (default %(default)s)")
     mutation_prob: float = option(0.5, "chance that a layer's length mutates (default %(default)s)")
     length_drop_bound: float | None = option(
-        None, "the smallest gene drops this share per layer (default: the model's LAT rate, else 0.2)"
+        None,
+        "the smallest gene drops this share per layer, after the full_length_layers (default: the model's LAT rate, "
+        "else 0.2)",
     )
     num_constant_rate: int = option(
         20,
@@ -153,8 +155,9 @@ class Budget:
         if self.max_cost is not None and self.max_cost < smallest_cost:
             raise ConfigError(
                 f"budget of {self.max_cost:g} {self.unit} is below the smallest sub-model searched "
-                f"({smallest_cost:g} {self.unit}, every layer dropping length_drop_bound of its tokens): raise the "
-                "budget, or raise length_drop_bound if the model was trained with a larger drop rate"
+                f"({smallest_cost:g} {self.unit}, every layer after the full_length_layers dropping length_drop_bound "
+                "of its tokens, or the cheapest late-drop gene): raise the budget, or raise length_drop_bound if the "
+                "model was trained with a larger drop rate"
             )
         if self.max_cost is not None and self.max_cost > full_cost:
             raise ConfigError(
@@ -348,8 +351,8 @@ def initial_genes(num_layers: int, seq_len: int, config: EvolutionConfig) -> tup
     trained them."""
     full = (seq_len,) * num_layers
     bound = 0.2 if config.length_drop_bound is None else config.length_drop_bound  # LAT's default drop rate
-    whole = config.full_length_layers or 0
-    head, rest = (seq_len,) * whole, num_layers - whole
+    full_layers = config.full_length_layers or 0
+    head, rest = (seq_len,) * full_layers, num_layers - full_layers
     smallest = head + constant_rate_gene(seq_len, rest, bound, config.min_length)
     between = [head + g for g in constant_rate_genes(seq_len, rest, bound, config.num_constant_rate, config.min_length)]
     return full, smallest, [g for g in between if g not in (full, smallest)]
@@ -444,7 +447,8 @@ def evolve(
         config = replace(config, length_drop_bound=0.2)
     if (config.full_length_layers or 0) >= num_layers:
         raise ConfigError(
-            f"full_length_layers={config.full_length_layers} keeps all {num_layers} layers whole: no initial gene "
+            f"full_length_layers={config.full_length_layers} (--full-length-layers, search.evolution."
+            f"full_length_layers, or the model's LAT record) keeps all {num_layers} layers whole: no initial gene "
             f"would drop a token. Give at most {num_layers - 1}"
         )
     budget = budget or Budget()
@@ -453,11 +457,11 @@ def evolve(
         search.load()
 
     full, smallest, between = initial_genes(num_layers, seq_len, config)
-    whole = config.full_length_layers or 0
+    full_layers = config.full_length_layers or 0
     late = [
         g
         for g in late_drop_genes(seq_len, num_layers, config.late_drop_rates or (), config.min_length)
-        if g[:whole] == full[:whole] and g not in (full, smallest, *between)
+        if g[:full_layers] == full[:full_layers] and g not in (full, smallest, *between)
     ]
     for gene in (full, smallest, *between, *late):
         check_gene(gene, num_layers, seq_len)
@@ -468,7 +472,12 @@ def evolve(
             f"{full} ({full_cost:g}): dropping tokens does not pay at this size. Use longer inputs, a larger "
             "length_drop_bound, or MACs as the cost (measured latency of tiny models is dominated by overheads)"
         )
-    budget.check(smallest_cost, full_cost)  # before any expensive scoring, and before any state is written
+    # Offspring cheaper than the floor are not scored. With the first layers whole, the smallest gene drops only in
+    # the later ones, and late-drop genes go below it: the floor is the cheapest initial gene.
+    floor = smallest_cost
+    if full_layers:
+        floor = min([smallest_cost, *(search.cost_of(g, 0) for g in late)])
+    budget.check(floor, full_cost)  # before any expensive scoring, and before any state is written
     try:
         if search.completed < 0:
             if progress:
@@ -478,7 +487,7 @@ def evolve(
                 search.score(gene, 0)
             search.completed = 0
             search.save()
-        _iterate(search, smallest_cost, full_cost, progress)
+        _iterate(search, floor, full_cost, progress)
     except BaseException:
         search.save()  # an interrupted search keeps every score it paid for
         raise

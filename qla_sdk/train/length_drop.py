@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,11 +67,12 @@ class LatConfig:
             raise ConfigError(f"temperature={self.temperature}: must be a positive number, e.g. 1.0")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ConfigError(f"teacher_weight={self.teacher_weight}: must lie in [0, 1]")
-        whole = self.full_length_layers
-        if isinstance(whole, bool) or not isinstance(whole, int) or whole < 0:
+        layers = self.full_length_layers
+        if isinstance(layers, bool) or not isinstance(layers, numbers.Integral) or layers < 0:
             raise ConfigError(
-                f"full_length_layers={whole!r}: give a count >= 0 of first layers that keep every token, e.g. 2"
+                f"full_length_layers={layers!r}: give a count >= 0 of first layers that keep every token, e.g. 2"
             )
+        self.full_length_layers = int(layers)  # numpy integers too
 
     def smallest_length_config(self, num_layers: int) -> LengthConfig:
         """The smallest sub-model this LengthDrop trains, as the ratio config it is evaluated at."""
@@ -80,8 +82,9 @@ class LatConfig:
         """``ConfigError`` unless LengthDrop leaves a layer to drop tokens in."""
         if self.full_length_layers >= num_layers:
             raise ConfigError(
-                f"full_length_layers={self.full_length_layers} keeps every layer of this {num_layers}-layer model "
-                f"whole: no sub-model would drop a token. Give at most {num_layers - 1}"
+                f"full_length_layers={self.full_length_layers} (--full-length-layers, lat.length_adaptive."
+                f"full_length_layers) keeps every layer of this {num_layers}-layer model whole: no sub-model would "
+                f"drop a token. Give at most {num_layers - 1}"
             )
 
     def to_dict(self) -> dict:
@@ -184,7 +187,7 @@ def sandwich_loss_fn(
     """
     rng = rng or random
     config.check_depth(num_layers)
-    whole = config.full_length_layers
+    full_layers = config.full_length_layers
     if teacher is not None:
         teacher.eval().requires_grad_(False)
     count = 2 + config.num_sandwich
@@ -196,9 +199,9 @@ def sandwich_loss_fn(
         randoms = []
         for _ in range(config.num_sandwich):
             layers = sample_layers(num_layers, config.layer_drop_prob, rng)
-            lengths = sample_lengths(seq_len, num_layers, config.length_drop_prob, rng, layers, whole)
+            lengths = sample_lengths(seq_len, num_layers, config.length_drop_prob, rng, layers, full_layers)
             randoms.append((lengths, layers))
-        smallest = (sample_lengths(seq_len, num_layers, config.length_drop_prob, full_length_layers=whole), None)
+        smallest = (sample_lengths(seq_len, num_layers, config.length_drop_prob, full_length_layers=full_layers), None)
         target = []  # the full model's detached predictions, set by the first term
         extras: dict[str, float] = {}  # filled as the terms run
 

@@ -38,7 +38,7 @@ def test_each_option_set_has_its_own_folder(squad_length_drop):
 
 @pytest.mark.parametrize(
     ("configs", "message"),
-    [("1,1,0.5", "must be 6 ratios"), ("1,1,0.5,0.6,0.2,0.1", "non-increasing"), ("1,1,1,1,1,1.5", "must be a ratio in")],
+    [("1,1,0.5", "must be 6 ratios"), ("1,1,0.5,0.6,0.2,0.1", "non-increasing"), ("1,1,1,1,1,1.5", "a ratio in")],
 )
 def test_a_bad_length_config_is_refused_before_any_training(squad_length_drop, tmp_path, configs, message):
     with pytest.raises(ConfigError, match=message):

@@ -191,6 +191,18 @@ def test_data_values_are_checked(tmp_path):
     [
         (["student.init_layers=[0, 6]"], r"init_layers=\[0, 6\]: the teacher .* has layers 0\.\.5"),
         (["data.max_length=600"], r"data.max_length=600: the teacher .* takes at most 512 tokens"),
+        (
+            ["student.init_layers=[0, 2, 4]", "lat.length_adaptive.full_length_layers=3"],
+            r"lat.length_adaptive.full_length_layers=3: the model the lat stage trains has 3 layers.*at most 2",
+        ),
+        (
+            ["student=null", "search.evolution.full_length_layers=6"],
+            r"search.evolution.full_length_layers=6: the model the lat stage trains has 6 layers.*at most 5",
+        ),
+        (
+            ["student={shape: 'layers=2,hidden=64,heads=2'}", "lat.length_adaptive.full_length_layers=2"],
+            r"full_length_layers=2: the model the lat stage trains has 2 layers",
+        ),
     ],
 )
 def test_what_the_teacher_decides_is_checked_before_it_trains(tmp_path, overrides, message):

@@ -66,7 +66,12 @@ def test_from_stage_and_changed_options(tmp_path):
 
 @pytest.mark.parametrize(
     ("section", "neutral", "root"),
-    [("length_adaptive", 0, ()), ("length_adaptive", 0, ("lat",)), ("evolution", None, ("search",))],
+    [
+        ("length_adaptive", 0, ()),
+        ("length_adaptive", 0, ("lat",)),
+        ("evolution", None, ("search",)),
+        ("evolution", 0, ("search",)),
+    ],
 )
 def test_an_option_added_later_reruns_nothing_at_the_value_that_does_what_older_markers_did(section, neutral, root):
     def options(**added):
@@ -81,6 +86,7 @@ def test_an_option_added_later_reruns_nothing_at_the_value_that_does_what_older_
     assert option_changes(options(full_length_layers=2), options(full_length_layers=neutral)) == [
         f"{where}.full_length_layers: 2 -> {neutral!r}"
     ]
+    assert option_changes(options(), options(full_length_layers=False)) != []  # False is no count of layers
 
 
 def test_unknown_from_stage(tmp_path):

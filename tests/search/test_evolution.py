@@ -223,8 +223,23 @@ def test_full_length_layers_keep_the_first_layers_of_every_initial_gene_whole(wh
     assert all(g[:whole] == (SEQ,) * whole for g in calls[: 2 + len(between) + len(result.late_drop)])
 
 
+def test_with_full_length_layers_offspring_down_to_the_cheapest_late_drop_gene_are_scored():
+    config = EvolutionConfig(**{**SMALL.__dict__, "late_drop_rates": (0.9,), "full_length_layers": 2})
+    full, smallest, between = initial_genes(LAYERS, SEQ, config)
+    result = evolve(fitness, cost, LAYERS, SEQ, config, progress=False)
+    floor = min(c.cost for c in result.late_drop)
+    assert floor < cost(smallest)
+    initial = {full, smallest, *between, *(c.gene for c in result.late_drop)}
+    offspring = [c for g, c in result.candidates.items() if g not in initial]
+    assert any(floor <= c.cost < cost(smallest) for c in offspring)  # below the smallest gene, once never scored
+    assert evolve(fitness, cost, LAYERS, SEQ, config, budget=Budget(max_cost=floor), progress=False).best
+
+
 def test_full_length_layers_must_leave_a_layer_to_drop_in():
-    with pytest.raises(ConfigError, match=r"full_length_layers=4 keeps all 4 layers whole.*at most 3"):
+    with pytest.raises(
+        ConfigError,
+        match=r"full_length_layers=4 .*search.evolution.full_length_layers.* keeps all 4 layers whole.*at most 3",
+    ):
         evolve(fitness, cost, LAYERS, SEQ, EvolutionConfig(full_length_layers=4), progress=False)
 
 

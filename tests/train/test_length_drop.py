@@ -90,7 +90,8 @@ def test_full_length_layers_keep_every_token_and_length_drop_starts_after_them(w
 
 
 def test_full_length_layers_must_leave_a_layer_to_drop_tokens_in():
-    with pytest.raises(ConfigError, match=r"full_length_layers=2 keeps every layer of this 2-layer model.*at most 1"):
+    message = r"full_length_layers=2 .*lat.length_adaptive.full_length_layers. keeps every layer of this 2-layer"
+    with pytest.raises(ConfigError, match=message + r" model.*at most 1"):
         sandwich_loss_fn(2, "text-classification", LatConfig(full_length_layers=2))
 
 
