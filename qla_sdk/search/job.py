@@ -155,10 +155,9 @@ def run_search(args: SearchJob, *, own_files: tuple[str, ...] = ()) -> dict:
     space = GeneSpace(
         model.num_layers, args.config.ratio_steps if args.config.ratio else seq_len, ratio=args.config.ratio
     )
+    # The first layers LAT kept whole in every sub-model: initial genes dropping there were never trained.
     full_layers = args.config.evolution.full_length_layers
-    if (
-        full_layers is None
-    ):  # the first layers LAT kept whole in every sub-model: genes dropping there were never trained
+    if full_layers is None:
         full_layers = int((lat or {}).get("full_length_layers") or 0)
     config = dataclasses.replace(args.config.evolution, length_drop_bound=bound, full_length_layers=full_layers)
     fitness = _fitness(_on_device(model, args.device), task, data, metric, space, args.config.batch_size, seq_len)
