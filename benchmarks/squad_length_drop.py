@@ -197,6 +197,7 @@ def write_report(
         "teacher_f1": teacher_f1,
         "teacher_em": round(teacher["dev"]["exact_match"], 2),
         "smallest_length_config": str(section.length_adaptive.smallest_length_config(model_config.num_hidden_layers)),
+        "smallest_f1": round(lat["smallest_dev"]["f1"], 2) if lat.get("smallest_dev") else None,  # the lat stage's
         "rows": rows,
         "lat_steps": lat["steps"],
         "teacher_seconds": round(teacher_marker.get("seconds", 0.0), 1),
@@ -225,12 +226,14 @@ def write_report(
         parts.append(
             f"**{key}** ({r['machine']['cpu_model']}, {r['date']}: `{r['command']}`): LengthDrop p "
             f"{la['length_drop_prob']} after the first {la.get('full_length_layers', 0)} layers, LayerDrop "
-            f"{la['layer_drop_prob']}, {r['lat_epochs']} epochs{', bf16' if r['bf16'] else ''} ({r['lat_steps']} "
-            f"steps, {r['lat_seconds']:.0f} s); smallest sub-model {r['smallest_length_config']}; teacher F1 "
-            f"{r['teacher_f1']}."
+            f"{la['layer_drop_prob']}, {r['lat_epochs']} epoch{'s' if r['lat_epochs'] != 1 else ''}"
+            f"{', bf16' if r['bf16'] else ''} ({r['lat_steps']} "
+            f"steps, {r['lat_seconds']:.0f} s); smallest sub-model {r['smallest_length_config']} (F1 "
+            f"{r.get('smallest_f1')}, trained at every step); teacher F1 {r['teacher_f1']}."
         )
         columns = ("lengths", "macs_ratio", "f1", "exact_match", "f1_drop_from_teacher", "within_bar")
-        table = [[f"{x[c]:.0%}" if c == "macs_ratio" else x[c] for c in columns] for x in r["rows"]]
+        shown = {"macs_ratio": lambda v: f"{v:.0%}", "within_bar": lambda v: "yes" if v else "no"}
+        table = [[shown.get(c, lambda v: v)(x[c]) for c in columns] for x in r["rows"]]
         parts.append(markdown_table(["lengths", "MACs", "F1", "EM", "F1 below teacher", "within 1.0 F1"], table))
     write_results(out, figures, "\n\n".join(parts), command=[sys.executable, *sys.argv])
 
