@@ -26,21 +26,28 @@ later sessions) land beside it. Writes benchmarks/results/squad_length_drop.json
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from squad_recipe import RECIPE, RESULTS, SQUAD, input_lengths, split  # beside this file: on python's path
+from squad_recipe import (  # beside this file: on python's path
+    BARS,
+    RECIPE,
+    RESULTS,
+    SQUAD,
+    input_lengths,
+    share_teacher,
+    split,
+)
 
 from qla_bench.script import run_script
 
 if TYPE_CHECKING:
     from qla_sdk.recipe.config import RecipeConfig
 
-MAX_F1_DROP = 1.0  # the bar for the final artifact against the fine-tuned teacher
+MAX_F1_DROP = BARS["max_f1_drop"]  # the bar for the final artifact against the fine-tuned teacher
 # The AMX run's searched gene (squad_recipe.md), then genes that keep layers 1-2 whole and drop more after them
 # (squad_speed_ceiling.md times them), then the same with a drop in layer 2.
 CONFIGS = (
@@ -82,12 +89,9 @@ def parse_configs(text: str, num_layers: int = 6) -> list[str]:
 
     configs = [c.strip() for c in text.split(";") if c.strip()]
     for config in configs:
-        parsed = LengthConfig.parse(config)
-        ratios = parsed.lengths if parsed is not None else ()
-        if len(ratios) != num_layers or not all(isinstance(r, float) and 0 < r <= 1 for r in ratios):
+        parsed = LengthConfig.parse(config)  # refuses out-of-range ratios, mixed kinds and growing lengths
+        if parsed is None or not parsed.is_ratio or len(parsed.lengths) != num_layers:
             raise ConfigError(f"--configs: {config!r} must be {num_layers} ratios in (0, 1], e.g. {CONFIGS[0]}")
-        if any(b > a for a, b in itertools.pairwise(ratios)):
-            raise ConfigError(f"--configs: {config!r} keeps more tokens in a later layer; give non-increasing ratios")
     return configs
 
 
@@ -115,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher_dir = teacher_folder(work, args.bf16)
     teacher = run_recipe(recipe, teacher_dir, until="teacher")["teacher"]
     lat_dir = work / f"lat_{tag(*options)}"
-    lat_dir.mkdir(exist_ok=True)
-    if not (lat_dir / "teacher").exists():  # the same teacher stage (same options): reuse it
-        (lat_dir / "teacher").symlink_to(teacher_dir / "teacher", target_is_directory=True)
+    share_teacher(lat_dir, teacher_dir)
     lat = run_recipe(recipe, lat_dir, until="lat")["lat"]
     scores = score_configs(lat["model"], evaluation, recipe, configs, lat_dir / "scores.json")
     write_report(args.out, tag(*options), teacher, lat, scores, recipe, lat_dir, evaluation)

@@ -56,6 +56,14 @@ def split(squad: Path, work: Path) -> tuple[Path, Path]:
     return train, evaluation
 
 
+def share_teacher(run_dir: Path, teacher_run: Path) -> None:
+    """Give ``run_dir`` the teacher stage of the recipe run in ``teacher_run``, as a link: a run in ``run_dir`` with
+    the same teacher options skips that stage instead of fine-tuning again."""
+    run_dir.mkdir(exist_ok=True)
+    if not (run_dir / "teacher").exists():
+        (run_dir / "teacher").symlink_to(teacher_run / "teacher", target_is_directory=True)
+
+
 def run_recipe(train: Path, evaluation: Path, work: Path) -> dict:
     from qla_sdk.recipe.config import load_recipe
     from qla_sdk.recipe.run import run_recipe

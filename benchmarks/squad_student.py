@@ -28,11 +28,18 @@ import json
 import sys
 from pathlib import Path
 
-from squad_recipe import RECIPE, RESULTS, SQUAD, split  # beside this file: python puts its folder on the path
+from squad_recipe import (
+    BARS,
+    RECIPE,
+    RESULTS,
+    SQUAD,
+    share_teacher,
+    split,
+)  # beside this file: python puts its folder on the path
 
 from qla_bench.script import run_script
 
-MAX_F1_DROP = 1.0  # the bar for the final artifact against the fine-tuned teacher
+MAX_F1_DROP = BARS["max_f1_drop"]  # the bar for the final artifact against the fine-tuned teacher
 
 
 def distill_overrides(layers: list[int], epochs: int) -> list[str]:
@@ -71,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     data = [f"data.train={train}", f"data.eval={evaluation}"]
     teacher = run_recipe(load_recipe(RECIPE, data), work / "run", until="teacher")["teacher"]
     student_dir = work / f"student_{'-'.join(map(str, layers))}"
-    student_dir.mkdir(exist_ok=True)
-    if not (student_dir / "teacher").exists():  # the same teacher stage (same options hash): reuse it
-        (student_dir / "teacher").symlink_to(work / "run" / "teacher", target_is_directory=True)
+    share_teacher(student_dir, work / "run")
     recipe = load_recipe(RECIPE, data + distill_overrides(layers, args.epochs))
     outputs = run_recipe(recipe, student_dir, until="distill")
     write_report(args.out, teacher, outputs["distill"], layers, recipe, student_dir)
