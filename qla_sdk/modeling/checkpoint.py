@@ -7,10 +7,12 @@ from safetensors: a pickled ``pytorch_model.bin`` can run code when loaded, so i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -279,27 +281,36 @@ def _init_head(model: TaskModel, seed: int | None) -> None:
     """BERT's initialisation of the task head; from ``seed`` where given, so that a training run's ``--seed``
     decides its random head as it decides its shuffling and dropout."""
     std = getattr(model.config, "initializer_range", 0.02)
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with _seeded(seed):
         for module in model.head.modules():
             if isinstance(module, torch.nn.Linear):
                 torch.nn.init.normal_(module.weight, std=std)
                 torch.nn.init.zeros_(module.bias)
 
 
-def init_weights(model: TaskModel) -> TaskModel:
-    """BERT's initialisation, for models built from a config rather than a checkpoint."""
+def init_weights(model: TaskModel, seed: int | None = None) -> TaskModel:
+    """BERT's initialisation, for models built from a config rather than a checkpoint; from ``seed`` where given,
+    without touching the global random state."""
     std = getattr(model.config, "initializer_range", 0.02)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
-            torch.nn.init.normal_(module.weight, std=std)
-            if isinstance(module, torch.nn.Linear):
+    with _seeded(seed) if seed is not None else contextlib.nullcontext():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                torch.nn.init.normal_(module.weight, std=std)
+                if isinstance(module, torch.nn.Linear):
+                    torch.nn.init.zeros_(module.bias)
+            elif isinstance(module, torch.nn.LayerNorm):
+                torch.nn.init.ones_(module.weight)
                 torch.nn.init.zeros_(module.bias)
-        elif isinstance(module, torch.nn.LayerNorm):
-            torch.nn.init.ones_(module.weight)
-            torch.nn.init.zeros_(module.bias)
     return model
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Draws inside the block leave the global CPU generator as it was; they come from ``seed`` where given."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 def _task_from_architectures(config) -> str:

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import TaskModel, from_pretrained, init_weights
 
@@ -89,11 +87,7 @@ class StudentShape:
 
 def student_from_shape(teacher: TaskModel, shape: StudentShape, seed: int | None = None) -> TaskModel:
     """A randomly initialised model of ``shape`` sharing the teacher's vocabulary, task and labels."""
-    model = TaskModel(shape.apply(teacher.config), teacher.task)
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return init_weights(model)
+    return init_weights(TaskModel(shape.apply(teacher.config), teacher.task), seed=seed)
 
 
 def student_from_layers(source: TaskModel, layers: Sequence[int]) -> TaskModel:

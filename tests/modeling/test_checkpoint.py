@@ -151,3 +151,23 @@ def test_saving_back_refuses_to_drop_other_files(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match=r"loaded from, and a save would replace it without 1_Pooling, rust_m"):
         save_pretrained(model, folder)
     assert (folder / "1_Pooling").is_dir() and (folder / "rust_model.ot").read_bytes() == b"weights"
+
+
+def test_init_weights_from_a_seed_leaves_the_global_generator_alone():
+    from transformers import BertConfig
+
+    from qla_sdk.modeling import TaskModel, init_weights
+
+    config = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    a, b, c = (TaskModel(config, "question-answering") for _ in range(3))
+    torch.manual_seed(0)
+    expected_next = torch.rand(3)
+    torch.manual_seed(0)
+    init_weights(a, seed=5)
+    assert torch.equal(torch.rand(3), expected_next)
+    init_weights(b, seed=5)
+    init_weights(c, seed=6)
+    weight = "encoder.layers.0.query.weight"
+    state_a, state_b, state_c = a.state_dict(), b.state_dict(), c.state_dict()
+    assert weight in state_a
+    assert torch.equal(state_a[weight], state_b[weight]) and not torch.equal(state_a[weight], state_c[weight])
