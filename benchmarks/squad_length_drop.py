@@ -204,6 +204,7 @@ def write_report(
         "lat_steps": lat["steps"],
         "teacher_seconds": round(teacher_marker.get("seconds", 0.0), 1),
         "lat_seconds": round(lat_marker.get("seconds", 0.0), 1),
+        "lat_attempts": lat_marker.get("attempts", 1),
         "mean_input_tokens": mean,
         "machine": machine_info(),
         "command": shlex.join([sys.executable, *sys.argv]),
@@ -225,12 +226,17 @@ def write_report(
     ]
     for key, r in runs.items():
         la = r["length_adaptive"]
+        whole = la.get("full_length_layers", 0)
+        where = "at every layer (the recipe's)"
+        if whole:
+            where = f"after the first {whole} layer{'s' if whole != 1 else ''}"
         parts.append(
             f"**{key}** ({r['machine']['cpu_model']}, {r['date']}: `{r['command']}`): LengthDrop p "
-            f"{la['length_drop_prob']} after the first {la.get('full_length_layers', 0)} layers, LayerDrop "
+            f"{la['length_drop_prob']} {where}, LayerDrop "
             f"{la['layer_drop_prob']}, {r['lat_epochs']} epoch{'s' if r['lat_epochs'] != 1 else ''}"
             f"{', bf16' if r['bf16'] else ''} ({r['lat_steps']} "
-            f"steps, {r['lat_seconds']:.0f} s); smallest sub-model {r['smallest_length_config']} (F1 "
+            f"steps, {r['lat_seconds']:.0f} s{over_runs(r.get('lat_attempts', 1))}); "
+            f"smallest sub-model {r['smallest_length_config']} (F1 "
             f"{r.get('smallest_f1')}, trained at every step); teacher F1 {r['teacher_f1']}."
         )
         columns = ("lengths", "macs_ratio", "f1", "exact_match", "f1_drop_from_teacher", "within_bar")
@@ -238,6 +244,11 @@ def write_report(
         table = [[shown.get(c, lambda v: v)(x[c]) for c in columns] for x in r["rows"]]
         parts.append(markdown_table(["lengths", "MACs", "F1", "EM", "F1 below teacher", "within 1.0 F1"], table))
     write_results(out, figures, "\n\n".join(parts), command=[sys.executable, *sys.argv])
+
+
+def over_runs(attempts: int) -> str:
+    """ " over N runs" where a stage was interrupted and resumed: its seconds add up every run's."""
+    return f" over {attempts} runs" if attempts > 1 else ""
 
 
 if __name__ == "__main__":

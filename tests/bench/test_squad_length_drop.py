@@ -60,12 +60,12 @@ def test_scores_resume_and_runs_with_other_options_land_beside_each_other(squad_
     (served / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]) + "\n")
     sets = [f"data.train={fixture}", f"data.eval={fixture}", "data.max_length=48", "data.doc_stride=16"]
     out = tmp_path / "results.json"
-    for name, drop in (("a", 0.6), ("b", 0.4)):
-        recipe = load_recipe(squad_length_drop.RECIPE, sets + squad_length_drop.overrides(1, drop, 1, False))
+    for name, whole, drop, attempts in (("a", 1, 0.6, 1), ("b", 0, 0.4, 2)):
+        recipe = load_recipe(squad_length_drop.RECIPE, sets + squad_length_drop.overrides(whole, drop, 1, False))
         lat_dir = tmp_path / name
         for stage in ("lat", "teacher"):
             (lat_dir / stage).mkdir(parents=True)
-            (lat_dir / stage / "done.json").write_text(json.dumps({"seconds": 3.0}))
+            (lat_dir / stage / "done.json").write_text(json.dumps({"seconds": 3.0, "attempts": attempts}))
         scores = squad_length_drop.score_configs(str(served), fixture, recipe, ["1,0.5"], lat_dir / "scores.json")
         assert list(scores) == ["full", "1,0.5"] and all(0 <= s["f1"] <= 100 for s in scores.values())
         # scored configs are read back, not scored again: the model is not even loaded
@@ -76,7 +76,10 @@ def test_scores_resume_and_runs_with_other_options_land_beside_each_other(squad_
         squad_length_drop.write_report(str(out), name, teacher, lat, scores, recipe, lat_dir, fixture)
     runs = json.loads(out.read_text())["runs"]
     assert list(runs) == ["a", "b"]
-    assert runs["a"]["length_adaptive"]["length_drop_prob"] == 0.6 and runs["b"]["smallest_length_config"] == "1.0,0.6"
+    assert runs["a"]["length_adaptive"]["length_drop_prob"] == 0.6 and runs["b"]["smallest_length_config"] == "0.6,0.36"
     assert [r["lengths"] for r in runs["a"]["rows"]] == ["full", "1,0.5"] and runs["a"]["rows"][1]["macs_ratio"] < 1
     assert all(r["machine"]["cpu_model"] and r["command"] and r["date"] for r in runs.values())
-    assert out.with_suffix(".md").read_text().count("| full |") == 2
+    report = out.with_suffix(".md").read_text()
+    assert report.count("| full |") == 2
+    assert "p 0.6 after the first 1 layer," in report and "p 0.4 at every layer (the recipe's)" in report
+    assert report.count(" over 2 runs") == 1  # only the resumed stage says its seconds add up two runs
