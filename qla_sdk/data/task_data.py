@@ -90,8 +90,12 @@ def load_task_data(
     labels = list(label_names) if label_names else None
     with naming_the_task(task, train):
         train_data = load_classification(train, "train", columns, label_column, label_names=labels)
-    with naming_the_task(task, eval):
-        eval_data = load_classification(eval, "validation", columns, label_column, label_names=train_data.label_names)
+    # The evaluation data is read through the training data's text columns: detected on their own, a dev file with
+    # other text columns (a pair where training found one sentence) would score the model on inputs it never saw.
+    with naming_the_task(task, eval), _named_after_training(eval, train, columns, train_data.text_columns):
+        eval_data = load_classification(
+            eval, "validation", train_data.text_columns, label_column, label_names=train_data.label_names
+        )
     return TaskData(
         classification_features(train_data, tokenizer, max_length),
         classification_features(eval_data, tokenizer, max_length),
@@ -102,6 +106,24 @@ def load_task_data(
         label_column,
         train_data.other_text_columns,
     )
+
+
+@contextlib.contextmanager
+def _named_after_training(eval: str, train: str, given: Sequence[str] | None, used: Sequence[str]) -> Iterator[None]:
+    """A text column the evaluation data lacks is named as the one found in the training data, with the flag that
+    reads others: a bare "text_columns [...]" error would name an option the user never passed."""
+    from qla_sdk.data.classification import MissingColumnsError
+
+    try:
+        yield
+    except MissingColumnsError as exc:
+        if given or not set(exc.missing) <= set(used):
+            raise
+        raise ConfigError(
+            f"{eval} has no column {', '.join(map(repr, exc.missing))}, the text column(s) found in the training "
+            f"data {train} ({', '.join(map(repr, used))}); its columns are {exc.columns}: give both files the same "
+            "text columns, or name them with --text-columns <name> [<name>] (text_columns=[...])"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""load_task_data: the other task's data is named as such, not as a malformed file of this task's kind."""
+"""load_task_data: the other task's data is named as such, not as a malformed file of this task's kind; the evaluation
+data is read through the training data's text columns."""
 
 from pathlib import Path
 
@@ -38,3 +39,27 @@ def test_a_squad_file_with_a_text_suffix_is_not_taken_for_classification_data(mi
     with pytest.raises(ConfigError) as caught:
         load_task_data(str(bad), str(bad), load_tokenizer(minilm_dir), "question-answering")
     assert "the model is a" not in str(caught.value)
+
+
+def _tsv(path: Path, header: str, rows: list[str]) -> str:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("given", [None, ["sentence"]])
+def test_the_evaluation_data_reads_the_training_datas_text_columns(minilm_dir, tmp_path, given):
+    train = _tsv(tmp_path / "train.tsv", "sentence\tlabel", ["a good film\t1", "a bad film\t0"])
+    # on its own this file would be read as a pair (question, sentence), not as the sentence training used
+    dev = _tsv(tmp_path / "dev.tsv", "question\tsentence\tlabel", ["is it good?\ta good film\t1"])
+    data = load_task_data(train, dev, load_tokenizer(minilm_dir), "text-classification", text_columns=given)
+    assert data.text_columns == ("sentence",)
+    alone = load_task_data(dev, dev, load_tokenizer(minilm_dir), "text-classification")
+    assert alone.text_columns == ("question", "sentence")
+    assert data.eval_features.lengths[0] < alone.eval_features.lengths[0]
+
+
+def test_evaluation_data_without_the_training_datas_text_column_is_named(minilm_dir, tmp_path):
+    train = _tsv(tmp_path / "train.tsv", "sentence\tlabel", ["a good film\t1", "a bad film\t0"])
+    dev = _tsv(tmp_path / "dev.tsv", "text\tlabel", ["a good film\t1"])
+    with pytest.raises(ConfigError, match=r"has no column 'sentence', the text column\(s\) found in the training data"):
+        load_task_data(train, dev, load_tokenizer(minilm_dir), "text-classification")
