@@ -105,12 +105,29 @@ def _read_json(path: Path) -> object:
         with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            columns = qa_table_columns(f.readline())
+        if columns:
+            raise ConfigError(
+                f"{path} is a table of SQuAD's fields (columns {columns}), not SQuAD JSON: question answering reads "
+                f"a SQuAD v1.1 JSON file, {SQUAD_LAYOUT}, or a `datasets` name or folder with columns id, title, "
+                "context, question, answers ({'text': [...], 'answer_start': [...]}): write the rows in one of those"
+            ) from exc
         raise ConfigError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
             f"a SQuAD v1.1 file looks like {SQUAD_LAYOUT}"
         ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8 JSON") from exc
+
+
+def qa_table_columns(header: str) -> list[str] | None:
+    """The columns of a CSV/TSV header line that names both a question and a context column, else None: such a
+    table holds QA data in a form the loaders do not read, not another task's data."""
+    separator = "\t" if "\t" in header else ","
+    columns = [c.strip().strip('"').strip() for c in header.rstrip("\r\n").split(separator)]
+    names = {c.lower() for c in columns}
+    return columns if {"question", "context"} <= names else None
 
 
 def _articles(squad: object, source: str) -> list[dict]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qla_sdk.data.squad import qa_table_columns
 from qla_sdk.errors import ConfigError
 
 DEFAULT_MAX_LENGTH = {"question-answering": 384, "text-classification": 128}
@@ -154,6 +155,8 @@ def _other_task_data(task: str, path: Path) -> str | None:
             return None
         first = head.lstrip()[:1]
         tabular = path.suffix.lower() in (".tsv", ".csv", ".txt") and ("\t" in head or "," in head)
+        if qa_table_columns(head.lstrip().partition("\n")[0]):
+            return None  # QA fields in a table: load_squad's own error says which forms it reads
         return "text-classification" if first not in ("{", "[", "") and tabular else None
     if path.suffix.lower() != ".json":
         return None

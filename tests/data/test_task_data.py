@@ -63,3 +63,24 @@ def test_evaluation_data_without_the_training_datas_text_column_is_named(minilm_
     dev = _tsv(tmp_path / "dev.tsv", "text\tlabel", ["a good film\t1"])
     with pytest.raises(ConfigError, match=r"has no column 'sentence', the text column\(s\) found in the training data"):
         load_task_data(train, dev, load_tokenizer(minilm_dir), "text-classification")
+
+
+@pytest.mark.parametrize(
+    "name, header",
+    [
+        ("qa.csv", "id,question,context,answers"),
+        ("qa.tsv", "Question\tContext\tanswer_text"),
+        ("qa.txt", "question,context"),
+    ],
+)
+def test_a_table_of_squad_fields_is_not_taken_for_classification_data(minilm_dir, tmp_path, name, header):
+    table = _tsv(tmp_path / name, header, ["who went?,Bob went.,Bob".replace(",", "\t" if "\t" in header else ",")])
+    with pytest.raises(ConfigError, match="is a table of SQuAD's fields") as caught:
+        load_task_data(table, table, load_tokenizer(minilm_dir), "question-answering")
+    assert "text-classification" not in str(caught.value)
+
+
+def test_a_question_and_sentence_pair_table_still_reads_as_classification_data(minilm_dir, tmp_path):
+    table = _tsv(tmp_path / "qnli.tsv", "question\tsentence\tlabel", ["who went?\tBob went.\t0"])
+    with pytest.raises(ConfigError, match="looks like text-classification data"):
+        load_task_data(table, table, load_tokenizer(minilm_dir), "question-answering")
