@@ -44,7 +44,8 @@ def artifact_metric(predictor, recipe: RecipeConfig) -> float:
             question=[e.question for e in examples], context=[e.context for e in examples], align_to_words=False
         )
         return squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)["f1"]
-    data = load_classification(d.eval, "validation", d.text_columns, d.label_column, label_names=predictor.labels)
+    columns = d.text_columns or predictor.manifest.text_columns  # training's, where the recipe names none
+    data = load_classification(d.eval, "validation", columns, d.label_column, label_names=predictor.labels)
     predicted = predictor.predict([t if len(t) == 2 else t[0] for t in data.texts])
     index = {name: i for i, name in enumerate(predictor.labels or [])}
     return accuracy([index.get(p["label"], -1) for p in predicted], data.labels)

@@ -285,8 +285,10 @@ class RecipeStages:
         config, d = self.recipe.quantize, self.recipe.data
         model = from_pretrained(earlier["search"]["model"], task=self.recipe.task).eval()
         calibration, evaluate, reference = [], None, None
-        # Calibrated and tuned on the columns the training stages read (detection's pick could be another column).
-        columns = {"text_columns": d.text_columns, "label_column": d.label_column}
+        # Calibrated and tuned on the columns the training stages read, as the model records them where the recipe
+        # names none: detection on the dev file alone could pick other ones.
+        recorded = training_columns(earlier["search"]["model"])
+        columns = {"text_columns": d.text_columns or recorded.get("text_columns"), "label_column": d.label_column}
         if self.recipe.task == "question-answering":
             columns = {}  # SQuAD data: no columns to pick
         if config.is_int8:
@@ -314,7 +316,7 @@ class RecipeStages:
             calibration=calibration,
             evaluate=evaluate,
             reference_model=reference,
-            extra=training_columns(earlier["search"]["model"]),  # so that qla eval reads the columns training read
+            extra=recorded,  # so that qla eval reads the columns training read
         )
         manifest = read_manifest(path).data
         return {
@@ -335,7 +337,7 @@ class RecipeStages:
         with atomic_dir(target, ARTIFACT_MARKERS, "an artifact") as tmp:
             shutil.copytree(earlier["quantize"]["artifact"], tmp, dirs_exist_ok=True)
         predictor = load(target, verify=True)
-        examples = self._sample_inputs()
+        examples = self._sample_inputs(predictor.manifest.text_columns)
         if self.recipe.task == "question-answering":
             predictions = [predictor.predict(question=q, context=c) for q, c in examples]
         else:
@@ -348,12 +350,13 @@ class RecipeStages:
             "sample_predictions": predictions,
         }
 
-    def _sample_inputs(self) -> list[tuple[str, ...]]:
+    def _sample_inputs(self, recorded_columns: tuple[str, ...] | None) -> list[tuple[str, ...]]:
         from qla_sdk.data import load_classification, load_squad
 
         if self.recipe.task == "question-answering":
             return [(e.question, e.context) for e in load_squad(self.recipe.data.eval, "validation")[:2]]
-        data = load_classification(self.recipe.data.eval, "validation", self.recipe.data.text_columns, None)
+        columns = self.recipe.data.text_columns or recorded_columns
+        data = load_classification(self.recipe.data.eval, "validation", columns, None)
         return data.texts[:2]
 
     def benchmark(self, folder: Path, earlier: dict, resume: bool) -> dict:

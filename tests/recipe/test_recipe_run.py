@@ -157,15 +157,19 @@ def test_training_stages_record_the_columns_they_read_and_the_artifact_carries_t
     assert (manifest.text_columns, manifest.label_column) == (("content",), "label")
 
 
-def test_the_search_and_quantize_stages_read_the_recipes_columns(tiny_checkpoint, tmp_path, monkeypatch):
-    """Detection picks "sentence" by name, one word a row; the recipe names "review": the genes are scored, and int8
-    calibrated and checked, on it (they read detection's pick, silently, whatever the recipe said)."""
+@pytest.mark.parametrize("named_by", ["recipe", "model"])
+def test_the_search_and_quantize_stages_read_the_recipes_columns(tiny_checkpoint, tmp_path, monkeypatch, named_by):
+    """Detection picks "sentence" by name, one word a row; the recipe names "review" (or, naming none, the model
+    records that its training read "review"): the genes are scored, and int8 calibrated and checked, on it (they read
+    detection's pick on the dev file, silently, whatever the recipe said or the training read)."""
     import qla_sdk.deploy
     from qla_sdk.recipe.stages import RecipeStages
 
     folder, _ = tiny_checkpoint("bert", "text-classification")
     lat = shutil.copytree(folder, tmp_path / "lat")  # a length-adaptive model recording no columns
     meta = {"task": "text-classification", "labels": ["0", "1"], "length_adaptive": {"length_drop_prob": 0.2}}
+    if named_by == "model":
+        meta.update(text_columns=["review"], label_column="label")
     (lat / "qla.json").write_text(json.dumps(meta))
     reviews = [line.split("\t") for line in FIXTURE.read_text().splitlines()[1:]]
     data = tmp_path / "reviews.tsv"
@@ -173,7 +177,8 @@ def test_the_search_and_quantize_stages_read_the_recipes_columns(tiny_checkpoint
     vocab = write_vocab(tmp_path / "vocab.txt", [text for text, _ in reviews])
     recipe = {
         "task": "text-classification",
-        "data": {"train": str(data), "eval": str(data), "max_length": 24, "text_columns": ["review"]},
+        "data": {"train": str(data), "eval": str(data), "max_length": 24}
+        | ({"text_columns": ["review"]} if named_by == "recipe" else {}),
         "teacher": {"model": str(lat), "tokenizer": str(vocab), "finetune": None},
         "student": {"init_layers": [1]},
         "search": {"evolution": {"iterations": 0, "num_constant_rate": 2}},
