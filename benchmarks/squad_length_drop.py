@@ -227,9 +227,9 @@ def write_report(
     for key, r in runs.items():
         la = r["length_adaptive"]
         whole = la.get("full_length_layers", 0)
-        where = "at every layer (the recipe's)"
+        where = "at every layer"
         if whole:
-            where = f"after the first {whole} layer{'s' if whole != 1 else ''}"
+            where = f"after the first {whole} layers" if whole > 1 else "after the first layer"
         parts.append(
             f"**{key}** ({r['machine']['cpu_model']}, {r['date']}: `{r['command']}`): LengthDrop p "
             f"{la['length_drop_prob']} {where}, LayerDrop "

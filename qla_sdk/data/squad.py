@@ -105,8 +105,7 @@ def _read_json(path: Path) -> object:
         with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            columns = qa_table_columns(f.readline())
+        columns = qa_table_columns(path)
         if columns:
             raise ConfigError(
                 f"{path} is a table of SQuAD's fields (columns {columns}), not SQuAD JSON: question answering reads "
@@ -121,13 +120,21 @@ def _read_json(path: Path) -> object:
         raise ConfigError(f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8 JSON") from exc
 
 
-def qa_table_columns(header: str) -> list[str] | None:
-    """The columns of a CSV/TSV header line that names both a question and a context column, else None: such a
+def qa_table_columns(path: Path) -> list[str] | None:
+    """The columns of a CSV/TSV file whose header names both a question and a context column, else None: such a
     table holds QA data in a form the loaders do not read, not another task's data."""
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        return None
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            header = f.read(4096).lstrip().partition("\n")[0]
+    except OSError:
+        return None
+    if header[:1] in ("{", "["):  # JSON with an error, whatever its text holds
+        return None
     separator = "\t" if "\t" in header else ","
-    columns = [c.strip().strip('"').strip() for c in header.rstrip("\r\n").split(separator)]
-    names = {c.lower() for c in columns}
-    return columns if {"question", "context"} <= names else None
+    columns = [c.strip().strip('"').strip() for c in header.split(separator)]
+    return columns if {"question", "context"} <= {c.lower() for c in columns} else None
 
 
 def _articles(squad: object, source: str) -> list[dict]:

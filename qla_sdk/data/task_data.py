@@ -122,8 +122,10 @@ def _named_after_training(eval: str, train: str, given: Sequence[str] | None, us
             raise
         raise ConfigError(
             f"{eval} has no column {', '.join(map(repr, exc.missing))}, the text column(s) found in the training "
-            f"data {train} ({', '.join(map(repr, used))}); its columns are {exc.columns}: give both files the same "
-            "text columns, or name them with --text-columns <name> [<name>] (text_columns=[...])"
+            f"data {train} ({', '.join(map(repr, used))}); its columns are {exc.columns}: the model is evaluated on "
+            "the text it trains on, so give the evaluation file's text column(s) the same name(s); or, where the "
+            "training data holds other columns of the evaluation file's names, read those in both with --text-columns "
+            "<name> [<name>] (data.text_columns in a recipe)"
         ) from None
 
 
@@ -155,7 +157,7 @@ def _other_task_data(task: str, path: Path) -> str | None:
             return None
         first = head.lstrip()[:1]
         tabular = path.suffix.lower() in (".tsv", ".csv", ".txt") and ("\t" in head or "," in head)
-        if qa_table_columns(head.lstrip().partition("\n")[0]):
+        if qa_table_columns(path):
             return None  # QA fields in a table: load_squad's own error says which forms it reads
         return "text-classification" if first not in ("{", "[", "") and tabular else None
     if path.suffix.lower() != ".json":

@@ -289,8 +289,8 @@ def _init_head(model: TaskModel, seed: int | None) -> None:
 
 
 def init_weights(model: TaskModel, seed: int | None = None) -> TaskModel:
-    """BERT's initialisation, for models built from a config rather than a checkpoint; from ``seed`` where given,
-    without touching the global random state."""
+    """BERT's initialisation, for models built from a config rather than a checkpoint: from ``seed`` where given,
+    leaving the global generator as it was; from (and advancing) the global generator otherwise."""
     std = getattr(model.config, "initializer_range", 0.02)
     with _seeded(seed) if seed is not None else contextlib.nullcontext():
         for module in model.modules():

@@ -84,3 +84,20 @@ def test_a_question_and_sentence_pair_table_still_reads_as_classification_data(m
     table = _tsv(tmp_path / "qnli.tsv", "question\tsentence\tlabel", ["who went?\tBob went.\t0"])
     with pytest.raises(ConfigError, match="looks like text-classification data"):
         load_task_data(table, table, load_tokenizer(minilm_dir), "question-answering")
+
+
+def test_a_csv_of_squad_fields_after_blank_lines_is_named_as_a_table(minilm_dir, tmp_path):
+    table = _tsv(tmp_path / "qa.csv", "\n\nquestion,context,answers", ["who went?,Bob went.,Bob"])
+    with pytest.raises(ConfigError, match="is a table of SQuAD's fields"):
+        load_task_data(table, table, load_tokenizer(minilm_dir), "question-answering")
+
+
+@pytest.mark.parametrize("name", ["squad.json", "squad.txt"])
+def test_broken_one_line_squad_json_mentioning_question_and_context_keeps_the_json_error(minilm_dir, tmp_path, name):
+    broken = tmp_path / name  # minified, its closing brackets lost; its text holds ", question, context, "
+    broken.write_text(
+        '{"data": [{"title": "t, question, context, x", "paragraphs": [{"context": "a, question, context"'
+    )
+    with pytest.raises(ConfigError, match="is not valid JSON") as caught:
+        load_task_data(str(broken), str(broken), load_tokenizer(minilm_dir), "question-answering")
+    assert "table" not in str(caught.value) and "the model is a" not in str(caught.value)
