@@ -247,7 +247,7 @@ def write_report(
 
 
 def over_runs(attempts: int) -> str:
-    """ " over N runs" where a stage was interrupted and resumed: its seconds add up every run's."""
+    """The words to add to a stage's seconds where it was interrupted and resumed: they add up every run's."""
     return f" over {attempts} runs" if attempts > 1 else ""
 
 
