@@ -6,12 +6,15 @@ over all its windows by ``start_logit + end_logit``.
 
 With ``align_to_words`` a candidate's start and end move out to the edges of the tokenizer's words that hold them,
 as transformers 4's question-answering pipeline did: a span the model ends inside "Eiffel" (on its piece "E") is
-answered "... Eiffel", not "... E". Candidates that become the same span count once, with their best logit. The
-default is run_qa's rule (spans as the tokens give them), which published SQuAD figures use.
+answered "... Eiffel", not "... E"; a word's end also takes in the marks the tokenizer's normalisation drops and
+its offsets leave out (a decomposed accent, an emoji's variation selector or skin tone), so "José" is not answered
+"Jose". Candidates that become the same span count once, with their best logit. The default is run_qa's rule
+(spans as the tokens give them), which published SQuAD figures use.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +29,7 @@ class AnswerSpan:
     text: str
     start: int  # character offset of the answer in the context
     end: int  # exclusive: context[start:end] == text
-    score: float  # softmax of the logit over the example's n-best spans (0 when there is no span)
+    score: float  # softmax of the logit over the example's best spans (see nbest_spans; 0 when there is no span)
     logit: float  # start_logit + end_logit
 
 
@@ -83,16 +86,21 @@ def nbest_spans(
     max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
     *,
     align_to_words: bool = False,
+    score_over: int | None = None,
 ) -> dict[str, list[AnswerSpan]]:
     """``{example id: up to n_best AnswerSpans, best first}``.
 
     ``start_logits``/``end_logits``: one row per feature, as a (features, length) tensor/array padded to any
     length, or a list of 1-D rows of varying length (outputs of dynamically padded batches, row by row).
+    ``score_over``: the scores are a softmax over the best ``score_over`` spans (default: all ``n_best``), so that a
+    caller who widens ``n_best`` to list more answers keeps the scores a narrower list gives.
     """
+    if score_over is not None and (isinstance(score_over, bool) or not isinstance(score_over, int) or score_over < 1):
+        raise ConfigError(f"score_over {score_over!r}: must be an integer >= 1")
     out = {}
     ranking = _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length, align_to_words)
     for example, ranked in ranking:
-        probs = _softmax(ranked) if ranked else []
+        probs = _softmax(ranked, score_over) if ranked else []
         out[example.id] = [
             AnswerSpan(text=example.context[s:t], start=s, end=t, score=float(p), logit=logit)
             for ((s, t), logit), p in zip(ranked, probs, strict=True)
@@ -139,9 +147,9 @@ def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answe
                 )
             word_span = None
             if whole is not None:
-                word_span = _word_span_in(whole, offsets, features.word_ids[f])
+                word_span = _through_marks(_word_span_in(whole, offsets, features.word_ids[f]), example.context)
             elif align:
-                word_span = _word_span_in_window(offsets, features.word_ids[f])
+                word_span = _through_marks(_word_span_in_window(offsets, features.word_ids[f]), example.context)
             _window_candidates(
                 candidates, offsets, start_row, end_row, n_best, max_answer_length, len(example.context), word_span
             )
@@ -220,10 +228,38 @@ def _word_span_in(whole: dict[int, tuple[int, int]], offsets, words):
     return span
 
 
-def _softmax(ranked: list) -> np.ndarray:
+def _through_marks(span, context: str):
+    """``span`` with each word's end moved past the marks that follow it in ``context``: the tokenizer's normalisation
+    drops them (accents, when it strips them; emoji modifiers), so its offsets end before them."""
+
+    def extended(token: int) -> tuple[int, int] | None:
+        chars = span(token)
+        if chars is None:
+            return None
+        first, end = chars
+        while end < len(context) and _extends_the_character_before(context[end]):
+            end += 1
+        return first, end
+
+    return extended
+
+
+def _extends_the_character_before(char: str) -> bool:
+    code = ord(char)
+    return (
+        unicodedata.category(char) in ("Mn", "Me")  # combining and enclosing marks (a decomposed accent, a keycap)
+        or 0xFE00 <= code <= 0xFE0F  # variation selectors (emoji or text presentation)
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x1F3FB <= code <= 0x1F3FF  # skin tone modifiers
+        or 0xE0020 <= code <= 0xE007F  # tag characters (subdivision flags)
+    )
+
+
+def _softmax(ranked: list, over: int | None = None) -> np.ndarray:
+    """Softmax of the ranked spans' logits, normalised over the first ``over`` of them (all by default)."""
     logits = np.array([logit for _, logit in ranked], dtype=np.float64)
-    probs = np.exp(logits - logits.max())
-    return probs / probs.sum()
+    probs = np.exp(logits - logits.max())  # the first is the largest: ranked best first
+    return probs / probs[:over].sum()
 
 
 def _rows(logits, n_features: int, name: str) -> list[np.ndarray]:

@@ -205,8 +205,11 @@ class Predictor:
             best = best_spans(examples, features, starts, ends, **options)
             results = [_answer_record(best[ex.id]) for ex in examples]
         else:
-            # Candidates are each window's n_best top starts and ends: at least top_k of them, so top_k can be met.
-            ranked = nbest_spans(examples, features, starts, ends, n_best=max(N_BEST, top_k), **options)
+            # Candidates are each window's n_best top starts and ends: at least top_k of them, so top_k can be met;
+            # the scores stay those over the N_BEST best spans, as with a smaller top_k (and top_k 1).
+            ranked = nbest_spans(
+                examples, features, starts, ends, n_best=max(N_BEST, top_k), score_over=N_BEST, **options
+            )
             results = [
                 [_answer_record(s) for s in ranked[ex.id][:top_k]] or [_answer_record(NO_ANSWER)] for ex in examples
             ]

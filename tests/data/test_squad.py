@@ -590,3 +590,39 @@ def test_backend_copies_are_found_without_building_the_vocabulary(monkeypatch):
         qa_features([QAExample("0", "", "what is it ?", "it is stone.")], tokenizer, 32, 8).input_ids
         == expected.input_ids
     )
+
+
+@pytest.mark.parametrize(
+    "context, word, served",
+    [
+        ("The cafe\u0301 is run by Jose\u0301 Luis.", "jose", "Jose\u0301"),  # a decomposed accent
+        ("I \u2764\ufe0f Paris.", "\u2764", "\u2764\ufe0f"),  # an emoji's variation selector
+        ("The nin\u0303o is here.", "nin\u0303o", "nin\u0303o"),  # a mark inside the word: in the offsets already
+        ("Run by Jose Luis.", "jose", "Jose"),  # nothing to take in
+    ],
+)
+def test_a_word_aligned_answer_keeps_the_marks_the_tokenizer_dropped(tokenizer, context, word, served):
+    example = QAExample("x", "", "who?", context, [])
+    features = qa_features([example], tokenizer, 64, 16, word_ids=True)
+    offsets = features.offset_mapping[0]
+    (token,) = [i for i, o in enumerate(offsets) if o is not None and context[o[0] : o[1]].lower() == word]
+    start, end = np.full(len(offsets), -100.0), np.full(len(offsets), -100.0)
+    start[token] = end[token] = 5.0
+    run_qa_rule = best_spans([example], features, [start], [end])["x"]
+    aligned = best_spans([example], features, [start], [end], align_to_words=True)["x"]
+    assert context[run_qa_rule.start : run_qa_rule.end].lower() == word  # the token's own offsets, as run_qa
+    assert aligned.text == served and context[aligned.start : aligned.end] == served
+
+
+def test_listing_more_answers_keeps_the_scores_of_the_best_ones(eiffel):
+    example, features, token = eiffel
+    start, end = np.zeros(len(features.input_ids[0])), np.zeros(len(features.input_ids[0]))
+    start[token["gustave"]], end[token["##el"]], start[token["designed"]], end[token["company"]] = 6, 6, 3, 3
+    narrow = nbest_spans([example], features, [start], [end], n_best=3)["x"]
+    wide = nbest_spans([example], features, [start], [end], n_best=8, score_over=3)["x"]
+    assert len(wide) == 8 and [s.text for s in wide[:3]] == [s.text for s in narrow]
+    assert [s.score for s in wide[:3]] == pytest.approx([s.score for s in narrow])
+    assert sum(s.score for s in narrow) == pytest.approx(1.0)
+    assert nbest_spans([example], features, [start], [end], n_best=8)["x"][0].score < narrow[0].score
+    with pytest.raises(ConfigError, match="score_over 0: must be an integer >= 1"):
+        nbest_spans([example], features, [start], [end], score_over=0)

@@ -109,6 +109,8 @@ def test_qa_top_k_gives_the_best_answers_first(qa_artifact):
     assert len({(a["start"], a["end"]) for a in top}) == 3
     batch = predictor.predict(question=["What do dropped tokens keep?", "Who?"], context=[CONTEXT, "Heads."], top_k=3)
     assert batch[0] == top and 1 <= len(batch[1]) <= 3  # "Heads." holds fewer than 3 spans
+    many = predictor.predict(question="What do dropped tokens keep?", context=CONTEXT, top_k=40)
+    assert len(many) > 20 and many[:3] == top  # more answers than the 20 best spans: the same scores for the best
     short = predictor.predict(
         question="Who scores?", context=CONTEXT, top_k=5, max_answer_length=1, align_to_words=False
     )  # one token each (aligned, a word of several pieces)
