@@ -30,7 +30,9 @@ from qla_sdk.deploy.artifact import Manifest, read_manifest
 from qla_sdk.deploy.manifest_checks import check_manifest_against_model
 from qla_sdk.errors import CheckpointError, ConfigError, QlaError
 
-# Bounds of one predict() call, so a single request cannot exhaust memory or hold the model for minutes.
+# Bounds of one predict() call (load(..., max_chars=...) sets them), so that a single request cannot exhaust memory.
+# They do not bound its time, which grows with the text (a QA context runs one window per doc stride of its tokens):
+# a service with a deadline sets lower ones.
 MAX_CHARS = 1_000_000  # characters of one text; tokenizing far more stalls the caller for no useful answer
 MAX_ITEMS = 10_000  # texts (or question/context pairs) per call
 MAX_TOTAL_CHARS = 10_000_000  # characters of all texts of one call
