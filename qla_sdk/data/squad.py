@@ -161,6 +161,12 @@ def _examples_from_squad_json(squad: object, source: str) -> list[QAExample]:
             context = _get(paragraph, "context", str, where)
             for q, qa in enumerate(_get(paragraph, "qas", list, where)):
                 at = f"{where} question {q}"
+                if isinstance(qa, dict) and qa.get("is_impossible") is True:
+                    raise ConfigError(
+                        f"{at} (id {qa.get('id')!r}) is a SQuAD v2.0 question without an answer (is_impossible): the "
+                        "SDK answers SQuAD v1.1 questions, whose answer is in their context, and would score this one "
+                        "as if it had one; drop the is_impossible questions from the file"
+                    )
                 answers = []
                 for n, answer in enumerate(_get(qa, "answers", list, at)):
                     answers.append(
@@ -219,6 +225,11 @@ def _check_examples(examples: list[QAExample], source: str) -> None:
                 f"{source}: question id {ex.id!r} appears twice; ids must be unique (predictions are keyed by id)"
             )
         seen.add(ex.id)
+        if any(not a["text"].strip() for a in ex.answers):
+            raise ConfigError(
+                f"{source}: question {ex.id!r} has an empty answer text; every answer must be the span of its context "
+                "it names (text and answer_start): fix or drop that answer"
+            )
     misplaced = [
         ex.id
         for ex in examples

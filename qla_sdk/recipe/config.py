@@ -271,6 +271,8 @@ def resolve_paths(recipe: RecipeConfig, base: Path) -> RecipeConfig:
     def resolve(value: str | None, key: str) -> str | None:
         if value is None:
             return None
+        if not value.strip():  # Path("") is the current folder, which exists
+            raise ConfigError(f"{key}: empty path: give a file, folder or name, or leave the key out")
         if value == PRETRAINED_MINILM:
             from qla_sdk.pretrained import minilm_path
 

@@ -502,6 +502,16 @@ def test_a_failed_split_over_an_earlier_one_leaves_no_mixed_pair(tmp_path, monke
             '{"id": "1", "question": "q", "answers": []}]}]}]}',
             "appears twice",
         ),
+        (  # SQuAD v2.0: scored as if it had an answer, had it been read
+            '{"version": "v2.0", "data": [{"paragraphs": [{"context": "c", "qas": [{"id": "1", "question": "q", '
+            '"is_impossible": true, "answers": [{"text": "c", "answer_start": 0}]}]}]}]}',
+            r"question 0 \(id '1'\) is a SQuAD v2.0 question without an answer",
+        ),
+        (
+            '{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "1", "question": "q", '
+            '"answers": [{"text": " ", "answer_start": 0}]}]}]}]}',
+            "question '1' has an empty answer text",
+        ),
     ],
 )
 def test_load_squad_errors(tmp_path, content, message):

@@ -112,6 +112,15 @@ def test_missing_data_file_is_named(tmp_path):
         load_recipe(path)
 
 
+@pytest.mark.parametrize("key", ["data.train", "data.eval", "teacher.tokenizer"])
+@pytest.mark.parametrize("value", ['""', "'  '"])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, key, value):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MINIMAL)
+    with pytest.raises(ConfigError, match=f"{key}: empty path"):
+        load_recipe(path, [f"{key}={value}"])
+
+
 def test_overrides(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text(MINIMAL)
