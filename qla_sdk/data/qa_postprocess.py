@@ -95,8 +95,8 @@ def nbest_spans(
     ``score_over``: the scores are a softmax over the best ``score_over`` spans (default: all ``n_best``), so that a
     caller who widens ``n_best`` to list more answers keeps the scores a narrower list gives.
     """
-    if score_over is not None and (isinstance(score_over, bool) or not isinstance(score_over, int) or score_over < 1):
-        raise ConfigError(f"score_over {score_over!r}: must be an integer >= 1")
+    if score_over is not None:
+        _check_counts(score_over=score_over)
     out = {}
     ranking = _ranked(examples, features, start_logits, end_logits, n_best, max_answer_length, align_to_words)
     for example, ranked in ranking:
@@ -111,9 +111,7 @@ def nbest_spans(
 def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answer_length: int, align: bool):
     """Per example, ``(example, [((start_char, end_char), logit), ...])``: its n-best spans over all its windows,
     best first (ties in the order the windows and top positions were visited)."""
-    for name, value in (("n_best", n_best), ("max_answer_length", max_answer_length)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} {value!r}: must be an integer >= 1")
+    _check_counts(n_best=n_best, max_answer_length=max_answer_length)
     if align and features.word_ids is None:
         raise ConfigError(
             "align_to_words needs the tokenizer's words of each window: build the features with "
@@ -155,6 +153,12 @@ def _ranked(examples, features, start_logits, end_logits, n_best: int, max_answe
             )
         # Overlapping windows see the same span twice: it counts once, with its best logit.
         yield example, sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:n_best]
+
+
+def _check_counts(**values: object) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} {value!r}: must be an integer >= 1")
 
 
 def _window_candidates(

@@ -35,6 +35,7 @@ def benchmark_input(features, seq_len: int | None, pad_token_id: int) -> tuple[t
 def artifact_metric(predictor, recipe: RecipeConfig) -> float:
     """The task's primary metric of an exported model on the whole dev set, through ``Predictor.predict``."""
     from qla_sdk.data import accuracy, load_classification, load_squad, squad_scores
+    from qla_sdk.data.columns import DevColumns
 
     d = recipe.data
     if recipe.task == "question-answering":
@@ -44,7 +45,8 @@ def artifact_metric(predictor, recipe: RecipeConfig) -> float:
             question=[e.question for e in examples], context=[e.context for e in examples], align_to_words=False
         )
         return squad_scores({e.id: a["answer"] for e, a in zip(examples, answers, strict=True)}, examples)["f1"]
-    columns = d.text_columns or predictor.manifest.text_columns  # training's, where the recipe names none
+    record = {"text_columns": predictor.manifest.text_columns}  # what training read, where the recipe names none
+    columns = DevColumns.of(d.text_columns, d.label_column, record).text_columns
     data = load_classification(d.eval, "validation", columns, d.label_column, label_names=predictor.labels)
     predicted = predictor.predict([t if len(t) == 2 else t[0] for t in data.texts])
     index = {name: i for i, name in enumerate(predictor.labels or [])}

@@ -276,6 +276,7 @@ class RecipeStages:
         """Static int8 of the searched model (``qla quantize``): calibrated on training rows, tuned until the dev
         metric is within ``quantize.tolerance`` of fp32, or with ``tolerance_from: reference`` of the fine-tuned
         teacher (the model the user compresses). FP32/BF16 backends export without calibration."""
+        from qla_sdk.data.columns import DevColumns
         from qla_sdk.deploy import export_model
         from qla_sdk.deploy.artifact import read_manifest
         from qla_sdk.deploy.evaluation import evaluator, task_rows
@@ -288,7 +289,8 @@ class RecipeStages:
         # Calibrated and tuned on the columns the training stages read, as the model records them where the recipe
         # names none: detection on the dev file alone could pick other ones.
         recorded = training_columns(earlier["search"]["model"])
-        columns = {"text_columns": d.text_columns or recorded.get("text_columns"), "label_column": d.label_column}
+        text_columns = DevColumns.of(d.text_columns, d.label_column, recorded).text_columns
+        columns = {"text_columns": text_columns, "label_column": d.label_column}
         if self.recipe.task == "question-answering":
             columns = {}  # SQuAD data: no columns to pick
         if config.is_int8:
@@ -337,7 +339,7 @@ class RecipeStages:
         with atomic_dir(target, ARTIFACT_MARKERS, "an artifact") as tmp:
             shutil.copytree(earlier["quantize"]["artifact"], tmp, dirs_exist_ok=True)
         predictor = load(target, verify=True)
-        examples = self._sample_inputs(predictor.manifest.text_columns)
+        examples = self._sample_inputs({"text_columns": predictor.manifest.text_columns})
         if self.recipe.task == "question-answering":
             predictions = [predictor.predict(question=q, context=c) for q, c in examples]
         else:
@@ -350,13 +352,14 @@ class RecipeStages:
             "sample_predictions": predictions,
         }
 
-    def _sample_inputs(self, recorded_columns: tuple[str, ...] | None) -> list[tuple[str, ...]]:
+    def _sample_inputs(self, record: dict) -> list[tuple[str, ...]]:
         from qla_sdk.data import load_classification, load_squad
+        from qla_sdk.data.columns import DevColumns
 
+        d = self.recipe.data
         if self.recipe.task == "question-answering":
-            return [(e.question, e.context) for e in load_squad(self.recipe.data.eval, "validation")[:2]]
-        columns = self.recipe.data.text_columns or recorded_columns
-        data = load_classification(self.recipe.data.eval, "validation", columns, None)
+            return [(e.question, e.context) for e in load_squad(d.eval, "validation")[:2]]
+        data = load_classification(d.eval, "validation", DevColumns.of(d.text_columns, None, record).text_columns, None)
         return data.texts[:2]
 
     def benchmark(self, folder: Path, earlier: dict, resume: bool) -> dict:
