@@ -40,6 +40,7 @@ from squad_recipe import (  # beside this file: on python's path
     input_lengths,
     share_teacher,
     split,
+    teacher_folder,
 )
 
 from qla_bench.script import run_script
@@ -73,12 +74,6 @@ def overrides(full_length_layers: int, length_drop_prob: float, epochs: int, bf1
         f"lat.train.epochs={epochs}",
     ]
     return sets + (["teacher.finetune.bf16=true", "lat.train.bf16=true"] if bf16 else [])
-
-
-def teacher_folder(work: Path, bf16: bool) -> Path:
-    """Where the teacher stage runs: ``run`` as ``squad_recipe.py`` and the other SQuAD scripts have it (FP32), a
-    folder of its own for a bf16-trained teacher, which would otherwise replace theirs."""
-    return work / ("run_bf16" if bf16 else "run")
 
 
 def parse_configs(text: str, num_layers: int = 6) -> list[str]:

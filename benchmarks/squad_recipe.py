@@ -56,6 +56,12 @@ def split(squad: Path, work: Path) -> tuple[Path, Path]:
     return train, evaluation
 
 
+def teacher_folder(work: Path, bf16: bool) -> Path:
+    """Where the teacher stage runs: ``run`` as this script and the other SQuAD scripts have it (FP32), a folder of
+    its own for a bf16-trained teacher, which would otherwise replace theirs."""
+    return work / ("run_bf16" if bf16 else "run")
+
+
 def share_teacher(run_dir: Path, teacher_run: Path) -> None:
     """Give ``run_dir`` the teacher stage of the recipe run in ``teacher_run``, as a link: a run in ``run_dir`` with
     the same teacher options skips that stage instead of fine-tuning again."""

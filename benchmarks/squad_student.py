@@ -1,6 +1,6 @@
 """A smaller student for the SQuAD recipe: does a 4-layer MiniLM distilled from the fine-tuned 6-layer one keep its F1?
 
-    python benchmarks/squad_student.py --work /path/outside/the/repo [--layers 0,2,4,5] [--epochs 2]
+    python benchmarks/squad_student.py --work /path/outside/the/repo [--layers 0,2,4,5] [--epochs 2] [--bf16]
 
 The QuaLA SQuAD recipe (``qla_sdk/recipes/squad_minilm.yaml``) compresses the fine-tuned MiniLM-L6 itself
 (``student: null``); its int8 artifact misses the 5x bar against FP32 eager, and on this split the length-adaptive
@@ -13,18 +13,22 @@ must meet to carry the recipe on: within 1.0 F1 of the fine-tuned teacher.
 Steps, each resumable (re-run the same command after an interruption; finished work is skipped):
 1. split: as ``squad_recipe.py`` (the official dev file by article, 80/20, seed 0), in the same ``--work`` folder.
 2. teacher: the recipe's own teacher stage in ``<work>/run`` (the folder ``squad_recipe.py`` uses: one fine-tuning
-   serves both scripts).
-3. student: the recipe with ``student.init_layers`` and a ``distill`` section in ``<work>/student_<layers>``, whose
+   serves both scripts; ``--bf16`` trains it with bf16 autocast in ``<work>/run_bf16``, as ``squad_length_drop.py``
+   does).
+3. student: the recipe with ``student.init_layers`` and a ``distill`` section in ``<work>/student_<options>``, whose
    ``teacher`` folder links to the one of step 2, stopped after the distill stage.
 
-Writes benchmarks/results/squad_student.json and .md.
+Each run adds (or replaces) its row under its options in the results file, so students of other depths or epochs
+(in later sessions) land beside it. Writes benchmarks/results/squad_student.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from squad_recipe import (
     SQUAD,
     share_teacher,
     split,
+    teacher_folder,
 )  # beside this file: python puts its folder on the path
 
 from qla_bench.script import run_script
@@ -42,7 +47,17 @@ from qla_bench.script import run_script
 MAX_F1_DROP = BARS["max_f1_drop"]  # the issue's bar for the final artifact against the fine-tuned teacher
 
 
-def distill_overrides(layers: list[int], epochs: int) -> list[str]:
+def tag(layers: list[int], epochs: int, bf16: bool) -> str:
+    """The name of a run's option set: its student folder and its key in the results."""
+    return f"layers{'-'.join(map(str, layers))}_e{epochs}" + ("_bf16" if bf16 else "")
+
+
+def teacher_overrides(bf16: bool) -> list[str]:
+    """The teacher stage's options, as ``--set`` overrides: bf16 makes it another stage (``teacher_folder``)."""
+    return ["teacher.finetune.bf16=true"] if bf16 else []
+
+
+def distill_overrides(layers: list[int], epochs: int, bf16: bool = False) -> list[str]:
     """The student and its distillation, as ``--set`` overrides of the recipe."""
     return [
         f"student.init_layers={layers}",
@@ -51,7 +66,7 @@ def distill_overrides(layers: list[int], epochs: int) -> list[str]:
         f"distill.train.epochs={epochs}",
         "distill.train.batch_size=32",
         "distill.train.lr=1.0e-4",  # the teacher's fine-tuning rate
-        "distill.train.bf16=false",
+        f"distill.train.bf16={str(bf16).lower()}",
         "distill.train.checkpoint_every=50",
         "distill.train.eval_batch_size=32",
     ]
@@ -65,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--layers", default="0,2,4,5", help="0-based teacher layers the student starts from")
     parser.add_argument("--epochs", type=int, default=2, help="distillation epochs (default %(default)s)")
+    parser.add_argument("--bf16", action="store_true", help="train the teacher and distill stages with bf16 autocast")
     parser.add_argument("--out", default=str(RESULTS / "squad_student.json"))
     args = parser.parse_args(argv)
 
@@ -75,25 +91,30 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     layers = [int(x) for x in args.layers.split(",")]
     train, evaluation = split(Path(args.squad), work)
-    data = [f"data.train={train}", f"data.eval={evaluation}"]
-    teacher = run_recipe(load_recipe(RECIPE, data), work / "run", until="teacher")["teacher"]
-    student_dir = work / f"student_{'-'.join(map(str, layers))}"
-    share_teacher(student_dir, work / "run")
-    recipe = load_recipe(RECIPE, data + distill_overrides(layers, args.epochs))
+    data = [f"data.train={train}", f"data.eval={evaluation}", *teacher_overrides(args.bf16)]
+    teacher_dir = teacher_folder(work, args.bf16)
+    teacher = run_recipe(load_recipe(RECIPE, data), teacher_dir, until="teacher")["teacher"]
+    name = tag(layers, args.epochs, args.bf16)
+    student_dir = work / f"student_{name}"
+    share_teacher(student_dir, teacher_dir)
+    recipe = load_recipe(RECIPE, data + distill_overrides(layers, args.epochs, args.bf16))
     outputs = run_recipe(recipe, student_dir, until="distill")
-    write_report(args.out, teacher, outputs["distill"], layers, recipe, student_dir)
+    write_report(args.out, name, teacher, outputs["distill"], layers, recipe, student_dir)
     return 0
 
 
-def write_report(out: str, teacher: dict, student: dict, layers: list[int], recipe, student_dir: Path) -> None:
+def write_report(
+    out: str, name: str, teacher: dict, student: dict, layers: list[int], recipe, student_dir: Path
+) -> None:
+    """Add this option set's run (replacing one of the same name) to the results, beside earlier runs, each with the
+    machine, date and command that made it."""
     from qla_bench.report import markdown_table, write_results
+    from qla_sdk.machine import machine_info
 
     teacher_f1, student_f1 = round(teacher["dev"]["f1"], 2), round(student["dev"]["f1"], 2)
     marker = json.loads((student_dir / "distill" / "done.json").read_text())
     teacher_marker = json.loads((student_dir / "teacher" / "done.json").read_text())
-    figures = {
-        "split": "official SQuAD v1.1 dev file split by article (80/20, seed 0): no train file exists offline",
-        "teacher": "all-MiniLM-L6-v2 fine-tuned by the recipe's teacher stage (6 x 384)",
+    run = {
         "teacher_f1": teacher_f1,
         "teacher_em": round(teacher["dev"]["exact_match"], 2),
         "student_layers": layers,
@@ -109,6 +130,7 @@ def write_report(out: str, teacher: dict, student: dict, layers: list[int], reci
             "epochs": recipe.distill.train.epochs,
             "batch_size": recipe.distill.train.batch_size,
             "lr": recipe.distill.train.lr,
+            "bf16": recipe.distill.train.bf16,
         },
         "distill_steps": student["steps"],
         "teacher_seconds": round(teacher_marker.get("seconds", 0.0), 1),
@@ -116,19 +138,58 @@ def write_report(out: str, teacher: dict, student: dict, layers: list[int], reci
         "wall_time_s": round(teacher_marker.get("seconds", 0.0) + marker.get("seconds", 0.0), 1),
         "wall_time_scope": "the teacher and distill stages, each over every attempt (a killed attempt to within "
         "30 s: qla_sdk.recipe.clock)",
+        "machine": machine_info(),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    previous = json.loads(Path(out).read_text()) if Path(out).exists() else {}
+    runs = {**previous.get("runs", {}), name: run}
+    figures = {
+        "split": "official SQuAD v1.1 dev file split by article (80/20, seed 0): no train file exists offline",
+        "teacher": "all-MiniLM-L6-v2 fine-tuned by the recipe's teacher stage (6 x 384)",
+        "student_init": "the fine-tuned teacher's embeddings, the run's layers and its head",
+        "max_f1_drop": MAX_F1_DROP,
+        "runs": runs,
     }
     rows = [
-        ["fine-tuned teacher", 6, figures["teacher_f1"], figures["teacher_em"]],
-        [f"student, layers {layers}", len(layers), student_f1, figures["student_em"]],
+        [
+            key,
+            r["encoder_layers_kept"],
+            r["distill"]["epochs"],
+            "yes" if r["distill"].get("bf16") else "no",
+            r["teacher_f1"],
+            r["student_f1"],
+            r["student_em"],
+            r["f1_drop"],
+            "yes" if r["within_bar"] else "no",
+            f"{r['distill_seconds']:.0f}",
+        ]
+        for key, r in runs.items()
     ]
+    commands = [f"- **{key}**: {r['machine']['cpu_model']}, {r['date']}: `{r['command']}`" for key, r in runs.items()]
     markdown = "\n\n".join(
         [
-            f"A {len(layers)}-layer student for the SQuAD recipe ({figures['split']}), distilled from the fine-tuned "
-            f"MiniLM-L6 for {recipe.distill.train.epochs} epochs (MiniLM v2 relations + prediction-layer "
-            "distillation + labels), F1/EM on every evaluation question, FP32.",
-            markdown_table(["model", "layers", "F1", "EM"], rows),
-            f"F1 lost: {figures['f1_drop']} (bar for carrying the recipe on with this student: at most "
-            f"{MAX_F1_DROP}): {'met' if figures['within_bar'] else 'missed'}.",
+            f"Students for the SQuAD recipe ({figures['split']}): the fine-tuned MiniLM-L6's embeddings, some of its "
+            "layers and its head, distilled from it (MiniLM v2 relations + prediction-layer distillation + labels, "
+            "the recipe's distill stage), F1/EM on every evaluation question, FP32. The bar for carrying the recipe "
+            f"on with a student: within {MAX_F1_DROP} F1 of its teacher. Each run names the machine it trained on "
+            "(the header names the latest).",
+            markdown_table(
+                [
+                    "run",
+                    "layers",
+                    "epochs",
+                    "bf16",
+                    "teacher F1",
+                    "student F1",
+                    "EM",
+                    "F1 lost",
+                    "within bar",
+                    "distill s",
+                ],
+                rows,
+            ),
+            "\n".join(commands),
         ]
     )
     write_results(out, figures, markdown, command=[sys.executable, *sys.argv])
