@@ -170,6 +170,18 @@ class RecipeConfig:
                 f"data.doc_stride={self.data.doc_stride} is more than half of data.max_length ({self.max_length}): "
                 f"give a doc_stride of at most {self.max_length // 2}, or a longer max_length"
             )
+        seq_lens = self.quantize.seq_lens
+        # the export checks the same (deploy.artifact), but only when the quantize stage runs, after hours of training
+        if seq_lens and max(seq_lens) > self.max_length:
+            raise ConfigError(
+                f"quantize.seq_lens={list(seq_lens)} go past data.max_length ({self.max_length}): give graph lengths "
+                f"of at most {self.max_length}, or leave quantize.seq_lens out for the default ones"
+            )
+        if seq_lens and self.quantize.is_int8 and max(seq_lens) < self.max_length:
+            raise ConfigError(
+                f"quantize.seq_lens={list(seq_lens)} stop short of data.max_length ({self.max_length}): an input of "
+                f"that length would find no int8 graph; add {self.max_length} to them, or lower data.max_length"
+            )
 
     @property
     def max_length(self) -> int:
@@ -192,9 +204,8 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
 def _check_against_teacher(recipe: RecipeConfig) -> None:
     """What the teacher's config.json decides, checked before the teacher stage trains for minutes or hours: the
     layers a student takes from it, the input length its position embeddings cover, and the full-length layers LAT
-    keeps of the model it trains. (A hub id is checked when the stage loads it.)"""
-    import json
-
+    keeps of the model it trains, and the relation heads MiniLM v2 splits both widths into. (A hub id is checked when
+    the stage loads it.)"""
     student = recipe.student
     if student is not None and student.init_layers:
         _check_full_length_layers(recipe, len(student.init_layers))
@@ -202,13 +213,11 @@ def _check_against_teacher(recipe: RecipeConfig) -> None:
         from qla_sdk.train.student import StudentShape
 
         _check_full_length_layers(recipe, StudentShape.parse(student.shape).num_layers)
-    file = Path(recipe.teacher.model) / "config.json"
-    if not file.is_file():
+    config = _read_config(recipe.teacher.model)
+    if student is not None:
+        _check_relation_heads(recipe, config)
+    if config is None:
         return
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return  # the teacher stage names an unreadable checkpoint itself
     layers = config.get("num_hidden_layers")
     if student is None and isinstance(layers, int):  # the fine-tuned teacher itself is made length-adaptive
         _check_full_length_layers(recipe, layers)
@@ -224,6 +233,51 @@ def _check_against_teacher(recipe: RecipeConfig) -> None:
             f"data.max_length={recipe.max_length}: the teacher {recipe.teacher.model} takes at most {positions} "
             f"tokens; set data.max_length to {positions} or less"
         )
+
+
+def _read_config(folder: str | None) -> dict | None:
+    """A local checkpoint's config.json; None for a hub id or an unreadable file (the stage that loads it names the
+    problem)."""
+    import json
+
+    file = Path(folder) / "config.json" if folder else None
+    if file is None or not file.is_file():
+        return None
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _check_relation_heads(recipe: RecipeConfig, teacher: dict | None) -> None:
+    """MiniLM v2 splits the teacher's and the student's q/k/v into ``relation_heads``: a count that does not divide
+    both widths fails when the distill stage starts, after the teacher's fine-tuning."""
+    student, minilm = recipe.student, recipe.distill.minilm
+    if student is None or minilm.version != "v2":
+        return
+    teacher_width = teacher.get("hidden_size") if teacher else None
+    if student.shape:
+        from qla_sdk.train.student import StudentShape
+
+        shape = StudentShape.parse(student.shape)
+        width, heads = shape.hidden_size, shape.num_heads
+    elif student.init_layers:  # the teacher's own layers: its width and heads
+        width, heads = teacher_width, teacher.get("num_attention_heads") if teacher else None
+    else:
+        config = _read_config(student.checkpoint) or {}
+        width, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    relation_heads = minilm.relation_heads or heads
+    if not isinstance(relation_heads, int):
+        return
+    for name, hidden in (("teacher", teacher_width), ("student", width)):
+        if isinstance(hidden, int) and hidden % relation_heads:
+            widths = " and ".join(str(w) for w in dict.fromkeys((teacher_width, width)) if isinstance(w, int))
+            raise ConfigError(
+                f"distill.minilm.relation_heads={relation_heads}"
+                f"{'' if minilm.relation_heads else ' (the student heads, by default)'}: does not divide the "
+                f"{name}'s hidden size {hidden}; set distill.minilm.relation_heads to a divisor of {widths}"
+            )
 
 
 def _check_full_length_layers(recipe: RecipeConfig, layers: int) -> None:

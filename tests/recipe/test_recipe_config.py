@@ -218,3 +218,44 @@ def test_what_the_teacher_decides_is_checked_before_it_trains(tmp_path, override
     """The shipped MiniLM teacher: 6 layers, 512 positions."""
     with pytest.raises(ConfigError, match=message):
         load_recipe(_write(tmp_path, MINIMAL), overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        # the shipped MiniLM teacher is 384 wide with 12 heads; a student of its own layers shares both
+        (["distill.minilm.relation_heads=7"], r"relation_heads=7: does not divide the teacher's hidden size 384"),
+        (
+            ["student={shape: 'layers=2,hidden=256,heads=4'}", "distill.minilm.relation_heads=12"],
+            r"relation_heads=12: does not divide the student's hidden size 256; .* a divisor of 384 and 256",
+        ),
+        (
+            ["student={shape: 'layers=2,hidden=320,heads=5'}"],
+            r"relation_heads=5 \(the student heads, by default\): does not divide the teacher's hidden size 384",
+        ),
+        (["quantize.seq_lens=[64, 128, 256]"], r"quantize.seq_lens=\[64, 128, 256\] go past data.max_length \(128\)"),
+        (
+            ["quantize.backend=openvino", "quantize.seq_lens=[32, 64]"],
+            r"quantize.seq_lens=\[32, 64\] stop short of data.max_length \(128\): .* add 128",
+        ),
+    ],
+)
+def test_what_a_later_stage_needs_is_checked_before_the_first_trains(tmp_path, overrides, message):
+    """The distill stage's relation heads and the quantize stage's graph lengths: each refused at its stage only,
+    after the teacher's fine-tuning, until the recipe checked them."""
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, MINIMAL), overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["distill.minilm.relation_heads=48"],  # MiniLMv2's own count divides 384
+        ["distill.minilm.version=v1", "distill.minilm.relation_heads=7"],  # v1 has no relation heads
+        ["student={shape: 'layers=2,hidden=256,heads=4'}", "distill.minilm.relation_heads=64"],
+        ["quantize.backend=fp32", "quantize.seq_lens=[64]"],  # fp32 runs any length below the longest graph
+        ["quantize.backend=openvino", "quantize.seq_lens=[64, 128]"],
+    ],
+)
+def test_later_stage_settings_that_fit_load(tmp_path, overrides):
+    assert isinstance(load_recipe(_write(tmp_path, MINIMAL), overrides), RecipeConfig)
