@@ -254,7 +254,8 @@ def split_squad_by_article(
 
     The order depends only on the articles and the seed (sha256 keys, no RNG whose stream could change between
     versions), so the same input and seed give byte-identical outputs. Articles keep their source order in each
-    part. Returns ``{"train": {"articles": n, "questions": m}, "eval": {...}}``.
+    part; articles without questions go with the training part. An existing output is replaced only where it is an
+    earlier split of the same source. Returns ``{"train": {"articles": n, "questions": m}, "eval": {...}}``.
     """
     if not 0.0 < train_fraction < 1.0:
         raise ConfigError(f"train_fraction {train_fraction}: must be between 0 and 1 (exclusive), e.g. 0.8")
@@ -266,15 +267,22 @@ def split_squad_by_article(
     squad = _read_json(src)
     articles = _articles(squad, str(src))
     _check_examples(_examples_from_squad_json(squad, str(src)), str(src))  # validates every key before writing
-    if len(articles) < 2:
-        raise ConfigError(f"{src} has {len(articles)} article(s): splitting by article needs at least 2")
-    n_train = min(max(round(train_fraction * len(articles)), 1), len(articles) - 1)
+    # Only articles with questions are dealt out: one without any, drawn alone into a part, would leave that part
+    # with no question to train on or score. Those go with the training part, where they change nothing.
+    asked = [i for i, article in enumerate(articles) if any(p["qas"] for p in article["paragraphs"])]
+    if len(asked) < 2:
+        raise ConfigError(
+            f"{src} has {len(asked)} article(s) with questions ({len(articles)} in all): splitting by article needs "
+            "at least 2"
+        )
+    _check_earlier_outputs(articles, outputs)
+    n_train = min(max(round(train_fraction * len(asked)), 1), len(asked) - 1)
 
     def key(i: int) -> str:
         text = json.dumps(articles[i], sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(f"{seed}\n{i}\n{text}".encode()).hexdigest()
 
-    chosen = set(sorted(range(len(articles)), key=key)[:n_train])
+    chosen = set(sorted(asked, key=key)[:n_train]) | (set(range(len(articles))) - set(asked))
     parts = {
         "train": [a for i, a in enumerate(articles) if i in chosen],
         "eval": [a for i, a in enumerate(articles) if i not in chosen],
@@ -313,6 +321,28 @@ def _check_split_outputs(src: Path, outputs: dict[str, Path]) -> None:
             )
         if path.is_dir():
             raise ConfigError(f"the {name} output {path} is a folder: give a file path, e.g. {path / f'{name}.json'}")
+
+
+def _check_earlier_outputs(articles: list, outputs: dict[str, Path]) -> None:
+    """An output that exists is replaced only where it is an earlier split of the same source (every article it
+    holds is one of the source's): anything else there, such as the official train file given by mistake, would be
+    lost."""
+    source = None
+    for name, path in outputs.items():
+        if not path.exists():
+            continue
+        if source is None:
+            source = {json.dumps(a, sort_keys=True) for a in articles}
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))["data"]
+            ours = all(json.dumps(a, sort_keys=True) in source for a in earlier)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+            ours = False
+        if not ours:
+            raise ConfigError(
+                f"the {name} output {path} exists and is not a part of an earlier split of this file: it would be "
+                "replaced; give another path, or move it away first"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------- features

@@ -444,6 +444,42 @@ def test_split_refuses_outputs_that_lose_data(tmp_path, train, eval_, message):
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("held", ["t.json", "e.json"])
+@pytest.mark.parametrize(
+    "content", ["squad of other articles", "not json", '{"data": "x"}'], ids=["other-squad", "text", "bad-data"]
+)
+def test_split_does_not_replace_a_file_that_is_not_an_earlier_split(tmp_path, held, content):
+    """Replacing an earlier split of the same source is how a re-split works; anything else at an output path (the
+    official train file, given as --train by mistake) is refused with nothing written."""
+    src = write_articles(tmp_path / "src.json", 6)
+    if content == "squad of other articles":
+        content = write_articles(tmp_path / "other.json", 3).read_text().replace("Article", "Story")
+    (tmp_path / held).write_text(content)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ConfigError, match=f"the .* output .*{held} exists and is not a part of an earlier split"):
+        split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_articles_without_questions_are_not_dealt_out(tmp_path):
+    """An article with no question, drawn into the evaluation part alone, left it with nothing to score: only
+    articles with questions are dealt out, the rest go with the training part."""
+    src = write_articles(tmp_path / "src.json", 4)
+    data = json.loads(src.read_text())
+    for article in data["data"][1:3]:
+        article["paragraphs"][0]["qas"] = []
+    src.write_text(json.dumps(data))
+    for seed in range(8):
+        counts = split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5, seed=seed)
+        assert counts["train"]["questions"] and counts["eval"]["questions"]
+        assert counts["train"]["articles"] == 3 and {"T1", "T2"} <= set(titles(tmp_path / "t.json"))
+    for article in data["data"][:3]:
+        article["paragraphs"][0]["qas"] = []
+    src.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"1 article\(s\) with questions \(4 in all\): .* at least 2"):
+        split_squad_by_article(src, tmp_path / "t2.json", tmp_path / "e2.json")
+
+
 def _eval_part_cannot_be_written(monkeypatch) -> None:
     """``e.json`` fails as a full disk fails; other files are written."""
     import qla_sdk.data.squad as squad
