@@ -30,7 +30,7 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     if unknown:
         key = unknown[0]
         close = difflib.get_close_matches(str(key), fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         raise ConfigError(f"{where}: unknown key {key!r}{hint} Known keys: {', '.join(fields)}")
     values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in data.items()}
     missing = [

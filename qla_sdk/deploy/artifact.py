@@ -279,6 +279,13 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     (``IntegrityError`` naming the file)."""
     folder = Path(path)
     file = folder / MANIFEST
+    if not folder.exists():
+        raise CheckpointError(f"{folder} does not exist: give the folder `qla export` or `qla quantize` wrote")
+    if folder.is_file():
+        raise CheckpointError(
+            f"{folder} is a file: give the artifact's folder (the one holding {MANIFEST}), which `qla export` or "
+            "`qla quantize` wrote"
+        )
     if not file.is_file():
         raise CheckpointError(
             f"{folder} is not an exported artifact (no {MANIFEST}); create one with `qla export` or `qla quantize`"

@@ -10,6 +10,7 @@ it (``recipe.yaml.distill.minilm: unknown key 'versoin'; did you mean 'version'?
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,7 +196,10 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
     data = load_yaml(path)
     for item in overrides:
         apply_override(data, item)
-    recipe = from_dict(RecipeConfig, data, where=path.name)
+    try:
+        recipe = from_dict(RecipeConfig, data, where=path.name)
+    except ConfigError as exc:
+        raise _blame_override(exc, path.name, overrides) from None
     recipe = resolve_paths(recipe, path.parent)
     _check_against_teacher(recipe)
     return recipe
@@ -290,6 +294,22 @@ def _check_full_length_layers(recipe: RecipeConfig, layers: int) -> None:
                 f"{name}={value}: the model the lat stage trains has {layers} layers, and keeping all of them whole "
                 f"drops no token; give at most {layers - 1}"
             )
+
+
+def _blame_override(exc: ConfigError, file: str, overrides: Sequence[str]) -> ConfigError:
+    """``exc`` naming the ``--set`` that gave the bad key or value instead of the recipe file, which never held it:
+    ``from_dict`` reports ``<file>.<section>: unknown key 'k'`` or ``<file>.<section>.<key>: <problem>``."""
+    message = str(exc)
+    if not message.startswith(f"{file}."):
+        return exc
+    where, _, problem = message[len(file) + 1 :].partition(": ")
+    unknown = re.match(r"unknown key '([^']*)'", problem)
+    key = f"{where}.{unknown.group(1)}" if unknown else where
+    for item in reversed(overrides):  # the last --set of a key is the one in effect
+        given = item.partition("=")[0].strip()
+        if key == given or key.startswith(f"{given}."):  # the key itself, or one inside a section --set gave
+            return ConfigError(f"--set {item!r}: {where}: {problem}")
+    return exc
 
 
 def apply_override(data: dict, item: str) -> None:

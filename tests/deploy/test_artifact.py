@@ -97,6 +97,11 @@ def test_symlink_out_of_the_folder_is_refused(artifact, tmp_path):
 def test_not_an_artifact(tmp_path):
     with pytest.raises(CheckpointError, match="not an exported artifact"):
         read_manifest(tmp_path)
+    with pytest.raises(CheckpointError, match="missing does not exist: give the folder `qla export`"):
+        read_manifest(tmp_path / "missing")
+    (tmp_path / "model.onnx").write_text("x")
+    with pytest.raises(CheckpointError, match=r"model.onnx is a file: give the artifact's folder \(the one holding"):
+        read_manifest(tmp_path / "model.onnx")
     (tmp_path / "qla.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         read_manifest(tmp_path)

@@ -126,8 +126,29 @@ def test_overrides(tmp_path):
     path.write_text(MINIMAL)
     recipe = load_recipe(path, ["lat.train.epochs=1", "search.max_macs=55%"])
     assert recipe.lat.train.epochs == 1 and recipe.search.max_macs == "55%"
-    with pytest.raises(ConfigError, match="recipe.yaml.lat.train: unknown key 'epoch'"):
-        load_recipe(path, ["lat.train.epoch=1"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["lat.train.epoch=1"], r"--set 'lat.train.epoch=1': lat.train: unknown key 'epoch'; did you mean 'epochs'"),
+        (["data.bogus=1"], r"--set 'data.bogus=1': data: unknown key 'bogus'\. Known keys: train,"),
+        (["lat.train.epochs=1", "lat.train.epochs=abc"], r"--set 'lat.train.epochs=abc': .* expected an integer"),
+        (['student={shape: "layers=2", bogus: 1}'], r"--set .*student=.*: student: unknown key 'bogus'"),
+    ],
+)
+def test_a_bad_key_or_value_from_set_is_blamed_on_it_not_on_the_file(tmp_path, overrides, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MINIMAL)
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path, overrides)
+
+
+def test_a_bad_key_in_the_file_is_blamed_on_the_file_beside_a_set(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(MINIMAL + "lat: {train: {epoch: 1}}\n")
+    with pytest.raises(ConfigError, match=r"^recipe.yaml.lat.train: unknown key 'epoch'"):
+        load_recipe(path, ["lat.train.lr=0.1"])
 
 
 def test_bad_recipe_fails_before_any_work(tmp_path, capsys):
