@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from qla_sdk.data.columns import DevColumns
+from qla_sdk.data.task_data import naming_the_task
 from qla_sdk.errors import ConfigError
 from qla_sdk.options import add_options, option_names
 from qla_sdk.recipe.config import DataSection
@@ -70,11 +71,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit}: must be >= 1 (the first N examples are evaluated)")
-    # Refused before the load, which may compile graphs for seconds.
-    task = read_manifest(args.artifact, verify=False).task
+    # Refused, and the data read, before the load, which may compile graphs for seconds.
+    manifest = read_manifest(args.artifact, verify=False)
+    task = manifest.task
     if args.align_to_words and task != "question-answering":
         raise ConfigError(f"--align-to-words is a question-answering option, and {args.artifact} is a {task} model")
     DevColumns.of(args.text_columns, args.label_column, {}).refuse_for_qa(task, args.artifact)
+    with naming_the_task(task, args.data):  # a TSV given to a QA model is "not valid JSON" otherwise
+        if task == "question-answering":
+            from qla_sdk.data import load_squad
+
+            examples = load_squad(args.data, args.split)[: args.limit]
+        else:
+            data = _classification_data(args, manifest)
     with warnings.catch_warnings():  # what it says (checked on other kernels), the output says beside the score
         warnings.simplefilter("ignore", AccuracyCheckedElsewhereWarning)
         predictor = load(
@@ -85,9 +94,8 @@ def run(args: argparse.Namespace) -> int:
         )
     start = time.perf_counter()
     if predictor.task == "question-answering":
-        from qla_sdk.data import load_squad, squad_scores
+        from qla_sdk.data import squad_scores
 
-        examples = load_squad(args.data, args.split)[: args.limit]
         if not examples:
             raise ValueError(f"{args.data} has no questions to evaluate")
         for number, e in enumerate(examples, start=1):  # all named before the first call, by example and id
@@ -108,7 +116,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         from qla_sdk.data import accuracy
 
-        data = _classification_data(args, predictor.manifest)
         texts, labels = data.texts[: args.limit], data.labels[: args.limit]
         if not texts:
             raise ValueError(f"{args.data} has no texts to evaluate")

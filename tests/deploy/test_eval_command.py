@@ -205,3 +205,30 @@ def test_qa_scores_run_qa_spans_unless_asked_for_the_served_answers(artifacts, t
         assert metrics["answers"] == rule and metrics["f1"] == pytest.approx(expected["f1"])
     assert main(["eval", str(artifacts["text-classification"]), "--data", str(data), "--align-to-words"]) == 2
     assert "--align-to-words is a question-answering option" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("task", "data", "named"),
+    [
+        ("question-answering", "dev.tsv", "looks like text-classification data, and the model is a question-answering"),
+        (
+            "text-classification",
+            "dev.json",
+            "looks like question-answering data, and the model is a text-classification",
+        ),
+    ],
+)
+def test_the_other_tasks_data_is_named_before_the_model_loads(
+    artifacts, tmp_path, capsys, monkeypatch, task, data, named
+):
+    """A TSV given to a QA artifact said only "not valid JSON"; and the data is read before the load, which may
+    compile graphs for seconds."""
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    _squad(tmp_path / "dev.json", ["Who scores?"])
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the artifact was loaded before its data was read")
+
+    monkeypatch.setattr("qla_sdk.deploy.load", no_load)
+    assert main(["eval", str(artifacts[task]), "--data", str(tmp_path / data)]) == 2
+    assert named in capsys.readouterr().err
