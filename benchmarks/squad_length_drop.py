@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -157,11 +156,9 @@ def write_report(
 ) -> None:
     """Add this option set's run (replacing one of the same name) to the results, beside earlier runs, each with the
     machine, date and command that made it."""
-    import datetime as dt
 
-    from qla_bench.report import markdown_table, write_results
+    from qla_bench.report import markdown_table, runs_with, write_results
     from qla_sdk.data import load_squad, load_tokenizer
-    from qla_sdk.machine import machine_info
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.modeling.macs import count_macs
 
@@ -201,12 +198,8 @@ def write_report(
         "lat_seconds": round(lat_marker.get("seconds", 0.0), 1),
         "lat_attempts": lat_marker.get("attempts", 1),
         "mean_input_tokens": mean,
-        "machine": machine_info(),
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    previous = json.loads(Path(out).read_text()) if Path(out).exists() else {}
-    runs = {**previous.get("runs", {}), name: run}
+    runs = runs_with(out, name, run)
     figures = {
         "split": "official SQuAD v1.1 dev file split by article (80/20, seed 0): no train file exists offline",
         "model": "all-MiniLM-L6-v2 fine-tuned by the recipe's teacher stage, then its lat stage with the run's options",

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
-import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from squad_recipe import (
     BARS,
@@ -43,6 +42,9 @@ from squad_recipe import (
 )  # beside this file: python puts its folder on the path
 
 from qla_bench.script import run_script
+
+if TYPE_CHECKING:
+    from qla_sdk.recipe.config import RecipeConfig
 
 MAX_F1_DROP = BARS["max_f1_drop"]  # the issue's bar for the final artifact against the fine-tuned teacher
 
@@ -104,12 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_report(
-    out: str, name: str, teacher: dict, student: dict, layers: list[int], recipe, student_dir: Path
+    out: str, name: str, teacher: dict, student: dict, layers: list[int], recipe: RecipeConfig, student_dir: Path
 ) -> None:
     """Add this option set's run (replacing one of the same name) to the results, beside earlier runs, each with the
     machine, date and command that made it."""
-    from qla_bench.report import markdown_table, write_results
-    from qla_sdk.machine import machine_info
+    from qla_bench.report import markdown_table, runs_with, write_results
 
     teacher_f1, student_f1 = round(teacher["dev"]["f1"], 2), round(student["dev"]["f1"], 2)
     marker = json.loads((student_dir / "distill" / "done.json").read_text())
@@ -138,12 +139,8 @@ def write_report(
         "wall_time_s": round(teacher_marker.get("seconds", 0.0) + marker.get("seconds", 0.0), 1),
         "wall_time_scope": "the teacher and distill stages, each over every attempt (a killed attempt to within "
         "30 s: qla_sdk.recipe.clock)",
-        "machine": machine_info(),
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    previous = json.loads(Path(out).read_text()) if Path(out).exists() else {}
-    runs = {**previous.get("runs", {}), name: run}
+    runs = runs_with(out, name, run)
     figures = {
         "split": "official SQuAD v1.1 dev file split by article (80/20, seed 0): no train file exists offline",
         "teacher": "all-MiniLM-L6-v2 fine-tuned by the recipe's teacher stage (6 x 384)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from qla_sdk.io import markdown_table, write_bytes_atomic, write_json_atomic
 from qla_sdk.machine import machine_info, package_versions
 
-__all__ = ["markdown_table", "publish_table", "write_results"]
+__all__ = ["markdown_table", "publish_table", "runs_with", "write_results"]
 
 
 def write_results(path: str | Path, figures: dict, markdown: str, command: list[str] | None = None) -> dict:
@@ -38,3 +39,26 @@ def publish_table(path: str | Path, figures: dict, headers: list[str], rows: lis
     write_results(path, figures, markdown)
     print(markdown)
     return markdown
+
+
+def runs_with(path: str | Path, name: str, run: dict) -> dict:
+    """The runs of the results file ``path`` (its ``runs`` mapping) with ``run`` added under ``name`` (replacing one
+    of that name), for a script whose runs with other options land beside each other; each run carries its own
+    machine, command and date (``run_stamp``). A file of another layout is refused, not dropped."""
+    path = Path(path)
+    earlier = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("runs"), dict):
+        raise ValueError(
+            f"{path} holds no 'runs' mapping (results of another layout): its figures would be lost; move it away, or "
+            "give another --out"
+        )
+    return {**earlier["runs"], name: {**run, **run_stamp()}}
+
+
+def run_stamp() -> dict:
+    """The machine, command and date of this process, as one run of a results file records them."""
+    return {
+        "machine": machine_info(),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -22,8 +22,11 @@ T = TypeVar("T")
 
 
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """``cls`` built from ``data``; a ``ConfigError`` names its place (``where`` and the keys under it) and carries
+    the dotted key it concerns as ``error.key`` (``config.lat.train.epochs``), for callers that know where a key
+    came from (``recipe.config`` names the ``--set`` that gave it)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of options, got {type(data).__name__} {data!r}")
+        raise _at(where, ConfigError(f"{where}: expected a mapping of options, got {type(data).__name__} {data!r}"))
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     unknown = [key for key in data if key not in fields]
@@ -31,21 +34,35 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
         key = unknown[0]
         close = difflib.get_close_matches(str(key), fields, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else "."
-        raise ConfigError(f"{where}: unknown key {key!r}{hint} Known keys: {', '.join(fields)}")
-    values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+        error = ConfigError(f"{where}: unknown key {key!r}{hint} Known keys: {', '.join(fields)}")
+        raise _at(f"{where}.{key}", error)
+    values = {}
+    for key, value in data.items():
+        try:
+            values[key] = _coerce(hints[key], value, f"{where}.{key}")
+        except ConfigError as exc:
+            raise _at(f"{where}.{key}", exc) from None  # a nested section's error keeps its own, deeper key
     missing = [
         name
         for name, f in fields.items()
         if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{where}: missing required key {missing[0]!r}")
+        raise _at(f"{where}.{missing[0]}", ConfigError(f"{where}: missing required key {missing[0]!r}"))
     try:
         return cls(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    except (ConfigError, TypeError, ValueError) as exc:
+        # a section's own check: its message starts with the field it is about where it names one ("doc_stride=0:")
+        named = re.match(r"(\w+)\s*=", str(exc))
+        key = f"{where}.{named.group(1)}" if named and named.group(1) in fields else where
+        raise _at(key, ConfigError(f"{where}: {exc}")) from None
+
+
+def _at(key: str, error: ConfigError) -> ConfigError:
+    """``error`` with ``key``, unless a deeper call set one."""
+    if getattr(error, "key", None) is None:
+        error.key = key
+    return error
 
 
 def to_dict(config: Any) -> Any:
@@ -81,8 +98,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             try:
                 return _coerce(option, value, where)
             except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {_type_name(tp)}")
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]  # with the key it concerns, where a nested section set one
+        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(repr, args))}")

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             trust_torchscript=args.trust_torchscript,
         )
     start = time.perf_counter()
-    if predictor.task == "question-answering":
+    if task == "question-answering":
         from qla_sdk.data import squad_scores
 
         if not examples:

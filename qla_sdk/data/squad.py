@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from qla_sdk.data.rows import TokenRows
 from qla_sdk.errors import ConfigError
-from qla_sdk.io import write_bytes_atomic
+from qla_sdk.io import OutputError, write_bytes_atomic
 
 SQUAD_LAYOUT = (
     '{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers": '
@@ -273,7 +274,7 @@ def split_squad_by_article(
     if len(asked) < 2:
         raise ConfigError(
             f"{src} has {len(asked)} article(s) with questions ({len(articles)} in all): splitting by article needs "
-            "at least 2"
+            "at least 2 (one to train on, one to evaluate on): give a file with more articles"
         )
     _check_earlier_outputs(articles, outputs)
     n_train = min(max(round(train_fraction * len(asked)), 1), len(asked) - 1)
@@ -324,12 +325,17 @@ def _check_split_outputs(src: Path, outputs: dict[str, Path]) -> None:
 
 
 def _check_earlier_outputs(articles: list, outputs: dict[str, Path]) -> None:
-    """An output that exists is replaced only where it is an earlier split of the same source (every article it
-    holds is one of the source's): anything else there, such as the official train file given by mistake, would be
-    lost."""
+    """An output that exists is replaced only where it is empty or an earlier split of the same source (every
+    article it holds is one of the source's): anything else there, such as the official train file given by
+    mistake, would be lost. A symbolic link is refused: the rename would replace the link and leave its target."""
     source = None
     for name, path in outputs.items():
-        if not path.exists():
+        if path.is_symlink():
+            raise OutputError(
+                f"the {name} output {path} is a symbolic link (to {os.readlink(path)}): it is left as it is; give "
+                "the file it points to, or another path"
+            )
+        if not path.is_file() or path.stat().st_size == 0:
             continue
         if source is None:
             source = {json.dumps(a, sort_keys=True) for a in articles}
@@ -339,9 +345,9 @@ def _check_earlier_outputs(articles: list, outputs: dict[str, Path]) -> None:
         except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
             ours = False
         if not ours:
-            raise ConfigError(
-                f"the {name} output {path} exists and is not a part of an earlier split of this file: it would be "
-                "replaced; give another path, or move it away first"
+            raise OutputError(
+                f"the {name} output {path} exists and is not a part of an earlier split of this file: it is left as "
+                "it is; give another path, or move it away first"
             )
 
 

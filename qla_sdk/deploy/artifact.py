@@ -136,7 +136,7 @@ def export_model(
     ``qla eval`` then reads from a dev set.
     """
     from qla_sdk.backends import BuildRequest, get_backend
-    from qla_sdk.quantize.config import QuantConfig, default_seq_lens
+    from qla_sdk.quantize.config import QuantConfig, check_seq_lens, default_seq_lens
 
     check_replaceable(path, ARTIFACT_MARKERS, "an artifact")  # before minutes of quantization, not after
     config = config or QuantConfig()
@@ -184,12 +184,7 @@ def export_model(
     if model.task == "question-answering":
         doc_stride = qa_doc_stride(max_length, tokenizer, doc_stride)
     seq_lens = config.seq_lens or default_seq_lens(max_length, lc is not None and lc.is_ratio)
-    if max(seq_lens) > max_length:
-        raise ConfigError(f"seq_lens {seq_lens} exceed max_length {max_length}")
-    if config.is_int8 and max(seq_lens) < max_length:  # inputs of max_length tokens would find no graph
-        raise ConfigError(
-            f"seq_lens {seq_lens} stop short of max_length {max_length}: add {max_length} to them, or lower max_length"
-        )
+    check_seq_lens(seq_lens, max_length, config.is_int8)
     if lc is not None:
         for seq_len in seq_lens if config.is_int8 else (max_length,):
             lc.check(model.num_layers, seq_len)
@@ -282,10 +277,8 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     if not folder.exists():
         raise CheckpointError(f"{folder} does not exist: give the folder `qla export` or `qla quantize` wrote")
     if folder.is_file():
-        raise CheckpointError(
-            f"{folder} is a file: give the artifact's folder (the one holding {MANIFEST}), which `qla export` or "
-            "`qla quantize` wrote"
-        )
+        where = f"its folder, {folder.parent}" if folder.name == MANIFEST else f"the folder holding {MANIFEST}"
+        raise CheckpointError(f"{folder} is a file: give {where}, which `qla export` or `qla quantize` wrote")
     if not file.is_file():
         raise CheckpointError(
             f"{folder} is not an exported artifact (no {MANIFEST}); create one with `qla export` or `qla quantize`"

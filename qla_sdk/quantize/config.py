@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from qla_sdk.errors import ConfigError
@@ -108,6 +108,24 @@ def default_seq_lens(max_length: int, ratio_config: bool) -> tuple[int, ...]:
     if not ratio_config:
         return (max_length,)
     return tuple(sorted({*range(RATIO_BUCKET_STEP, max_length, RATIO_BUCKET_STEP), max_length}))
+
+
+def check_seq_lens(
+    seq_lens: Sequence[int], max_length: int, int8: bool, *, names: tuple[str, str] = ("seq_lens", "max_length")
+) -> None:
+    """Graph lengths an artifact can be built with: none past ``max_length`` (the inputs are cut there), and for
+    int8 one at it (an input of that length would find no graph: int8 graphs have fixed shapes). ``names``: the two
+    settings as the caller's user spells them."""
+    lengths, (seq_name, max_name) = list(seq_lens), names
+    if max(lengths) > max_length:
+        raise ConfigError(
+            f"{seq_name} {lengths} go past {max_name} ({max_length}): give graph lengths of at most {max_length}"
+        )
+    if int8 and max(lengths) < max_length:
+        raise ConfigError(
+            f"{seq_name} {lengths} stop short of {max_name} ({max_length}): an input of that length would find no "
+            f"int8 graph; add {max_length} to them, or lower {max_name}"
+        )
 
 
 def _is_number(value: object) -> bool:

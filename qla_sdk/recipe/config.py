@@ -20,7 +20,7 @@ from qla_sdk.config import from_dict, load_yaml
 from qla_sdk.data.columns import check_text_columns
 from qla_sdk.errors import ConfigError
 from qla_sdk.options import option
-from qla_sdk.quantize.config import QuantConfig
+from qla_sdk.quantize.config import QuantConfig, check_seq_lens
 from qla_sdk.search.config import SearchConfig, check_drop_scale
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import DistillConfig
@@ -171,18 +171,15 @@ class RecipeConfig:
                 f"data.doc_stride={self.data.doc_stride} is more than half of data.max_length ({self.max_length}): "
                 f"give a doc_stride of at most {self.max_length // 2}, or a longer max_length"
             )
-        seq_lens = self.quantize.seq_lens
-        # the export checks the same (deploy.artifact), but only when the quantize stage runs, after hours of training
-        if seq_lens and max(seq_lens) > self.max_length:
-            raise ConfigError(
-                f"quantize.seq_lens={list(seq_lens)} go past data.max_length ({self.max_length}): give graph lengths "
-                f"of at most {self.max_length}, or leave quantize.seq_lens out for the default ones"
-            )
-        if seq_lens and self.quantize.is_int8 and max(seq_lens) < self.max_length:
-            raise ConfigError(
-                f"quantize.seq_lens={list(seq_lens)} stop short of data.max_length ({self.max_length}): an input of "
-                f"that length would find no int8 graph; add {self.max_length} to them, or lower data.max_length"
-            )
+        if self.quantize.seq_lens:  # the export checks them too, but only when the quantize stage runs, after hours
+            q = self.quantize
+            try:
+                check_seq_lens(q.seq_lens, self.max_length, q.is_int8, names=("quantize.seq_lens", "data.max_length"))
+            except ConfigError as exc:
+                unset = "" if self.data.max_length else f"; data.max_length is unset: {self.task}'s default"
+                raise ConfigError(
+                    f"{exc} (or set quantize.seq_lens to null: graphs up to data.max_length{unset})"
+                ) from None
 
     @property
     def max_length(self) -> int:
@@ -207,9 +204,8 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
 
 def _check_against_teacher(recipe: RecipeConfig) -> None:
     """What the teacher's config.json decides, checked before the teacher stage trains for minutes or hours: the
-    layers a student takes from it, the input length its position embeddings cover, and the full-length layers LAT
-    keeps of the model it trains, and the relation heads MiniLM v2 splits both widths into. (A hub id is checked when
-    the stage loads it.)"""
+    layers a student takes from it, the input length its position embeddings cover, the full-length layers LAT keeps
+    of the model it trains, and the shapes distillation compares. (A hub id is checked when the stage loads it.)"""
     student = recipe.student
     if student is not None and student.init_layers:
         _check_full_length_layers(recipe, len(student.init_layers))
@@ -218,8 +214,7 @@ def _check_against_teacher(recipe: RecipeConfig) -> None:
 
         _check_full_length_layers(recipe, StudentShape.parse(student.shape).num_layers)
     config = _read_config(recipe.teacher.model)
-    if student is not None:
-        _check_relation_heads(recipe, config)
+    _check_distill(recipe, config)
     if config is None:
         return
     layers = config.get("num_hidden_layers")
@@ -254,34 +249,44 @@ def _read_config(folder: str | None) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
-def _check_relation_heads(recipe: RecipeConfig, teacher: dict | None) -> None:
-    """MiniLM v2 splits the teacher's and the student's q/k/v into ``relation_heads``: a count that does not divide
-    both widths fails when the distill stage starts, after the teacher's fine-tuning."""
-    student, minilm = recipe.student, recipe.distill.minilm
-    if student is None or minilm.version != "v2":
+def _check_distill(recipe: RecipeConfig, teacher: dict | None) -> None:
+    """What the distill stage refuses when it starts, after the teacher's fine-tuning, decided here from the
+    shapes: the teacher layer to distil from, MiniLM v1's equal head counts, v2's relation heads dividing both
+    widths, and a teacher assistant only for a student it helps."""
+    from qla_sdk.train.distill import Dims, check_shapes
+
+    student = recipe.student
+    if student is None:
         return
-    teacher_width = teacher.get("hidden_size") if teacher else None
+    teacher_dims = Dims.of(teacher or {})
     if student.shape:
         from qla_sdk.train.student import StudentShape
 
         shape = StudentShape.parse(student.shape)
-        width, heads = shape.hidden_size, shape.num_heads
+        student_dims = Dims(shape.num_layers, shape.hidden_size, shape.num_heads)
     elif student.init_layers:  # the teacher's own layers: its width and heads
-        width, heads = teacher_width, teacher.get("num_attention_heads") if teacher else None
+        student_dims = Dims(len(student.init_layers), teacher_dims.hidden, teacher_dims.heads)
     else:
-        config = _read_config(student.checkpoint) or {}
-        width, heads = config.get("hidden_size"), config.get("num_attention_heads")
-    relation_heads = minilm.relation_heads or heads
-    if not isinstance(relation_heads, int):
+        student_dims = Dims.of(_read_config(student.checkpoint) or {})
+    check_shapes(recipe.distill.minilm, teacher_dims, student_dims)
+    if not student.assistant or student.checkpoint:
         return
-    for name, hidden in (("teacher", teacher_width), ("student", width)):
-        if isinstance(hidden, int) and hidden % relation_heads:
-            widths = " and ".join(str(w) for w in dict.fromkeys((teacher_width, width)) if isinstance(w, int))
-            raise ConfigError(
-                f"distill.minilm.relation_heads={relation_heads}"
-                f"{'' if minilm.relation_heads else ' (the student heads, by default)'}: does not divide the "
-                f"{name}'s hidden size {hidden}; set distill.minilm.relation_heads to a divisor of {widths}"
-            )
+    if student.init_layers:
+        raise ConfigError(
+            "student.assistant: a teacher assistant has the teacher's depth and the student's width, which for "
+            "student.init_layers is the teacher itself; drop assistant, or give the student a narrower shape"
+        )
+    from types import SimpleNamespace
+
+    from qla_sdk.train.student import needs_assistant
+
+    shapes = [SimpleNamespace(num_hidden_layers=d.layers, hidden_size=d.hidden) for d in (teacher_dims, student_dims)]
+    if None not in (teacher_dims.layers, teacher_dims.hidden) and not needs_assistant(*shapes):
+        raise ConfigError(
+            f"student.assistant: a teacher assistant helps only a student with at most half the teacher's layers "
+            f"and hidden size; teacher {teacher_dims.layers} x {teacher_dims.hidden}, student {student.shape}. "
+            "Drop assistant and distil directly"
+        )
 
 
 def _check_full_length_layers(recipe: RecipeConfig, layers: int) -> None:
@@ -297,18 +302,23 @@ def _check_full_length_layers(recipe: RecipeConfig, layers: int) -> None:
 
 
 def _blame_override(exc: ConfigError, file: str, overrides: Sequence[str]) -> ConfigError:
-    """``exc`` naming the ``--set`` that gave the bad key or value instead of the recipe file, which never held it:
-    ``from_dict`` reports ``<file>.<section>: unknown key 'k'`` or ``<file>.<section>.<key>: <problem>``."""
-    message = str(exc)
-    if not message.startswith(f"{file}."):
+    """``exc`` naming the ``--set`` that gave the bad key or value instead of the recipe file, which never held it
+    (``from_dict`` gives the key an error concerns as ``exc.key``, under ``<file>.``)."""
+    key = getattr(exc, "key", None) or ""
+    if not key.startswith(f"{file}."):
         return exc
-    where, _, problem = message[len(file) + 1 :].partition(": ")
-    unknown = re.match(r"unknown key '([^']*)'", problem)
-    key = f"{where}.{unknown.group(1)}" if unknown else where
+    key = key[len(file) + 1 :]
+    message = str(exc)
     for item in reversed(overrides):  # the last --set of a key is the one in effect
         given = item.partition("=")[0].strip()
-        if key == given or key.startswith(f"{given}."):  # the key itself, or one inside a section --set gave
-            return ConfigError(f"--set {item!r}: {where}: {problem}")
+        field = given[len(key) + 1 :] if given.startswith(f"{key}.") else ""
+        if (
+            key == given
+            or key.startswith(f"{given}.")  # a key inside a section the --set gave whole
+            or (field.isidentifier() and re.search(rf"\b{field}\b", message))  # the section's check names its field
+        ):
+            place = message[len(file) :].lstrip(".:").lstrip()
+            return ConfigError(f"--set {item!r}: {place}")
     return exc
 
 

@@ -206,22 +206,56 @@ def check_pair(teacher: TaskModel, student: TaskModel, config: DistillConfig) ->
     """Raise if ``student`` cannot be distilled from ``teacher`` with ``config``."""
     check_compatible(teacher, student)
     tc, sc = teacher.config, student.config
-    if config.teacher_layer is not None and config.teacher_layer > tc.num_hidden_layers:
+    check_shapes(config, Dims(tc.num_hidden_layers, tc.hidden_size, tc.num_attention_heads), Dims.of(sc))
+
+
+@dataclass(frozen=True)
+class Dims:
+    """What distillation compares of a model's shape; a field None where it is not known yet (a recipe checks a
+    hub model's when its stage loads it)."""
+
+    layers: int | None
+    hidden: int | None
+    heads: int | None
+
+    @classmethod
+    def of(cls, config: object) -> Dims:
+        """From a transformers config or a config.json mapping; unknown or non-integer values are None."""
+
+        def get(name: str) -> int | None:
+            value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        return cls(get("num_hidden_layers"), get("hidden_size"), get("num_attention_heads"))
+
+
+def check_shapes(config: DistillConfig, teacher: Dims, student: Dims) -> None:
+    """Raise if ``config`` cannot distil a model of ``teacher``'s shape into one of ``student``'s (the flag and the
+    recipe key named for each): a teacher layer it lacks, v1's head-by-head maps across other head counts, or v2
+    relation heads that do not divide both widths."""
+    if config.teacher_layer is not None and teacher.layers is not None and config.teacher_layer > teacher.layers:
         raise ConfigError(
-            f"teacher_layer={config.teacher_layer} but the teacher has {tc.num_hidden_layers} layers (numbered from 1)"
+            f"teacher_layer={config.teacher_layer} (--teacher-layer, distill.minilm.teacher_layer) but the teacher "
+            f"has {teacher.layers} layers (numbered from 1)"
         )
-    if config.version == "v1" and tc.num_attention_heads != sc.num_attention_heads:
+    if config.version == "v1" and None not in (teacher.heads, student.heads) and teacher.heads != student.heads:
         raise ConfigError(
-            f"MiniLM v1 compares attention maps head by head: the teacher has {tc.num_attention_heads} heads, the "
-            f"student {sc.num_attention_heads}. Use version v2 (--version v2), whose relation heads allow this"
+            f"MiniLM v1 compares attention maps head by head: the teacher has {teacher.heads} heads, the "
+            f"student {student.heads}. Use version v2 (--version v2, distill.minilm.version), whose relation heads "
+            "allow this"
         )
     if config.version == "v2":
-        relation_heads = config.relation_heads or sc.num_attention_heads
-        for name, hidden in (("teacher", tc.hidden_size), ("student", sc.hidden_size)):
-            if hidden % relation_heads:
+        relation_heads = config.relation_heads or student.heads
+        if relation_heads is None:
+            return
+        for name, hidden in (("teacher", teacher.hidden), ("student", student.hidden)):
+            if hidden is not None and hidden % relation_heads:
+                default = "" if config.relation_heads else " (by default the student's heads)"
+                widths = [str(h) for h in dict.fromkeys((teacher.hidden, student.hidden)) if h is not None]
+                divisor = f"a common divisor of {' and '.join(widths)}" if len(widths) > 1 else f"a divisor of {hidden}"
                 raise ConfigError(
-                    f"{relation_heads} relation heads do not divide the {name}'s hidden size {hidden}: choose a "
-                    f"common divisor of {tc.hidden_size} and {sc.hidden_size} (--relation-heads)"
+                    f"{relation_heads} relation heads{default} do not divide the {name}'s hidden size {hidden}: "
+                    f"choose {divisor} (--relation-heads, distill.minilm.relation_heads)"
                 )
 
 

@@ -3,6 +3,8 @@
 import json
 import sys
 
+import pytest
+
 from qla_bench import publish_table
 
 
@@ -16,3 +18,17 @@ def test_publish_table_writes_both_files_and_prints_the_table(tmp_path, monkeypa
     table = out.with_suffix(".md").read_text()
     assert table.startswith("_Measured ") and "| in_turn | 10.25 |" in table and markdown in table
     assert "| summed | 19.65 |" in capsys.readouterr().out
+
+
+def test_runs_land_beside_each_other_and_a_file_of_another_layout_is_refused(tmp_path):
+    from qla_bench.report import runs_with
+
+    out = tmp_path / "results.json"
+    assert list(runs_with(out, "a", {"f1": 1.0})) == ["a"]  # no file yet
+    out.write_text(json.dumps({"runs": {"a": {"f1": 1.0}, "b": {"f1": 2.0}}}))
+    runs = runs_with(out, "a", {"f1": 3.0})
+    assert list(runs) == ["a", "b"] and runs["a"]["f1"] == 3.0 and runs["b"] == {"f1": 2.0}
+    assert runs["a"]["machine"]["cpu_model"] and runs["a"]["command"] and runs["a"]["date"]
+    out.write_text(json.dumps({"student_f1": 62.21}))  # the layout before runs
+    with pytest.raises(ValueError, match="holds no 'runs' mapping .* its figures would be lost"):
+        runs_with(out, "a", {"f1": 3.0})

@@ -18,6 +18,7 @@ from qla_sdk.data import (
 )
 from qla_sdk.data.qa_postprocess import NO_ANSWER
 from qla_sdk.errors import ConfigError
+from qla_sdk.io import OutputError
 
 SQUAD = Path(__file__).parent.parent / "fixtures" / "squad_tiny.json"
 
@@ -456,9 +457,24 @@ def test_split_does_not_replace_a_file_that_is_not_an_earlier_split(tmp_path, he
         content = write_articles(tmp_path / "other.json", 3).read_text().replace("Article", "Story")
     (tmp_path / held).write_text(content)
     before = {p: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(ConfigError, match=f"the .* output .*{held} exists and is not a part of an earlier split"):
+    with pytest.raises(OutputError, match=f"the .* output .*{held} exists and is not a part of an earlier split"):
         split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5)
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_split_refuses_a_symlinked_output_and_replaces_an_empty_file(tmp_path):
+    """The rename would replace a link and leave its target as it was; an empty file (touch, mktemp) holds nothing
+    to lose."""
+    src = write_articles(tmp_path / "src.json", 6)
+    split_squad_by_article(src, tmp_path / "t0.json", tmp_path / "e0.json", 0.5)
+    (tmp_path / "t.json").symlink_to(tmp_path / "t0.json")
+    with pytest.raises(OutputError, match=r"the train output .*t.json is a symbolic link \(to .*t0.json\)"):
+        split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5)
+    assert (tmp_path / "t.json").is_symlink() and not (tmp_path / "e.json").exists()
+    (tmp_path / "t.json").unlink()
+    (tmp_path / "t.json").touch()
+    split_squad_by_article(src, tmp_path / "t.json", tmp_path / "e.json", 0.5)
+    assert (tmp_path / "t.json").read_bytes() == (tmp_path / "t0.json").read_bytes()
 
 
 def test_articles_without_questions_are_not_dealt_out(tmp_path):

@@ -100,11 +100,13 @@ def test_not_an_artifact(tmp_path):
     with pytest.raises(CheckpointError, match="missing does not exist: give the folder `qla export`"):
         read_manifest(tmp_path / "missing")
     (tmp_path / "model.onnx").write_text("x")
-    with pytest.raises(CheckpointError, match=r"model.onnx is a file: give the artifact's folder \(the one holding"):
+    with pytest.raises(CheckpointError, match=r"model.onnx is a file: give the folder holding qla.json, which"):
         read_manifest(tmp_path / "model.onnx")
     (tmp_path / "qla.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         read_manifest(tmp_path)
+    with pytest.raises(CheckpointError, match=f"qla.json is a file: give its folder, {tmp_path}, which"):
+        read_manifest(tmp_path / "qla.json")
 
 
 def test_interrupted_export_leaves_nothing(tmp_path, classifier, tokenizer):

@@ -135,6 +135,11 @@ def test_overrides(tmp_path):
         (["data.bogus=1"], r"--set 'data.bogus=1': data: unknown key 'bogus'\. Known keys: train,"),
         (["lat.train.epochs=1", "lat.train.epochs=abc"], r"--set 'lat.train.epochs=abc': .* expected an integer"),
         (['student={shape: "layers=2", bogus: 1}'], r"--set .*student=.*: student: unknown key 'bogus'"),
+        (["student.bogus=1"], r"--set 'student.bogus=1': student: unknown key 'bogus'"),
+        (["tsk=x"], r"--set 'tsk=x': unknown key 'tsk'; did you mean 'task'"),
+        (["quantize.seq_lens=[a, 64]"], r"--set 'quantize.seq_lens=\[a, 64\]': quantize.seq_lens\[0\]: expected an"),
+        (["data.max_length=4"], r"--set 'data.max_length=4': data: max_length=4: must be >= 8"),
+        (["quantize.backend=foo"], r"--set 'quantize.backend=foo': quantize: backend 'foo' is unknown"),
     ],
 )
 def test_a_bad_key_or_value_from_set_is_blamed_on_it_not_on_the_file(tmp_path, overrides, message):
@@ -144,11 +149,18 @@ def test_a_bad_key_or_value_from_set_is_blamed_on_it_not_on_the_file(tmp_path, o
         load_recipe(path, overrides)
 
 
-def test_a_bad_key_in_the_file_is_blamed_on_the_file_beside_a_set(tmp_path):
+@pytest.mark.parametrize(
+    "section, overrides, message",
+    [
+        ("lat: {train: {epoch: 1}}", ["lat.train.lr=0.1"], r"^recipe.yaml.lat.train: unknown key 'epoch'"),
+        ("quantize: {backend: foo}", ["quantize.seq_lens=[128]"], r"^recipe.yaml.quantize: backend 'foo' is unknown"),
+    ],
+)
+def test_a_bad_key_in_the_file_is_blamed_on_the_file_beside_a_set(tmp_path, section, overrides, message):
     path = tmp_path / "recipe.yaml"
-    path.write_text(MINIMAL + "lat: {train: {epoch: 1}}\n")
-    with pytest.raises(ConfigError, match=r"^recipe.yaml.lat.train: unknown key 'epoch'"):
-        load_recipe(path, ["lat.train.lr=0.1"])
+    path.write_text(MINIMAL + section + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path, overrides)
 
 
 def test_bad_recipe_fails_before_any_work(tmp_path, capsys):
@@ -207,7 +219,7 @@ def test_a_stage_shows_a_bar_unless_the_run_or_its_train_section_turns_it_off(tm
 
 
 def test_data_values_are_checked(tmp_path):
-    with pytest.raises(ConfigError, match="recipe.yaml.data: doc_stride=0: must be >= 1"):
+    with pytest.raises(ConfigError, match="--set 'data.doc_stride=0': data: doc_stride=0: must be >= 1"):
         load_recipe(_write(tmp_path, MINIMAL), ["data.doc_stride=0"])
     # QA windows as the search and the artifact cut them: at most half the length, refused before any training
     qa = ["task=question-answering", "data.max_length=200"]
@@ -245,19 +257,32 @@ def test_what_the_teacher_decides_is_checked_before_it_trains(tmp_path, override
     "overrides, message",
     [
         # the shipped MiniLM teacher is 384 wide with 12 heads; a student of its own layers shares both
-        (["distill.minilm.relation_heads=7"], r"relation_heads=7: does not divide the teacher's hidden size 384"),
+        (["distill.minilm.relation_heads=7"], r"7 relation heads do not divide the teacher's hidden size 384"),
         (
             ["student={shape: 'layers=2,hidden=256,heads=4'}", "distill.minilm.relation_heads=12"],
-            r"relation_heads=12: does not divide the student's hidden size 256; .* a divisor of 384 and 256",
+            r"12 relation heads do not divide the student's hidden size 256: .* common divisor of 384 and 256",
         ),
         (
             ["student={shape: 'layers=2,hidden=320,heads=5'}"],
-            r"relation_heads=5 \(the student heads, by default\): does not divide the teacher's hidden size 384",
+            r"5 relation heads \(by default the student's heads\) do not divide the teacher's hidden size 384",
         ),
-        (["quantize.seq_lens=[64, 128, 256]"], r"quantize.seq_lens=\[64, 128, 256\] go past data.max_length \(128\)"),
+        (
+            ["student={shape: 'layers=2,hidden=256,heads=4'}", "distill.minilm.version=v1"],
+            r"MiniLM v1 compares attention maps head by head: the teacher has 12 heads, the student 4",
+        ),
+        (["distill.minilm.teacher_layer=9"], r"teacher_layer=9 .* but the teacher has 6 layers"),
+        (["student.assistant=true"], r"student.assistant: .* which for student.init_layers is the teacher itself"),
+        (
+            ["student={shape: 'layers=4,hidden=192,heads=4', assistant: true}"],
+            r"student.assistant: a teacher assistant helps only .* teacher 6 x 384, student layers=4",
+        ),
+        (
+            ["quantize.seq_lens=[64, 128, 256]"],
+            r"quantize.seq_lens \[64, 128, 256\] go past data.max_length \(128\).*or set quantize.seq_lens to null",
+        ),
         (
             ["quantize.backend=openvino", "quantize.seq_lens=[32, 64]"],
-            r"quantize.seq_lens=\[32, 64\] stop short of data.max_length \(128\): .* add 128",
+            r"quantize.seq_lens \[32, 64\] stop short of data.max_length \(128\): .* add 128.*classification's default",
         ),
     ],
 )
@@ -272,9 +297,10 @@ def test_what_a_later_stage_needs_is_checked_before_the_first_trains(tmp_path, o
     "overrides",
     [
         ["distill.minilm.relation_heads=48"],  # MiniLMv2's own count divides 384
+        ["student={shape: 'layers=3,hidden=192,heads=4', assistant: true}", "distill.minilm.relation_heads=12"],
         ["distill.minilm.version=v1", "distill.minilm.relation_heads=7"],  # v1 has no relation heads
         ["student={shape: 'layers=2,hidden=256,heads=4'}", "distill.minilm.relation_heads=64"],
-        ["quantize.backend=fp32", "quantize.seq_lens=[64]"],  # fp32 runs any length below the longest graph
+        ["quantize.backend=fp32", "quantize.seq_lens=[64]"],  # fp32 builds no graphs: only lengths past max_length fail
         ["quantize.backend=openvino", "quantize.seq_lens=[64, 128]"],
     ],
 )

@@ -290,5 +290,5 @@ def test_distill_command_refuses_v1_across_head_counts(tiny_checkpoint, tmp_path
     args = ["distill", "--teacher", str(teacher), "--student-config", "layers=1,hidden=16,heads=2", "--version", "v1"]
     args += ["--train", data, "--eval", data, "--output", str(tmp_path / "out")]
     assert main(args) == 2
-    assert "Use version v2 (--version v2)" in capsys.readouterr().err
+    assert "Use version v2 (--version v2, distill.minilm.version)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
