@@ -32,7 +32,9 @@ def test_each_turn_starts_with_untimed_calls():
         def fn():
             calls.append(name)
             turn[name] += 1
-            time.sleep(0.004 if turn[name] == 1 else 0.0)  # slow right after the other one ran
+            # slow right after the other one ran: far slower than a busy machine makes a no-op (the margin keeps
+            # the test from failing beside a training job)
+            time.sleep(0.2 if turn[name] == 1 else 0.0)
 
         return fn
 
@@ -43,7 +45,7 @@ def test_each_turn_starts_with_untimed_calls():
 
     stats, _ = interleaved_latency(fns, runs=6, warmup=0, rounds=3, round_warmup=1, after_round=new_turns)
     assert len(calls) == 3 * 2 * (2 + 1)  # each turn: 1 untimed, 2 timed
-    assert all(s.p99_ms < 3.0 for s in stats.values()), "a cold first call was timed"
+    assert all(s.p99_ms < 100.0 for s in stats.values()), "a cold first call was timed"
 
 
 def test_a_slow_spell_shows_in_its_round_only():
