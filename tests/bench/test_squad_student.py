@@ -9,35 +9,29 @@ from conftest import load_benchmark
 
 from qla_sdk.recipe.config import load_recipe
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def squad_student():
-    return load_benchmark("squad_student")
+squad_student = load_benchmark("squad_student")  # the script as a module, its folder on the path while it loads
+TINY_SQUAD = Path(__file__).parents[1] / "fixtures" / "squad_tiny.json"
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_the_options_reach_the_recipe(squad_student, bf16):
-    fixture = FIXTURES / "squad_tiny.json"
-    data = [f"data.train={fixture}", f"data.eval={fixture}", *squad_student.teacher_overrides(bf16)]
+def test_the_options_reach_the_recipe(bf16):
+    data = [f"data.train={TINY_SQUAD}", f"data.eval={TINY_SQUAD}", *squad_student.teacher_overrides(bf16)]
     recipe = load_recipe(squad_student.RECIPE, data + squad_student.distill_overrides([0, 2, 4, 5], 3, bf16))
     assert recipe.student.init_layers == [0, 2, 4, 5] and recipe.distill.train.epochs == 3
     assert recipe.teacher.finetune.bf16 is recipe.distill.train.bf16 is bf16
 
 
-def test_each_option_set_has_its_own_folder(squad_student):
+def test_each_option_set_has_its_own_folder():
     tags = {squad_student.tag(*o) for o in [([0, 2, 4, 5], 2, False), ([0, 2, 4, 5], 4, True), ([0, 2, 4], 2, False)]}
     assert tags == {"layers0-2-4-5_e2", "layers0-2-4-5_e4_bf16", "layers0-2-4_e2"}
 
 
-def test_runs_with_other_options_land_beside_each_other(squad_student, tmp_path):
-    fixture = FIXTURES / "squad_tiny.json"
+def test_runs_with_other_options_land_beside_each_other(tmp_path):
     out = tmp_path / "results.json"
     for name, layers, f1 in (("a", [0, 2, 4, 5], 49.5), ("b", [0, 2, 4], 40.0)):
         recipe = load_recipe(
             squad_student.RECIPE,
-            [f"data.train={fixture}", f"data.eval={fixture}", *squad_student.distill_overrides(layers, 2)],
+            [f"data.train={TINY_SQUAD}", f"data.eval={TINY_SQUAD}", *squad_student.distill_overrides(layers, 2)],
         )
         student_dir = tmp_path / name
         for stage in ("distill", "teacher"):
