@@ -255,8 +255,8 @@ def split_squad_by_article(
 
     The order depends only on the articles and the seed (sha256 keys, no RNG whose stream could change between
     versions), so the same input and seed give byte-identical outputs. Articles keep their source order in each
-    part; articles without questions go with the training part. An existing output is replaced only where it is an
-    earlier split of the same source. Returns ``{"train": {"articles": n, "questions": m}, "eval": {...}}``.
+    part; articles without questions go with the training part. An existing output is replaced only where it is
+    empty or an earlier split of the same source. Returns ``{"train": {"articles": n, "questions": m}, "eval": {...}}``.
     """
     if not 0.0 < train_fraction < 1.0:
         raise ConfigError(f"train_fraction {train_fraction}: must be between 0 and 1 (exclusive), e.g. 0.8")
