@@ -49,9 +49,10 @@ if TYPE_CHECKING:
 MAX_F1_DROP = BARS["max_f1_drop"]  # the issue's bar for the final artifact against the fine-tuned teacher
 
 
-def tag(layers: list[int], epochs: int, bf16: bool) -> str:
+def tag(layers: list[int], epochs: int, bf16: bool, copies: int = 0) -> str:
     """The name of a run's option set: its student folder and its key in the results."""
-    return f"layers{'-'.join(map(str, layers))}_e{epochs}" + ("_bf16" if bf16 else "")
+    name = f"layers{'-'.join(map(str, layers))}_e{epochs}" + ("_bf16" if bf16 else "")
+    return name + (f"_aug{copies}" if copies else "")
 
 
 def teacher_overrides(bf16: bool) -> list[str]:
@@ -59,7 +60,7 @@ def teacher_overrides(bf16: bool) -> list[str]:
     return ["teacher.finetune.bf16=true"] if bf16 else []
 
 
-def distill_overrides(layers: list[int], epochs: int, bf16: bool = False) -> list[str]:
+def distill_overrides(layers: list[int], epochs: int, bf16: bool = False, copies: int = 0) -> list[str]:
     """The student and its distillation, as ``--set`` overrides of the recipe."""
     return [
         f"student.init_layers={layers}",
@@ -71,6 +72,7 @@ def distill_overrides(layers: list[int], epochs: int, bf16: bool = False) -> lis
         f"distill.train.bf16={str(bf16).lower()}",
         "distill.train.checkpoint_every=50",
         "distill.train.eval_batch_size=32",
+        f"distill.augment.copies={copies}",  # augmented copies of each batch per epoch (train.augment)
     ]
 
 
@@ -83,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", default="0,2,4,5", help="0-based teacher layers the student starts from")
     parser.add_argument("--epochs", type=int, default=2, help="distillation epochs (default %(default)s)")
     parser.add_argument("--bf16", action="store_true", help="train the teacher and distill stages with bf16 autocast")
+    parser.add_argument(
+        "--augment-copies",
+        type=int,
+        default=0,
+        help="augmented copies of each training batch per epoch (distill.augment.copies; default 0: none)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "squad_student.json"))
     args = parser.parse_args(argv)
 
@@ -96,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     data = [f"data.train={train}", f"data.eval={evaluation}", *teacher_overrides(args.bf16)]
     teacher_dir = teacher_folder(work, args.bf16)
     teacher = run_recipe(load_recipe(RECIPE, data), teacher_dir, until="teacher")["teacher"]
-    name = tag(layers, args.epochs, args.bf16)
+    name = tag(layers, args.epochs, args.bf16, args.augment_copies)
     student_dir = work / f"student_{name}"
     share_teacher(student_dir, teacher_dir)
-    recipe = load_recipe(RECIPE, data + distill_overrides(layers, args.epochs, args.bf16))
+    recipe = load_recipe(RECIPE, data + distill_overrides(layers, args.epochs, args.bf16, args.augment_copies))
     outputs = run_recipe(recipe, student_dir, until="distill")
     write_report(args.out, name, teacher, outputs["distill"], layers, recipe, student_dir)
     return 0
@@ -132,6 +140,7 @@ def write_report(
             "batch_size": recipe.distill.train.batch_size,
             "lr": recipe.distill.train.lr,
             "bf16": recipe.distill.train.bf16,
+            "augment": dataclasses.asdict(recipe.distill.augment),
         },
         "distill_steps": student["steps"],
         "teacher_seconds": round(teacher_marker.get("seconds", 0.0), 1),
@@ -154,6 +163,7 @@ def write_report(
             r["encoder_layers_kept"],
             r["distill"]["epochs"],
             "yes" if r["distill"].get("bf16") else "no",
+            r["distill"].get("augment", {}).get("copies", 0),
             r["teacher_f1"],
             r["student_f1"],
             r["student_em"],
@@ -177,6 +187,7 @@ def write_report(
                     "layers",
                     "epochs",
                     "bf16",
+                    "augmented copies",
                     "teacher F1",
                     "student F1",
                     "EM",

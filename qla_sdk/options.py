@@ -25,19 +25,24 @@ def option(default: Any = dataclasses.MISSING, help: str | None = None, **extra:
     return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **extra})
 
 
-def add_options(parser: argparse.ArgumentParser | Any, cls: type, exclude: typing.Iterable[str] = ()) -> None:
-    """Add one flag per field of the dataclass ``cls`` (except ``exclude``) to ``parser`` or an argument group."""
+def add_options(
+    parser: argparse.ArgumentParser | Any, cls: type, exclude: typing.Iterable[str] = (), prefix: str = ""
+) -> None:
+    """Add one flag per field of the dataclass ``cls`` (except ``exclude``) to ``parser`` or an argument group.
+    ``prefix`` names the flags of a config whose field names alone would be unclear or taken: ``prefix="augment"``
+    makes ``copies`` ``--augment-copies``; give ``options_from_args`` the same prefix."""
     hints = typing.get_type_hints(cls)
     skip = set(exclude)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
-        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
+        dest = _dest(prefix, f.name)
+        flags = ["--" + dest.replace("_", "-"), *f.metadata.get("aliases", ())]
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
         item = _list_item(hints[f.name])
         kind, choices = _flag_type(hints[f.name] if item is None else item, f.name, cls)
-        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help")}
+        kwargs: dict[str, Any] = {"dest": dest, "help": f.metadata.get("help")}
         if kind is bool:
             if default is False:
                 kwargs.update(action="store_true", default=False)
@@ -53,10 +58,18 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, exclude: typin
         parser.add_argument(*flags, **kwargs)
 
 
-def options_from_args(cls: type, args: argparse.Namespace, **values: Any):
+def options_from_args(cls: type, args: argparse.Namespace, prefix: str = "", **values: Any):
     """``cls`` from the flags ``add_options`` added (fields without a flag keep their default), plus ``values``."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    given = {
+        f.name: getattr(args, _dest(prefix, f.name))
+        for f in dataclasses.fields(cls)
+        if f.init and hasattr(args, _dest(prefix, f.name))
+    }
     return cls(**{**given, **values})
+
+
+def _dest(prefix: str, name: str) -> str:
+    return f"{prefix}_{name}" if prefix else name
 
 
 def option_names(cls: type, exclude: typing.Iterable[str] = ()) -> set[str]:

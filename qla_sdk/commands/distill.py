@@ -13,6 +13,7 @@ from pathlib import Path
 from qla_sdk.data.task_data import DEFAULT_MAX_LENGTH, TaskData
 from qla_sdk.options import add_options, options_from_args
 from qla_sdk.recipe.config import DataSection
+from qla_sdk.train.augment import AugmentConfig
 from qla_sdk.train.distill import DistillConfig
 
 TASK_CHOICES = tuple(DEFAULT_MAX_LENGTH)
@@ -41,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with at most half the teacher's layers and hidden size",
     )
     g.add_argument("--eval-teacher", action="store_true", help="also evaluate the teacher, for comparison")
+    a = p.add_argument_group("augmentation (TinyBERT-style: words replaced by their embedding neighbours)")
+    add_options(a, AugmentConfig, prefix="augment")
     add_train_arguments(p)
     p.set_defaults(func=run)
 
@@ -162,6 +165,7 @@ def distill_command(args: argparse.Namespace):
     check_inputs_outlive(args.output, inputs)
     train_config = config_from_args(args, output_dir=args.output)
     distill_config = options_from_args(DistillConfig, args)
+    augment = options_from_args(AugmentConfig, args, prefix="augment")
     teacher = from_pretrained(args.teacher, task=args.task, trained_head=True)
     task = teacher.task
     if args.student_config:
@@ -200,6 +204,7 @@ def distill_command(args: argparse.Namespace):
         assistant=assistant,
         tokenizer=tokenizer,
         extra_metadata={**data.metadata(), "student_init": source},
+        augment=augment,
     )
     metrics = {
         "task": task,
@@ -207,6 +212,7 @@ def distill_command(args: argparse.Namespace):
         "student_init": source,
         "student": describe(student),
         "distillation": distill_config.to_dict(),
+        **({"augment": augment.to_dict()} if augment.enabled else {}),
         "eval": {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("assistant_")},
         **result.figures(),
         **data.sizes(),

@@ -100,16 +100,24 @@ def batches(
     """Padded LongTensor batches (``input_ids, attention_mask``, ``token_type_ids`` when the tokenizer makes them,
     ``labels`` or ``start_positions/end_positions`` when present). ``with_index`` adds ``"index"``: the feature
     rows of the batch, needed to map outputs back when ``sort_by_length`` reorders them."""
-    if pad_token_id is None:
-        pad_token_id = getattr(features, "pad_token_id", 0)
-    row = features.row if hasattr(features, "row") else features.__getitem__
     for group in batch_indices(
         features, batch_size, shuffle, seed, epoch=epoch, sort_by_length=sort_by_length, drop_last=drop_last
     ):
-        batch = collate([row(i) for i in group], pad_token_id, pad_to_multiple_of=pad_to_multiple_of)
+        batch = collate_rows(features, group, pad_token_id, pad_to_multiple_of=pad_to_multiple_of)
         if with_index:
             batch["index"] = torch.tensor(group, dtype=torch.long)
         yield batch
+
+
+def collate_rows(
+    features, rows: Sequence[int], pad_token_id: int | None = None, *, pad_to_multiple_of: int | None = None
+) -> dict[str, torch.Tensor]:
+    """The batch of ``features``' ``rows`` (one of ``batch_indices``' groups); ``pad_token_id`` defaults to the
+    features' own."""
+    if pad_token_id is None:
+        pad_token_id = getattr(features, "pad_token_id", 0)
+    row = features.row if hasattr(features, "row") else features.__getitem__
+    return collate([row(i) for i in rows], pad_token_id, pad_to_multiple_of=pad_to_multiple_of)
 
 
 def _lengths(features) -> list[int]:

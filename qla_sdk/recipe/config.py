@@ -22,6 +22,7 @@ from qla_sdk.errors import ConfigError
 from qla_sdk.options import option
 from qla_sdk.quantize.config import QuantConfig, check_seq_lens
 from qla_sdk.search.config import SearchConfig, check_drop_scale
+from qla_sdk.train.augment import AugmentConfig
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import DistillConfig
 from qla_sdk.train.length_drop import LatConfig
@@ -90,6 +91,7 @@ class StudentSection:
 class DistillSection:
     minilm: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # copies 0: the training data as it is
 
 
 @dataclass
@@ -257,7 +259,14 @@ def _check_distill(recipe: RecipeConfig, teacher: dict | None) -> None:
 
     student = recipe.student
     if student is None:
+        if recipe.distill.augment.enabled:
+            raise ConfigError(
+                f"distill.augment.copies={recipe.distill.augment.copies} but student: null, so no distillation "
+                "runs: drop distill.augment, or give a student"
+            )
         return
+    if recipe.distill.augment.enabled:
+        _check_augment_tokenizer(recipe.teacher.tokenizer or recipe.teacher.model)
     teacher_dims = Dims.of(teacher or {})
     if student.shape:
         from qla_sdk.train.student import StudentShape
@@ -287,6 +296,17 @@ def _check_distill(recipe: RecipeConfig, teacher: dict | None) -> None:
             f"and hidden size; teacher {teacher_dims.layers} x {teacher_dims.hidden}, student {student.shape}. "
             "Drop assistant and distil directly"
         )
+
+
+def _check_augment_tokenizer(source: str) -> None:
+    """Distillation augmentation tells words apart by WordPiece's ``##`` pieces: a local tokenizer of another kind
+    is refused here, not after the teacher's fine-tuning (a hub id, when the stage loads it)."""
+    if source == PRETRAINED_MINILM or not Path(source).exists():
+        return
+    from qla_sdk.data import load_tokenizer
+    from qla_sdk.train.augment import continuing_prefix
+
+    continuing_prefix(load_tokenizer(source))
 
 
 def _check_full_length_layers(recipe: RecipeConfig, layers: int) -> None:

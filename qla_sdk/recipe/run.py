@@ -65,7 +65,7 @@ def stage_weights(recipe: RecipeConfig, rows: tuple[int, int] | None = None) -> 
     scored = min(s.subset, dev_rows) if s.subset else dev_rows
     return {
         "teacher": epochs(recipe.teacher.finetune),
-        "distill": 0.9 * epochs(recipe.distill.train),
+        "distill": 0.9 * epochs(recipe.distill.train) * (1 + recipe.distill.augment.copies),
         "lat": (2.0 + (0.3 if recipe.lat.use_teacher else 0.0)) * epochs(recipe.lat.train),
         "search": genes * scored / max(train_rows, 1) * 0.1,
         "quantize": 0.4 if recipe.quantize.is_int8 else 0.05,

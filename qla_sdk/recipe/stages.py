@@ -172,6 +172,7 @@ class RecipeStages:
             assistant=assistant,
             tokenizer=self.tokenizer,
             extra_metadata={**data.metadata(), "student_init": _student_source(s)},
+            augment=section.augment,
         )
         dev = {k: v for k, v in result.metrics.items() if k != "train_loss" and not k.startswith("assistant_")}
         return {**self._summary(result, dev), "layers": student.num_layers}

@@ -14,6 +14,7 @@ and real keys only. Added to these: prediction-layer distillation and the hard-l
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from torch import nn
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import TaskModel
+from qla_sdk.train.augment import AugmentConfig, Augmenter
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.loop import TrainResult, train
 from qla_sdk.train.tasks import evaluate, task_loss
@@ -259,6 +261,11 @@ def check_shapes(config: DistillConfig, teacher: Dims, student: Dims) -> None:
                 )
 
 
+def has_labels(batch: dict, task: str) -> bool:
+    keys = ("start_positions", "end_positions") if task == "question-answering" else ("labels",)
+    return all(key in batch for key in keys)
+
+
 def _inputs(batch: dict) -> tuple:
     return batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
 
@@ -296,7 +303,7 @@ def distill_loss_fn(
             )
         if weights["prediction"]:
             parts["prediction"] = prediction_loss(teacher_out, student_out, config.temperature, mask)
-        if weights["task"]:
+        if weights["task"] and has_labels(batch, task):  # augmented batches carry none (train.augment)
             parts["task"] = task_loss(student_out, batch, task)
         total = sum(weights[name] * value for name, value in parts.items())
         return total, {name: float(value.detach()) for name, value in parts.items()}
@@ -316,10 +323,13 @@ def train_on_features(
     tokenizer=None,
     extra_metadata: dict | None = None,
     teacher: nn.Module | None = None,
+    augmenter: Augmenter | None = None,
 ) -> TrainResult:
     """``loop.train`` over shuffled, length-bucketed, dynamically padded batches of ``train_features``. ``teacher``:
-    the model ``loss_fn`` distils from, whose weights a resumed run must share."""
+    the model ``loss_fn`` distils from, whose weights a resumed run must share. ``augmenter``: mixes augmented
+    copies of each batch into every epoch (``train.augment``)."""
     from qla_sdk.data import batches
+    from qla_sdk.data.batching import batch_indices, collate_rows
     from qla_sdk.data.rows import rows_digest
     from qla_sdk.modeling.checkpoint import DATA_COLUMN_KEYS, weights_digest
     from qla_sdk.modeling.heads import max_input_length
@@ -341,22 +351,21 @@ def train_on_features(
         )
         extra_metadata = {**extra_metadata, "max_length": limit}
 
+    order = dict(shuffle=True, seed=train_config.seed, sort_by_length=True)
+    originals = math.ceil(len(train_features) / train_config.batch_size)
+
     def train_batches(epoch: int):
-        return batches(
-            train_features,
-            train_config.batch_size,
-            shuffle=True,
-            seed=train_config.seed,
-            epoch=epoch,
-            sort_by_length=True,
-        )
+        if augmenter is None:
+            return batches(train_features, train_config.batch_size, epoch=epoch, **order)
+        groups = batch_indices(train_features, train_config.batch_size, epoch=epoch, **order)
+        return augmenter.epoch(groups, functools.partial(collate_rows, train_features), epoch)
 
     return train(
         model,
         train_batches,
         loss_fn,
         train_config,
-        steps_per_epoch=math.ceil(len(train_features) / train_config.batch_size),
+        steps_per_epoch=originals if augmenter is None else augmenter.batches_per_epoch(originals),
         eval_fn=eval_fn,
         tokenizer=tokenizer,
         extra_metadata=extra_metadata,
@@ -367,6 +376,8 @@ def train_on_features(
             "data": rows_digest(train_features),
             "teacher": None if teacher is None else weights_digest(teacher),
             **{k: v for k, v in (extra_metadata or {}).items() if k not in DATA_COLUMN_KEYS},
+            # only where it makes copies: checkpoints written before augmentation existed resume unchanged
+            **({"augment": augmenter.config.to_dict()} if augmenter is not None else {}),
         },
     )
 
@@ -385,8 +396,12 @@ def distill(
     tokenizer=None,
     eval_batch_size: int | None = None,  # default: train_config.eval_batch_size
     extra_metadata: dict | None = None,
+    augment: AugmentConfig | None = None,
 ) -> TrainResult:
     """Distil ``teacher`` into ``student`` (trained in place, written to ``train_config.output_dir/final``).
+
+    ``augment`` (with copies > 0) mixes augmented copies of the training batches into each epoch, with words
+    replaced by their neighbours in ``teacher``'s embedding space (``train.augment``; needs ``tokenizer``).
 
     With ``assistant`` (see ``student.build_assistant``), the teacher is first distilled into the assistant under
     ``output_dir/assistant`` (its final model in ``output_dir/assistant/final``), which then teaches the student.
@@ -399,6 +414,7 @@ def distill(
         check_pair(teacher, assistant, distill_config)
     check_pair(assistant or teacher, student, distill_config)  # before any training: fail fast
     extra = {"distillation": distill_config.to_dict(), **(extra_metadata or {})}
+    augmenter = Augmenter.for_teacher(augment or AugmentConfig(), teacher, tokenizer, train_config.seed)
     eval_batch_size = eval_batch_size or train_config.eval_batch_size
 
     def eval_fn(model: nn.Module) -> dict:
@@ -417,6 +433,7 @@ def distill(
             tokenizer,
             {**extra, "role": "teacher assistant"},
             teacher,
+            augmenter,
         )
         assistant_metrics = {f"assistant_{k}": v for k, v in result.metrics.items()}
         teacher = assistant
@@ -429,6 +446,7 @@ def distill(
         tokenizer,
         extra,
         teacher,
+        augmenter,
     )
     result.metrics.update(assistant_metrics)
     return result

@@ -13,17 +13,19 @@ squad_student = load_benchmark("squad_student")  # the script as a module, its f
 TINY_SQUAD = Path(__file__).parents[1] / "fixtures" / "squad_tiny.json"
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-def test_the_options_reach_the_recipe(bf16):
+@pytest.mark.parametrize(("bf16", "copies"), [(False, 0), (True, 0), (False, 2)])
+def test_the_options_reach_the_recipe(bf16, copies):
     data = [f"data.train={TINY_SQUAD}", f"data.eval={TINY_SQUAD}", *squad_student.teacher_overrides(bf16)]
-    recipe = load_recipe(squad_student.RECIPE, data + squad_student.distill_overrides([0, 2, 4, 5], 3, bf16))
+    recipe = load_recipe(squad_student.RECIPE, data + squad_student.distill_overrides([0, 2, 4, 5], 3, bf16, copies))
     assert recipe.student.init_layers == [0, 2, 4, 5] and recipe.distill.train.epochs == 3
     assert recipe.teacher.finetune.bf16 is recipe.distill.train.bf16 is bf16
+    assert recipe.distill.augment.copies == copies
 
 
 def test_each_option_set_has_its_own_folder():
-    tags = {squad_student.tag(*o) for o in [([0, 2, 4, 5], 2, False), ([0, 2, 4, 5], 4, True), ([0, 2, 4], 2, False)]}
-    assert tags == {"layers0-2-4-5_e2", "layers0-2-4-5_e4_bf16", "layers0-2-4_e2"}
+    options = [([0, 2, 4, 5], 2, False), ([0, 2, 4, 5], 4, True), ([0, 2, 4], 2, False), ([0, 2, 4, 5], 4, True, 2)]
+    tags = {squad_student.tag(*o) for o in options}
+    assert tags == {"layers0-2-4-5_e2", "layers0-2-4-5_e4_bf16", "layers0-2-4_e2", "layers0-2-4-5_e4_bf16_aug2"}
 
 
 def test_runs_with_other_options_land_beside_each_other(tmp_path):
@@ -47,4 +49,4 @@ def test_runs_with_other_options_land_beside_each_other(tmp_path):
     assert runs["b"]["encoder_layers_kept"] == "3/6" and runs["b"]["distill_seconds"] == 3.0
     assert all(r["machine"]["cpu_model"] and r["command"] and r["date"] for r in runs.values())
     report = out.with_suffix(".md").read_text()
-    assert "| a | 4/6 | 2 | no | 50.00 | 49.50 |" in report and "| b | 3/6 |" in report
+    assert "| a | 4/6 | 2 | no | 0 | 50.00 | 49.50 |" in report and "| b | 3/6 |" in report

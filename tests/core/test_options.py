@@ -14,6 +14,7 @@ from qla_sdk.options import add_options, option_names, options_from_args
 from qla_sdk.recipe.config import DataSection, RecipeConfig
 from qla_sdk.search import EvolutionConfig, SearchConfig
 from qla_sdk.search.job import SearchJob
+from qla_sdk.train.augment import AugmentConfig
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.distill import DistillConfig
 from qla_sdk.train.length_drop import LatConfig
@@ -60,6 +61,16 @@ def test_a_new_field_becomes_a_flag_that_round_trips():
     assert (built.patience, built.max_macs, built.ratio) == (7, "55%", True)
 
 
+def test_a_prefix_names_a_configs_flags_and_reads_them_back():
+    assert {f"augment_{name}" for name in option_names(AugmentConfig)} <= dests("distill")
+    parser = argparse.ArgumentParser()
+    add_options(parser, AugmentConfig, prefix="augment")
+    args = parser.parse_args(["--augment-copies", "3", "--augment-replace-prob", "0.25"])
+    assert options_from_args(AugmentConfig, args, prefix="augment") == AugmentConfig(copies=3, replace_prob=0.25)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--copies", "3"])
+
+
 def test_a_bad_flag_value_is_the_configs_own_error():
     parser = argparse.ArgumentParser()
     add_options(parser, SearchConfig, exclude=("evolution",))
@@ -93,7 +104,7 @@ def test_a_new_search_field_is_a_qla_search_flag_and_a_recipe_key_without_other_
     assert load_recipe(recipe).search.patience == 9
 
 
-DEFINED_ONCE = [SearchJob, SearchConfig, EvolutionConfig, TrainConfig, DataSection]
+DEFINED_ONCE = [SearchJob, SearchConfig, EvolutionConfig, TrainConfig, DataSection, AugmentConfig]
 
 
 @pytest.mark.parametrize("config", DEFINED_ONCE, ids=lambda c: c.__name__)

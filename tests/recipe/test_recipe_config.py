@@ -276,6 +276,8 @@ def test_what_the_teacher_decides_is_checked_before_it_trains(tmp_path, override
             ["student={shape: 'layers=4,hidden=192,heads=4', assistant: true}"],
             r"student.assistant: a teacher assistant helps only .* teacher 6 x 384, student layers=4",
         ),
+        (["student=null", "distill.augment.copies=2"], r"distill.augment.copies=2 but student: null"),
+        (["distill.augment.copies=-1"], r"--set 'distill.augment.copies=-1': .*copies=-1: give a whole number"),
         (
             ["quantize.seq_lens=[64, 128, 256]"],
             r"quantize.seq_lens \[64, 128, 256\] go past data.max_length \(128\).*or set quantize.seq_lens to null",
@@ -302,7 +304,20 @@ def test_what_a_later_stage_needs_is_checked_before_the_first_trains(tmp_path, o
         ["student={shape: 'layers=2,hidden=256,heads=4'}", "distill.minilm.relation_heads=64"],
         ["quantize.backend=fp32", "quantize.seq_lens=[64]"],  # fp32 builds no graphs: only lengths past max_length fail
         ["quantize.backend=openvino", "quantize.seq_lens=[64, 128]"],
+        ["distill.augment={copies: 2, replace_prob: 0.3}"],  # the shipped MiniLM's tokenizer is WordPiece
     ],
 )
 def test_later_stage_settings_that_fit_load(tmp_path, overrides):
     assert isinstance(load_recipe(_write(tmp_path, MINIMAL), overrides), RecipeConfig)
+
+
+def test_augmentation_with_a_tokenizer_that_is_not_word_piece_is_refused_at_load(tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = tmp_path / "bpe"
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab={"a": 0}, merges=[]))).save_pretrained(bpe)
+    recipe = _write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError, match="replaces whole WordPiece words, and this tokenizer is BPE"):
+        load_recipe(recipe, ["distill.augment.copies=1", f"teacher.tokenizer={bpe}"])
+    assert load_recipe(recipe, [f"teacher.tokenizer={bpe}"]).distill.augment.copies == 0  # off: any tokenizer
