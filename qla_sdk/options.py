@@ -30,7 +30,8 @@ def add_options(
 ) -> None:
     """Add one flag per field of the dataclass ``cls`` (except ``exclude``) to ``parser`` or an argument group.
     ``prefix`` names the flags of a config whose field names alone would be unclear or taken: ``prefix="augment"``
-    makes ``copies`` ``--augment-copies``; give ``options_from_args`` the same prefix."""
+    makes ``copies`` ``--augment-copies``; give ``options_from_args`` the same prefix (``aliases`` are taken as
+    written)."""
     hints = typing.get_type_hints(cls)
     skip = set(exclude)
     for f in dataclasses.fields(cls):
@@ -72,10 +73,10 @@ def _dest(prefix: str, name: str) -> str:
     return f"{prefix}_{name}" if prefix else name
 
 
-def option_names(cls: type, exclude: typing.Iterable[str] = ()) -> set[str]:
-    """The fields ``add_options`` makes flags of."""
+def option_names(cls: type, exclude: typing.Iterable[str] = (), prefix: str = "") -> set[str]:
+    """The fields ``add_options`` makes flags of (their ``args`` names, with ``prefix``)."""
     skip = set(exclude)
-    return {f.name for f in dataclasses.fields(cls) if f.init and f.name not in skip}
+    return {_dest(prefix, f.name) for f in dataclasses.fields(cls) if f.init and f.name not in skip}
 
 
 def _list_item(tp: Any) -> Any:

@@ -61,6 +61,11 @@ class TeacherSection:
     tokenizer: str | None = None  # default: the model's folder
     finetune: TrainConfig | None = field(default_factory=TrainConfig)
 
+    @property
+    def tokenizer_source(self) -> str:
+        """Where every stage reads the tokenizer from."""
+        return self.tokenizer or self.model
+
 
 @dataclass
 class StudentSection:
@@ -255,7 +260,7 @@ def _check_distill(recipe: RecipeConfig, teacher: dict | None) -> None:
     """What the distill stage refuses when it starts, after the teacher's fine-tuning, decided here from the
     shapes: the teacher layer to distil from, MiniLM v1's equal head counts, v2's relation heads dividing both
     widths, and a teacher assistant only for a student it helps."""
-    from qla_sdk.train.distill import Dims, check_shapes
+    from qla_sdk.train.distill import Dims, check_augment, check_shapes
 
     student = recipe.student
     if student is None:
@@ -266,7 +271,8 @@ def _check_distill(recipe: RecipeConfig, teacher: dict | None) -> None:
             )
         return
     if recipe.distill.augment.enabled:
-        _check_augment_tokenizer(recipe.teacher.tokenizer or recipe.teacher.model)
+        check_augment(recipe.distill.augment, recipe.distill.minilm)
+        _check_augment_tokenizer(recipe.teacher.tokenizer_source)
     teacher_dims = Dims.of(teacher or {})
     if student.shape:
         from qla_sdk.train.student import StudentShape
@@ -300,8 +306,9 @@ def _check_distill(recipe: RecipeConfig, teacher: dict | None) -> None:
 
 def _check_augment_tokenizer(source: str) -> None:
     """Distillation augmentation tells words apart by WordPiece's ``##`` pieces: a local tokenizer of another kind
-    is refused here, not after the teacher's fine-tuning (a hub id, when the stage loads it)."""
-    if source == PRETRAINED_MINILM or not Path(source).exists():
+    is refused here, not after the teacher's fine-tuning (a hub id, when the stage loads it). Like the stage, it
+    reads ``teacher.tokenizer``, else the teacher's folder."""
+    if not Path(source).exists():
         return
     from qla_sdk.data import load_tokenizer
     from qla_sdk.train.augment import continuing_prefix

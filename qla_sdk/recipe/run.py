@@ -65,7 +65,7 @@ def stage_weights(recipe: RecipeConfig, rows: tuple[int, int] | None = None) -> 
     scored = min(s.subset, dev_rows) if s.subset else dev_rows
     return {
         "teacher": epochs(recipe.teacher.finetune),
-        "distill": 0.9 * epochs(recipe.distill.train) * (1 + recipe.distill.augment.copies),
+        "distill": 0.9 * epochs(recipe.distill.train) * _augmented(recipe.distill),
         "lat": (2.0 + (0.3 if recipe.lat.use_teacher else 0.0)) * epochs(recipe.lat.train),
         "search": genes * scored / max(train_rows, 1) * 0.1,
         "quantize": 0.4 if recipe.quantize.is_int8 else 0.05,
@@ -73,6 +73,11 @@ def stage_weights(recipe: RecipeConfig, rows: tuple[int, int] | None = None) -> 
         "benchmark": 0.15,
         "report": 0.01,
     }
+
+
+def _augmented(section) -> int:
+    """How many more steps an epoch of augmented distillation takes: 1 + copies (a run of max_steps takes none)."""
+    return 1 if section.train.max_steps else 1 + section.augment.copies
 
 
 def _clock(seconds: float) -> str:

@@ -45,7 +45,14 @@ DISPLAY_ONLY = ("progress", "log_every", "eval_batch_size", "keep_checkpoints", 
 # Options added after markers were first written, with the values that do what a marker without them did: a
 # finished stage stays finished under those (at any depth of its options: the key ends the dotted name). Markers
 # older still, which hold only a hash of every option, run their stage again.
-ADDED_OPTIONS = {"length_adaptive.full_length_layers": (0,), "evolution.full_length_layers": (None, 0)}
+ADDED_OPTIONS = {
+    "length_adaptive.full_length_layers": (0,),
+    "evolution.full_length_layers": (None, 0),
+    # distillation on augmented copies (train.augment): off, at its defaults, is how older markers distilled
+    "augment.copies": (0,),
+    "augment.replace_prob": (0.4,),
+    "augment.neighbors": (15,),
+}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class RecipeStages:
 
     @functools.cached_property
     def tokenizer_source(self) -> str:
-        return self.recipe.teacher.tokenizer or self.recipe.teacher.model
+        return self.recipe.teacher.tokenizer_source
 
     @functools.cached_property
     def tokenizer(self):

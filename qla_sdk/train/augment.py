@@ -19,34 +19,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from qla_sdk.data.batching import LABEL_KEYS
 from qla_sdk.errors import ConfigError
+from qla_sdk.options import option
 
 
 @dataclass
 class AugmentConfig:
     """How many augmented copies of the training data a distillation sees per epoch, and how they are made."""
 
-    copies: int = field(
-        default=0, metadata={"help": "augmented copies of each training batch per epoch (default %(default)s: none)"}
-    )
-    replace_prob: float = field(
-        default=0.4,
-        metadata={"help": "chance that a replaceable word is replaced (default %(default)s, TinyBERT's p_t)"},
-    )
-    neighbors: int = field(
-        default=15, metadata={"help": "nearest words a replacement is drawn from (default %(default)s, TinyBERT's K)"}
-    )
+    copies: int = option(0, "augmented copies of each training batch per epoch (default %(default)s: none)")
+    replace_prob: float = option(0.4, "chance that a word is replaced (default %(default)s, TinyBERT's p_t)")
+    neighbors: int = option(15, "nearest words a replacement is drawn from (default %(default)s, TinyBERT's K)")
 
     def __post_init__(self) -> None:
         if isinstance(self.copies, bool) or not isinstance(self.copies, int) or self.copies < 0:
             raise ConfigError(f"augment copies={self.copies!r}: give a whole number >= 0 (0: no augmentation)")
-        if not (isinstance(self.replace_prob, (int, float)) and 0 < self.replace_prob <= 1):
+        if isinstance(self.replace_prob, bool) or not (
+            isinstance(self.replace_prob, (int, float)) and 0 < self.replace_prob <= 1
+        ):
             raise ConfigError(f"augment replace_prob={self.replace_prob!r}: give a chance in (0, 1], e.g. 0.4")
         if isinstance(self.neighbors, bool) or not isinstance(self.neighbors, int) or self.neighbors < 1:
             raise ConfigError(f"augment neighbors={self.neighbors!r}: give a whole number >= 1, e.g. 15")
@@ -116,9 +112,18 @@ def continuing_prefix(tokenizer) -> str:
     return prefix
 
 
+AUGMENTED = "augmented"  # the key that marks a batch as a copy: the task loss skips it
+
+
 def augment_batch(batch: dict, table: WordNeighbors, replace_prob: float, generator: torch.Generator) -> dict:
-    """A copy of ``batch`` (collated ids, mask, labels) with words replaced and the labels left out."""
+    """A copy of ``batch`` (collated ids, mask, labels) with words replaced, the labels left out and ``AUGMENTED``
+    set."""
     ids = batch["input_ids"]
+    if int(ids.max()) >= len(table.continues_word):
+        raise ConfigError(
+            f"token id {int(ids.max())} is outside the teacher's {len(table.continues_word)}-word vocabulary: "
+            "tokenize the data with the teacher's tokenizer"
+        )
     real = batch["attention_mask"].bool()
     following = torch.zeros_like(ids, dtype=torch.bool)
     following[:, :-1] = table.continues_word[ids[:, 1:]] & real[:, 1:]  # the next piece continues this word
@@ -131,7 +136,7 @@ def augment_batch(batch: dict, table: WordNeighbors, replace_prob: float, genera
     pick = torch.randint(table.candidates.shape[1], ids.shape, generator=generator)
     replaced = table.candidates[ids, pick]
     new_ids = torch.where(draw & ~keep, replaced, ids)
-    return {**{k: v for k, v in batch.items() if k not in LABEL_KEYS}, "input_ids": new_ids}
+    return {**{k: v for k, v in batch.items() if k not in LABEL_KEYS}, "input_ids": new_ids, AUGMENTED: True}
 
 
 _ORDER, _DRAWS = 1, 2  # the random streams of an epoch's batch order and of its copies' draws
@@ -150,7 +155,10 @@ class Augmenter:
         if not config.enabled:
             return None
         if tokenizer is None:
-            raise ConfigError("distillation augmentation needs the tokenizer, to tell whole words apart")
+            raise ConfigError(
+                "distillation augmentation needs the tokenizer, to tell whole words apart: pass tokenizer= to "
+                "distill(), or augment=AugmentConfig(copies=0)"
+            )
         embeddings = teacher.encoder.embeddings.word.weight
         return cls(config, word_neighbors(embeddings, tokenizer, config.neighbors), seed)
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from qla_sdk.errors import ConfigError
 from qla_sdk.modeling import TaskModel
-from qla_sdk.train.augment import AugmentConfig, Augmenter
+from qla_sdk.train.augment import AUGMENTED, AugmentConfig, Augmenter
 from qla_sdk.train.config import TrainConfig
 from qla_sdk.train.loop import TrainResult, train
 from qla_sdk.train.tasks import evaluate, task_loss
@@ -261,11 +261,6 @@ def check_shapes(config: DistillConfig, teacher: Dims, student: Dims) -> None:
                 )
 
 
-def has_labels(batch: dict, task: str) -> bool:
-    keys = ("start_positions", "end_positions") if task == "question-answering" else ("labels",)
-    return all(key in batch for key in keys)
-
-
 def _inputs(batch: dict) -> tuple:
     return batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
 
@@ -303,12 +298,23 @@ def distill_loss_fn(
             )
         if weights["prediction"]:
             parts["prediction"] = prediction_loss(teacher_out, student_out, config.temperature, mask)
-        if weights["task"] and has_labels(batch, task):  # augmented batches carry none (train.augment)
+        if weights["task"] and not batch.get(AUGMENTED):  # a copy's labels may not hold for its words
             parts["task"] = task_loss(student_out, batch, task)
         total = sum(weights[name] * value for name, value in parts.items())
         return total, {name: float(value.detach()) for name, value in parts.items()}
 
     return loss_fn
+
+
+def check_augment(augment: AugmentConfig, config: DistillConfig) -> None:
+    """Augmented copies teach through the teacher's outputs alone (their labels are not used): refuse copies where
+    the prediction-layer term, which carries those outputs to the student's head, has weight 0."""
+    if augment.enabled and not config.prediction_weight:
+        raise ConfigError(
+            f"augmented copies ({augment.copies} per batch) teach the student through the teacher's predictions, "
+            "and prediction_weight is 0: give it a weight (--prediction-weight, distill.minilm.prediction_weight), "
+            "or switch augmentation off (--augment-copies 0, distill.augment.copies: 0)"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -376,8 +382,6 @@ def train_on_features(
             "data": rows_digest(train_features),
             "teacher": None if teacher is None else weights_digest(teacher),
             **{k: v for k, v in (extra_metadata or {}).items() if k not in DATA_COLUMN_KEYS},
-            # only where it makes copies: checkpoints written before augmentation existed resume unchanged
-            **({"augment": augmenter.config.to_dict()} if augmenter is not None else {}),
         },
     )
 
@@ -413,8 +417,12 @@ def distill(
     if assistant is not None:
         check_pair(teacher, assistant, distill_config)
     check_pair(assistant or teacher, student, distill_config)  # before any training: fail fast
+    augment = augment or AugmentConfig()
+    check_augment(augment, distill_config)
     extra = {"distillation": distill_config.to_dict(), **(extra_metadata or {})}
-    augmenter = Augmenter.for_teacher(augment or AugmentConfig(), teacher, tokenizer, train_config.seed)
+    if augment.enabled:  # recorded only where it makes copies: older checkpoints resume unchanged
+        extra["augment"] = augment.to_dict()
+    augmenter = Augmenter.for_teacher(augment, teacher, tokenizer, train_config.seed)
     eval_batch_size = eval_batch_size or train_config.eval_batch_size
 
     def eval_fn(model: nn.Module) -> dict:

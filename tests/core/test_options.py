@@ -62,7 +62,12 @@ def test_a_new_field_becomes_a_flag_that_round_trips():
 
 
 def test_a_prefix_names_a_configs_flags_and_reads_them_back():
-    assert {f"augment_{name}" for name in option_names(AugmentConfig)} <= dests("distill")
+    assert option_names(AugmentConfig, prefix="augment") == {
+        "augment_copies",
+        "augment_replace_prob",
+        "augment_neighbors",
+    }
+    assert option_names(AugmentConfig, prefix="augment") <= dests("distill")
     parser = argparse.ArgumentParser()
     add_options(parser, AugmentConfig, prefix="augment")
     args = parser.parse_args(["--augment-copies", "3", "--augment-replace-prob", "0.25"])

@@ -279,6 +279,10 @@ def test_what_the_teacher_decides_is_checked_before_it_trains(tmp_path, override
         (["student=null", "distill.augment.copies=2"], r"distill.augment.copies=2 but student: null"),
         (["distill.augment.copies=-1"], r"--set 'distill.augment.copies=-1': .*copies=-1: give a whole number"),
         (
+            ["distill.augment.copies=1", "distill.minilm.prediction_weight=0"],
+            r"prediction_weight is 0: give it a weight \(--prediction-weight, distill.minilm.prediction_weight\)",
+        ),
+        (
             ["quantize.seq_lens=[64, 128, 256]"],
             r"quantize.seq_lens \[64, 128, 256\] go past data.max_length \(128\).*or set quantize.seq_lens to null",
         ),

@@ -89,6 +89,19 @@ def test_an_option_added_later_reruns_nothing_at_the_value_that_does_what_older_
     assert option_changes(options(), options(full_length_layers=False)) != []  # False is no count of layers
 
 
+def test_markers_written_before_augmentation_existed_rerun_nothing_at_its_defaults():
+    from dataclasses import asdict
+
+    from qla_sdk.recipe.config import DistillSection
+    from qla_sdk.train.augment import AugmentConfig
+
+    now = {"distill": asdict(DistillSection())}
+    before = {"distill": {k: v for k, v in now["distill"].items() if k != "augment"}}
+    assert option_changes(before, now) == []
+    copies = {"distill": asdict(DistillSection(augment=AugmentConfig(copies=2)))}
+    assert option_changes(before, copies) == ["distill.augment.copies: '(unset)' -> 2"]
+
+
 def test_unknown_from_stage(tmp_path):
     with pytest.raises(ConfigError, match="'four' is not a stage; stages: one, two, three"):
         run_stages(make_stages([]), tmp_path, from_stage="four")

@@ -177,3 +177,91 @@ def test_distill_command_trains_on_the_copies_and_resumes_only_with_the_same_aug
     full = tmp_path / "full"
     assert main(distill_args(teacher, tmp_path, vocab, full, "--augment-copies", "2", "--checkpoint-every", "0")) == 0
     assert json.loads((full / "metrics.json").read_text())["steps"] == 3 * math.ceil(rows / 8)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_augmented_distillation_resumes_to_the_uninterrupted_weights(tmp_path, tokenizer, monkeypatch):
+    """Stopped after a checkpoint inside an epoch, the resumed run must see the same copies in the same order."""
+    from transformers import BertConfig
+
+    from qla_sdk.data import ClassificationFeatures
+    from qla_sdk.modeling import TaskModel, init_weights
+    from qla_sdk.train import TrainConfig
+    from qla_sdk.train import distill as distill_module
+    from qla_sdk.train.distill import DistillConfig, distill
+    from qla_sdk.train.student import student_from_layers
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+    )
+    teacher = init_weights(TaskModel(config, "text-classification")).eval()
+    g = torch.Generator().manual_seed(1)
+    words = ids_of(tokenizer, [*CATS, *CARS, "walk", "1990"])
+    ids = [[2, *(words[int(i)] for i in torch.randint(0, 8, (5,), generator=g)), 3] for _ in range(24)]
+    data = ClassificationFeatures(ids, None, [i % 2 for i in range(24)])
+    original = distill_module.distill_loss_fn
+
+    def run(output: Path, stop_at_call: int | None = None, resume: bool = False) -> dict:
+        calls = [0]
+
+        def stopping(*args):
+            loss_fn = original(*args)
+
+            def wrapped(model, batch):
+                calls[0] += 1
+                if calls[0] == stop_at_call:
+                    raise Interrupted
+                return loss_fn(model, batch)
+
+            return wrapped
+
+        monkeypatch.setattr(distill_module, "distill_loss_fn", stopping)
+        student = student_from_layers(teacher, [0])
+        train = TrainConfig(output, epochs=2, batch_size=4, lr=1e-2, checkpoint_every=4, bf16=False, progress=False)
+        augment = AugmentConfig(copies=2, neighbors=2)
+        distill(
+            teacher, student, data, None, "text-classification", DistillConfig(relation_heads=2),
+            TrainConfig(**{**train.__dict__, "resume": resume}), tokenizer=tokenizer, augment=augment,
+        )  # fmt: skip
+        return student.state_dict()
+
+    whole = run(tmp_path / "whole")  # 6 batches x 3 = 18 steps per epoch
+    with pytest.raises(Interrupted):
+        run(tmp_path / "stopped", stop_at_call=23)  # epoch 1, after the checkpoint of step 20
+    resumed = run(tmp_path / "stopped", resume=True)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    meta = json.loads((tmp_path / "whole" / "final" / "qla.json").read_text())
+    assert meta["augment"] == {"copies": 2, "replace_prob": 0.4, "neighbors": 2}
+
+
+def test_a_copy_skips_the_task_loss_and_an_unlabelled_original_is_still_refused(tokenizer, table):
+    from transformers import BertConfig
+
+    from qla_sdk.modeling import TaskModel, init_weights
+    from qla_sdk.train.distill import DistillConfig, distill_loss_fn
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    teacher = init_weights(TaskModel(config, "text-classification")).eval()
+    loss_fn = distill_loss_fn(teacher, "text-classification", DistillConfig(relation_heads=2))
+    batch = batch_of(tokenizer, [["[CLS]", "cat", "car", "[SEP]"]], labels=[1])
+    _, terms = loss_fn(teacher, batch)
+    assert set(terms) == {"relation", "prediction", "task"}
+    _, terms = loss_fn(teacher, augment_batch(batch, table, 1.0, torch.Generator().manual_seed(0)))
+    assert set(terms) == {"relation", "prediction"}
+    with pytest.raises(ConfigError, match="classification batch has no labels"):
+        loss_fn(teacher, {k: v for k, v in batch.items() if k != "labels"})
+
+
+def test_copies_need_the_prediction_term():
+    from qla_sdk.train.distill import DistillConfig, check_augment
+
+    with pytest.raises(ConfigError, match="prediction_weight is 0: give it a weight .* or switch augmentation off"):
+        check_augment(AugmentConfig(copies=1), DistillConfig(prediction_weight=0))
+    check_augment(AugmentConfig(copies=0), DistillConfig(prediction_weight=0))  # no copies: any weights
