@@ -259,7 +259,8 @@ def _read_config(folder: str | None) -> dict | None:
 def _check_distill(recipe: RecipeConfig, teacher: dict | None) -> None:
     """What the distill stage refuses when it starts, after the teacher's fine-tuning, decided here from the
     shapes: the teacher layer to distil from, MiniLM v1's equal head counts, v2's relation heads dividing both
-    widths, and a teacher assistant only for a student it helps."""
+    widths, and a teacher assistant only for a student it helps; augmented copies only with a student, the
+    prediction term and a WordPiece tokenizer."""
     from qla_sdk.train.distill import Dims, check_augment, check_shapes
 
     student = recipe.student

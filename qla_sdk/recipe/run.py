@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from qla_sdk.recipe.config import RecipeConfig
+from qla_sdk.recipe.config import DistillSection, RecipeConfig
 from qla_sdk.recipe.runner import Stage, check_output_dir, run_stages
 from qla_sdk.recipe.stages import ARTIFACTS, STAGES, TRAINING_STAGES, RecipeStages
 
@@ -75,7 +75,7 @@ def stage_weights(recipe: RecipeConfig, rows: tuple[int, int] | None = None) -> 
     }
 
 
-def _augmented(section) -> int:
+def _augmented(section: DistillSection) -> int:
     """How many more steps an epoch of augmented distillation takes: 1 + copies (a run of max_steps takes none)."""
     return 1 if section.train.max_steps else 1 + section.augment.copies
 
