@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", required=True, help="folder for the stage outputs (outside the repo)")
     parser.add_argument("--layers", default="0,2,4", help="0-based teacher layers the student starts from")
     parser.add_argument("--runs", default="0:4,0:12,2:4", help="copies:epochs of each run (default %(default)s)")
-    parser.add_argument("--seeds", default="42", help="seeds of the teacher and the distillation (default 42)")
+    parser.add_argument("--seeds", default="42", help="seeds of the teacher and the distillation (default %(default)s)")
     parser.add_argument("--out", default=str(RESULTS / "distill_augment.json"))
     args = parser.parse_args(argv)
 

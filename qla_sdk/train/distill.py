@@ -334,7 +334,6 @@ def train_on_features(
     """``loop.train`` over shuffled, length-bucketed, dynamically padded batches of ``train_features``. ``teacher``:
     the model ``loss_fn`` distils from, whose weights a resumed run must share. ``augmenter``: mixes augmented
     copies of each batch into every epoch (``train.augment``)."""
-    from qla_sdk.data import batches
     from qla_sdk.data.batching import batch_indices, collate_rows
     from qla_sdk.data.rows import rows_digest
     from qla_sdk.modeling.checkpoint import DATA_COLUMN_KEYS, weights_digest
@@ -357,14 +356,13 @@ def train_on_features(
         )
         extra_metadata = {**extra_metadata, "max_length": limit}
 
-    order = dict(shuffle=True, seed=train_config.seed, sort_by_length=True)
     originals = math.ceil(len(train_features) / train_config.batch_size)
+    make_batch = functools.partial(collate_rows, train_features)
 
     def train_batches(epoch: int):
-        if augmenter is None:
-            return batches(train_features, train_config.batch_size, epoch=epoch, **order)
-        groups = batch_indices(train_features, train_config.batch_size, epoch=epoch, **order)
-        return augmenter.epoch(groups, functools.partial(collate_rows, train_features), epoch)
+        shuffled = dict(shuffle=True, seed=train_config.seed, epoch=epoch, sort_by_length=True)
+        groups = batch_indices(train_features, train_config.batch_size, **shuffled)
+        return map(make_batch, groups) if augmenter is None else augmenter.epoch(groups, make_batch, epoch)
 
     return train(
         model,
