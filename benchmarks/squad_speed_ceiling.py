@@ -4,6 +4,9 @@ real questions, timed as ``squad_recipe.py`` times its systems.
 
     python benchmarks/squad_speed_ceiling.py --work /path/outside/the/repo [--genes G ...] [--questions 400]
 
+``--genes`` entries are ratio genes (one per layer, or ``none`` for full length) of the whole MiniLM-L6, or
+``LAYERS:GENE`` (e.g. ``0-2-4-5:none``, ``0-2-4-5:1,1,0.66,0.27``) for a student made of those of its layers.
+
 Speed does not depend on the weights, so no training runs: the pretrained MiniLM-L6 with a random QA head (seed 0)
 stands in for the fine-tuned model, and F1 is not reported (it means nothing here). Each int8 artifact is built as
 ``recipes/squad_minilm.yaml`` builds it (NNCF, 32-token graphs up to 384, doc stride 128, inference precision auto),
@@ -13,7 +16,10 @@ systems interleaved in rotated blocks of 25 (``squad_recipe.time_in_blocks``). E
 the questions' first windows at their real lengths (up to 384 tokens), as a share of the full model's.
 
 What it answers: the largest speed-up over FP32 eager that token pruning can give here, for genes that keep the
-first layers whole (which SQuAD F1 needs: ``squad_token_ranking.md``), against ``squad_recipe.md``'s 5x bar.
+first layers whole (which SQuAD F1 needs: ``squad_token_ranking.md``), against ``squad_recipe.md``'s 5x bar. A
+``LAYERS:GENE`` entry's int8 artifact is of a student made of those layers (as ``student.init_layers`` makes it; the
+gene has one ratio per student layer), timed against the same baseline, the whole MiniLM-L6 FP32 eager: what a
+shallower student (``squad_student.py``) would buy in speed, with or without token pruning.
 Writes benchmarks/results/squad_speed_ceiling.json and .md. Run nothing else heavy meanwhile: it is timed.
 """
 
@@ -35,15 +41,40 @@ GENES = ("none", SEARCHED_GENE, "1,1,1,1,0.1,0.1", "1,1,0.1,0.1,0.1,0.1", "0.5,0
 SEQ_LENS = tuple(range(32, 385, 32))
 
 
+def parse_system(entry: str) -> tuple[list[int] | None, str]:
+    """``GENE`` or ``LAYERS:GENE`` -> (the student's MiniLM-L6 layers or None for all six, the gene), checked."""
+    from qla_sdk.modeling import LengthConfig
+
+    layers_text, _, gene = entry.rpartition(":")
+    try:
+        layers = [int(x) for x in layers_text.split("-")] if layers_text else None
+    except ValueError:
+        raise SystemExit(f"--genes {entry!r}: LAYERS is dash-separated layer indices, e.g. 0-2-4-5:none") from None
+    depth = len(layers) if layers else 6
+    if layers and (sorted(set(layers)) != layers or not 0 <= layers[0] <= layers[-1] < 6):
+        raise SystemExit(f"--genes {entry!r}: LAYERS must be increasing MiniLM-L6 layers in 0..5, e.g. 0-2-4-5")
+    if gene != "none":
+        LengthConfig.parse(gene).check(depth, 384)  # a bad gene is named before minutes of builds
+    return layers, gene
+
+
+def artifact_name(entry: str) -> str:
+    """The folder of an entry's int8 artifact."""
+    layers, gene = parse_system(entry)
+    student = f"layers{'-'.join(map(str, layers))}_" if layers else ""
+    return f"int8_{student}{gene.replace(',', '_')}"
+
+
 def build(work: Path, train: Path, genes: list[str]) -> tuple[Path, dict[str, Path]]:
-    """The FP32 eager artifact (full length) and an int8 artifact per gene, under ``work`` (kept: a rerun reuses
-    them)."""
+    """The FP32 eager artifact (the whole model, full length) and an int8 artifact per ``--genes`` entry, under
+    ``work`` (kept: a rerun reuses them)."""
     from qla_sdk.data import load_tokenizer
     from qla_sdk.deploy import export_model
     from qla_sdk.deploy.evaluation import task_rows
     from qla_sdk.modeling import from_pretrained
     from qla_sdk.pretrained import minilm_path
     from qla_sdk.quantize import QuantConfig
+    from qla_sdk.train.student import student_from_layers
 
     tokenizer = load_tokenizer(minilm_path())
     model = from_pretrained(minilm_path(), task="question-answering", seed=0).eval()
@@ -54,28 +85,34 @@ def build(work: Path, train: Path, genes: list[str]) -> tuple[Path, dict[str, Pa
     rows: list[dict] = []
     config = QuantConfig(backend="openvino", seq_lens=SEQ_LENS, inference_precision="auto", calibration_samples=300)
     artifacts = {}
-    for gene in genes:
-        folder = work / f"int8_{gene.replace(',', '_')}"
+    for entry in genes:
+        layers, gene = parse_system(entry)
+        compressed = student_from_layers(model, layers).eval() if layers else model
+        folder = work / artifact_name(entry)
         if not folder.exists():
             print(f"building {folder.name} ...", file=sys.stderr, flush=True)
             rows = rows or task_rows("question-answering", str(train), "validation", tokenizer, 384, 128, 300)[0]
             lc = None if gene == "none" else gene
-            export_model(model, folder, tokenizer, config=config, calibration=rows, length_config=lc, **shape)
-        artifacts[gene] = folder
+            export_model(compressed, folder, tokenizer, config=config, calibration=rows, length_config=lc, **shape)
+        artifacts[entry] = folder
     return fp32, artifacts
 
 
-def macs_share(gene: str, lengths: list[int]) -> float:
-    """The gene's MACs over the questions' first windows (``lengths``: their real token counts), as a share of the
-    full model's."""
+def macs_share(entry: str, lengths: list[int]) -> float:
+    """The MACs of an entry's model over the questions' first windows (``lengths``: their real token counts), as a
+    share of the whole model's at full length."""
+    import copy
+
     from qla_sdk.modeling import LengthConfig, count_macs, load_config
     from qla_sdk.pretrained import minilm_path
 
-    if gene == "none":
-        return 1.0
-    config, lc = load_config(minilm_path()), LengthConfig.parse(gene)
+    layers, gene = parse_system(entry)
+    config = load_config(minilm_path())
+    compressed = copy.deepcopy(config)
+    compressed.num_hidden_layers = len(layers) if layers else config.num_hidden_layers
+    lc = None if gene == "none" else LengthConfig.parse(gene)
     full = sum(count_macs(config, n, None, "question-answering") for n in lengths)
-    return sum(count_macs(config, n, lc, "question-answering") for n in lengths) / full
+    return sum(count_macs(compressed, n, lc, "question-answering") for n in lengths) / full
 
 
 def time_systems(work: Path, squad: Path, genes: list[str], questions: int) -> dict:
@@ -109,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="folder outside the repository for the split and artifacts")
     parser.add_argument("--squad", default=str(SQUAD), help="SQuAD v1.1 file to split by article (80/20, seed 0)")
-    parser.add_argument("--genes", nargs="+", default=list(GENES), help="ratio genes, or none (full length)")
+    parser.add_argument(
+        "--genes",
+        nargs="+",
+        default=list(GENES),
+        help="ratio genes or none (full length); LAYERS:GENE for a student",
+    )
     parser.add_argument("--questions", type=int, default=2275, help="evaluation questions timed (default: all)")
     parser.add_argument("--timings", type=int, default=3, help="timings, each in a fresh process (default 3)")
     parser.add_argument("--out", default=str(RESULTS / "squad_speed_ceiling.json"))
@@ -119,11 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--questions {args.questions}: time at least one block of 25")
     if args.timings < 1:
         parser.error(f"--timings {args.timings}: must be >= 1")
-    from qla_sdk.modeling import LengthConfig
-
-    for gene in args.genes:
-        if gene != "none":
-            LengthConfig.parse(gene).check(6, 384)  # a bad gene is named before minutes of builds
+    for entry in args.genes:
+        parse_system(entry)  # a bad entry is named before minutes of builds
 
     from qla_bench.report import markdown_table, write_results
     from qla_sdk.io import write_json_atomic
@@ -169,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             "speedup_per_process": [round(x, 2) for x in per_process],
         }
         figures["genes"].append(record)
-        label = "int8, full length" if gene == "none" else f"int8, {gene}"
+        layers, ratios = parse_system(gene)
+        student = f"{len(layers)}-layer student ({'-'.join(map(str, layers))}), " if layers else ""
+        label = f"int8, {student}" + ("full length" if ratios == "none" else ratios)
         rows.append(
             [
                 label,

@@ -14,6 +14,7 @@ so with a ratio length config a 120-token input keeps a share of 120 tokens, not
 
 from __future__ import annotations
 
+import copy
 import numbers
 import os
 import threading
@@ -74,8 +75,18 @@ class Predictor:
         # Tokens the tokenizer adds to a text / a pair: a row with no more holds nothing of the text.
         self._specials = tokenizer.num_special_tokens_to_add(pair=False)
         self._pair_specials = tokenizer.num_special_tokens_to_add(pair=True)
-        # Fast tokenizers mutate their truncation state per call and raise "Already borrowed" when shared.
-        self._tokenizer_lock = threading.Lock()
+        # Fast tokenizers mutate their truncation state per call and raise "Already borrowed" when shared across
+        # threads: each thread tokenizes with its own copy (made on its first call), so threads serving requests
+        # tokenize in parallel instead of queueing on one tokenizer.
+        self._local = threading.local()
+        self._local.tokenizer = tokenizer
+
+    def _thread_tokenizer(self):
+        """This thread's copy of the tokenizer (the loaded one on the thread that loaded the predictor)."""
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._local.tokenizer = copy.deepcopy(self.tokenizer)
+        return tokenizer
 
     def __repr__(self) -> str:
         lc = self.manifest.length_config
@@ -135,13 +146,13 @@ class Predictor:
             raise ValueError("predict(texts): mix of single texts and (text, text) pairs; use one kind per call")
         first = [p[0] for p in pairs]
         second = [p[1] for p in pairs] if widths == {2} else None
-        with self._tokenizer_lock:
-            encoded = self.tokenizer(first, second, truncation=False, verbose=False)
-            full = encoded["input_ids"]
-            self._check_tokens(encoded, paired=second is not None)
-            cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
-            if cut:  # only then a second pass: untruncated, the first one already is what the model takes
-                encoded = self.tokenizer(first, second, truncation=True, max_length=self.max_length)
+        tokenizer = self._thread_tokenizer()
+        encoded = tokenizer(first, second, truncation=False, verbose=False)
+        full = encoded["input_ids"]
+        self._check_tokens(encoded, paired=second is not None)
+        cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
+        if cut:  # only then a second pass: untruncated, the first one already is what the model takes
+            encoded = tokenizer(first, second, truncation=True, max_length=self.max_length)
         if cut:
             warnings.warn(
                 f"{len(cut)} input(s) (e.g. #{cut[0]}, {len(full[cut[0]])} tokens) exceed max_length "
@@ -189,8 +200,8 @@ class Predictor:
             check_text(c, f"context #{i}", self.max_chars)
         self._check_total(sum(len(q) + len(c) for q, c in zip(questions, contexts, strict=True)))
         examples = [QAExample(str(i), "", q, c) for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
-        with self._tokenizer_lock:
-            features = qa_features(examples, self.tokenizer, self.max_length, self.doc_stride, word_ids=align_to_words)
+        tokenizer = self._thread_tokenizer()
+        features = qa_features(examples, tokenizer, self.max_length, self.doc_stride, word_ids=align_to_words)
         if features.clipped_questions:
             cut = features.clipped_questions
             warnings.warn(

@@ -41,3 +41,42 @@ def test_the_speed_ceiling_script_refuses_a_bad_gene_before_building(tmp_path, c
     with pytest.raises(ConfigError, match="has 2 entries but the model has 6 layers"):
         module.main(["--work", str(tmp_path / "w"), "--genes", "1,0.5"])
     assert not (tmp_path / "w").exists()  # nothing split or built
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("none", (None, "none")),
+        ("1,1,0.5,0.3,0.2,0.1", (None, "1,1,0.5,0.3,0.2,0.1")),
+        ("0-2-4-5:none", ([0, 2, 4, 5], "none")),
+        ("0-2-4-5:1,1,0.66,0.27", ([0, 2, 4, 5], "1,1,0.66,0.27")),
+    ],
+)
+def test_the_speed_ceiling_reads_whole_model_and_student_entries(entry, expected):
+    assert load_benchmark("squad_speed_ceiling").parse_system(entry) == expected
+
+
+@pytest.mark.parametrize(
+    ("entry", "error", "match"),
+    [
+        ("0-x:none", SystemExit, "dash-separated layer indices"),
+        ("2-1:none", SystemExit, "increasing MiniLM-L6 layers"),
+        ("0-6:none", SystemExit, "increasing MiniLM-L6 layers"),
+        ("0-2-4-5:1,0.5", ConfigError, "has 2 entries but the model has 4 layers"),
+    ],
+)
+def test_the_speed_ceiling_refuses_a_bad_student_entry(entry, error, match):
+    with pytest.raises(error, match=match):
+        load_benchmark("squad_speed_ceiling").parse_system(entry)
+
+
+def test_a_students_macs_share_counts_its_layers_against_the_whole_model():
+    """A 4-layer student at full length does 4/6 of the layers' MACs, plus the span head both models share (tiny),
+    and its artifact gets a folder of its own."""
+    module = load_benchmark("squad_speed_ceiling")
+    lengths = [120, 184, 384]
+    assert module.macs_share("none", lengths) == 1.0
+    student = module.macs_share("0-2-4-5:none", lengths)
+    assert student == pytest.approx(4 / 6, abs=0.001) and student > 4 / 6
+    assert module.macs_share("0-2-4-5:1,1,0.5,0.5", lengths) < student
+    assert module.artifact_name("0-2-4-5:none") != module.artifact_name("none")

@@ -287,6 +287,26 @@ def test_eight_threads_agree_with_one(qa_artifact):
     assert not errors and results == expected
 
 
+def test_each_thread_tokenizes_with_its_own_tokenizer(qa_artifact):
+    """Fast tokenizers cannot be shared across threads ("Already borrowed"): a thread gets its own copy, kept for its
+    later calls, so serving threads tokenize in parallel; the loading thread keeps the loaded one."""
+    predictor = qla_sdk.load(qa_artifact)
+    assert predictor._thread_tokenizer() is predictor.tokenizer
+    seen = {}
+
+    def work(i):
+        seen[i] = (predictor._thread_tokenizer(), predictor._thread_tokenizer())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (a, a_again), (b, b_again) = seen[0], seen[1]
+    assert a is a_again and b is b_again
+    assert len({id(a), id(b), id(predictor.tokenizer)}) == 3
+
+
 def test_openvino_artifact_served_one_row_at_a_time(qa_model, tokenizer, tmp_path):
     """``load(max_batch_size=1)`` gives an ``openvino`` artifact's runner no dynamic-batch copies, and the same
     answers, windows and all."""
