@@ -77,15 +77,17 @@ class Predictor:
         self._pair_specials = tokenizer.num_special_tokens_to_add(pair=True)
         # Fast tokenizers mutate their truncation state per call and raise "Already borrowed" when shared across
         # threads: each thread tokenizes with its own copy (made on its first call), so threads serving requests
-        # tokenize in parallel instead of queueing on one tokenizer.
+        # tokenize in parallel instead of queueing on one tokenizer. ``self.tokenizer`` itself is only copied
+        # (under a lock), never called here: a copy read while another thread's call mutates it could fail too.
         self._local = threading.local()
-        self._local.tokenizer = tokenizer
+        self._copy_lock = threading.Lock()
 
     def _thread_tokenizer(self):
-        """This thread's copy of the tokenizer (the loaded one on the thread that loaded the predictor)."""
+        """This thread's own copy of ``self.tokenizer``."""
         tokenizer = getattr(self._local, "tokenizer", None)
         if tokenizer is None:
-            tokenizer = self._local.tokenizer = copy.deepcopy(self.tokenizer)
+            with self._copy_lock:
+                tokenizer = self._local.tokenizer = copy.deepcopy(self.tokenizer)
         return tokenizer
 
     def __repr__(self) -> str:

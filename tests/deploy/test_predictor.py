@@ -289,9 +289,10 @@ def test_eight_threads_agree_with_one(qa_artifact):
 
 def test_each_thread_tokenizes_with_its_own_tokenizer(qa_artifact):
     """Fast tokenizers cannot be shared across threads ("Already borrowed"): a thread gets its own copy, kept for its
-    later calls, so serving threads tokenize in parallel; the loading thread keeps the loaded one."""
+    later calls, so serving threads tokenize in parallel; the loaded tokenizer is only copied from."""
     predictor = qla_sdk.load(qa_artifact)
-    assert predictor._thread_tokenizer() is predictor.tokenizer
+    main = predictor._thread_tokenizer()
+    assert main is predictor._thread_tokenizer() and main is not predictor.tokenizer
     seen = {}
 
     def work(i):
@@ -304,7 +305,7 @@ def test_each_thread_tokenizes_with_its_own_tokenizer(qa_artifact):
         t.join()
     (a, a_again), (b, b_again) = seen[0], seen[1]
     assert a is a_again and b is b_again
-    assert len({id(a), id(b), id(predictor.tokenizer)}) == 3
+    assert len({id(a), id(b), id(main), id(predictor.tokenizer)}) == 4
 
 
 def test_openvino_artifact_served_one_row_at_a_time(qa_model, tokenizer, tmp_path):
