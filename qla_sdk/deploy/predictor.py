@@ -28,6 +28,7 @@ from qla_sdk.data import qa_doc_stride
 from qla_sdk.data.qa_postprocess import DEFAULT_MAX_ANSWER_LENGTH, N_BEST, NO_ANSWER
 from qla_sdk.deploy.accuracy_check import warn_if_checked_elsewhere
 from qla_sdk.deploy.artifact import Manifest, read_manifest
+from qla_sdk.deploy.int8_speed_check import warn_if_int8_does_not_pay
 from qla_sdk.deploy.manifest_checks import check_manifest_against_model
 from qla_sdk.errors import CheckpointError, ConfigError, QlaError
 
@@ -439,6 +440,7 @@ def load(
         ) from exc
     check_manifest_against_model(manifest, runner, tokenizer)
     warn_if_checked_elsewhere(manifest)
+    warn_if_int8_does_not_pay(manifest)
     longest = max(runner.seq_lens) if runner.seq_lens else None
     if longest is not None and max_length is None and manifest.max_length > longest:
         # Exports before 2026-12 allowed graphs shorter than max_length (--seq-lens 128,256 at 384): serve at the
