@@ -87,10 +87,10 @@ def build(work: Path, train: Path, genes: list[str]) -> tuple[Path, dict[str, Pa
     artifacts = {}
     for entry in genes:
         layers, gene = parse_system(entry)
-        compressed = student_from_layers(model, layers).eval() if layers else model
         folder = work / artifact_name(entry)
         if not folder.exists():
             print(f"building {folder.name} ...", file=sys.stderr, flush=True)
+            compressed = student_from_layers(model, layers).eval() if layers else model
             rows = rows or task_rows("question-answering", str(train), "validation", tokenizer, 384, 128, 300)[0]
             lc = None if gene == "none" else gene
             export_model(compressed, folder, tokenizer, config=config, calibration=rows, length_config=lc, **shape)
